@@ -1,0 +1,135 @@
+// Package config loads and validates the worker's YAML configuration.
+//
+// It owns the typed configuration, its defaults (in one place, Defaults and
+// applyDefaults) and its validation. It never holds a secret literal: secrets
+// are referenced by file, environment variable or systemd credential name and
+// read only when a credential is built (see SecretRef.Read).
+package config
+
+import "time"
+
+// Config is the whole configuration file.
+type Config struct {
+	// Database holds the PostgreSQL connection. The URL may be overridden by
+	// the environment variable ENTRAPROV_DATABASE_URL (then DATABASE_URL).
+	Database Database `yaml:"database"`
+	// Metrics is where /metrics and /healthz are served ("" disables).
+	Metrics Metrics `yaml:"metrics"`
+	// Log selects the log format and level.
+	Log Log `yaml:"log"`
+	// Jobs are the provisioning jobs, one per tenant/source pair.
+	Jobs []Job `yaml:"jobs"`
+}
+
+// Database is the PostgreSQL connection.
+type Database struct {
+	URL string `yaml:"url"`
+	// MaxConns bounds the pgx pool.
+	MaxConns int32 `yaml:"max_conns"`
+}
+
+// Metrics is the Prometheus /metrics and /healthz listener.
+type Metrics struct {
+	Listen string `yaml:"listen"` // e.g. 127.0.0.1:9464; empty: off
+}
+
+// Log controls log/slog output.
+type Log struct {
+	Format string `yaml:"format"` // auto | json | text
+	Level  string `yaml:"level"`  // debug | info | warn | error
+}
+
+// Job is one provisioning job: a source relation reconciled into one tenant.
+type Job struct {
+	Name     string `yaml:"name"`
+	TenantID string `yaml:"tenant_id"`
+	// Cloud is public | usgov | china; it selects the authority host and the
+	// Graph base URL.
+	Cloud string `yaml:"cloud"`
+	// AuthorityHost and GraphURL override the cloud's endpoints (the
+	// emulator, a sovereign proxy). GraphURL ends in /v1.0.
+	AuthorityHost string `yaml:"authority_host"`
+	GraphURL      string `yaml:"graph_url"`
+	// CAFile adds a PEM CA bundle trusted for the endpoints (the emulator).
+	CAFile string `yaml:"ca_file"`
+
+	Auth Auth `yaml:"auth"`
+
+	// Schedule is a cron spec: 5 fields, optional seconds field, CRON_TZ= or
+	// TZ= prefix, or a descriptor (@daily, @every 6h).
+	Schedule string   `yaml:"schedule"`
+	Jitter   Duration `yaml:"jitter"`
+	// CatchUp runs once at start-up when a scheduled time was missed.
+	CatchUp bool `yaml:"catch_up"`
+
+	// Source is the relation (table or view) holding desired users, e.g.
+	// "entraprov.desired_users" or "hr.entra_users".
+	Source string `yaml:"source"`
+	// AllowedDomains are the UPN domains this job may write.
+	AllowedDomains []string `yaml:"allowed_domains"`
+
+	Leaver    Leaver    `yaml:"leaver"`
+	Threshold Threshold `yaml:"deletion_threshold"`
+	Matching  Matching  `yaml:"matching"`
+	Password  Password  `yaml:"password"`
+
+	// BatchSize is the number of steps per $batch request (1..20).
+	BatchSize int `yaml:"batch_size"`
+	// MaxConcurrency bounds the $batch requests in flight.
+	MaxConcurrency int `yaml:"max_concurrency"`
+}
+
+// Auth says how the job signs in as the application. Secrets are references.
+type Auth struct {
+	// Method is certificate | secret | managed_identity | workload_identity.
+	Method   string `yaml:"method"`
+	ClientID string `yaml:"client_id"`
+
+	// Secret locates the client secret (method secret).
+	Secret SecretRef `yaml:"client_secret"`
+
+	// Certificate: PEM file holding certificate(s) and key, or separate
+	// files, or a PFX; key/PFX passwords by reference.
+	CertificateFile string    `yaml:"certificate_file"`
+	KeyFile         string    `yaml:"key_file"`
+	KeyCredential   string    `yaml:"key_credential"` // systemd credential name holding the key/PEM
+	PFXFile         string    `yaml:"pfx_file"`
+	PFXPassword     SecretRef `yaml:"pfx_password"`
+	SendChain       bool      `yaml:"send_certificate_chain"`
+
+	// ManagedIdentityClientID selects a user-assigned managed identity.
+	ManagedIdentityClientID string `yaml:"managed_identity_client_id"`
+}
+
+// SecretRef points at a secret without holding it. Exactly one field is set.
+type SecretRef struct {
+	File       string `yaml:"file"`       // path to a file holding the secret
+	Env        string `yaml:"env"`        // name of an environment variable
+	Credential string `yaml:"credential"` // systemd LoadCredential= name, read from $CREDENTIALS_DIRECTORY
+}
+
+// Leaver says what happens to a managed user that left the source.
+type Leaver struct {
+	Action      string   `yaml:"action"`       // disable | delete | ignore
+	DeleteAfter Duration `yaml:"delete_after"` // with delete: grace period while disabled
+}
+
+// Threshold blocks a run whose disables+deletes exceed either bound.
+type Threshold struct {
+	MaxCount   int     `yaml:"max_count"`   // 0: no count bound
+	MaxPercent float64 `yaml:"max_percent"` // of managed users; 0: no percent bound
+}
+
+// Matching is the rule for adopting a pre-existing unlinked directory user.
+type Matching struct {
+	AdoptBy string `yaml:"adopt_by"` // none | employee_id | user_principal_name
+}
+
+// Password controls initial passwords of created users.
+type Password struct {
+	ForceChangeNextSignIn bool `yaml:"force_change_next_sign_in"`
+	Length                int  `yaml:"length"`
+}
+
+// Duration is a time.Duration that also accepts a day suffix ("30d").
+type Duration struct{ time.Duration }

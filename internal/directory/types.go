@@ -1,0 +1,112 @@
+package directory
+
+import (
+	"fmt"
+	"time"
+)
+
+// OpKind is what an Operation does to the directory.
+type OpKind string
+
+// Operation kinds. Each maps to exactly one Graph request.
+const (
+	OpCreate        OpKind = "create"         // POST /users
+	OpUpdate        OpKind = "update"         // PATCH /users/{id} (also disable/enable: accountEnabled)
+	OpDelete        OpKind = "delete"         // DELETE /users/{id} (soft delete)
+	OpRestore       OpKind = "restore"        // POST /directory/deletedItems/{id}/restore
+	OpSetManager    OpKind = "set_manager"    // PUT /users/{id}/manager/$ref
+	OpRemoveManager OpKind = "remove_manager" // DELETE /users/{id}/manager/$ref
+	OpAddMember     OpKind = "add_member"     // POST /groups/{gid}/members/$ref
+	OpRemoveMember  OpKind = "remove_member"  // DELETE /groups/{gid}/members/{id}/$ref
+)
+
+// Operation is one write to the directory. The executor sends it as one
+// $batch step and answers with exactly one Result carrying the same Key.
+type Operation struct {
+	// Key is the caller's correlation id (e.g. the sync_operations row id);
+	// unique within one Execute call.
+	Key      int64
+	Kind     OpKind
+	ObjectID string // target user; empty for OpCreate
+	// RelatedID is the manager's object id (OpSetManager) or the group id
+	// (OpAddMember, OpRemoveMember).
+	RelatedID string
+	// Fields are Graph user properties by their JSON names for OpCreate and
+	// OpUpdate; a nil value clears the property.
+	Fields map[string]any
+	// Password is the initial password of OpCreate. It is sent in
+	// passwordProfile and never logged, stored or returned.
+	Password string
+	// ForceChangePassword sets passwordProfile.forceChangePasswordNextSignIn.
+	ForceChangePassword bool
+}
+
+// String never shows the password.
+func (o Operation) String() string {
+	return fmt.Sprintf("%s key=%d object=%s related=%s", o.Kind, o.Key, o.ObjectID, o.RelatedID)
+}
+
+// Outcome is the final state of an Operation.
+type Outcome string
+
+// Outcomes. Every operation handed to Execute ends in exactly one of them.
+const (
+	Succeeded  Outcome = "succeeded"
+	Failed     Outcome = "failed"      // Graph refused it or retries ran out; Err says why
+	NotStarted Outcome = "not_started" // never sent (context cancelled first)
+)
+
+// Result is the final answer for one Operation.
+type Result struct {
+	Key     int64
+	Kind    OpKind
+	Outcome Outcome
+	// HTTPStatus of the last attempt (0 if none reached Graph).
+	HTTPStatus int
+	// ObjectID of the created user (OpCreate), else the target.
+	ObjectID string
+	// Err is set when Outcome is Failed: a *GraphError or a transport error.
+	Err       error
+	RequestID string
+	Attempts  int
+	Latency   time.Duration // from first send to final answer
+}
+
+// User is a directory user as read from Graph (list, delta, lookup).
+type User struct {
+	ID                string
+	UserPrincipalName string
+	DisplayName       string
+	MailNickname      string
+	GivenName         string
+	Surname           string
+	JobTitle          string
+	Department        string
+	OfficeLocation    string
+	CompanyName       string
+	EmployeeID        string
+	EmployeeType      string
+	UsageLocation     string
+	MobilePhone       string
+	Mail              string
+	AccountEnabled    bool
+	ManagerID         string
+	// Removed is set for a delta "@removed" entry: "changed" (soft-deleted,
+	// restorable) or "deleted" (gone for good).
+	Removed string
+}
+
+// GraphError is an error answered by Microsoft Graph.
+type GraphError struct {
+	Status     int
+	Code       string // e.g. Request_BadRequest, Authorization_RequestDenied
+	Message    string
+	Target     string // details[0].target, e.g. userPrincipalName
+	DetailCode string // details[0].code, e.g. ObjectConflict
+	RequestID  string
+	RetryAfter time.Duration
+}
+
+func (e *GraphError) Error() string {
+	return fmt.Sprintf("graph: %d %s: %s (request-id %s)", e.Status, e.Code, e.Message, e.RequestID)
+}

@@ -1,0 +1,158 @@
+package store
+
+import "time"
+
+// DesiredUser is one row of a job's source relation (the contract of
+// entraprov.desired_users). Empty strings mean NULL: "no value wanted".
+type DesiredUser struct {
+	ExternalID        string
+	UserPrincipalName string
+	DisplayName       string
+	MailNickname      string // empty: derived from the UPN local part
+	GivenName         string
+	Surname           string
+	JobTitle          string
+	Department        string
+	OfficeLocation    string
+	CompanyName       string
+	EmployeeID        string
+	EmployeeType      string
+	UsageLocation     string
+	MobilePhone       string
+	AccountEnabled    bool
+	ManagerExternalID string
+	Groups            []string // group object ids
+}
+
+// Link ties a source external_id to a directory object for one job. It is
+// what makes the worker touch only users it manages.
+type Link struct {
+	Job        string
+	ExternalID string
+	// ObjectID is empty while State is LinkCreating (a create was sent and
+	// its answer is not known yet).
+	ObjectID string
+	// UserPrincipalName is the UPN last applied (or sent with a create).
+	UserPrincipalName string
+	State             string // LinkCreating | LinkActive | LinkDisabled | LinkDeleted
+	AppliedHash       string // hash of the attributes last applied
+	ManagerObjectID   string // manager last applied ("" none)
+	Groups            []string
+	DisabledAt        *time.Time
+	DeletedAt         *time.Time
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+}
+
+// Link states.
+const (
+	LinkCreating = "creating"
+	LinkActive   = "active"
+	LinkDisabled = "disabled"
+	LinkDeleted  = "deleted"
+)
+
+// DirectoryUser is the mirror of a user in the directory (from /users/delta).
+type DirectoryUser struct {
+	ObjectID          string
+	UserPrincipalName string
+	DisplayName       string
+	MailNickname      string
+	GivenName         string
+	Surname           string
+	JobTitle          string
+	Department        string
+	OfficeLocation    string
+	CompanyName       string
+	EmployeeID        string
+	EmployeeType      string
+	UsageLocation     string
+	MobilePhone       string
+	Mail              string
+	AccountEnabled    bool
+	ManagerObjectID   string
+	// Deleted is true for a soft-deleted user (delta "@removed" reason
+	// "changed"): restorable for 30 days.
+	Deleted   bool
+	UpdatedAt time.Time
+}
+
+// SourceRow is one row of the ordered FULL OUTER JOIN
+// source ⋈ directory_links ⋈ directory_users for a job. Any of Desired,
+// Link and Current may be nil.
+type SourceRow struct {
+	ExternalID string
+	Desired    *DesiredUser   // nil: the user left the source
+	Link       *Link          // nil: never provisioned by this job
+	Current    *DirectoryUser // mirror of Link.ObjectID; nil: unknown to the mirror
+	// Candidate is an unlinked directory user whose UPN or employeeId equals
+	// the desired one: adopted only if the job's matching rule allows it,
+	// otherwise a conflict. Set only when Link is nil or LinkCreating.
+	Candidate *DirectoryUser
+}
+
+// Run is a sync_runs row.
+type Run struct {
+	ID           int64
+	Job          string
+	TenantID     string
+	Trigger      string // schedule | catchup | manual | startup
+	Mode         string // apply | plan
+	ScheduledFor *time.Time
+	StartedAt    time.Time
+	FinishedAt   *time.Time
+	Status       string         // running | succeeded | partial | failed | blocked | interrupted | skipped
+	Counts       map[string]int // per action and per status
+	Stats        RunStats
+	ErrorSummary string
+	Host         string
+	PID          int
+}
+
+// RunStats are the Graph traffic figures of a run.
+type RunStats struct {
+	Requests  int
+	Batches   int
+	Throttled int
+	Retried   int
+}
+
+// Run statuses.
+const (
+	RunRunning     = "running"
+	RunSucceeded   = "succeeded"
+	RunPartial     = "partial"
+	RunFailed      = "failed"
+	RunBlocked     = "blocked"
+	RunInterrupted = "interrupted"
+	RunSkipped     = "skipped"
+)
+
+// Operation is a sync_operations row: one planned action for one user.
+type Operation struct {
+	ID         int64
+	RunID      int64
+	ExternalID string
+	ObjectID   string
+	Action     string         // create | update | disable | enable | delete | restore | manager | group_add | group_remove | adopt | skip
+	Changes    map[string]any // changed fields, never a secret
+	Status     string         // planned | pending | succeeded | failed | skipped | not_started | interrupted
+	HTTPStatus int
+	ErrorCode  string
+	Message    string
+	RequestID  string
+	Attempts   int
+	LatencyMS  int
+	At         time.Time
+}
+
+// Operation statuses.
+const (
+	OpPlanned     = "planned" // plan mode: recorded, never sent
+	OpPending     = "pending" // sent or about to be; not final
+	OpSucceeded   = "succeeded"
+	OpFailed      = "failed"
+	OpSkipped     = "skipped"
+	OpNotStarted  = "not_started"
+	OpInterrupted = "interrupted"
+)
