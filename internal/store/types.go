@@ -130,8 +130,10 @@ const (
 
 // Operation is a sync_operations row: one planned action for one user.
 type Operation struct {
-	ID         int64
-	RunID      int64
+	RunID int64
+	// Seq numbers the operations of one run from 1; (RunID, Seq) is the
+	// key, so the engine can CopyFrom them and use Seq as the executor Key.
+	Seq        int64
 	ExternalID string
 	ObjectID   string
 	Action     string         // create | update | disable | enable | delete | restore | manager | group_add | group_remove | adopt | skip

@@ -1,0 +1,95 @@
+// Command worker is the entraprov batch worker: it reconciles Microsoft
+// Entra ID users with desired users kept in PostgreSQL.
+//
+// main only wires things together: each subcommand lives in its own file and
+// registers itself with addCommand from an init function.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes (sysexits-style where one fits).
+const (
+	exitOK     = 0
+	exitFail   = 1  // a run or check failed
+	exitUsage  = 2  // bad flags or arguments
+	exitConfig = 78 // EX_CONFIG: the configuration is invalid
+)
+
+// exitError carries an exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// withExit marks err with the process exit code it should produce.
+func withExit(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: code, err: err}
+}
+
+// globalFlags are shared by every subcommand.
+type globalFlags struct {
+	configPath  string
+	databaseURL string
+}
+
+var (
+	globals  globalFlags
+	commands []func() *cobra.Command
+)
+
+// addCommand registers a subcommand constructor; called from init functions.
+func addCommand(f func() *cobra.Command) { commands = append(commands, f) }
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "worker",
+		Short:         "Keep Microsoft Entra ID users in line with desired users in PostgreSQL",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&globals.configPath, "config", os.Getenv("ENTRAPROV_CONFIG"),
+		"configuration file (env ENTRAPROV_CONFIG)")
+	root.PersistentFlags().StringVar(&globals.databaseURL, "database-url", "",
+		"PostgreSQL URL; overrides the config file and ENTRAPROV_DATABASE_URL / DATABASE_URL")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return withExit(exitUsage, err) })
+	for _, f := range commands {
+		root.AddCommand(f())
+	}
+	return root
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCommand().ExecuteContext(ctx)
+	stop()
+	os.Exit(exitCode(err))
+}
+
+// exitCode prints err and maps it to the process exit code.
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(os.Stderr, "worker:", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	// cobra reports unknown commands and bad args as plain errors.
+	return exitFail
+}
