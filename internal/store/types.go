@@ -89,6 +89,12 @@ type SourceRow struct {
 	// the desired one: adopted only if the job's matching rule allows it,
 	// otherwise a conflict. Set only when Link is nil or LinkCreating.
 	Candidate *DirectoryUser
+	// ManagerObjectID is the object id linked (by this job) to
+	// Desired.ManagerExternalID; "" when that manager is not provisioned yet.
+	ManagerObjectID string
+	// DuplicateUPN is true when another source row of the job wants the same
+	// userPrincipalName (case-insensitive): both rows fail validation.
+	DuplicateUPN bool
 }
 
 // Run is a sync_runs row.
