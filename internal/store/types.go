@@ -164,3 +164,15 @@ const (
 	OpNotStarted  = "not_started"
 	OpInterrupted = "interrupted"
 )
+
+// JobState is the job_state row of a job: where its delta sync stands and
+// whether it is quarantined after repeated failures.
+type JobState struct {
+	Job                 string
+	DeltaLink           string // "" : next mirror refresh is a full read
+	LastSuccessAt       *time.Time
+	LastRunID           int64
+	QuarantinedUntil    *time.Time
+	QuarantineReason    string
+	ConsecutiveFailures int
+}

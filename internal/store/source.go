@@ -1,0 +1,368 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// sourceColumn is one column of the source contract.
+type sourceColumn struct {
+	name string
+	kind colKind
+}
+
+type colKind int
+
+const (
+	kindText colKind = iota
+	kindBool
+	kindTextArray
+)
+
+func (k colKind) String() string {
+	switch k {
+	case kindBool:
+		return "boolean"
+	case kindTextArray:
+		return "text[]"
+	}
+	return "text"
+}
+
+// accepts lists the PostgreSQL types (format_type of the base type) a column
+// of this kind may have; the stream casts them to the contract type.
+func (k colKind) accepts(typ string) bool {
+	switch k {
+	case kindBool:
+		return typ == "boolean"
+	case kindTextArray:
+		switch typ {
+		case "text[]", "character varying[]", "uuid[]", "citext[]":
+			return true
+		}
+		return false
+	}
+	switch typ {
+	case "text", "character varying", "character", "citext", "name":
+		return true
+	}
+	return false
+}
+
+// sourceColumns is the contract of a source relation, in DesiredUser order.
+var sourceColumns = []sourceColumn{
+	{"external_id", kindText},
+	{"user_principal_name", kindText},
+	{"display_name", kindText},
+	{"mail_nickname", kindText},
+	{"given_name", kindText},
+	{"surname", kindText},
+	{"job_title", kindText},
+	{"department", kindText},
+	{"office_location", kindText},
+	{"company_name", kindText},
+	{"employee_id", kindText},
+	{"employee_type", kindText},
+	{"usage_location", kindText},
+	{"mobile_phone", kindText},
+	{"account_enabled", kindBool},
+	{"manager_external_id", kindText},
+	{"groups", kindTextArray},
+}
+
+// relationIdent quotes a configured relation name ("schema.name" or "name").
+func relationIdent(relation string) (pgx.Identifier, error) {
+	parts := strings.Split(relation, ".")
+	if len(parts) > 2 {
+		return nil, fmt.Errorf("source relation %q: want name or schema.name", relation)
+	}
+	for _, p := range parts {
+		if p == "" {
+			return nil, fmt.Errorf("source relation %q: empty name part", relation)
+		}
+	}
+	return pgx.Identifier(parts), nil
+}
+
+// CheckSource verifies that relation (a table or view) exists and has every
+// contract column with a usable type. The error names every missing column
+// and every wrong type with the type expected, so a user fixes their view in
+// one go.
+func (s *Store) CheckSource(ctx context.Context, relation string) error {
+	ident, err := relationIdent(relation)
+	if err != nil {
+		return err
+	}
+	var oid *uint32
+	err = s.pool.QueryRow(ctx, `SELECT to_regclass($1)::oid`, ident.Sanitize()).Scan(&oid)
+	if err != nil {
+		return fmt.Errorf("source %s: %w", relation, err)
+	}
+	if oid == nil {
+		return fmt.Errorf("source %s: relation does not exist (or the worker's role cannot see it)", relation)
+	}
+	// Domains are checked by their base type.
+	rows, err := s.pool.Query(ctx, `
+SELECT a.attname,
+       CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, NULL) ELSE format_type(a.atttypid, NULL) END
+  FROM pg_attribute a
+  JOIN pg_type t ON t.oid = a.atttypid
+ WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`, *oid)
+	if err != nil {
+		return fmt.Errorf("source %s: read columns: %w", relation, err)
+	}
+	have := map[string]string{}
+	var name, typ string
+	_, err = pgx.ForEachRow(rows, []any{&name, &typ}, func() error {
+		have[name] = typ
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("source %s: read columns: %w", relation, err)
+	}
+	if err := s.checkPrivilege(ctx, *oid, relation); err != nil {
+		return err
+	}
+	var problems []string
+	for _, c := range sourceColumns {
+		typ, ok := have[c.name]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("missing column %s (%s)", c.name, c.kind))
+		case !c.kind.accepts(typ):
+			problems = append(problems, fmt.Sprintf("column %s has type %s; want %s (cast it in the view: %s::%s AS %s)",
+				c.name, typ, c.kind, c.name, c.kind, c.name))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("source %s does not match the desired_users contract:\n  %s",
+			relation, strings.Join(problems, "\n  "))
+	}
+	return nil
+}
+
+func (s *Store) checkPrivilege(ctx context.Context, oid uint32, relation string) error {
+	var ok bool
+	if err := s.pool.QueryRow(ctx, `SELECT has_table_privilege($1::oid, 'SELECT')`, oid).Scan(&ok); err != nil {
+		return fmt.Errorf("source %s: check privilege: %w", relation, err)
+	}
+	if !ok {
+		return fmt.Errorf("source %s: the worker's role may not SELECT from it (GRANT SELECT ON %s TO <role>)", relation, relation)
+	}
+	return nil
+}
+
+// streamQuery builds the ordered FULL OUTER JOIN for one source relation.
+// Every text column is coalesced to the empty string (the Go contract:
+// empty means NULL), and the has_* flags tell which sides exist.
+func streamQuery(rel string) string {
+	var src strings.Builder
+	for i, c := range sourceColumns {
+		if i > 0 {
+			src.WriteString(",\n       ")
+		}
+		switch c.kind {
+		case kindText:
+			fmt.Fprintf(&src, "s.%s::text AS %s", c.name, c.name)
+		case kindBool:
+			fmt.Fprintf(&src, "s.%s::boolean AS %s", c.name, c.name)
+		case kindTextArray:
+			fmt.Fprintf(&src, "s.%s::text[] AS %s", c.name, c.name)
+		}
+	}
+	var srcCols strings.Builder
+	for _, c := range sourceColumns {
+		switch c.kind {
+		case kindText:
+			fmt.Fprintf(&srcCols, "coalesce(src.%s, ''), ", c.name)
+		case kindBool:
+			fmt.Fprintf(&srcCols, "coalesce(src.%s, true), ", c.name)
+		case kindTextArray:
+			fmt.Fprintf(&srcCols, "coalesce(src.%s, '{}'), ", c.name)
+		}
+	}
+	return `
+WITH src AS (
+SELECT ` + src.String() + `
+  FROM ` + rel + ` s
+), dup AS (
+SELECT lower(user_principal_name) AS upn
+  FROM src
+ WHERE user_principal_name <> ''
+ GROUP BY 1
+HAVING count(*) > 1
+), l AS (
+SELECT * FROM entraprov.directory_links WHERE job = $1
+)
+SELECT coalesce(src.external_id, l.external_id) COLLATE "C" AS xid,
+       src.external_id IS NOT NULL,
+       ` + srcCols.String() + `
+       l.external_id IS NOT NULL,
+       coalesce(l.object_id, ''), coalesce(l.user_principal_name, ''), coalesce(l.state, ''),
+       coalesce(l.applied_hash, ''), coalesce(l.manager_object_id, ''), coalesce(l.groups, '{}'),
+       l.disabled_at, l.deleted_at, l.created_at, l.updated_at,
+       m.object_id IS NOT NULL, ` + mirrorCols("m") + `,
+       c.object_id IS NOT NULL, ` + mirrorCols("c") + `,
+       coalesce(mgr.object_id, ''),
+       dup.upn IS NOT NULL
+  FROM src
+  FULL JOIN l ON l.external_id = src.external_id
+  LEFT JOIN entraprov.directory_users m ON m.job = $1 AND m.object_id = l.object_id
+  LEFT JOIN dup ON dup.upn = lower(src.user_principal_name)
+  LEFT JOIN entraprov.directory_links mgr
+         ON mgr.job = $1 AND mgr.external_id = src.manager_external_id
+        AND mgr.object_id IS NOT NULL AND mgr.state <> 'deleted'
+  LEFT JOIN LATERAL (
+        SELECT cand.* FROM (
+            (SELECT u.*, 1 AS pri
+               FROM entraprov.directory_users u
+              WHERE u.job = $1 AND lower(u.user_principal_name) = lower(src.user_principal_name)
+                AND NOT EXISTS (SELECT 1 FROM entraprov.directory_links x WHERE x.job = $1 AND x.object_id = u.object_id)
+              ORDER BY u.deleted, u.object_id
+              LIMIT 1)
+            UNION ALL
+            (SELECT u.*, 2 AS pri
+               FROM entraprov.directory_users u
+              WHERE u.job = $1 AND u.employee_id = src.employee_id AND src.employee_id <> ''
+                AND NOT EXISTS (SELECT 1 FROM entraprov.directory_links x WHERE x.job = $1 AND x.object_id = u.object_id)
+              ORDER BY u.deleted, u.object_id
+              LIMIT 1)
+        ) cand
+         WHERE src.external_id IS NOT NULL
+           AND (l.external_id IS NULL OR l.state = 'creating')
+         ORDER BY cand.pri
+         LIMIT 1
+  ) c ON true
+ ORDER BY xid`
+}
+
+// mirrorColumns are the directory_users columns of DirectoryUser, in order.
+var mirrorColumns = []string{
+	"object_id", "user_principal_name", "display_name", "mail_nickname", "given_name", "surname",
+	"job_title", "department", "office_location", "company_name", "employee_id", "employee_type",
+	"usage_location", "mobile_phone", "mail", "manager_object_id",
+}
+
+func mirrorCols(alias string) string {
+	var b strings.Builder
+	for _, c := range mirrorColumns {
+		fmt.Fprintf(&b, "coalesce(%s.%s, ''), ", alias, c)
+	}
+	fmt.Fprintf(&b, "coalesce(%[1]s.account_enabled, false), coalesce(%[1]s.deleted, false), %[1]s.updated_at", alias)
+	return b.String()
+}
+
+// mirrorTargets returns scan targets for mirrorCols into u.
+func mirrorTargets(u *DirectoryUser, updated *pgtype.Timestamptz) []any {
+	return []any{
+		&u.ObjectID, &u.UserPrincipalName, &u.DisplayName, &u.MailNickname, &u.GivenName, &u.Surname,
+		&u.JobTitle, &u.Department, &u.OfficeLocation, &u.CompanyName, &u.EmployeeID, &u.EmployeeType,
+		&u.UsageLocation, &u.MobilePhone, &u.Mail, &u.ManagerObjectID,
+		&u.AccountEnabled, &u.Deleted, updated,
+	}
+}
+
+// ErrStopStream may be returned by a StreamSource callback to end the stream
+// early; StreamSource then returns nil.
+var ErrStopStream = errors.New("stop streaming")
+
+// StreamSource calls fn for every external_id known to the job, in byte
+// order of external_id: the FULL OUTER JOIN of the source relation with the
+// job's directory_links, each link joined with its directory_users mirror
+// row. Rows are read one at a time from the server, so memory does not grow
+// with the number of users. fn must not retain the SourceRow's pointers
+// beyond the call if it mutates them; each row gets fresh structs, so
+// retaining them read-only is safe.
+//
+// Run CheckSource first: a relation missing a column fails here with
+// PostgreSQL's less friendly message.
+func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(SourceRow) error) error {
+	ident, err := relationIdent(relation)
+	if err != nil {
+		return err
+	}
+	rows, err := s.pool.Query(ctx, streamQuery(ident.Sanitize()), job)
+	if err != nil {
+		return fmt.Errorf("stream source %s for job %s: %w", relation, job, err)
+	}
+	defer rows.Close()
+
+	var (
+		xid                        string
+		hasSrc, hasLink, hasMirror bool
+		hasCand, dupUPN            bool
+		d                          DesiredUser
+		l                          Link
+		m, c                       DirectoryUser
+		mUpdated, cUpdated         pgtype.Timestamptz
+		lCreated, lUpdated         pgtype.Timestamptz
+		disabledAt, deletedAt      *time.Time
+		mgrObjectID                string
+	)
+	targets := []any{&xid, &hasSrc,
+		&d.ExternalID, &d.UserPrincipalName, &d.DisplayName, &d.MailNickname, &d.GivenName, &d.Surname,
+		&d.JobTitle, &d.Department, &d.OfficeLocation, &d.CompanyName, &d.EmployeeID, &d.EmployeeType,
+		&d.UsageLocation, &d.MobilePhone, &d.AccountEnabled, &d.ManagerExternalID, &d.Groups,
+		&hasLink, &l.ObjectID, &l.UserPrincipalName, &l.State, &l.AppliedHash, &l.ManagerObjectID, &l.Groups,
+		&disabledAt, &deletedAt, &lCreated, &lUpdated,
+		&hasMirror}
+	targets = append(targets, mirrorTargets(&m, &mUpdated)...)
+	targets = append(targets, &hasCand)
+	targets = append(targets, mirrorTargets(&c, &cUpdated)...)
+	targets = append(targets, &mgrObjectID, &dupUPN)
+
+	n := 0
+	for rows.Next() {
+		// Fresh slices each row: Scan reuses a non-nil slice's backing array,
+		// and the previous row's structs may still be referenced by fn.
+		d.Groups, l.Groups = nil, nil
+		disabledAt, deletedAt = nil, nil
+		if err := rows.Scan(targets...); err != nil {
+			return fmt.Errorf("stream source %s for job %s: row %d: %w", relation, job, n+1, err)
+		}
+		n++
+		row := SourceRow{ExternalID: xid}
+		if hasSrc {
+			du := d
+			row.Desired = &du
+			row.ManagerObjectID = mgrObjectID
+			row.DuplicateUPN = dupUPN
+		}
+		if hasLink {
+			lk := l
+			lk.Job = job
+			lk.ExternalID = xid
+			lk.DisabledAt = disabledAt
+			lk.DeletedAt = deletedAt
+			lk.CreatedAt = lCreated.Time
+			lk.UpdatedAt = lUpdated.Time
+			row.Link = &lk
+		}
+		if hasMirror {
+			mu := m
+			mu.UpdatedAt = mUpdated.Time
+			row.Current = &mu
+		}
+		if hasCand {
+			cu := c
+			cu.UpdatedAt = cUpdated.Time
+			row.Candidate = &cu
+		}
+		if err := fn(row); err != nil {
+			if errors.Is(err, ErrStopStream) {
+				return nil
+			}
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("stream source %s for job %s: %w", relation, job, err)
+	}
+	return nil
+}
