@@ -1,0 +1,22 @@
+// Package sync is the reconcile engine: it decides what to change in the
+// directory for each desired user of a job, and applies those changes.
+//
+// It has two halves. The planner (Plan, Validate, Policy) is pure: a
+// store.SourceRow (source ⋈ link ⋈ mirror for one external_id) goes in, a
+// Decision (zero or more Steps, each one history row and at most one Graph
+// request) comes out; it does no I/O, reads no clock and draws no random
+// numbers, so every transition is a table test. The Engine wraps it with the
+// I/O of a run: job lock, run row, mirror refresh through delta, streaming the
+// source, the deletion threshold, feeding the directory's batch executor and
+// writing links, operation rows and job state as results come back.
+//
+// The engine talks to Postgres and Graph only through the small interfaces
+// declared here (Source, History, State, Directory), which internal/store and
+// internal/directory implement.
+//
+// What this package must not do: touch a directory user that no link of the
+// job names (except adopting one when the job's matching rule allows it, or
+// recovering a create of our own whose answer was lost); keep all users of a
+// job in memory; store, log or return an initial password; parse Graph error
+// messages (it branches on directory.GraphError codes only).
+package sync

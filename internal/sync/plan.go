@@ -1,0 +1,510 @@
+package sync
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/store"
+)
+
+// Actions recorded in sync_operations.action.
+const (
+	ActCreate      = "create"
+	ActUpdate      = "update"
+	ActDisable     = "disable"
+	ActEnable      = "enable"
+	ActDelete      = "delete"
+	ActRestore     = "restore"
+	ActManager     = "manager"
+	ActGroupAdd    = "group_add"
+	ActGroupRemove = "group_remove"
+	ActAdopt       = "adopt"
+	ActSkip        = "skip"
+)
+
+// Step is one planned action on one user: one sync_operations row and at
+// most one Graph request.
+type Step struct {
+	Action string
+	// Kind is the Graph request to send; "" when nothing is sent (a
+	// validation failure, or an adoption that needs no PATCH).
+	Kind      directory.OpKind
+	ObjectID  string // target user ("" for a create)
+	RelatedID string // manager or group object id
+	// Fields are the Graph properties of a create or PATCH; nil clears one.
+	Fields map[string]any
+	// Changes is what history records: the fields with their old and new
+	// values, the manager or group. Never a secret.
+	Changes map[string]any
+	// Failure, when set, fails the step at plan time with this message;
+	// nothing is sent.
+	Failure string
+	// Message is an informational note for history (why a create is
+	// repeated, that a lost create was recovered, …).
+	Message string
+	// Deferred steps wait for a second pass in the same run: the user or
+	// the manager does not exist in the directory yet.
+	Deferred bool
+	// LinkState is the link's state once the step succeeded ("": unchanged).
+	LinkState string
+	// ManagerExternalID is the desired manager (manager steps), for the
+	// message when it never gets provisioned.
+	ManagerExternalID string
+}
+
+// Decision is the plan for one user.
+type Decision struct {
+	ExternalID string
+	UPN        string
+	// Steps are independent of each other once Link is written, except that
+	// Deferred steps need the first pass to have succeeded.
+	Steps []Step
+	// Link, when not nil, is written before any step is sent: the
+	// LinkCreating marker of a create (so a lost answer is recovered on the
+	// next run) or a correction that needs no Graph request.
+	Link *store.Link
+	// Desired is the validated, normalised desired user (nil for a leaver).
+	Desired *store.DesiredUser
+}
+
+// Unchanged reports a user that needs nothing.
+func (d Decision) Unchanged() bool { return len(d.Steps) == 0 }
+
+// Primary is the action of the first step ("" if none).
+func (d Decision) Primary() string {
+	if len(d.Steps) == 0 {
+		return ""
+	}
+	return d.Steps[0].Action
+}
+
+// Plan decides what to do for one row of the job's ordered join. It is pure:
+// the same row, policy and time give the same decision.
+func Plan(row store.SourceRow, p Policy, now time.Time) Decision {
+	dec := Decision{ExternalID: row.ExternalID}
+	if row.Link != nil {
+		dec.UPN = row.Link.UserPrincipalName
+	}
+	leaver := row.Desired == nil || !row.Desired.AccountEnabled
+	if leaver {
+		planLeaver(&dec, row, p, now)
+		return dec
+	}
+
+	d, problems := Validate(row, p)
+	dec.UPN = d.UserPrincipalName
+	dec.Desired = &d
+	if len(problems) > 0 {
+		action := ActCreate
+		if row.Link != nil && row.Link.State != store.LinkCreating {
+			action = ActUpdate
+		}
+		dec.Steps = []Step{{Action: action, Failure: strings.Join(problems, "; ")}}
+		return dec
+	}
+
+	switch {
+	case row.Link == nil:
+		planUnlinked(&dec, row, &d, p)
+	case row.Link.State == store.LinkCreating || row.Link.ObjectID == "":
+		planRecovery(&dec, row, &d, p)
+	case row.Current == nil:
+		// The linked object is gone for good (purged, or deleted by hand and
+		// purged): provision the user again under a new object.
+		dec.Steps = []Step{createStep(&d, p, fmt.Sprintf("linked object %s no longer exists in the directory; creating the user again", row.Link.ObjectID))}
+		dec.Link = creatingLink(row, &d)
+		deferFollowUps(&dec, row, &d)
+	case row.Current.Deleted:
+		dec.Steps = []Step{{
+			Action: ActRestore, Kind: directory.OpRestore, ObjectID: row.Link.ObjectID,
+			LinkState: store.LinkDisabled,
+			Message:   "the user is back in the source; restoring from deleted items",
+		}}
+		deferFollowUps(&dec, row, &d)
+	default:
+		planLinked(&dec, row, &d)
+	}
+	return dec
+}
+
+// planLeaver handles a user who left the source or whose account_enabled is
+// false.
+func planLeaver(dec *Decision, row store.SourceRow, p Policy, now time.Time) {
+	l, c := row.Link, row.Current
+	if l == nil || p.LeaverAction == LeaverIgnore {
+		return // never ours, or the job leaves leavers alone
+	}
+	if l.State == store.LinkCreating || l.ObjectID == "" {
+		// A create of ours may have landed before the user left: if the
+		// directory holds it, take it back and disable it; otherwise there
+		// is nothing to undo.
+		k := row.Candidate
+		if k == nil || k.Deleted || !recoverable(l, k, row.Desired) {
+			return
+		}
+		if !k.AccountEnabled {
+			nl := *l
+			nl.ObjectID, nl.State = k.ObjectID, store.LinkDisabled
+			dec.Link = &nl
+			return
+		}
+		dec.Steps = []Step{disableStep(k.ObjectID, "recovered a create whose answer was lost; the user has left the source")}
+		return
+	}
+	if c == nil {
+		return // gone from the directory: nothing left to disable
+	}
+	if c.Deleted {
+		if l.State != store.LinkDeleted {
+			nl := *l
+			nl.State = store.LinkDeleted
+			if nl.DeletedAt == nil {
+				t := now
+				nl.DeletedAt = &t
+			}
+			dec.Link = &nl
+		}
+		return
+	}
+	if c.AccountEnabled {
+		reason := "the user left the source"
+		if row.Desired != nil {
+			reason = "account_enabled is false in the source"
+		}
+		dec.Steps = []Step{disableStep(l.ObjectID, reason)}
+		return
+	}
+	// Disabled already. The grace period runs from when we saw it disabled.
+	if l.State != store.LinkDisabled || l.DisabledAt == nil {
+		nl := *l
+		nl.State = store.LinkDisabled
+		if nl.DisabledAt == nil {
+			t := now
+			nl.DisabledAt = &t
+		}
+		dec.Link = &nl
+		return
+	}
+	if p.LeaverAction == LeaverDelete && !now.Before(l.DisabledAt.Add(p.DeleteAfter)) {
+		dec.Steps = []Step{{
+			Action: ActDelete, Kind: directory.OpDelete, ObjectID: l.ObjectID, LinkState: store.LinkDeleted,
+			Message: fmt.Sprintf("disabled since %s, longer than leaver.delete_after (%s); soft-deleting (restorable for 30 days)",
+				l.DisabledAt.UTC().Format(time.RFC3339), p.DeleteAfter),
+		}}
+	}
+}
+
+func disableStep(objectID, reason string) Step {
+	return Step{
+		Action: ActDisable, Kind: directory.OpUpdate, ObjectID: objectID,
+		Fields:    map[string]any{"accountEnabled": false},
+		Changes:   map[string]any{"accountEnabled": change(true, false)},
+		LinkState: store.LinkDisabled, Message: reason,
+	}
+}
+
+// planUnlinked handles a desired user no link of this job names.
+func planUnlinked(dec *Decision, row store.SourceRow, d *store.DesiredUser, p Policy) {
+	k := row.Candidate
+	if k != nil && k.Deleted {
+		k = nil // a soft-deleted stranger does not hold the UPN for a create
+	}
+	if k == nil {
+		dec.Steps = []Step{createStep(d, p, "")}
+		dec.Link = creatingLink(row, d)
+		deferFollowUps(dec, row, d)
+		return
+	}
+	if !adoptable(p, k, d) {
+		dec.Steps = []Step{{Action: ActSkip, ObjectID: k.ObjectID, Failure: conflictMessage(p, k, d)}}
+		return
+	}
+	adopt(dec, row, d, k, fmt.Sprintf("adopted an existing user by matching.adopt_by %s", p.AdoptBy))
+}
+
+// planRecovery handles a link left in LinkCreating: a create was sent and its
+// answer never recorded. The directory decides whether it happened.
+func planRecovery(dec *Decision, row store.SourceRow, d *store.DesiredUser, p Policy) {
+	k := row.Candidate
+	if k != nil && !k.Deleted && recoverable(row.Link, k, d) {
+		adopt(dec, row, d, k, "recovered a create whose answer was lost: the directory holds the user it created")
+		dec.Steps[0].Changes["recovered"] = true
+		return
+	}
+	if k != nil && !k.Deleted {
+		// Someone else's user holds the UPN now: the same rules as for any
+		// unlinked user apply.
+		if adoptable(p, k, d) {
+			adopt(dec, row, d, k, fmt.Sprintf("adopted an existing user by matching.adopt_by %s", p.AdoptBy))
+			return
+		}
+		dec.Steps = []Step{{Action: ActSkip, ObjectID: k.ObjectID, Failure: conflictMessage(p, k, d)}}
+		return
+	}
+	dec.Steps = []Step{createStep(d, p, "an earlier create left no user in the directory; creating again")}
+	dec.Link = creatingLink(row, d)
+	deferFollowUps(dec, row, d)
+}
+
+// recoverable says whether directory user k is the one our lost create made:
+// it carries the UPN we sent and, when we sent one, our employeeId.
+func recoverable(l *store.Link, k *store.DirectoryUser, d *store.DesiredUser) bool {
+	if !strings.EqualFold(k.UserPrincipalName, l.UserPrincipalName) {
+		return false
+	}
+	return d == nil || d.EmployeeID == "" || k.EmployeeID == d.EmployeeID
+}
+
+func adoptable(p Policy, k *store.DirectoryUser, d *store.DesiredUser) bool {
+	switch p.AdoptBy {
+	case AdoptEmployeeID:
+		return d.EmployeeID != "" && k.EmployeeID == d.EmployeeID
+	case AdoptUPN:
+		return strings.EqualFold(k.UserPrincipalName, d.UserPrincipalName)
+	}
+	return false
+}
+
+func conflictMessage(p Policy, k *store.DirectoryUser, d *store.DesiredUser) string {
+	what := fmt.Sprintf("this UPN (%s)", d.UserPrincipalName)
+	if !strings.EqualFold(k.UserPrincipalName, d.UserPrincipalName) {
+		what = fmt.Sprintf("this employeeId (%s)", d.EmployeeID)
+	}
+	fix := "set matching.adopt_by or rename"
+	if p.AdoptBy != AdoptNone {
+		fix = fmt.Sprintf("matching.adopt_by is %s and does not match it; change the rule or rename", p.AdoptBy)
+	}
+	return fmt.Sprintf("conflict: an unmanaged user (%s, %s) already has %s; %s", k.ObjectID, k.UserPrincipalName, what, fix)
+}
+
+// adopt links candidate k and brings it to the desired state.
+func adopt(dec *Decision, row store.SourceRow, d *store.DesiredUser, k *store.DirectoryUser, message string) {
+	fields, changes := diff(d, k)
+	if !k.AccountEnabled {
+		fields["accountEnabled"] = true
+		changes["accountEnabled"] = change(false, true)
+	}
+	step := Step{Action: ActAdopt, ObjectID: k.ObjectID, LinkState: store.LinkActive, Message: message, Changes: changes}
+	if len(fields) > 0 {
+		step.Kind, step.Fields = directory.OpUpdate, fields
+	}
+	dec.Steps = []Step{step}
+	// Manager and groups go out with the adoption: the object exists.
+	base := store.Link{}
+	if row.Link != nil {
+		base = *row.Link
+	}
+	dec.Steps = append(dec.Steps, followUps(row, d, k.ObjectID, base)...)
+}
+
+// planLinked handles a managed user that exists (not deleted) and is wanted.
+func planLinked(dec *Decision, row store.SourceRow, d *store.DesiredUser) {
+	l, c := row.Link, row.Current
+	fields, changes := diff(d, c)
+	switch {
+	case !c.AccountEnabled:
+		fields["accountEnabled"] = true
+		changes["accountEnabled"] = change(false, true)
+		dec.Steps = []Step{{Action: ActEnable, Kind: directory.OpUpdate, ObjectID: l.ObjectID, Fields: fields,
+			Changes: changes, LinkState: store.LinkActive, Message: "the user is wanted again (rehire)"}}
+	case len(fields) > 0:
+		st := Step{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: l.ObjectID, Fields: fields, Changes: changes, LinkState: store.LinkActive}
+		if _, ok := fields["userPrincipalName"]; ok {
+			st.Message = fmt.Sprintf("renamed from %s", c.UserPrincipalName)
+		}
+		dec.Steps = []Step{st}
+	case l.State != store.LinkActive || l.DisabledAt != nil || l.DeletedAt != nil:
+		// Enabled in the directory already (by hand): only our record lags.
+		nl := *l
+		nl.State, nl.DisabledAt, nl.DeletedAt = store.LinkActive, nil, nil
+		dec.Link = &nl
+	}
+	dec.Steps = append(dec.Steps, followUps(row, d, l.ObjectID, *l)...)
+}
+
+// followUps are the manager and group steps for an existing object.
+func followUps(row store.SourceRow, d *store.DesiredUser, objectID string, l store.Link) []Step {
+	var steps []Step
+	applied := l.ManagerObjectID
+	if row.Current != nil && row.Current.ManagerObjectID != "" {
+		applied = row.Current.ManagerObjectID
+	}
+	switch {
+	case d.ManagerExternalID == "" && applied != "":
+		steps = append(steps, Step{Action: ActManager, Kind: directory.OpRemoveManager, ObjectID: objectID,
+			Changes: map[string]any{"manager": change(applied, nil)}})
+	case d.ManagerExternalID != "" && row.ManagerObjectID == "":
+		steps = append(steps, Step{Action: ActManager, ObjectID: objectID, Deferred: true, ManagerExternalID: d.ManagerExternalID,
+			Changes: map[string]any{"manager_external_id": d.ManagerExternalID},
+			Message: "the manager is not provisioned yet; set after it is"})
+	case d.ManagerExternalID != "" && !strings.EqualFold(row.ManagerObjectID, applied):
+		steps = append(steps, Step{Action: ActManager, Kind: directory.OpSetManager, ObjectID: objectID, RelatedID: row.ManagerObjectID,
+			ManagerExternalID: d.ManagerExternalID,
+			Changes:           map[string]any{"manager": change(nilIfEmpty(applied), row.ManagerObjectID), "manager_external_id": d.ManagerExternalID}})
+	}
+	have := make(map[string]bool, len(l.Groups))
+	for _, g := range l.Groups {
+		have[strings.ToLower(g)] = true
+	}
+	want := make(map[string]bool, len(d.Groups))
+	for _, g := range d.Groups {
+		want[g] = true
+		if !have[g] {
+			steps = append(steps, Step{Action: ActGroupAdd, Kind: directory.OpAddMember, ObjectID: objectID, RelatedID: g,
+				Changes: map[string]any{"group": g}})
+		}
+	}
+	for _, g := range l.Groups {
+		if !want[strings.ToLower(g)] {
+			steps = append(steps, Step{Action: ActGroupRemove, Kind: directory.OpRemoveMember, ObjectID: objectID, RelatedID: g,
+				Changes: map[string]any{"group": g}})
+		}
+	}
+	return steps
+}
+
+// deferFollowUps queues the manager and group steps of a user whose object
+// is being created or restored: they can only be sent once it exists.
+func deferFollowUps(dec *Decision, row store.SourceRow, d *store.DesiredUser) {
+	if d.ManagerExternalID != "" {
+		dec.Steps = append(dec.Steps, Step{Action: ActManager, Deferred: true, ManagerExternalID: d.ManagerExternalID,
+			Changes: map[string]any{"manager_external_id": d.ManagerExternalID}})
+	}
+	have := map[string]bool{}
+	if row.Link != nil {
+		for _, g := range row.Link.Groups {
+			have[strings.ToLower(g)] = true
+		}
+	}
+	for _, g := range d.Groups {
+		if !have[g] {
+			dec.Steps = append(dec.Steps, Step{Action: ActGroupAdd, Deferred: true, RelatedID: g, Changes: map[string]any{"group": g}})
+		}
+	}
+}
+
+func createStep(d *store.DesiredUser, p Policy, message string) Step {
+	fields := map[string]any{"accountEnabled": true}
+	changes := map[string]any{"accountEnabled": true}
+	for _, a := range attributes {
+		if v := a.desired(d); v != "" {
+			fields[a.json] = v
+			changes[a.json] = v
+		}
+	}
+	changes["forceChangePasswordNextSignIn"] = p.ForceChangePassword
+	return Step{Action: ActCreate, Kind: directory.OpCreate, Fields: fields, Changes: changes, LinkState: store.LinkActive, Message: message}
+}
+
+// creatingLink is the marker written before a create is sent.
+func creatingLink(row store.SourceRow, d *store.DesiredUser) *store.Link {
+	l := store.Link{ExternalID: row.ExternalID}
+	if row.Link != nil {
+		l = *row.Link
+	}
+	l.ObjectID = ""
+	l.UserPrincipalName = d.UserPrincipalName
+	l.State = store.LinkCreating
+	l.ManagerObjectID = ""
+	l.Groups = nil
+	l.DisabledAt, l.DeletedAt = nil, nil
+	return &l
+}
+
+// diff is the minimal PATCH: the managed properties whose desired value
+// differs from the directory's, an empty desired value clearing with null.
+func diff(d *store.DesiredUser, c *store.DirectoryUser) (fields, changes map[string]any) {
+	fields, changes = map[string]any{}, map[string]any{}
+	for _, a := range attributes {
+		want, have := a.desired(d), a.current(c)
+		if want == have {
+			continue
+		}
+		if want == "" {
+			if a.required {
+				continue // never clear a required property (Validate guarantees one)
+			}
+			fields[a.json] = nil
+			changes[a.json] = change(have, nil)
+			continue
+		}
+		fields[a.json] = want
+		changes[a.json] = change(nilIfEmpty(have), want)
+	}
+	return fields, changes
+}
+
+func change(from, to any) map[string]any { return map[string]any{"from": from, "to": to} }
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// AppliedHash fingerprints the attributes applied for a user, so an operator
+// (or a later optimisation) can tell whether the source moved since.
+func AppliedHash(d *store.DesiredUser) string {
+	h := sha256.New()
+	for _, a := range attributes {
+		fmt.Fprintf(h, "%s=%s\x00", a.json, a.desired(d))
+	}
+	fmt.Fprintf(h, "manager=%s\x00groups=%s", d.ManagerExternalID, strings.Join(slices.Sorted(slices.Values(d.Groups)), ","))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// ApplyToLink returns the link after step s succeeded. objectID is the
+// object the step created or acted on; d the desired user (nil for a leaver).
+func ApplyToLink(l store.Link, s Step, objectID string, d *store.DesiredUser, now time.Time) store.Link {
+	if objectID == "" {
+		objectID = s.ObjectID
+	}
+	if objectID != "" {
+		l.ObjectID = objectID
+	}
+	switch s.LinkState {
+	case store.LinkActive:
+		l.State, l.DisabledAt, l.DeletedAt = store.LinkActive, nil, nil
+	case store.LinkDisabled:
+		if l.State != store.LinkDisabled || l.DisabledAt == nil {
+			t := now
+			l.DisabledAt = &t
+		}
+		l.State, l.DeletedAt = store.LinkDisabled, nil
+	case store.LinkDeleted:
+		t := now
+		l.State, l.DeletedAt = store.LinkDeleted, &t
+	}
+	switch s.Kind {
+	case directory.OpCreate, directory.OpUpdate:
+		if d != nil {
+			if upn, ok := s.Fields["userPrincipalName"].(string); ok {
+				l.UserPrincipalName = upn
+			} else if l.UserPrincipalName == "" {
+				l.UserPrincipalName = d.UserPrincipalName
+			}
+			l.AppliedHash = AppliedHash(d)
+		}
+	case directory.OpSetManager:
+		l.ManagerObjectID = s.RelatedID
+	case directory.OpRemoveManager:
+		l.ManagerObjectID = ""
+	case directory.OpAddMember:
+		if !slices.ContainsFunc(l.Groups, func(g string) bool { return strings.EqualFold(g, s.RelatedID) }) {
+			l.Groups = append(slices.Clip(l.Groups), s.RelatedID)
+		}
+	case directory.OpRemoveMember:
+		l.Groups = slices.DeleteFunc(slices.Clone(l.Groups), func(g string) bool { return strings.EqualFold(g, s.RelatedID) })
+	}
+	if s.Action == ActAdopt && d != nil {
+		l.UserPrincipalName = d.UserPrincipalName
+		l.AppliedHash = AppliedHash(d)
+	}
+	return l
+}
