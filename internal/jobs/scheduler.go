@@ -1,0 +1,502 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/store"
+)
+
+// Options configure a Scheduler. Runner and History are required.
+type Options struct {
+	Runner  Runner
+	History History
+	Logger  *slog.Logger
+	// OnResult is called after every occurrence (run, skip or lost race),
+	// from the goroutine that ran it. Use it for metrics and sd_notify
+	// STATUS; it must not block for long.
+	OnResult func(Result)
+	// OnStart is called when a run of the job starts in this process.
+	OnStart func(job string, occ Occurrence)
+	// StopGrace is how long Stop lets in-flight runs finish on their own
+	// before cancelling them. 0 (the default) cancels at once: the runs
+	// finish their in-flight batch and end "interrupted".
+	StopGrace time.Duration
+	// Location is the time zone of specs without CRON_TZ= (default Local).
+	Location *time.Location
+}
+
+// Scheduler runs jobs on their schedules. Create it with New.
+type Scheduler struct {
+	opts Options
+	log  *slog.Logger
+	cron *cron.Cron
+
+	// runCtx is the parent of every run; cancelRuns interrupts them (Stop).
+	runCtx     context.Context
+	cancelRuns context.CancelFunc
+	wg         sync.WaitGroup // in-flight occurrences
+
+	mu       sync.Mutex
+	entries  map[string]*entry // by job name
+	busy     map[string]bool   // job name -> a run is in flight here
+	started  bool
+	stopping bool
+}
+
+type entry struct {
+	job   config.Job
+	sched cron.Schedule
+
+	mu sync.Mutex
+	id cron.EntryID
+}
+
+func (e *entry) entryID() cron.EntryID {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.id
+}
+
+// New returns a scheduler that is not started yet.
+func New(opts Options) *Scheduler {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	loc := opts.Location
+	if loc == nil {
+		loc = time.Local
+	}
+	clog := cronLogger{log}
+	s := &Scheduler{
+		opts:    opts,
+		log:     log,
+		cron:    cron.New(cron.WithLocation(loc), cron.WithLogger(clog), cron.WithChain(cron.Recover(clog))),
+		entries: map[string]*entry{},
+		busy:    map[string]bool{},
+	}
+	s.runCtx, s.cancelRuns = context.WithCancel(context.Background())
+	return s
+}
+
+// Start validates the jobs' schedules, adds one cron entry per job, starts
+// the catch-up runs of jobs that missed an occurrence (catch_up: true) and
+// starts scheduling. ctx bounds the history queries of the catch-up check
+// only; runs live until Stop.
+func (s *Scheduler) Start(ctx context.Context, jobs []config.Job) error {
+	if s.opts.Runner == nil || s.opts.History == nil {
+		return errors.New("jobs: scheduler needs a Runner and a History")
+	}
+	parsed, err := parseJobs(jobs)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("jobs: scheduler already started")
+	}
+	s.started = true
+	for _, e := range parsed {
+		s.addLocked(e)
+	}
+	s.mu.Unlock()
+
+	s.cron.Start()
+	now := time.Now()
+	for _, e := range parsed {
+		s.log.Info("job scheduled", "job", e.job.Name, "schedule", e.job.Schedule,
+			"next_run", e.sched.Next(now), "catch_up", e.job.CatchUp, "jitter", e.job.Jitter.Duration)
+	}
+	for _, e := range parsed {
+		if e.job.CatchUp {
+			s.catchUp(ctx, e)
+		}
+	}
+	return nil
+}
+
+func parseJobs(jobs []config.Job) ([]*entry, error) {
+	seen := map[string]bool{}
+	var errs []error
+	out := make([]*entry, 0, len(jobs))
+	for _, j := range jobs {
+		if j.Name == "" {
+			errs = append(errs, errors.New("a job has no name"))
+			continue
+		}
+		if seen[j.Name] {
+			errs = append(errs, fmt.Errorf("job %q: defined twice", j.Name))
+			continue
+		}
+		seen[j.Name] = true
+		sched, err := Parse(j.Schedule)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("job %q: %w", j.Name, err))
+			continue
+		}
+		out = append(out, &entry{job: j, sched: sched})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	return out, nil
+}
+
+// addLocked registers e with cron. s.mu is held.
+func (s *Scheduler) addLocked(e *entry) {
+	e.mu.Lock()
+	e.id = s.cron.Schedule(e.sched, cron.FuncJob(func() { s.fire(e) }))
+	e.mu.Unlock()
+	s.entries[e.job.Name] = e
+}
+
+// fire runs on cron's goroutine at each activation of e.
+func (s *Scheduler) fire(e *entry) {
+	// cron sets Entry.Prev to the activation time right after starting
+	// this goroutine and before it serves Entry(); reading it here gives the
+	// occurrence this call stands for, not the firing time (which is a few
+	// milliseconds later, or much later after a suspend).
+	at := s.cron.Entry(e.entryID()).Prev
+	if at.IsZero() {
+		at = time.Now().Truncate(time.Second)
+	}
+	s.launch(e, Occurrence{Trigger: TriggerSchedule, ScheduledFor: at}, false)
+}
+
+// catchUp starts a run for the latest occurrence missed since the job's last
+// recorded scheduled run. A job never run on schedule has missed nothing.
+func (s *Scheduler) catchUp(ctx context.Context, e *entry) {
+	last, ok, err := s.opts.History.LastScheduledFor(ctx, e.job.Name)
+	if err != nil {
+		s.log.Warn("catch-up check failed; waiting for the next occurrence", "job", e.job.Name, "err", err)
+		return
+	}
+	if !ok {
+		s.log.Info("no scheduled run recorded yet; nothing to catch up", "job", e.job.Name)
+		return
+	}
+	missed, ok := lastActivation(e.sched, last, time.Now())
+	if !ok {
+		return
+	}
+	s.log.Info("missed an occurrence while down; catching up", "job", e.job.Name,
+		"scheduled_for", missed, "last_recorded", last)
+	s.launch(e, Occurrence{Trigger: TriggerCatchUp, ScheduledFor: missed}, true)
+}
+
+// launch runs occ of e unless the job is already running in this process
+// (then the occurrence is recorded as skipped) or the scheduler is stopping.
+func (s *Scheduler) launch(e *entry, occ Occurrence, async bool) {
+	job := e.job
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return
+	}
+	if s.busy[job.Name] {
+		s.mu.Unlock()
+		s.skip(e, occ, "the previous run of this job is still in progress in this process")
+		return
+	}
+	s.busy[job.Name] = true
+	s.wg.Add(1)
+	s.mu.Unlock()
+	if async {
+		go s.execute(e, occ)
+		return
+	}
+	s.execute(e, occ)
+}
+
+func (s *Scheduler) execute(e *entry, occ Occurrence) {
+	job := e.job
+	defer func() {
+		s.mu.Lock()
+		delete(s.busy, job.Name)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	log := s.log.With("job", job.Name, "trigger", occ.Trigger, "scheduled_for", occ.ScheduledFor)
+	if j := job.Jitter.Duration; j > 0 {
+		d := rand.N(j)
+		log.Info("waiting for start jitter", "delay", d.Round(time.Millisecond))
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-s.runCtx.Done():
+			t.Stop()
+			log.Info("stopped during start jitter; run not started")
+			return
+		}
+	}
+	if s.opts.OnStart != nil {
+		s.opts.OnStart(job.Name, occ)
+	}
+	log.Info("run starting")
+	started := time.Now()
+	run, err := s.opts.Runner.Run(s.runCtx, job, occ)
+	next := e.sched.Next(time.Now())
+	res := Result{Job: job.Name, Occurrence: occ, Run: run, Err: err, Next: next}
+	switch {
+	case errors.Is(err, ErrTaken):
+		log.Info("occurrence handled by another worker; nothing recorded here", "next_run", next)
+	case err != nil:
+		log.Error("run failed", "run_id", run.ID, "status", run.Status, "err", err,
+			"duration", time.Since(started).Round(time.Millisecond), "next_run", next)
+	default:
+		log.Info("run finished", "run_id", run.ID, "status", run.Status,
+			"duration", time.Since(started).Round(time.Millisecond), "next_run", next)
+	}
+	if s.opts.OnResult != nil {
+		s.opts.OnResult(res)
+	}
+}
+
+// skip records that occ was not run because the job is busy here.
+func (s *Scheduler) skip(e *entry, occ Occurrence, reason string) {
+	now := time.Now()
+	at := occ.ScheduledFor
+	run := store.Run{
+		Job: e.job.Name, TenantID: e.job.TenantID, Trigger: occ.Trigger, Mode: "apply",
+		ScheduledFor: &at, StartedAt: now, FinishedAt: &now, Status: store.RunSkipped,
+		ErrorSummary: reason, PID: os.Getpid(),
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.runCtx), 10*time.Second)
+	defer cancel()
+	err := s.opts.History.RecordSkipped(ctx, &run)
+	next := e.sched.Next(now)
+	log := s.log.With("job", e.job.Name, "trigger", occ.Trigger, "scheduled_for", at, "next_run", next)
+	if err != nil {
+		log.Error("occurrence skipped (job still running); recording the skip failed", "reason", reason, "err", err)
+	} else {
+		log.Warn("occurrence skipped: job still running", "run_id", run.ID, "reason", reason)
+	}
+	if s.opts.OnResult != nil {
+		s.opts.OnResult(Result{Job: e.job.Name, Occurrence: occ, Run: run, Err: err, Skipped: true, Reason: reason, Next: next})
+	}
+}
+
+// Diff is what a Reload changed, by job name.
+type Diff struct {
+	Added, Removed []string
+	// Changed maps a job to the names of its changed settings (yaml keys).
+	Changed   map[string][]string
+	Unchanged int
+}
+
+// Empty reports whether the reload changed nothing.
+func (d Diff) Empty() bool { return len(d.Added)+len(d.Removed)+len(d.Changed) == 0 }
+
+// Reload replaces the job list. Every new schedule is validated first; on
+// any error nothing changes and the old jobs keep running. A changed or
+// removed job's in-flight run goes on (with its old settings) and the job
+// still never overlaps itself. Added jobs with catch_up get their catch-up.
+func (s *Scheduler) Reload(ctx context.Context, jobs []config.Job) (Diff, error) {
+	parsed, err := parseJobs(jobs)
+	if err != nil {
+		s.log.Error("reload refused; keeping the current jobs", "err", err)
+		return Diff{}, err
+	}
+	s.mu.Lock()
+	if !s.started || s.stopping {
+		s.mu.Unlock()
+		return Diff{}, errors.New("jobs: reload of a scheduler that is not running")
+	}
+	d := Diff{Changed: map[string][]string{}}
+	next := map[string]*entry{}
+	var added []*entry
+	for _, e := range parsed {
+		next[e.job.Name] = e
+		old, ok := s.entries[e.job.Name]
+		switch {
+		case !ok:
+			d.Added = append(d.Added, e.job.Name)
+			s.addLocked(e)
+			added = append(added, e)
+		case reflect.DeepEqual(old.job, e.job):
+			d.Unchanged++
+		default:
+			d.Changed[e.job.Name] = changedKeys(old.job, e.job)
+			s.cron.Remove(old.entryID())
+			s.addLocked(e)
+		}
+	}
+	for name, old := range s.entries {
+		if _, ok := next[name]; !ok {
+			d.Removed = append(d.Removed, name)
+			s.cron.Remove(old.entryID())
+			delete(s.entries, name)
+		}
+	}
+	s.mu.Unlock()
+	sort.Strings(d.Added)
+	sort.Strings(d.Removed)
+	if len(d.Changed) == 0 {
+		d.Changed = nil
+	}
+	s.log.Info("configuration reloaded", "added", d.Added, "removed", d.Removed,
+		"changed", d.Changed, "unchanged", d.Unchanged)
+	now := time.Now()
+	for _, e := range parsed {
+		if _, changed := d.Changed[e.job.Name]; changed || slices.Contains(d.Added, e.job.Name) {
+			s.log.Info("job scheduled", "job", e.job.Name, "schedule", e.job.Schedule, "next_run", e.sched.Next(now))
+		}
+	}
+	for _, e := range added {
+		if e.job.CatchUp {
+			s.catchUp(ctx, e)
+		}
+	}
+	return d, nil
+}
+
+// changedKeys names the top-level settings (yaml keys) that differ. Values
+// are not reported: they may name secret files or credentials.
+func changedKeys(a, b config.Job) []string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	t := va.Type()
+	var keys []string
+	for i := range t.NumField() {
+		if reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			continue
+		}
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name == "" {
+			name = t.Field(i).Name
+		}
+		keys = append(keys, name)
+	}
+	return keys
+}
+
+// JobStatus is one job as the scheduler sees it now.
+type JobStatus struct {
+	Name     string
+	Schedule string
+	Next     time.Time
+	Running  bool
+}
+
+// Status lists the scheduled jobs, soonest next run first.
+func (s *Scheduler) Status() []JobStatus {
+	now := time.Now()
+	s.mu.Lock()
+	out := make([]JobStatus, 0, len(s.entries))
+	for name, e := range s.entries {
+		out = append(out, JobStatus{Name: name, Schedule: e.job.Schedule, Next: e.sched.Next(now), Running: s.busy[name]})
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Next.Equal(out[j].Next) {
+			return out[i].Next.Before(out[j].Next)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// Running names the jobs with a run in flight in this process.
+func (s *Scheduler) Running() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.busy))
+	for name := range s.busy {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Alive reports an error unless the scheduler is started, not stopping, and
+// its cron loop answers within ctx (for /healthz).
+func (s *Scheduler) Alive(ctx context.Context) error {
+	s.mu.Lock()
+	started, stopping := s.started, s.stopping
+	s.mu.Unlock()
+	switch {
+	case !started:
+		return errors.New("scheduler not started")
+	case stopping:
+		return errors.New("scheduler stopping")
+	}
+	done := make(chan struct{})
+	go func() {
+		s.cron.Entries() // served by cron's loop: proves it is not stuck
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("scheduler loop not answering: %w", ctx.Err())
+	}
+}
+
+// Stop stops scheduling, lets in-flight runs finish on their own for
+// Options.StopGrace, then cancels them (each finishes its in-flight batch
+// and records itself interrupted) and waits for them until ctx ends. On
+// timeout it returns an error naming the jobs still running.
+func (s *Scheduler) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopping = true
+	s.mu.Unlock()
+	s.cron.Stop()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	if running := s.Running(); len(running) > 0 {
+		s.log.Info("stopping: runs in progress", "jobs", running, "grace", s.opts.StopGrace)
+	}
+	if g := s.opts.StopGrace; g > 0 {
+		t := time.NewTimer(g)
+		select {
+		case <-done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	s.cancelRuns()
+	select {
+	case <-done:
+		s.log.Info("scheduler stopped")
+		return nil
+	case <-ctx.Done():
+		running := s.Running()
+		return fmt.Errorf("jobs: stop: runs still in progress for %s: %w", strings.Join(running, ", "), ctx.Err())
+	}
+}
+
+// cronLogger sends robfig/cron's chatter to slog at debug level and its
+// errors (a recovered panic) at error level.
+type cronLogger struct{ log *slog.Logger }
+
+func (l cronLogger) Info(msg string, kv ...any) {
+	l.log.Debug("cron: "+msg, kv...)
+}
+
+func (l cronLogger) Error(err error, msg string, kv ...any) {
+	l.log.Error("cron: "+msg, append(kv, "err", err)...)
+}

@@ -1,0 +1,471 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/store"
+	"github.com/entraprov/entraprov/internal/testdb"
+)
+
+// storeRunner stands in for the reconcile engine with the same database
+// protocol: job advisory lock, then the sync_runs row (unique per
+// occurrence), work, then finish — interrupted when ctx is cancelled.
+type storeRunner struct {
+	st   *store.Store
+	work func(ctx context.Context, job config.Job, occ Occurrence) error
+
+	mu       sync.Mutex
+	calls    []Occurrence
+	inFlight atomic.Int32
+	maxSeen  atomic.Int32
+}
+
+func (r *storeRunner) Run(ctx context.Context, job config.Job, occ Occurrence) (store.Run, error) {
+	n := r.inFlight.Add(1)
+	defer r.inFlight.Add(-1)
+	for {
+		m := r.maxSeen.Load()
+		if n <= m || r.maxSeen.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	r.mu.Lock()
+	r.calls = append(r.calls, occ)
+	r.mu.Unlock()
+
+	unlock, ok, err := r.st.TryLockJob(ctx, job.Name)
+	if err != nil {
+		return store.Run{}, err
+	}
+	if !ok {
+		return store.Run{}, fmt.Errorf("job %s locked: %w", job.Name, ErrTaken)
+	}
+	defer unlock()
+	at := occ.ScheduledFor
+	run := store.Run{Job: job.Name, TenantID: job.TenantID, Trigger: occ.Trigger, Mode: "apply", ScheduledFor: &at}
+	if err := r.st.StartRun(ctx, &run); err != nil {
+		if errors.Is(err, store.ErrOccurrenceTaken) {
+			return store.Run{}, fmt.Errorf("%w: %w", ErrTaken, err)
+		}
+		return store.Run{}, err
+	}
+	run.Status = store.RunSucceeded
+	if r.work != nil {
+		if err := r.work(ctx, job, occ); err != nil {
+			run.Status = store.RunFailed
+			if ctx.Err() != nil {
+				run.Status = store.RunInterrupted
+			}
+			run.ErrorSummary = err.Error()
+		}
+	}
+	if err := r.st.FinishRun(context.WithoutCancel(ctx), &run); err != nil {
+		return run, err
+	}
+	return run, nil
+}
+
+func (r *storeRunner) occurrences() []Occurrence {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Occurrence(nil), r.calls...)
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func testJob(name, schedule string) config.Job {
+	return config.Job{Name: name, TenantID: "00000000-0000-0000-0000-00000000000a", Schedule: schedule}
+}
+
+func startScheduler(t *testing.T, opts Options, jobs ...config.Job) *Scheduler {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = quietLog()
+	}
+	s := New(opts)
+	if err := s.Start(context.Background(), jobs); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Stop(ctx)
+	})
+	return s
+}
+
+func stop(t *testing.T, s *Scheduler) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+}
+
+type runRow struct {
+	trigger, status, summary string
+	scheduledFor             time.Time
+}
+
+func runRows(t *testing.T, st *store.Store, job string) []runRow {
+	t.Helper()
+	rows, err := st.Pool().Query(context.Background(), `
+SELECT trigger, status, coalesce(error_summary, ''), scheduled_for
+  FROM entraprov.sync_runs WHERE job = $1 ORDER BY scheduled_for, id`, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []runRow
+	for rows.Next() {
+		var r runRow
+		if err := rows.Scan(&r.trigger, &r.status, &r.summary, &r.scheduledFor); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestEverySecondJobRuns(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	r := &storeRunner{st: st}
+	results := make(chan Result, 16)
+	s := startScheduler(t, Options{Runner: r, History: st, OnResult: func(res Result) { results <- res }},
+		testJob("every-second", "@every 1s"))
+
+	var got []Result
+	timeout := time.After(5 * time.Second)
+	for len(got) < 2 {
+		select {
+		case res := <-results:
+			got = append(got, res)
+		case <-timeout:
+			t.Fatalf("%d runs in 5s of an @every 1s job, want >= 2", len(got))
+		}
+	}
+	stop(t, s)
+	for _, res := range got {
+		if res.Err != nil || res.Run.Status != store.RunSucceeded || res.Occurrence.Trigger != TriggerSchedule {
+			t.Errorf("result %+v: want a succeeded scheduled run", res)
+		}
+		if at := res.Occurrence.ScheduledFor; at.IsZero() || !at.Equal(at.Truncate(time.Second)) {
+			t.Errorf("scheduled_for %v is not the activation second", at)
+		}
+		if !res.Next.After(res.Occurrence.ScheduledFor) {
+			t.Errorf("next run %v not after %v", res.Next, res.Occurrence.ScheduledFor)
+		}
+	}
+	rows := runRows(t, st, "every-second")
+	if len(rows) < 2 {
+		t.Fatalf("history rows = %d, want >= 2", len(rows))
+	}
+	for _, row := range rows {
+		if row.trigger != TriggerSchedule {
+			t.Errorf("trigger %q, want schedule", row.trigger)
+		}
+	}
+}
+
+// A run still in flight when its job fires again must not overlap itself:
+// the new occurrence is skipped and the skip is in the history with why.
+func TestOverlappingOccurrenceIsSkippedAndRecorded(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	var first atomic.Bool
+	r := &storeRunner{st: st, work: func(ctx context.Context, _ config.Job, _ Occurrence) error {
+		if first.CompareAndSwap(false, true) {
+			select { // the first run outlasts two more activations
+			case <-time.After(2500 * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}}
+	results := make(chan Result, 32)
+	s := startScheduler(t, Options{Runner: r, History: st, OnResult: func(res Result) { results <- res }},
+		testJob("slow", "@every 1s"))
+
+	var nSkip, nDone int
+	timeout := time.After(8 * time.Second)
+	for nSkip < 1 || nDone < 2 {
+		select {
+		case res := <-results:
+			if res.Skipped {
+				nSkip++
+				if res.Err != nil || res.Run.ID == 0 {
+					t.Errorf("skip not recorded: %+v", res)
+				}
+				continue
+			}
+			nDone++
+		case <-timeout:
+			t.Fatalf("after 8s: %d skipped, %d runs; want a skip while the first 2.5s run lasted, then runs again", nSkip, nDone)
+		}
+	}
+	stop(t, s)
+
+	if m := r.maxSeen.Load(); m != 1 {
+		t.Errorf("%d runs of one job at once in one process, want 1", m)
+	}
+	var nSkipped, nRun int
+	for _, row := range runRows(t, st, "slow") {
+		switch row.status {
+		case store.RunSkipped:
+			nSkipped++
+			if row.summary == "" {
+				t.Error("skipped row does not say why")
+			}
+		case store.RunSucceeded:
+			nRun++
+		case store.RunInterrupted: // the run in flight at Stop
+		default:
+			t.Errorf("unexpected status %q", row.status)
+		}
+	}
+	if nSkipped < 1 || nRun < 2 {
+		t.Errorf("history: %d skipped, %d succeeded; want >= 1 skipped and >= 2 runs", nSkipped, nRun)
+	}
+}
+
+// Two workers (separate processes in production: separate pools and
+// schedulers here) on one database run each occurrence exactly once.
+func TestTwoSchedulersRunEachOccurrenceOnce(t *testing.T) {
+	t.Parallel()
+	url := testdb.NewURL(t)
+	ctx := context.Background()
+	var runners []*storeRunner
+	var scheds []*Scheduler
+	for range 2 {
+		st, err := store.Open(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(st.Close)
+		// Work long enough that the loser sometimes finds the lock held
+		// and sometimes finds the occurrence already recorded.
+		r := &storeRunner{st: st, work: func(ctx context.Context, _ config.Job, _ Occurrence) error {
+			time.Sleep(150 * time.Millisecond)
+			return nil
+		}}
+		runners = append(runners, r)
+		scheds = append(scheds, startScheduler(t, Options{Runner: r, History: st}, testJob("shared", "@every 1s")))
+	}
+	time.Sleep(4500 * time.Millisecond)
+	for _, s := range scheds {
+		stop(t, s)
+	}
+
+	check, err := store.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer check.Close()
+	var occurrences, rows, dupes int
+	if err := check.Pool().QueryRow(ctx, `
+SELECT count(DISTINCT scheduled_for), count(*),
+       count(*) - count(DISTINCT scheduled_for)
+  FROM entraprov.sync_runs WHERE job = 'shared'`).Scan(&occurrences, &rows, &dupes); err != nil {
+		t.Fatal(err)
+	}
+	if occurrences < 3 {
+		t.Fatalf("%d occurrences recorded in 4.5s of @every 1s, want >= 3", occurrences)
+	}
+	if dupes != 0 {
+		t.Fatalf("%d history rows for %d occurrences: some occurrence ran twice", rows, occurrences)
+	}
+	// Both schedulers fired every occurrence: the losers must have tried.
+	tried := len(runners[0].occurrences()) + len(runners[1].occurrences())
+	if tried < 2*occurrences-1 {
+		t.Errorf("runners called %d times for %d occurrences; both schedulers should fire each", tried, occurrences)
+	}
+}
+
+// Stop cancels an in-flight run: it ends interrupted, and Stop returns once
+// it has.
+func TestStopInterruptsInFlightRun(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	started := make(chan struct{})
+	var once sync.Once
+	r := &storeRunner{st: st, work: func(ctx context.Context, _ config.Job, _ Occurrence) error {
+		once.Do(func() { close(started) })
+		<-ctx.Done()
+		time.Sleep(100 * time.Millisecond) // the in-flight batch finishing
+		return ctx.Err()
+	}}
+	s := startScheduler(t, Options{Runner: r, History: st}, testJob("long", "@every 1s"))
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("run did not start")
+	}
+	t0 := time.Now()
+	stop(t, s)
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Errorf("Stop took %v", d)
+	}
+	if running := s.Running(); len(running) != 0 {
+		t.Errorf("still running after Stop: %v", running)
+	}
+	rows := runRows(t, st, "long")
+	if len(rows) != 1 || rows[0].status != store.RunInterrupted {
+		t.Fatalf("history after stop: %+v; want one interrupted run", rows)
+	}
+	// No new occurrence starts after Stop.
+	time.Sleep(1200 * time.Millisecond)
+	if n := len(runRows(t, st, "long")); n != 1 {
+		t.Errorf("%d runs after Stop, want 1", n)
+	}
+}
+
+// Stop with a deadline shorter than the run's wind-down names the job.
+func TestStopTimesOutNamingRunningJobs(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	r := RunnerFunc(func(ctx context.Context, job config.Job, occ Occurrence) (store.Run, error) {
+		once.Do(func() { close(started) })
+		<-release // ignores cancellation: a stuck run
+		return store.Run{}, nil
+	})
+	s := startScheduler(t, Options{Runner: r, History: st}, testJob("stuck", "@every 1s"))
+	defer close(release)
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := s.Stop(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "stuck") {
+		t.Fatalf("Stop = %v; want a deadline error naming job stuck", err)
+	}
+}
+
+func TestCatchUpRunsTheMissedOccurrenceOnce(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	ctx := context.Background()
+	now := time.Now()
+	hourly := "0 * * * *"
+	sched, _ := Parse(hourly)
+	latest, _ := lastActivation(sched, now.Add(-2*time.Hour), now)
+
+	record := func(job string, at time.Time) {
+		run := store.Run{Job: job, Trigger: TriggerSchedule, Mode: "apply", ScheduledFor: &at}
+		if err := st.StartRun(ctx, &run); err != nil {
+			t.Fatal(err)
+		}
+		run.Status = store.RunSucceeded
+		if err := st.FinishRun(ctx, &run); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record("missed", latest.Add(-3*time.Hour)) // down for three occurrences
+	record("uptodate", latest)                 // ran the latest one
+	record("nocatchup", latest.Add(-3*time.Hour))
+	// "fresh" has no history: a new job has missed nothing.
+
+	catchUp := func(name string) config.Job { j := testJob(name, hourly); j.CatchUp = true; return j }
+	r := &storeRunner{st: st}
+	results := make(chan Result, 8)
+	startScheduler(t, Options{Runner: r, History: st, OnResult: func(res Result) { results <- res }},
+		catchUp("missed"), catchUp("uptodate"), catchUp("fresh"), testJob("nocatchup", hourly))
+
+	select {
+	case res := <-results:
+		if res.Job != "missed" || res.Occurrence.Trigger != TriggerCatchUp || !res.Occurrence.ScheduledFor.Equal(latest) || res.Err != nil {
+			t.Fatalf("catch-up result %+v; want job missed, trigger catchup, scheduled_for %v", res, latest)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no catch-up run")
+	}
+	select {
+	case res := <-results:
+		t.Fatalf("unexpected second run: %+v", res)
+	case <-time.After(500 * time.Millisecond):
+	}
+	rows := runRows(t, st, "missed")
+	if last := rows[len(rows)-1]; last.trigger != TriggerCatchUp || !last.scheduledFor.Equal(latest) {
+		t.Errorf("last history row %+v; want the catch-up of %v", last, latest)
+	}
+}
+
+// A reload whose new configuration is broken changes nothing: the old jobs
+// keep their schedules and keep running.
+func TestReloadWithBrokenScheduleKeepsOldJobs(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	var runs atomic.Int32
+	r := RunnerFunc(func(ctx context.Context, job config.Job, occ Occurrence) (store.Run, error) {
+		runs.Add(1)
+		return store.Run{Job: job.Name, Status: store.RunSucceeded}, nil
+	})
+	s := startScheduler(t, Options{Runner: r, History: st}, testJob("a", "@every 1s"), testJob("b", "0 2 * * *"))
+
+	_, err := s.Reload(context.Background(), []config.Job{testJob("a", "@every 1s"), testJob("b", "0 25 * * *"), testJob("c", "@hourly")})
+	if err == nil {
+		t.Fatal("reload with hour 25 accepted")
+	}
+	status := s.Status()
+	if len(status) != 2 || status[0].Name != "a" || status[1].Name != "b" || status[1].Schedule != "0 2 * * *" {
+		t.Fatalf("jobs after a refused reload: %+v", status)
+	}
+	before := runs.Load()
+	time.Sleep(2200 * time.Millisecond)
+	if runs.Load() <= before {
+		t.Error("job a stopped running after a refused reload")
+	}
+
+	// A valid reload applies the diff.
+	d, err := s.Reload(context.Background(), []config.Job{testJob("a", "@every 2s"), testJob("c", "@hourly")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(d.Added) != "[c]" || fmt.Sprint(d.Removed) != "[b]" || fmt.Sprint(d.Changed) != "map[a:[schedule]]" {
+		t.Errorf("diff = %+v", d)
+	}
+	names := []string{}
+	for _, j := range s.Status() {
+		names = append(names, j.Name+" "+j.Schedule)
+	}
+	if fmt.Sprint(names) != "[a @every 2s c @hourly]" {
+		t.Errorf("jobs after reload: %v", names)
+	}
+}
+
+func TestAliveReflectsLifecycle(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	s := New(Options{Runner: &storeRunner{st: st}, History: st, Logger: quietLog()})
+	ctx := context.Background()
+	if s.Alive(ctx) == nil {
+		t.Error("alive before Start")
+	}
+	if err := s.Start(ctx, []config.Job{testJob("a", "@hourly")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Alive(ctx); err != nil {
+		t.Errorf("not alive after Start: %v", err)
+	}
+	stop(t, s)
+	if s.Alive(ctx) == nil {
+		t.Error("alive after Stop")
+	}
+}
