@@ -24,6 +24,13 @@ type Config struct {
 // Database is the PostgreSQL connection.
 type Database struct {
 	URL string `yaml:"url"`
+	// Password, when set, is added to URL at connect time (see ConnString),
+	// so the file never holds it. A password inside url in the file is
+	// refused; one from the environment is accepted.
+	Password SecretRef `yaml:"password"`
+	// URLFrom says where URL came from: "file", ENTRAPROV_DATABASE_URL,
+	// DATABASE_URL, "--database-url" or "" (unset: libpq defaults apply).
+	URLFrom string `yaml:"-"`
 	// MaxConns bounds the pgx pool.
 	MaxConns int32 `yaml:"max_conns"`
 }
@@ -99,6 +106,10 @@ type Auth struct {
 
 	// ManagedIdentityClientID selects a user-assigned managed identity.
 	ManagedIdentityClientID string `yaml:"managed_identity_client_id"`
+
+	// FederatedTokenFile is the projected service-account token for
+	// workload_identity; empty means $AZURE_FEDERATED_TOKEN_FILE.
+	FederatedTokenFile string `yaml:"federated_token_file"`
 }
 
 // SecretRef points at a secret without holding it. Exactly one field is set.

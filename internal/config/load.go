@@ -1,0 +1,514 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Default returns the top-level defaults. Together with DefaultJob it is the
+// one place where defaults live; Load applies them to keys absent from the
+// file (an explicit value, even 0 or "", is kept and validated).
+func Default() Config {
+	return Config{
+		Metrics: Metrics{Listen: "127.0.0.1:9464"},
+		Log:     Log{Format: "auto", Level: "info"},
+	}
+}
+
+// DefaultJob returns a job with every default applied. Tests building a
+// Job in code should start from it.
+func DefaultJob() Job {
+	return Job{
+		Cloud:          "public",
+		CatchUp:        true,
+		Source:         "entraprov.desired_users",
+		Leaver:         Leaver{Action: "disable"},
+		Threshold:      Threshold{MaxCount: 500, MaxPercent: 10},
+		Matching:       Matching{AdoptBy: "none"},
+		Password:       Password{ForceChangeNextSignIn: true, Length: 16},
+		BatchSize:      20,
+		MaxConcurrency: 4,
+	}
+}
+
+// Environment variables that override database.url, strongest first.
+const (
+	EnvDatabaseURL         = "ENTRAPROV_DATABASE_URL"
+	EnvDatabaseURLFallback = "DATABASE_URL"
+)
+
+// Load reads the YAML file at path strictly (unknown keys are errors),
+// applies defaults and the database URL environment overrides, and
+// validates. Every problem is returned at once in a *ValidationError.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return load(path, data, os.LookupEnv)
+}
+
+// Parse is Load for YAML already in memory, without environment overrides.
+func Parse(data []byte) (*Config, error) {
+	return load("", data, func(string) (string, bool) { return "", false })
+}
+
+func load(path string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	cfg, ix, problems, err := decode(data)
+	if err != nil {
+		if path != "" {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	applyEnv(cfg, lookupEnv)
+
+	// A key that failed to decode holds a zero value; validating it again
+	// would only repeat the problem in other words.
+	bad := make(map[string]bool, len(problems))
+	for _, p := range problems {
+		bad[p.Key] = true
+	}
+	for _, p := range cfg.problems() {
+		if bad[p.Key] {
+			continue
+		}
+		p.Line = ix.lineOf(p.Key)
+		problems = append(problems, p)
+	}
+	if len(problems) > 0 {
+		// In file order, so the report reads top to bottom; whole-file
+		// problems (no line) last.
+		sort.SliceStable(problems, func(a, b int) bool {
+			la, lb := problems[a].Line, problems[b].Line
+			return la != 0 && (lb == 0 || la < lb)
+		})
+		return nil, &ValidationError{File: path, Problems: problems}
+	}
+	return cfg, nil
+}
+
+func applyEnv(cfg *Config, lookupEnv func(string) (string, bool)) {
+	if cfg.Database.URL != "" {
+		cfg.Database.URLFrom = "file"
+	}
+	for _, name := range []string{EnvDatabaseURL, EnvDatabaseURLFallback} {
+		if v, ok := lookupEnv(name); ok && v != "" {
+			cfg.Database.URL, cfg.Database.URLFrom = v, name
+			return
+		}
+	}
+}
+
+// decode parses data into a Config with defaults applied. It returns an
+// error only when the YAML cannot be read at all; problems with keys and
+// types come back as Problems so they can join the validation report.
+func decode(data []byte) (*Config, *index, []Problem, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, nil, nil, fmt.Errorf("not valid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	ix := newIndex(&root)
+	var problems []Problem
+
+	cfg := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(cfg)
+	var te *yaml.TypeError
+	switch {
+	case err == nil, errors.Is(err, io.EOF):
+	case errors.As(err, &te):
+		for _, msg := range te.Errors {
+			problems = append(problems, ix.problemFor(msg))
+		}
+	default:
+		return nil, nil, nil, fmt.Errorf("not valid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if err == nil {
+		var extra yaml.Node
+		if dec.Decode(&extra) == nil {
+			problems = append(problems, Problem{Key: "", Line: extra.Line,
+				Msg: "the file holds more than one YAML document; keep one (remove the extra ---)"})
+		}
+	}
+
+	// A password inside the file's URL is a literal secret; the same URL
+	// from the environment is the operator's choice.
+	if urlHasPassword(cfg.Database.URL) {
+		problems = append(problems, Problem{Key: "database.url", Line: ix.lineOf("database.url"),
+			Msg: "contains a password; a literal secret is not allowed; remove it and use database.password: {file: /etc/entraprov/db-password} or {credential: db-password}, a ~/.pgpass file, or set ENTRAPROV_DATABASE_URL in the service environment"})
+	}
+
+	def := Default()
+	fillDefaults(reflect.ValueOf(cfg).Elem(), reflect.ValueOf(def), "", ix.present)
+	defJob := DefaultJob()
+	for i := range cfg.Jobs {
+		fillDefaults(reflect.ValueOf(&cfg.Jobs[i]).Elem(), reflect.ValueOf(defJob), fmt.Sprintf("jobs[%d]", i), ix.present)
+	}
+	return cfg, ix, problems, nil
+}
+
+var (
+	durationType  = reflect.TypeOf(Duration{})
+	secretRefType = reflect.TypeOf(SecretRef{})
+)
+
+// fillDefaults copies def into dst for every key absent from the file.
+func fillDefaults(dst, def reflect.Value, path string, present map[string]bool) {
+	t := dst.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := yamlName(f)
+		if name == "" {
+			continue
+		}
+		p := joinKey(path, name)
+		if f.Type.Kind() == reflect.Struct && f.Type != durationType && f.Type != secretRefType {
+			fillDefaults(dst.Field(i), def.Field(i), p, present)
+			continue
+		}
+		if !present[p] {
+			dst.Field(i).Set(def.Field(i))
+		}
+	}
+}
+
+func yamlName(f reflect.StructField) string {
+	if !f.IsExported() {
+		return ""
+	}
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	if name == "-" {
+		return ""
+	}
+	if name == "" {
+		return strings.ToLower(f.Name)
+	}
+	return name
+}
+
+func joinKey(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// index maps YAML lines to key paths, so decoder messages ("line 7: ...")
+// can name the key, and records which keys the file sets.
+type index struct {
+	present map[string]bool     // key path -> set to a non-null value
+	lines   map[string]int      // key path -> line
+	onLine  map[int][]ixEntry   // line -> keys and values on it, in document order
+	budget  int                 // bounds alias expansion (billion laughs)
+	inAlias map[*yaml.Node]bool // alias targets being walked (cycles)
+}
+
+type ixEntry struct {
+	path  string
+	isKey bool
+	node  *yaml.Node // the value node
+}
+
+func newIndex(root *yaml.Node) *index {
+	ix := &index{present: map[string]bool{}, lines: map[string]int{}, onLine: map[int][]ixEntry{}, budget: 100000, inAlias: map[*yaml.Node]bool{}}
+	ix.walk(root, "")
+	return ix
+}
+
+func (ix *index) walk(n *yaml.Node, path string) {
+	// Aliases can be recursive (x: &a [*a]) or fan out exponentially; the
+	// config has no legitimate nesting deeper than a few levels.
+	if n == nil || ix.budget <= 0 || len(path) > 512 {
+		return
+	}
+	ix.budget--
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			ix.walk(c, path)
+		}
+	case yaml.AliasNode:
+		if ix.inAlias[n.Alias] {
+			return
+		}
+		ix.inAlias[n.Alias] = true
+		ix.walk(n.Alias, path)
+		delete(ix.inAlias, n.Alias)
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			ix.record(c.Line, p, false, c)
+			ix.walk(c, p)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Tag == "!!merge" || k.Value == "<<" {
+				// Merged keys belong to this mapping.
+				if v.Kind == yaml.SequenceNode {
+					for _, c := range v.Content {
+						ix.walk(c, path)
+					}
+				} else {
+					ix.walk(v, path)
+				}
+				continue
+			}
+			p := joinKey(path, k.Value)
+			ix.record(k.Line, p, true, v)
+			ix.record(v.Line, p, false, v)
+			target := v
+			if v.Kind == yaml.AliasNode && v.Alias != nil {
+				target = v.Alias
+			}
+			if !(target.Kind == yaml.ScalarNode && target.Tag == "!!null") {
+				ix.present[p] = true
+			}
+			ix.walk(v, p)
+		}
+	}
+}
+
+func (ix *index) record(line int, path string, isKey bool, v *yaml.Node) {
+	if _, ok := ix.lines[path]; !ok {
+		ix.lines[path] = line
+	}
+	ix.onLine[line] = append(ix.onLine[line], ixEntry{path: path, isKey: isKey, node: v})
+}
+
+// lineOf returns the line of key path, or of its nearest recorded parent.
+func (ix *index) lineOf(path string) int {
+	for path != "" {
+		if l, ok := ix.lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+// find returns the entry on line whose key is name (or the last value
+// entry when name is "").
+func (ix *index) find(line int, name string, isKey bool) (ixEntry, bool) {
+	es := ix.onLine[line]
+	for i := len(es) - 1; i >= 0; i-- {
+		e := es[i]
+		if e.isKey != isKey {
+			continue
+		}
+		if name == "" || e.path == name || strings.HasSuffix(e.path, "."+name) {
+			return e, true
+		}
+	}
+	return ixEntry{}, false
+}
+
+// findTagged returns the last value entry on line whose node has tag (the
+// decoder names the offending node only by line and tag).
+func (ix *index) findTagged(line int, tag string) (ixEntry, bool) {
+	es := ix.onLine[line]
+	for i := len(es) - 1; i >= 0; i-- {
+		if e := es[i]; !e.isKey && e.node != nil && e.node.ShortTag() == tag {
+			return e, true
+		}
+	}
+	return ix.find(line, "", false)
+}
+
+var (
+	reLine       = regexp.MustCompile(`(?s)^line (\d+): (.*)$`)
+	reUnmarshal  = regexp.MustCompile("(?s)^cannot unmarshal (!!\\w+)(?: `.*`)? into (.+)$")
+	reNotFound   = regexp.MustCompile(`^field (\S+) not found in type (\S+)$`)
+	reAlreadySet = regexp.MustCompile(`^field (\S+) already set in type \S+$`)
+	reKeyTwice   = regexp.MustCompile(`(?s)^mapping key (.*) already defined at line (\d+)$`)
+	reSecretKey  = regexp.MustCompile(`(?i)(secret|password|passwd|token|api_?key|private_?key)$`)
+)
+
+// problemFor turns one yaml.v3 decoder message into a Problem naming the
+// key. This is the one place that reads yaml.v3's message formats; values
+// in them are dropped because a mistyped key may hold a secret.
+func (ix *index) problemFor(msg string) Problem {
+	m := reLine.FindStringSubmatch(msg)
+	if m == nil {
+		return Problem{Msg: msg}
+	}
+	line, _ := strconv.Atoi(m[1])
+	rest := m[2]
+
+	if rest == literalSecretMsg {
+		e, _ := ix.find(line, "", false)
+		leaf := leafKey(e.path)
+		return Problem{Key: e.path, Line: line, Msg: literalSecretHelp(leaf)}
+	}
+	if sm := reNotFound.FindStringSubmatch(rest); sm != nil {
+		name, typ := sm[1], sm[2]
+		e, ok := ix.find(line, name, true)
+		key := name
+		if ok {
+			key = e.path
+		}
+		if reSecretKey.MatchString(name) && e.node != nil && e.node.Kind == yaml.ScalarNode {
+			return Problem{Key: key, Line: line, Msg: "unknown key, and a literal secret is not allowed in the file; reference it instead, e.g. client_secret: {file: /etc/entraprov/secret} or {credential: graph-secret} (systemd LoadCredential=)"}
+		}
+		return Problem{Key: key, Line: line, Msg: unknownKeyHelp(name, typ)}
+	}
+	if sm := reAlreadySet.FindStringSubmatch(rest); sm != nil {
+		e, _ := ix.find(line, sm[1], true)
+		return Problem{Key: orStr(e.path, sm[1]), Line: line, Msg: "key appears twice in the same mapping; keep one"}
+	}
+	if sm := reKeyTwice.FindStringSubmatch(rest); sm != nil {
+		e, _ := ix.find(line, "", true)
+		return Problem{Key: e.path, Line: line, Msg: fmt.Sprintf("key appears twice (first at line %s); keep one", sm[2])}
+	}
+	if sm := reUnmarshal.FindStringSubmatch(rest); sm != nil {
+		e, _ := ix.findTagged(line, sm[1])
+		return Problem{Key: e.path, Line: line, Msg: fmt.Sprintf("want %s, got %s", goTypeName(sm[2]), tagName(sm[1]))}
+	}
+	e, _ := ix.find(line, "", false)
+	return Problem{Key: e.path, Line: line, Msg: rest}
+}
+
+func orStr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func leafKey(path string) string {
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		return path[i+1:]
+	}
+	return path
+}
+
+func literalSecretHelp(leaf string) string {
+	if leaf == "" {
+		leaf = "client_secret"
+	}
+	return fmt.Sprintf("a literal secret is not allowed; use %s: {file: /etc/entraprov/secret} or {credential: graph-secret} (systemd LoadCredential=), or {env: NAME}", leaf)
+}
+
+func unknownKeyHelp(name, typ string) string {
+	keys := knownKeys()[typ]
+	if len(keys) == 0 {
+		return "unknown key"
+	}
+	if s := closest(name, keys); s != "" {
+		return fmt.Sprintf("unknown key; did you mean %s? (known here: %s)", s, strings.Join(keys, ", "))
+	}
+	return fmt.Sprintf("unknown key (known here: %s)", strings.Join(keys, ", "))
+}
+
+// knownKeys maps "config.Auth" and friends to their YAML keys.
+func knownKeys() map[string][]string {
+	out := map[string][]string{}
+	var visit func(t reflect.Type)
+	visit = func(t reflect.Type) {
+		for t.Kind() == reflect.Slice || t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || out[t.String()] != nil {
+			return
+		}
+		var keys []string
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if n := yamlName(f); n != "" {
+				keys = append(keys, n)
+				visit(f.Type)
+			}
+		}
+		out[t.String()] = keys
+	}
+	visit(reflect.TypeOf(Config{}))
+	return out
+}
+
+// closest returns the key within edit distance 2 of name, if any.
+func closest(name string, keys []string) string {
+	best, bestD := "", 3
+	for _, k := range keys {
+		if d := editDistance(name, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func goTypeName(t string) string {
+	switch t {
+	case "int", "int32", "int64", "uint", "uint16":
+		return "an integer"
+	case "float64":
+		return "a number"
+	case "bool":
+		return "true or false"
+	case "string":
+		return "a string"
+	case "[]string":
+		return "a list of strings"
+	case "[]config.Job":
+		return "a list of jobs"
+	}
+	if strings.HasPrefix(t, "config.") {
+		return "a mapping"
+	}
+	return t
+}
+
+func tagName(tag string) string {
+	switch tag {
+	case "!!str":
+		return "a string"
+	case "!!int":
+		return "an integer"
+	case "!!float":
+		return "a number"
+	case "!!bool":
+		return "a boolean"
+	case "!!map":
+		return "a mapping"
+	case "!!seq":
+		return "a list"
+	case "!!null":
+		return "nothing"
+	}
+	return tag
+}

@@ -1,0 +1,204 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// literalSecretMsg marks, inside a yaml.TypeError, a secret written inline.
+// The decoder reports it with the line; load.go turns it into a Problem.
+const literalSecretMsg = "literal secret"
+
+// IsZero reports whether no reference is set.
+func (r SecretRef) IsZero() bool { return r.File == "" && r.Env == "" && r.Credential == "" }
+
+// String describes where the secret lives ("file /etc/x", "env NAME",
+// "credential NAME"); it never contains the secret.
+func (r SecretRef) String() string {
+	var parts []string
+	if r.File != "" {
+		parts = append(parts, "file "+r.File)
+	}
+	if r.Env != "" {
+		parts = append(parts, "env "+r.Env)
+	}
+	if r.Credential != "" {
+		parts = append(parts, "credential "+r.Credential)
+	}
+	if len(parts) == 0 {
+		return "(none)"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// ErrSecretUnset is returned by Read for an empty reference.
+var ErrSecretUnset = errors.New("no secret reference set")
+
+// Read returns the secret with trailing newlines trimmed (files written by
+// echo or editors end in one). Errors name the reference, never the value.
+func (r SecretRef) Read(ctx context.Context) (string, error) {
+	b, err := r.ReadBytes(ctx)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return "", fmt.Errorf("secret %s is empty", r)
+	}
+	return s, nil
+}
+
+// ReadBytes returns the raw content (a PEM or PFX needs the exact bytes).
+func (r SecretRef) ReadBytes(ctx context.Context) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	switch {
+	case r.File != "" && r.Env == "" && r.Credential == "":
+		b, err := os.ReadFile(r.File)
+		if err != nil {
+			return nil, fmt.Errorf("read secret %s: %w", r, err)
+		}
+		return b, nil
+	case r.Env != "" && r.File == "" && r.Credential == "":
+		v, ok := os.LookupEnv(r.Env)
+		if !ok {
+			return nil, fmt.Errorf("read secret %s: environment variable %s is not set", r, r.Env)
+		}
+		return []byte(v), nil
+	case r.Credential != "" && r.File == "" && r.Env == "":
+		p, err := CredentialPath(r.Credential)
+		if err != nil {
+			return nil, fmt.Errorf("read secret %s: %w", r, err)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("read secret %s: %w", r, err)
+		}
+		return b, nil
+	case r.IsZero():
+		return nil, ErrSecretUnset
+	default:
+		return nil, fmt.Errorf("secret %s: set exactly one of file, env, credential", r)
+	}
+}
+
+// CredentialPath is where systemd put the credential LoadCredential=name.
+func CredentialPath(name string) (string, error) {
+	dir := os.Getenv("CREDENTIALS_DIRECTORY")
+	if dir == "" {
+		return "", fmt.Errorf("credential %s: $CREDENTIALS_DIRECTORY is not set; run under systemd with LoadCredential=%s:/path/to/file, or use {file: /path/to/file}", name, name)
+	}
+	return filepath.Join(dir, name), nil
+}
+
+// UnmarshalYAML refuses an inline secret without ever echoing it, and
+// checks keys itself because a custom unmarshaler bypasses KnownFields.
+func (r *SecretRef) UnmarshalYAML(n *yaml.Node) error {
+	var errs []string
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return nil
+		}
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", n.Line, literalSecretMsg)}}
+	case yaml.MappingNode:
+	default:
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want {file: PATH}, {env: NAME} or {credential: NAME}, got a %s", n.Line, kindName(n))}}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		var dst *string
+		switch k.Value {
+		case "file":
+			dst = &r.File
+		case "env":
+			dst = &r.Env
+		case "credential":
+			dst = &r.Credential
+		default:
+			errs = append(errs, fmt.Sprintf("line %d: field %s not found in type config.SecretRef", k.Line, k.Value))
+			continue
+		}
+		if v.Kind != yaml.ScalarNode {
+			errs = append(errs, fmt.Sprintf("line %d: want a string, got a %s", v.Line, kindName(v)))
+			continue
+		}
+		*dst = v.Value
+	}
+	if len(errs) > 0 {
+		return &yaml.TypeError{Errors: errs}
+	}
+	return nil
+}
+
+var dsnPassword = regexp.MustCompile(`(?i)(^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S*)`)
+
+// RedactURL hides a password in a postgres:// URL or a key=value DSN.
+func RedactURL(s string) string {
+	if isURL(s) {
+		if u, err := url.Parse(s); err == nil {
+			return u.Redacted()
+		}
+		return "(unparsable URL)"
+	}
+	return dsnPassword.ReplaceAllString(s, "${1}password=xxxxx")
+}
+
+// urlHasPassword reports a password inside the database URL or DSN.
+func urlHasPassword(s string) bool {
+	if isURL(s) {
+		u, err := url.Parse(s)
+		if err != nil {
+			return false
+		}
+		_, ok := u.User.Password()
+		return ok
+	}
+	return dsnPassword.MatchString(s)
+}
+
+func isURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
+// ConnString returns URL with Password (if referenced) filled in, ready for
+// pgxpool.ParseConfig. The result holds a secret: never log it.
+func (d Database) ConnString(ctx context.Context) (string, error) {
+	if d.Password.IsZero() {
+		return d.URL, nil
+	}
+	pw, err := d.Password.Read(ctx)
+	if err != nil {
+		return "", fmt.Errorf("database.password: %w", err)
+	}
+	if isURL(d.URL) {
+		u, err := url.Parse(d.URL)
+		if err != nil {
+			return "", fmt.Errorf("database.url: not a valid URL")
+		}
+		user := ""
+		if u.User != nil {
+			user = u.User.Username()
+		}
+		u.User = url.UserPassword(user, pw)
+		return u.String(), nil
+	}
+	esc := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(pw)
+	return strings.TrimSpace(d.URL + " password='" + esc + "'"), nil
+}
+
+// Redacted returns a copy safe to print: the database URL loses its
+// password. Secret references hold no secrets and are kept.
+func (c Config) Redacted() Config {
+	c.Database.URL = RedactURL(c.Database.URL)
+	return c
+}
