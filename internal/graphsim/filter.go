@@ -1,0 +1,315 @@
+package graphsim
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// filter is a parsed $filter over users.
+type filter struct {
+	eval     func(u *user) bool
+	advanced bool // needs ConsistencyLevel: eventual + $count=true
+	// eqProp/eqVal are set when the whole filter is one "prop eq 'v'",
+	// letting the handler use an index instead of a scan.
+	eqProp, eqVal string
+}
+
+type fparser struct {
+	toks []string
+	pos  int
+	adv  bool
+}
+
+func parseFilter(s string) (*filter, error) {
+	toks, err := tokenize(s)
+	if err != nil {
+		return nil, err
+	}
+	p := &fparser{toks: toks}
+	ev, err := p.or()
+	if err != nil {
+		return nil, err
+	}
+	if p.pos != len(p.toks) {
+		return nil, fmt.Errorf("syntax error at position %d in '%s'", p.pos, s)
+	}
+	f := &filter{eval: ev, advanced: p.adv}
+	if len(toks) == 3 && strings.EqualFold(toks[1], "eq") && strings.HasPrefix(toks[2], "'") {
+		if d, ok := resolveProp(toks[0]); ok {
+			f.eqProp, f.eqVal = d, unquote(toks[2])
+		}
+	}
+	return f, nil
+}
+
+func tokenize(s string) ([]string, error) {
+	var toks []string
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t':
+			i++
+		case c == '(' || c == ')' || c == ',':
+			toks = append(toks, string(c))
+			i++
+		case c == '\'':
+			j := i + 1
+			for {
+				if j >= len(s) {
+					return nil, fmt.Errorf("unterminated string literal")
+				}
+				if s[j] == '\'' {
+					if j+1 < len(s) && s[j+1] == '\'' {
+						j += 2
+						continue
+					}
+					break
+				}
+				j++
+			}
+			toks = append(toks, s[i:j+1])
+			i = j + 1
+		default:
+			j := i
+			for j < len(s) && !strings.ContainsRune(" \t(),'", rune(s[j])) {
+				j++
+			}
+			toks = append(toks, s[i:j])
+			i = j
+		}
+	}
+	return toks, nil
+}
+
+func unquote(t string) string {
+	return strings.ReplaceAll(t[1:len(t)-1], "''", "'")
+}
+
+func (p *fparser) peek() string {
+	if p.pos < len(p.toks) {
+		return p.toks[p.pos]
+	}
+	return ""
+}
+
+func (p *fparser) next() string {
+	t := p.peek()
+	p.pos++
+	return t
+}
+
+func (p *fparser) expect(t string) error {
+	if got := p.next(); got != t {
+		return fmt.Errorf("expected '%s', found '%s'", t, got)
+	}
+	return nil
+}
+
+func (p *fparser) or() (func(*user) bool, error) {
+	l, err := p.and()
+	if err != nil {
+		return nil, err
+	}
+	for strings.EqualFold(p.peek(), "or") {
+		p.next()
+		r, err := p.and()
+		if err != nil {
+			return nil, err
+		}
+		a, b := l, r
+		l = func(u *user) bool { return a(u) || b(u) }
+	}
+	return l, nil
+}
+
+func (p *fparser) and() (func(*user) bool, error) {
+	l, err := p.unary()
+	if err != nil {
+		return nil, err
+	}
+	for strings.EqualFold(p.peek(), "and") {
+		p.next()
+		r, err := p.unary()
+		if err != nil {
+			return nil, err
+		}
+		a, b := l, r
+		l = func(u *user) bool { return a(u) && b(u) }
+	}
+	return l, nil
+}
+
+func (p *fparser) unary() (func(*user) bool, error) {
+	if strings.EqualFold(p.peek(), "not") {
+		p.next()
+		p.adv = true
+		e, err := p.unary()
+		if err != nil {
+			return nil, err
+		}
+		return func(u *user) bool { return !e(u) }, nil
+	}
+	return p.primary()
+}
+
+func (p *fparser) primary() (func(*user) bool, error) {
+	t := p.next()
+	if t == "(" {
+		e, err := p.or()
+		if err != nil {
+			return nil, err
+		}
+		return e, p.expect(")")
+	}
+	if fn := strings.ToLower(t); (fn == "startswith" || fn == "endswith") && p.peek() == "(" {
+		p.next()
+		prop := p.next()
+		if err := p.expect(","); err != nil {
+			return nil, err
+		}
+		lit := p.next()
+		if err := p.expect(")"); err != nil {
+			return nil, err
+		}
+		name, ok := resolveProp(prop)
+		if !ok {
+			return nil, unknownProp(prop)
+		}
+		if !strings.HasPrefix(lit, "'") {
+			return nil, fmt.Errorf("%s needs a string literal", fn)
+		}
+		v := strings.ToLower(unquote(lit))
+		if fn == "endswith" {
+			p.adv = true
+			return func(u *user) bool { return strings.HasSuffix(strings.ToLower(propString(u, name)), v) }, nil
+		}
+		return func(u *user) bool { return strings.HasPrefix(strings.ToLower(propString(u, name)), v) }, nil
+	}
+	name, ok := resolveProp(t)
+	if !ok {
+		return nil, unknownProp(t)
+	}
+	op := strings.ToLower(p.next())
+	switch op {
+	case "eq", "ne":
+		lit := p.next()
+		want, err := literal(lit)
+		if err != nil {
+			return nil, err
+		}
+		if op == "ne" {
+			p.adv = true
+			return func(u *user) bool { return !propEquals(u, name, want) }, nil
+		}
+		return func(u *user) bool { return propEquals(u, name, want) }, nil
+	case "in":
+		if err := p.expect("("); err != nil {
+			return nil, err
+		}
+		var set []any
+		for {
+			v, err := literal(p.next())
+			if err != nil {
+				return nil, err
+			}
+			set = append(set, v)
+			if p.peek() == "," {
+				p.next()
+				continue
+			}
+			break
+		}
+		if err := p.expect(")"); err != nil {
+			return nil, err
+		}
+		return func(u *user) bool {
+			for _, w := range set {
+				if propEquals(u, name, w) {
+					return true
+				}
+			}
+			return false
+		}, nil
+	default:
+		return nil, fmt.Errorf("unsupported operator '%s'", op)
+	}
+}
+
+type filterErr struct{ msg string }
+
+func (e filterErr) Error() string { return e.msg }
+
+func unknownProp(p string) error {
+	return filterErr{fmt.Sprintf("Could not find a property named '%s' on type 'microsoft.graph.user'.", p)}
+}
+
+func literal(t string) (any, error) {
+	switch {
+	case strings.HasPrefix(t, "'") && len(t) >= 2:
+		return unquote(t), nil
+	case t == "true":
+		return true, nil
+	case t == "false":
+		return false, nil
+	case t == "null":
+		return nil, nil
+	}
+	if f, err := strconv.ParseFloat(t, 64); err == nil {
+		return f, nil
+	}
+	return nil, fmt.Errorf("invalid literal '%s'", t)
+}
+
+// resolveProp maps a filter property (any case, maybe a/b path) to its
+// canonical name.
+func resolveProp(p string) (string, bool) {
+	head, rest, nested := strings.Cut(p, "/")
+	if strings.EqualFold(head, "id") && !nested {
+		return "id", true
+	}
+	d, ok := userProps[strings.ToLower(head)]
+	if !ok {
+		return "", false
+	}
+	if nested {
+		return d.name + "/" + rest, true
+	}
+	return d.name, true
+}
+
+func propValue(u *user, name string) any {
+	if name == "id" {
+		return u.id
+	}
+	head, rest, nested := strings.Cut(name, "/")
+	v := u.props[head]
+	if nested {
+		m, _ := v.(map[string]any)
+		for k, x := range m {
+			if strings.EqualFold(k, rest) {
+				return x
+			}
+		}
+		return nil
+	}
+	return v
+}
+
+func propString(u *user, name string) string {
+	s, _ := propValue(u, name).(string)
+	return s
+}
+
+func propEquals(u *user, name string, want any) bool {
+	got := propValue(u, name)
+	switch w := want.(type) {
+	case nil:
+		return got == nil || got == ""
+	case string:
+		g, ok := got.(string)
+		return ok && strings.EqualFold(g, w)
+	default:
+		return got == want
+	}
+}

@@ -1,0 +1,635 @@
+package graphsim
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+const userType = "#microsoft.graph.user"
+
+// parseSelect turns $select into canonical property names; nil means the
+// default set.
+func parseSelect(q string) ([]string, *response) {
+	if q == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, p := range strings.Split(q, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		name, ok := resolveProp(p)
+		if !ok || strings.Contains(name, "/") {
+			return nil, badRequest(fmt.Sprintf("Could not find a property named '%s' on type 'microsoft.graph.user'.", p))
+		}
+		out = append(out, name)
+	}
+	return out, nil
+}
+
+// project renders a user with the selected properties (default set when
+// sel is nil). passwordProfile is never returned.
+func project(u *user, sel []string) map[string]any {
+	if sel == nil {
+		sel = defaultUserSelect
+	}
+	out := make(map[string]any, len(sel)+1)
+	for _, k := range sel {
+		switch k {
+		case "id":
+			out["id"] = u.id
+		case "passwordProfile":
+			out[k] = nil
+		default:
+			out[k] = u.props[k]
+		}
+	}
+	return out
+}
+
+// full renders every stored property (create and restore answers).
+func full(u *user) map[string]any {
+	out := maps.Clone(u.props)
+	out["id"] = u.id
+	return out
+}
+
+func decodeObject(body []byte) (map[string]any, *response) {
+	var m map[string]any
+	if len(body) == 0 {
+		return nil, gErr(400, "BadRequest", "Empty Payload. JSON content expected.")
+	}
+	if err := json.Unmarshal(body, &m); err != nil || m == nil {
+		return nil, gErr(400, "BadRequest", "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.")
+	}
+	return m, nil
+}
+
+// normalizeUserBody maps body keys to canonical property names and checks
+// that each is a known, writable property of the right type.
+func normalizeUserBody(m map[string]any) (map[string]any, *response) {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		if strings.Contains(k, "@") {
+			continue // @odata.type and annotations are accepted and ignored
+		}
+		d, ok := userProps[strings.ToLower(k)]
+		if !ok {
+			return nil, badRequest(fmt.Sprintf("Property '%s' does not exist as a declared property or extension property.", k))
+		}
+		if d.readOnly {
+			return nil, badRequest(fmt.Sprintf("Property '%s' is read-only and cannot be set.", d.name))
+		}
+		if r := checkPropValue(d, v); r != nil {
+			return nil, r
+		}
+		out[d.name] = v
+	}
+	return out, nil
+}
+
+func (s *Sim) checkUPN(t *tenant, upn string) *response {
+	at := strings.LastIndexByte(upn, '@')
+	if at <= 0 || at == len(upn)-1 || len(upn) > 113 || !upnAliasOK(upn[:at]) {
+		return badRequest("Property userPrincipalName is invalid.", errDetail{Target: "userPrincipalName", Code: "InvalidValue"})
+	}
+	if !t.verified(upn[at+1:]) {
+		return badRequest("The domain portion of the userPrincipalName property is invalid. You must use one of the verified domain names in your organization.", errDetail{Target: "userPrincipalName", Code: "InvalidValue"})
+	}
+	return nil
+}
+
+func conflict(prop string) *response {
+	return badRequest(fmt.Sprintf("Another object with the same value for property %s already exists.", prop), errDetail{Target: prop, Code: "ObjectConflict"})
+}
+
+func invalidValue(prop string) *response {
+	return badRequest(fmt.Sprintf("Invalid value specified for property '%s' of resource 'User'.", prop))
+}
+
+func (s *Sim) createUser(t *tenant, c *call) *response {
+	m, r := decodeObject(c.body)
+	if r != nil {
+		return r
+	}
+	props, r := normalizeUserBody(m)
+	if r != nil {
+		return r
+	}
+	if _, ok := props["accountEnabled"].(bool); !ok {
+		return invalidValue("accountEnabled")
+	}
+	for _, k := range []string{"displayName", "mailNickname", "userPrincipalName"} {
+		if v, _ := props[k].(string); strings.TrimSpace(v) == "" {
+			return invalidValue(k)
+		}
+	}
+	pp, _ := props["passwordProfile"].(map[string]any)
+	pw, _ := pp["password"].(string)
+	if pw == "" {
+		return badRequest("A password must be specified to create a new user.")
+	}
+	upn := props["userPrincipalName"].(string)
+	if r := s.checkUPN(t, upn); r != nil {
+		return r
+	}
+	nick := props["mailNickname"].(string)
+	if !mailNicknameOK(nick) {
+		return invalidValue("mailNickname")
+	}
+	if ul, ok := props["usageLocation"].(string); ok && len(ul) != 2 {
+		return invalidValue("usageLocation")
+	}
+	if !passwordOK(pw) {
+		return badRequest("The specified password does not comply with password complexity requirements. Please provide a different password.")
+	}
+	delete(props, "passwordProfile") // the password is checked, never kept
+	now := s.now()
+	t.mu.Lock()
+	if t.byUPN[strings.ToLower(upn)] != nil {
+		t.mu.Unlock()
+		return conflict("userPrincipalName")
+	}
+	if s.opts.UniqueMailNickname && t.byNick[strings.ToLower(nick)] != nil {
+		t.mu.Unlock()
+		return conflict("mailNickname")
+	}
+	u := t.newUser(uuid.NewString(), props, now)
+	u.visibleAt = now.Add(s.opts.ConsistencyDelay)
+	out := full(u)
+	t.mu.Unlock()
+	s.ctr.addCreated(upn)
+	out["@odata.context"] = c.base + "/$metadata#users/$entity"
+	resp := &response{status: 201, body: out}
+	resp.setHeader("Location", c.base+"/users/"+u.id)
+	return resp
+}
+
+func (s *Sim) getUser(t *tenant, c *call) *response {
+	sel, r := parseSelect(c.query.Get("$select"))
+	if r != nil {
+		return r
+	}
+	t.mu.RLock()
+	u := t.lookup(c.params[0], s.now())
+	var out map[string]any
+	if u != nil {
+		out = project(u, sel)
+	}
+	t.mu.RUnlock()
+	if u == nil {
+		return notFound(c.params[0])
+	}
+	out["@odata.context"] = c.base + "/$metadata#users/$entity"
+	return &response{status: 200, body: out}
+}
+
+func (s *Sim) patchUser(t *tenant, c *call) *response {
+	m, r := decodeObject(c.body)
+	if r != nil {
+		return r
+	}
+	props, r := normalizeUserBody(m)
+	if r != nil {
+		return r
+	}
+	for _, k := range []string{"accountEnabled", "displayName", "mailNickname", "userPrincipalName"} {
+		if v, ok := props[k]; ok && (v == nil || v == "") {
+			return invalidValue(k)
+		}
+	}
+	if pp, ok := props["passwordProfile"].(map[string]any); ok {
+		if pw, _ := pp["password"].(string); pw != "" && !passwordOK(pw) {
+			return badRequest("The specified password does not comply with password complexity requirements. Please provide a different password.")
+		}
+	}
+	upn, upnSet := props["userPrincipalName"].(string)
+	if upnSet {
+		if r := s.checkUPN(t, upn); r != nil {
+			return r
+		}
+	}
+	if n, ok := props["mailNickname"].(string); ok && !mailNicknameOK(n) {
+		return invalidValue("mailNickname")
+	}
+	t.mu.Lock()
+	u := t.lookup(c.params[0], s.now())
+	if u == nil {
+		t.mu.Unlock()
+		return notFound(c.params[0])
+	}
+	if upnSet {
+		if o := t.byUPN[strings.ToLower(upn)]; o != nil && o != u {
+			t.mu.Unlock()
+			return conflict("userPrincipalName")
+		}
+	}
+	if n, ok := props["mailNickname"].(string); ok && s.opts.UniqueMailNickname {
+		if o := t.byNick[strings.ToLower(n)]; o != nil && o != u {
+			t.mu.Unlock()
+			return conflict("mailNickname")
+		}
+	}
+	t.unindex(u)
+	for k, v := range props {
+		if k == "passwordProfile" {
+			continue
+		}
+		if v == nil {
+			delete(u.props, k)
+		} else {
+			u.props[k] = v
+		}
+	}
+	t.index(u)
+	t.touch(u)
+	id := u.id
+	t.mu.Unlock()
+	s.ctr.addPatch(id, redact(m))
+	return &response{status: 204}
+}
+
+// redact copies a PATCH body for the counters without any password.
+func redact(m map[string]any) map[string]any {
+	out := maps.Clone(m)
+	for k, v := range out {
+		if strings.EqualFold(k, "passwordProfile") {
+			if pp, ok := v.(map[string]any); ok {
+				pp = maps.Clone(pp)
+				if _, ok := pp["password"]; ok {
+					pp["password"] = "[redacted]"
+				}
+				out[k] = pp
+			}
+		}
+	}
+	return out
+}
+
+func (s *Sim) deleteUser(t *tenant, c *call) *response {
+	now := s.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	u := t.lookup(c.params[0], now)
+	if u == nil {
+		return notFound(c.params[0])
+	}
+	t.unindex(u)
+	u.deleted, u.deletedAt = true, now
+	u.props["deletedDateTime"] = now.UTC().Format(time.RFC3339)
+	t.touch(u)
+	return &response{status: 204}
+}
+
+// pageToken is the opaque $skiptoken of user and group lists: the
+// creation sequence number of the last item returned.
+func pageToken(seq int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("X" + strconv.FormatInt(seq, 10)))
+}
+
+func parsePageToken(tok string) (int64, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) < 2 || b[0] != 'X' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(b[1:]), 10, 64)
+	return n, err == nil
+}
+
+func parseTop(c *call, def int) (int, *response) {
+	v := c.query.Get("$top")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 999 {
+		return 0, badRequest(fmt.Sprintf("Invalid page size specified: '%s'. Must be between 1 and 999 inclusive.", v))
+	}
+	return n, nil
+}
+
+// nextLink repeats the request's query with a new $skiptoken.
+func nextLink(c *call, path, tok string) string {
+	keys := make([]string, 0, len(c.query))
+	for k := range c.query {
+		if k != "$skiptoken" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString(c.base + path + "?")
+	for _, k := range keys {
+		b.WriteString(k + "=" + url.QueryEscape(c.query.Get(k)) + "&")
+	}
+	b.WriteString("$skiptoken=" + tok)
+	return b.String()
+}
+
+func (s *Sim) listUsers(t *tenant, c *call) *response {
+	return s.pageUsers(t, c, "/users", false)
+}
+
+func (s *Sim) listDeleted(t *tenant, c *call) *response {
+	return s.pageUsers(t, c, c.path, true)
+}
+
+// pageUsers serves GET /users and the deleted-items list: $top, $select,
+// $filter, $count, $skiptoken paging in creation order.
+func (s *Sim) pageUsers(t *tenant, c *call, path string, deleted bool) *response {
+	if c.query.Has("$skip") {
+		return badRequest("'$skip' is not supported by the service.")
+	}
+	top, r := parseTop(c, 100)
+	if r != nil {
+		return r
+	}
+	sel, r := parseSelect(c.query.Get("$select"))
+	if r != nil {
+		return r
+	}
+	eventual := strings.EqualFold(c.header.Get("ConsistencyLevel"), "eventual")
+	wantCount := strings.EqualFold(c.query.Get("$count"), "true")
+	if wantCount && !eventual {
+		return badRequest("$count is not currently supported.")
+	}
+	var f *filter
+	if fq := c.query.Get("$filter"); fq != "" {
+		var err error
+		f, err = parseFilter(fq)
+		if err != nil {
+			var fe filterErr
+			if errors.As(err, &fe) {
+				return badRequest(fe.msg)
+			}
+			return badRequest("Invalid filter clause: " + err.Error())
+		}
+		if f.advanced && !(eventual && wantCount) {
+			return gErr(400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause specified for property of resource 'User'.")
+		}
+	}
+	var after int64
+	if tok := c.query.Get("$skiptoken"); tok != "" {
+		var ok bool
+		if after, ok = parsePageToken(tok); !ok {
+			return badRequest("Invalid skip token.")
+		}
+	}
+	now := s.now()
+	match := func(u *user) bool {
+		if u.purged || u.deleted != deleted || (!deleted && now.Before(u.visibleAt)) {
+			return false
+		}
+		return f == nil || f.eval(u)
+	}
+	t.mu.RLock()
+	cands := t.order
+	if f != nil && f.eqProp != "" && !deleted {
+		cands = t.indexed(f.eqProp, f.eqVal)
+	}
+	start := sort.Search(len(cands), func(i int) bool { return cands[i].seq > after })
+	vals := make([]any, 0, min(top, 64))
+	var last int64
+	more := false
+	for _, u := range cands[start:] {
+		if !match(u) {
+			continue
+		}
+		if len(vals) == top {
+			more = true
+			break
+		}
+		o := project(u, sel)
+		if deleted {
+			o["deletedDateTime"] = u.props["deletedDateTime"]
+		}
+		vals = append(vals, o)
+		last = u.seq
+	}
+	count := -1
+	if wantCount {
+		count = 0
+		for _, u := range cands {
+			if match(u) {
+				count++
+			}
+		}
+	}
+	t.mu.RUnlock()
+	out := map[string]any{"@odata.context": c.base + "/$metadata#users", "value": vals}
+	if count >= 0 {
+		out["@odata.count"] = count
+	}
+	if more {
+		out["@odata.nextLink"] = nextLink(c, path, pageToken(last))
+	}
+	return &response{status: 200, body: out}
+}
+
+// indexed returns the users a single-equality filter can only match, in
+// creation order (nil-safe); caller holds t.mu.
+func (t *tenant) indexed(prop, val string) []*user {
+	var out []*user
+	switch prop {
+	case "id":
+		if u := t.users[strings.ToLower(val)]; u != nil {
+			out = append(out, u)
+		}
+	case "userPrincipalName":
+		if u := t.byUPN[strings.ToLower(val)]; u != nil {
+			out = append(out, u)
+		}
+	case "mailNickname":
+		// Not unique unless UniqueMailNickname: scan.
+		return t.order
+	case "employeeId":
+		for u := range t.byEmp[val] {
+			out = append(out, u)
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].seq < out[j].seq })
+	default:
+		return t.order
+	}
+	return out
+}
+
+func (s *Sim) countUsers(t *tenant, c *call) *response {
+	if !strings.EqualFold(c.header.Get("ConsistencyLevel"), "eventual") {
+		return badRequest("Count is not currently supported without ConsistencyLevel:eventual.")
+	}
+	t.mu.RLock()
+	n := t.active
+	t.mu.RUnlock()
+	return &response{status: 200, text: strconv.Itoa(n)}
+}
+
+func (s *Sim) getManager(t *tenant, c *call) *response {
+	now := s.now()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	u := t.lookup(c.params[0], now)
+	if u == nil {
+		return notFound(c.params[0])
+	}
+	m := t.users[u.managerID]
+	if u.managerID == "" || m == nil || m.deleted || m.purged {
+		return notFound("manager")
+	}
+	if strings.HasSuffix(c.route.pattern, "$ref") {
+		return &response{status: 200, body: map[string]any{"@odata.context": c.base + "/$metadata#directoryObjects/$entity", "@odata.id": c.base + "/directoryObjects/" + m.id}}
+	}
+	out := project(m, nil)
+	out["@odata.type"] = userType
+	out["@odata.context"] = c.base + "/$metadata#directoryObjects/$entity"
+	return &response{status: 200, body: out}
+}
+
+// refTarget reads {"@odata.id": ".../users/{id}"} (or directoryObjects).
+func refTarget(body []byte) (string, *response) {
+	m, r := decodeObject(body)
+	if r != nil {
+		return "", r
+	}
+	ref, _ := m["@odata.id"].(string)
+	if ref == "" {
+		return "", badRequest("Invalid object identifier '" + ref + "'.")
+	}
+	ref = strings.TrimRight(ref, "/")
+	id := ref[strings.LastIndexByte(ref, '/')+1:]
+	if _, err := uuid.Parse(id); err != nil {
+		return "", badRequest("Invalid object identifier '" + id + "'.")
+	}
+	return strings.ToLower(id), nil
+}
+
+func (s *Sim) setManager(t *tenant, c *call) *response {
+	mid, r := refTarget(c.body)
+	if r != nil {
+		return r
+	}
+	now := s.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	u := t.lookup(c.params[0], now)
+	if u == nil {
+		return notFound(c.params[0])
+	}
+	if t.lookup(mid, now) == nil {
+		return notFound(mid)
+	}
+	if u.managerID != mid {
+		u.managerID, u.removedManager = mid, ""
+		t.touch(u)
+	}
+	return &response{status: 204}
+}
+
+func (s *Sim) removeManager(t *tenant, c *call) *response {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	u := t.lookup(c.params[0], s.now())
+	if u == nil {
+		return notFound(c.params[0])
+	}
+	if u.managerID == "" {
+		return notFound("manager")
+	}
+	u.managerID, u.removedManager = "", u.managerID
+	t.touch(u)
+	return &response{status: 204}
+}
+
+func (s *Sim) memberOf(t *tenant, c *call) *response {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	u := t.lookup(c.params[0], s.now())
+	if u == nil {
+		return notFound(c.params[0])
+	}
+	vals := []any{}
+	for _, g := range t.gorder {
+		if _, ok := u.groups[g.id]; ok {
+			vals = append(vals, groupJSON(g))
+		}
+	}
+	return &response{status: 200, body: map[string]any{"@odata.context": c.base + "/$metadata#directoryObjects", "value": vals}}
+}
+
+func (s *Sim) getDeleted(t *tenant, c *call) *response {
+	sel, r := parseSelect(c.query.Get("$select"))
+	if r != nil {
+		return r
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	u := t.users[strings.ToLower(c.params[0])]
+	if u == nil || !u.deleted || u.purged {
+		return notFound(c.params[0])
+	}
+	out := project(u, sel)
+	out["@odata.type"] = userType
+	out["deletedDateTime"] = u.props["deletedDateTime"]
+	out["@odata.context"] = c.base + "/$metadata#directoryObjects/$entity"
+	return &response{status: 200, body: out}
+}
+
+func (s *Sim) restoreUser(t *tenant, c *call) *response {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	u := t.users[strings.ToLower(c.params[0])]
+	if u == nil || !u.deleted || u.purged {
+		return notFound(c.params[0])
+	}
+	if t.byUPN[strings.ToLower(u.str("userPrincipalName"))] != nil {
+		return conflict("userPrincipalName")
+	}
+	u.deleted, u.deletedAt = false, time.Time{}
+	delete(u.props, "deletedDateTime")
+	t.index(u)
+	t.touch(u)
+	out := full(u)
+	out["@odata.type"] = userType
+	out["@odata.context"] = c.base + "/$metadata#directoryObjects/$entity"
+	return &response{status: 200, body: out}
+}
+
+func (s *Sim) purgeUser(t *tenant, c *call) *response {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	u := t.users[strings.ToLower(c.params[0])]
+	if u == nil || !u.deleted || u.purged {
+		return notFound(c.params[0])
+	}
+	u.purged = true
+	delete(t.users, u.id)
+	for gid := range u.groups {
+		if g := t.groups[gid]; g != nil {
+			g.remove(u.id)
+		}
+	}
+	t.touch(u)
+	t.dropPurged()
+	return &response{status: 204}
+}
+
+func (s *Sim) organization(t *tenant, c *call) *response {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var doms []any
+	for i, d := range t.domains {
+		doms = append(doms, map[string]any{"name": d, "isDefault": i == 0, "isInitial": strings.HasSuffix(d, ".onmicrosoft.com"), "type": "Managed", "capabilities": "Email, OfficeCommunicationsOnline"})
+	}
+	org := map[string]any{"id": t.id, "displayName": t.name, "verifiedDomains": doms, "tenantType": "AAD"}
+	return &response{status: 200, body: map[string]any{"@odata.context": c.base + "/$metadata#organization", "value": []any{org}}}
+}
