@@ -51,8 +51,8 @@ type user struct {
 	managerID string
 	// removedManager is the manager last removed, for manager@delta.
 	removedManager string
-	groups    map[string]struct{}
-	changeSeq int64
+	groups         map[string]struct{}
+	changeSeq      int64
 }
 
 func (u *user) str(k string) string {
