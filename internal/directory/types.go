@@ -70,6 +70,11 @@ type Result struct {
 	RequestID string
 	Attempts  int
 	Latency   time.Duration // from first send to final answer
+	// Recovered is set when an attempt with an unknown outcome (5xx, lost
+	// answer) was retried and the retry showed the first had been applied:
+	// a create met its own user (ObjectID found by UPN), a delete found the
+	// user gone, an add found the member present.
+	Recovered bool
 }
 
 // User is a directory user as read from Graph (list, delta, lookup).

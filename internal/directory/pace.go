@@ -1,0 +1,169 @@
+package directory
+
+import (
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// controller decides how fast the executor may write. It combines two
+// mechanisms:
+//
+//   - AIMD on the number of $batch requests in flight: halve on a throttle
+//     event, add one per window of clean batches.
+//   - A step pacer whose rate is learnt from the service. Graph's write quota
+//     is a token bucket (3,000 writes / 150 s per app and tenant). Between
+//     two throttle events the bucket was empty at both ends, so the number of
+//     writes the service accepted in between divided by the elapsed time is
+//     its refill rate — an exact measurement, not a guess. The pacer then
+//     runs just under that rate and creeps up while clean, so the quota is
+//     used without hitting it, and a rare overshoot re-measures the rate.
+//
+// Before the first throttle event nothing is paced: the initial bucket
+// (burst) is spent as fast as the concurrency limit allows.
+type controller struct {
+	mu sync.Mutex
+
+	maxInflight float64
+	inflight    float64 // current limit (fractional for additive increase)
+
+	rate float64 // steps per second; 0 = unpaced
+	next time.Time
+
+	lastEvent time.Time // last throttle event we reacted to
+	accepted  int       // steps the service accepted (not 429/5xx) since lastEvent
+	lastCreep time.Time
+
+	pacerWaited bool // the pacer held back a batch since the last adjustment
+}
+
+const (
+	mdFactor     = 0.5   // concurrency multiplicative decrease
+	rateHeadroom = 0.97  // pace at this share of the measured refill rate
+	rateCreep    = 0.005 // relative pace increase per second while clean and pace-bound
+	minMeasure   = 200 * time.Millisecond
+)
+
+func newController(maxInflight int) *controller {
+	if maxInflight < 1 {
+		maxInflight = 1
+	}
+	return &controller{maxInflight: float64(maxInflight), inflight: float64(maxInflight)}
+}
+
+// limit is the number of batches allowed in flight now.
+func (c *controller) limit() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int(c.inflight)
+}
+
+// delay says how long to wait before n more steps may be sent; 0 = now.
+func (c *controller) delay(now time.Time, n int) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.next.IsZero() {
+		return 0
+	}
+	var tol time.Duration
+	if c.rate > 0 {
+		// Tolerate one batch of burst so batches go out whole.
+		tol = time.Duration(float64(n) / c.rate * float64(time.Second))
+	}
+	if d := c.next.Sub(now) - tol; d > 0 {
+		c.pacerWaited = true
+		return d
+	}
+	return 0
+}
+
+// take reserves n steps of pace; call once delay returned 0.
+func (c *controller) take(now time.Time, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rate <= 0 {
+		return
+	}
+	if c.next.Before(now) {
+		c.next = now
+	}
+	c.next = c.next.Add(time.Duration(float64(n) / c.rate * float64(time.Second)))
+}
+
+// pause holds every send until t (a throttled batch's Retry-After): the
+// service said the bucket is empty, sending earlier only buys more 429s.
+func (c *controller) pause(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.After(c.next) {
+		c.next = t
+	}
+}
+
+// observe feeds one batch answer: when it was sent, how many of its steps
+// the service accepted and how many it throttled.
+func (c *controller) observe(sent, now time.Time, accepted, throttled int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.accepted += accepted
+	if throttled == 0 {
+		c.inflight = math.Min(c.maxInflight, c.inflight+1/c.inflight)
+		if c.rate > 0 {
+			if c.pacerWaited && !c.lastCreep.IsZero() {
+				// Creep up in proportion to time, not to batches, so the cycle
+				// length does not depend on how fast batches come back.
+				c.rate *= 1 + rateCreep*now.Sub(c.lastCreep).Seconds()
+			}
+			c.lastCreep = now
+			c.pacerWaited = false
+		}
+		return
+	}
+	if !c.lastEvent.IsZero() && sent.Before(c.lastEvent) {
+		// Sent before we reacted to the last event: same congestion.
+		return
+	}
+	c.inflight = math.Max(1, c.inflight*mdFactor)
+	if c.lastEvent.IsZero() {
+		// First event: the burst is spent and the bucket is empty now.
+		// Start counting; the next event gives the refill rate.
+		c.lastEvent, c.accepted = now, 0
+		return
+	}
+	el := now.Sub(c.lastEvent)
+	if el < minMeasure {
+		return // window too short to measure; keep counting
+	}
+	// Bucket empty at both events: accepted/elapsed is the refill rate.
+	c.rate = math.Max(0.01, rateHeadroom*float64(c.accepted)/el.Seconds())
+	c.lastEvent, c.accepted = now, 0
+	c.lastCreep = now
+	c.pacerWaited = false
+}
+
+// snapshot returns the current limit and rate (for logs and tests).
+func (c *controller) snapshot() (inflight int, rate float64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int(c.inflight), c.rate
+}
+
+// backoff is the jittered, capped exponential delay before attempt n (1 =
+// first retry): full jitter in [base·2^(n-1)/2, base·2^(n-1)], at most max.
+// Written here because retries are per step and scheduled by the executor's
+// queue, not by a blocking retry loop such as cenkalti/backoff offers.
+func backoff(n int, base, max time.Duration) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	d := base
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	half := d / 2
+	return half + time.Duration(rand.Int64N(int64(half)+1))
+}

@@ -1,0 +1,274 @@
+package directory
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	abs "github.com/microsoft/kiota-abstractions-go"
+)
+
+// userSelect are the properties the worker manages and mirrors.
+const userSelect = "id,userPrincipalName,displayName,mailNickname,givenName,surname,jobTitle,department," +
+	"officeLocation,companyName,employeeId,employeeType,usageLocation,mobilePhone,mail,accountEnabled"
+
+type userJSON struct {
+	ID                string `json:"id"`
+	UserPrincipalName string `json:"userPrincipalName"`
+	DisplayName       string `json:"displayName"`
+	MailNickname      string `json:"mailNickname"`
+	GivenName         string `json:"givenName"`
+	Surname           string `json:"surname"`
+	JobTitle          string `json:"jobTitle"`
+	Department        string `json:"department"`
+	OfficeLocation    string `json:"officeLocation"`
+	CompanyName       string `json:"companyName"`
+	EmployeeID        string `json:"employeeId"`
+	EmployeeType      string `json:"employeeType"`
+	UsageLocation     string `json:"usageLocation"`
+	MobilePhone       string `json:"mobilePhone"`
+	Mail              string `json:"mail"`
+	AccountEnabled    *bool  `json:"accountEnabled"`
+	Manager           *struct {
+		ID string `json:"id"`
+	} `json:"manager"`
+	Removed *struct {
+		Reason string `json:"reason"`
+	} `json:"@removed"`
+}
+
+func (u userJSON) user() User {
+	out := User{ID: u.ID, UserPrincipalName: u.UserPrincipalName, DisplayName: u.DisplayName,
+		MailNickname: u.MailNickname, GivenName: u.GivenName, Surname: u.Surname, JobTitle: u.JobTitle,
+		Department: u.Department, OfficeLocation: u.OfficeLocation, CompanyName: u.CompanyName,
+		EmployeeID: u.EmployeeID, EmployeeType: u.EmployeeType, UsageLocation: u.UsageLocation,
+		MobilePhone: u.MobilePhone, Mail: u.Mail}
+	if u.AccountEnabled != nil {
+		out.AccountEnabled = *u.AccountEnabled
+	}
+	if u.Manager != nil {
+		out.ManagerID = u.Manager.ID
+	}
+	if u.Removed != nil {
+		out.Removed = u.Removed.Reason
+		if out.Removed == "" {
+			out.Removed = "changed"
+		}
+	}
+	return out
+}
+
+type userPage struct {
+	Value     []userJSON `json:"value"`
+	NextLink  string     `json:"@odata.nextLink"`
+	DeltaLink string     `json:"@odata.deltaLink"`
+}
+
+// getJSON GETs a Graph URL through the SDK pipeline, retrying 429 (after
+// its Retry-After), 5xx and transport errors with jittered backoff. Other
+// statuses come back as *GraphError (403 as *AuthError naming the missing
+// permission).
+func (c *Client) getJSON(ctx context.Context, rawURL string, headers map[string]string, into any) ([]byte, error) {
+	var lastErr error
+	throttled := 0
+	for attempt := 1; ; attempt++ {
+		resp, err := c.send(ctx, abs.GET, rawURL, nil, headers)
+		var wait time.Duration
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			var ae *AuthError
+			if errors.As(err, &ae) {
+				return nil, err
+			}
+			lastErr = fmt.Errorf("GET %s: %w", redactQuery(rawURL), err)
+			wait = backoff(attempt, c.opts.MinBackoff, c.opts.MaxBackoff)
+		case resp.status >= 200 && resp.status < 300:
+			if into != nil {
+				if err := json.Unmarshal(resp.body, into); err != nil {
+					return nil, fmt.Errorf("GET %s: decode: %w", redactQuery(rawURL), err)
+				}
+			}
+			return resp.body, nil
+		default:
+			ge := parseGraphError(resp.status, resp.header, resp.body, time.Now())
+			lastErr = ge
+			switch classify("read", resp.status) {
+			case retryThrottled:
+				throttled++
+				c.stats.throttled.Add(1)
+				if c.opts.Metrics != nil {
+					c.opts.Metrics.Throttled(1)
+				}
+				attempt-- // waiting out a 429 is not a fault
+				if throttled > c.opts.MaxThrottled {
+					return nil, ge
+				}
+				wait = ge.RetryAfter
+				if wait <= 0 {
+					wait = backoff(throttled, c.opts.MinBackoff, c.opts.MaxBackoff)
+				}
+			case retryTransient:
+				wait = backoff(attempt, c.opts.MinBackoff, c.opts.MaxBackoff)
+				if ge.RetryAfter > wait {
+					wait = ge.RetryAfter
+				}
+			case retryAuth:
+				if attempt > 1 {
+					return nil, ge
+				}
+			default:
+				return nil, c.auth.denied(ge, "read")
+			}
+		}
+		if attempt >= c.opts.MaxAttempts {
+			return nil, lastErr
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// redactQuery drops the query (delta and skip tokens) from URLs in errors.
+func redactQuery(u string) string {
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		return u[:i]
+	}
+	return u
+}
+
+// ListUsers reads every user of the tenant, 999 per page, with the managed
+// properties and the manager's id. The manager costs one $expand (+1
+// resource unit per page, not per user), cheaper than a read per user.
+func (c *Client) ListUsers(ctx context.Context, fn func(User) error) error {
+	next := c.ep.graphURL + "/users?$top=999&$select=" + userSelect + "&$expand=" + url.QueryEscape("manager($select=id)")
+	for next != "" {
+		var page userPage
+		if _, err := c.getJSON(ctx, next, nil, &page); err != nil {
+			return fmt.Errorf("list users: %w", err)
+		}
+		for _, u := range page.Value {
+			if err := fn(u.user()); err != nil {
+				return err
+			}
+		}
+		next = page.NextLink
+	}
+	return nil
+}
+
+// Delta reads changes since deltaLink and returns the link to store for
+// next time. With an empty deltaLink, or when Graph rejects it (expired or
+// unknown token: 410, or a 400/404 about the sync state), it reads the
+// whole tenant instead: onReset (may be nil) is called once BEFORE the first
+// user of the full read, so the caller can clear its mirror, and full is
+// true. Removed users come with User.Removed set. Manager is not tracked by
+// delta here; ListUsers reads it.
+func (c *Client) Delta(ctx context.Context, deltaLink string, onReset func(context.Context) error, fn func(User) error) (newDeltaLink string, full bool, err error) {
+	start := deltaLink
+	if start == "" {
+		full = true
+		start = c.ep.graphURL + "/users/delta?$select=" + userSelect
+	}
+	var page userPage
+	_, err = c.getJSON(ctx, start, nil, &page)
+	if err != nil && !full && deltaRejected(err) {
+		c.log.WarnContext(ctx, "delta link rejected, reading the whole tenant", "err", err)
+		full = true
+		start = c.ep.graphURL + "/users/delta?$select=" + userSelect
+		page = userPage{}
+		_, err = c.getJSON(ctx, start, nil, &page)
+	}
+	if err != nil {
+		return "", full, fmt.Errorf("users delta: %w", err)
+	}
+	if full && onReset != nil {
+		if err := onReset(ctx); err != nil {
+			return "", full, err
+		}
+	}
+	for {
+		for _, u := range page.Value {
+			if err := fn(u.user()); err != nil {
+				return "", full, err
+			}
+		}
+		if page.DeltaLink != "" {
+			return page.DeltaLink, full, nil
+		}
+		if page.NextLink == "" {
+			return "", full, errors.New("users delta: page has neither nextLink nor deltaLink")
+		}
+		next := page.NextLink
+		page = userPage{}
+		if _, err := c.getJSON(ctx, next, nil, &page); err != nil {
+			return "", full, fmt.Errorf("users delta: %w", err)
+		}
+	}
+}
+
+// deltaRejected says whether a delta call failed because its token is no
+// longer valid. The service's exact answer is not pinned down in the docs
+// (graph-facts.md), so any 410, and a 400/404 naming the sync state or the
+// token, counts.
+func deltaRejected(err error) bool {
+	var ge *GraphError
+	if !errors.As(err, &ge) {
+		return false
+	}
+	if ge.Status == http.StatusGone {
+		return true
+	}
+	if ge.Status != http.StatusBadRequest && ge.Status != http.StatusNotFound {
+		return false
+	}
+	s := strings.ToLower(ge.Code + " " + ge.Message)
+	return strings.Contains(s, "syncstate") || strings.Contains(s, "token") || strings.Contains(s, "resync")
+}
+
+// FindUsers looks users up by UPN and/or employeeId (either may be empty;
+// both set means either matches). Used to adopt existing users and to
+// resolve an ambiguous create.
+func (c *Client) FindUsers(ctx context.Context, upn, employeeID string) ([]User, error) {
+	var terms []string
+	if upn != "" {
+		terms = append(terms, "userPrincipalName eq '"+odataQuote(upn)+"'")
+	}
+	if employeeID != "" {
+		terms = append(terms, "employeeId eq '"+odataQuote(employeeID)+"'")
+	}
+	if len(terms) == 0 {
+		return nil, errors.New("find users: neither UPN nor employeeId given")
+	}
+	q := url.Values{}
+	q.Set("$filter", strings.Join(terms, " or "))
+	q.Set("$select", userSelect)
+	next := c.ep.graphURL + "/users?" + q.Encode()
+	var out []User
+	for next != "" {
+		var page userPage
+		if _, err := c.getJSON(ctx, next, nil, &page); err != nil {
+			return nil, fmt.Errorf("find users: %w", err)
+		}
+		for _, u := range page.Value {
+			out = append(out, u.user())
+		}
+		next = page.NextLink
+	}
+	return out, nil
+}
+
+// odataQuote escapes a string literal for $filter ('' doubles a quote).
+func odataQuote(s string) string { return strings.ReplaceAll(s, "'", "''") }
