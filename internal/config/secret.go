@@ -95,7 +95,7 @@ func (r SecretRef) ReadBytes(ctx context.Context) ([]byte, error) {
 func CredentialPath(name string) (string, error) {
 	dir := os.Getenv("CREDENTIALS_DIRECTORY")
 	if dir == "" {
-		return "", fmt.Errorf("credential %s: $CREDENTIALS_DIRECTORY is not set; run under systemd with LoadCredential=%s:/path/to/file, or use {file: /path/to/file}", name, name)
+		return "", fmt.Errorf("$CREDENTIALS_DIRECTORY is not set; run under systemd with LoadCredential=%s:/path/to/file, or use {file: /path/to/file}", name)
 	}
 	return filepath.Join(dir, name), nil
 }

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/entraprov/entraprov/internal/config"
+)
+
+// errNoConfig tells the operator how to name the configuration file.
+var errNoConfig = errors.New("no configuration file: pass --config FILE or set ENTRAPROV_CONFIG (start from configs/entraprov.example.yaml)")
+
+// loadConfig loads and validates the file named by --config (or
+// ENTRAPROV_CONFIG) and applies --database-url. Every failure maps to exit
+// code 78 (EX_CONFIG): the operator must fix the file, not retry.
+func loadConfig(cmd *cobra.Command) (*config.Config, error) {
+	_ = cmd // the flags are global; cmd keeps the call sites uniform
+	if globals.configPath == "" {
+		return nil, withExit(exitConfig, errNoConfig)
+	}
+	cfg, err := config.Load(globals.configPath)
+	if err != nil {
+		return nil, withExit(exitConfig, err)
+	}
+	if globals.databaseURL != "" {
+		cfg.Database.URL, cfg.Database.URLFrom = globals.databaseURL, "--database-url"
+	}
+	return cfg, nil
+}
+
+// databaseURL returns the connection string for commands that need only the
+// database (migrate, history, show): --database-url, else the config file
+// (with its environment overrides and password reference) if one is named,
+// else ENTRAPROV_DATABASE_URL / DATABASE_URL. The result may hold a
+// password: never print it (config.RedactURL).
+func databaseURL(cmd *cobra.Command) (string, error) {
+	if globals.databaseURL != "" {
+		return globals.databaseURL, nil
+	}
+	if globals.configPath != "" {
+		cfg, err := loadConfig(cmd)
+		if err != nil {
+			return "", err
+		}
+		s, err := cfg.Database.ConnString(cmd.Context())
+		if err != nil {
+			return "", withExit(exitConfig, err)
+		}
+		if s != "" {
+			return s, nil
+		}
+	}
+	for _, name := range []string{config.EnvDatabaseURL, config.EnvDatabaseURLFallback} {
+		if v := os.Getenv(name); v != "" {
+			return v, nil
+		}
+	}
+	return "", withExit(exitConfig, errors.New("no database: pass --database-url, set ENTRAPROV_DATABASE_URL or DATABASE_URL, or set database.url in the --config file"))
+}
+
+func init() {
+	addCommand(func() *cobra.Command {
+		c := &cobra.Command{
+			Use:   "config",
+			Short: "Inspect the configuration file",
+			Args:  cobra.NoArgs,
+		}
+		c.AddCommand(&cobra.Command{
+			Use:   "validate",
+			Short: "Check the configuration file and list its jobs (exit 78 if invalid)",
+			Long: "Loads the configuration exactly as `worker run` would, reports every problem at once\n" +
+				"with its key path and a fix, and otherwise prints each job with its next run time.\n" +
+				"Secret references are checked for readability; their values are never printed.",
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				cfg, err := loadConfig(cmd)
+				if err != nil {
+					return err
+				}
+				return printConfigSummary(cmd.Context(), cmd.OutOrStdout(), cfg, time.Now())
+			},
+		})
+		return c
+	})
+}
+
+// printConfigSummary writes what a valid configuration will do.
+func printConfigSummary(ctx context.Context, w io.Writer, cfg *config.Config, now time.Time) error {
+	jobs := "jobs"
+	if len(cfg.Jobs) == 1 {
+		jobs = "job"
+	}
+	fmt.Fprintf(w, "config OK: %d %s (%s)\n", len(cfg.Jobs), jobs, globals.configPath)
+	db := config.RedactURL(cfg.Database.URL)
+	if db == "" {
+		db = "(unset: libpq defaults)"
+	} else {
+		db += " (from " + cfg.Database.URLFrom + ")"
+	}
+	fmt.Fprintf(w, "database: %s\n", db)
+	if !cfg.Database.Password.IsZero() {
+		fmt.Fprintf(w, "database password: %s\n", secretStatus(ctx, cfg.Database.Password))
+	}
+	metrics := cfg.Metrics.Listen
+	if metrics == "" {
+		metrics = "off"
+	}
+	fmt.Fprintf(w, "metrics: %s   log: %s/%s\n\n", metrics, cfg.Log.Format, cfg.Log.Level)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tTENANT\tAUTH\tSCHEDULE\tNEXT RUN\tSOURCE\tLEAVER")
+	for _, j := range cfg.Jobs {
+		next := "-"
+		if s, err := config.ParseSchedule(j.Schedule); err == nil {
+			t := s.Next(now)
+			next = t.Format("2006-01-02 15:04 MST") + " (in " + strings.TrimSuffix(t.Sub(now).Round(time.Minute).String(), "0s") + ")"
+		}
+		leaver := j.Leaver.Action
+		if leaver == "delete" {
+			leaver += " after " + j.Leaver.DeleteAfter.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Name, j.TenantID, j.Auth.Method, j.Schedule, next, j.Source, leaver)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	// Where each job's credentials come from, and whether this process can
+	// read them. Unreadable here is not an error: the service may get them
+	// from systemd (LoadCredential=) or its own environment.
+	var lines []string
+	for _, j := range cfg.Jobs {
+		a := j.Auth
+		switch a.Method {
+		case "secret":
+			lines = append(lines, fmt.Sprintf("  %s: client_secret %s", j.Name, secretStatus(ctx, a.Secret)))
+		case "certificate":
+			desc := a.CertificateFile
+			if a.PFXFile != "" {
+				desc = "pfx " + a.PFXFile
+			}
+			if a.KeyCredential != "" {
+				desc += " + key " + secretStatus(ctx, config.SecretRef{Credential: a.KeyCredential})
+			} else if a.KeyFile != "" {
+				desc += " + key " + a.KeyFile
+			}
+			if !a.PFXPassword.IsZero() {
+				desc += ", pfx_password " + secretStatus(ctx, a.PFXPassword)
+			}
+			lines = append(lines, fmt.Sprintf("  %s: certificate %s", j.Name, strings.TrimPrefix(desc, " + ")))
+		case "managed_identity":
+			id := "system-assigned"
+			if a.ManagedIdentityClientID != "" {
+				id = "user-assigned " + a.ManagedIdentityClientID
+			}
+			lines = append(lines, fmt.Sprintf("  %s: managed identity, %s", j.Name, id))
+		case "workload_identity":
+			f := a.FederatedTokenFile
+			if f == "" {
+				f = "$AZURE_FEDERATED_TOKEN_FILE"
+			}
+			lines = append(lines, fmt.Sprintf("  %s: workload identity, token file %s", j.Name, f))
+		}
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(w, "\ncredentials:\n%s\n", strings.Join(lines, "\n"))
+	}
+	return nil
+}
+
+// secretStatus names a secret reference and says whether it can be read
+// from here; the value itself is read only to be discarded.
+func secretStatus(ctx context.Context, r config.SecretRef) string {
+	if _, err := r.Read(ctx); err != nil {
+		return fmt.Sprintf("%s (not readable here: %v)", r, err)
+	}
+	return r.String() + " (readable)"
+}
