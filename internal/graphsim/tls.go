@@ -42,13 +42,14 @@ type Server struct {
 // login.microsoftonline.com and graph.microsoft.com so a client can keep
 // the public URLs and send them here with a custom dialer.
 func StartTLS(h http.Handler, addr string) (*Server, error) {
-	caPEM, cert, err := newServerCert()
-	if err != nil {
-		return nil, err
-	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	caPEM, cert, err := newServerCert(ln.Addr().(*net.TCPAddr).IP)
+	if err != nil {
+		ln.Close()
+		return nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
@@ -145,7 +146,7 @@ func NewTestServer(tb testing.TB, opts Options) (*Sim, *Server, Seeded) {
 	return sim, srv, seeded
 }
 
-func newServerCert() (caPEM []byte, cert tls.Certificate, err error) {
+func newServerCert(listenIP net.IP) (caPEM []byte, cert tls.Certificate, err error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, cert, fmt.Errorf("CA key: %w", err)
@@ -178,6 +179,9 @@ func newServerCert() (caPEM []byte, cert tls.Certificate, err error) {
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback},
 		DNSNames:     []string{"localhost", "login.microsoftonline.com", "graph.microsoft.com"},
+	}
+	if !listenIP.IsLoopback() && !listenIP.IsUnspecified() {
+		leaf.IPAddresses = append(leaf.IPAddresses, listenIP)
 	}
 	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
 	if err != nil {
