@@ -1,0 +1,449 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	gosync "sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/store"
+)
+
+func (e *Engine) flushSize() int {
+	if e.FlushSize > 0 {
+		return e.FlushSize
+	}
+	return 256
+}
+
+func (e *Engine) flushInterval() time.Duration {
+	if e.FlushInterval > 0 {
+		return e.FlushInterval
+	}
+	return 500 * time.Millisecond
+}
+
+// pendingUser gathers the effects of one user's steps in a pass, so the
+// user's link is written once, after the last of them is final.
+type pendingUser struct {
+	link      store.Link
+	desired   *store.DesiredUser
+	remaining int
+	dirty     bool
+}
+
+// pendingStep is a step handed to the executor and not yet answered.
+type pendingStep struct {
+	user       *pendingUser
+	step       Step
+	externalID string
+}
+
+// applyPass is one streaming pass over the source: plan, record, send,
+// and write back results while later users are still being planned.
+type applyPass struct {
+	r      *runner
+	pass   int
+	ctx    context.Context // cancelled on the run's cancellation or a pass error
+	cancel context.CancelCauseFunc
+	ops    chan directory.Operation
+	// results is written by the executor, and by the producer for the
+	// operations it recorded but could not hand over (cancellation).
+	results chan directory.Result
+
+	mu       gosync.Mutex
+	inflight map[int64]*pendingStep
+
+	rows, planned, done, failed atomic.Int64
+	planningDone                atomic.Bool
+	started                     time.Time
+
+	deferred map[string]struct{}
+}
+
+// nextSeq numbers operations across the passes of a run.
+func (r *runner) nextSeq() int64 {
+	r.seq++
+	return r.seq
+}
+
+// apply runs one pass. Pass 1 plans every user and returns the external ids
+// whose steps had to wait for objects created in it; pass 2 (only those
+// users) sends them.
+func (r *runner) apply(ctx context.Context, pass int, only map[string]struct{}) (map[string]struct{}, error) {
+	size := r.e.flushSize()
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	p := &applyPass{r: r, pass: pass, ctx: pctx, cancel: cancel,
+		ops: make(chan directory.Operation, size), results: make(chan directory.Result, size),
+		inflight: map[int64]*pendingStep{}, started: time.Now(), deferred: map[string]struct{}{}}
+
+	execDone := make(chan directory.Stats, 1)
+	go func() { execDone <- r.dir.Execute(pctx, p.ops, p.results) }()
+	consumed := make(chan error, 1)
+	go func() { consumed <- p.consume() }()
+
+	prodErr := p.produce(only) // closes p.ops
+	stats := <-execDone
+	close(p.results) // the executor and the producer are both done sending
+	consErr := <-consumed
+	r.addExecStats(stats)
+	p.report(true)
+
+	if err := errors.Join(prodErr, consErr); err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
+	return p.deferred, nil
+}
+
+func (r *runner) addExecStats(s directory.Stats) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.execStats.Requests += s.Requests
+	r.execStats.Batches += s.Batches
+	r.execStats.Throttled += s.Throttled
+	r.execStats.Retried += s.Retried
+}
+
+// outgoing is an operation recorded in this flush, to be sent after it.
+type outgoing struct {
+	op directory.Operation
+	ps *pendingStep
+}
+
+// produce streams the source, plans each user and feeds the executor. It
+// always closes p.ops.
+func (p *applyPass) produce(only map[string]struct{}) (err error) {
+	r := p.r
+	var (
+		links []store.Link
+		rows  []store.Operation
+		sends []outgoing
+	)
+	defer close(p.ops)
+	flush := func() error {
+		if len(links)+len(rows)+len(sends) == 0 {
+			return nil
+		}
+		// Links first: a create's "creating" marker must be durable before
+		// the create can reach Graph.
+		if err := r.e.Store.UpsertLinks(p.ctx, links); err != nil {
+			return fmt.Errorf("write links: %w", err)
+		}
+		if err := r.e.Store.RecordOperations(p.ctx, rows); err != nil {
+			return fmt.Errorf("record operations: %w", err)
+		}
+		links, rows = links[:0], rows[:0]
+		for i, o := range sends {
+			p.mu.Lock()
+			p.inflight[o.op.Key] = o.ps
+			p.mu.Unlock()
+			select {
+			case p.ops <- o.op:
+			case <-p.ctx.Done():
+				// Recorded but never handed over: answer them ourselves so
+				// each row still gets its final status.
+				for _, rest := range sends[i:] {
+					p.results <- directory.Result{Key: rest.op.Key, Kind: rest.op.Kind, Outcome: directory.NotStarted, Err: context.Cause(p.ctx)}
+				}
+				sends = sends[:0]
+				return context.Cause(p.ctx)
+			}
+		}
+		sends = sends[:0]
+		return nil
+	}
+
+	err = r.e.Store.StreamSource(p.ctx, r.job.Name, r.job.Source, func(row store.SourceRow) error {
+		if only != nil {
+			if _, ok := only[row.ExternalID]; !ok {
+				return nil
+			}
+		}
+		p.rows.Add(1)
+		if p.pass == 1 {
+			if err := r.lookupLostCreate(p.ctx, &row); err != nil {
+				return err
+			}
+		}
+		dec := Plan(row, r.policy, r.now)
+		if p.pass == 2 {
+			switch dec.Primary() {
+			case ActCreate, ActRestore, ActAdopt, ActSkip:
+				return nil // pass 1 did not get this user into the directory
+			}
+		}
+		if p.pass == 1 && dec.Primary() == ActRestore {
+			// A restored user comes back as it was deleted (disabled, old
+			// attributes): pass 2 plans it again against the directory.
+			p.deferred[row.ExternalID] = struct{}{}
+		}
+		if dec.Unchanged() {
+			if p.pass == 1 {
+				r.count("unchanged", 1)
+			}
+			if dec.Link != nil {
+				links = append(links, *dec.Link)
+			}
+		} else {
+			base := store.Link{Job: r.job.Name, ExternalID: row.ExternalID}
+			if row.Link != nil {
+				base = *row.Link
+			}
+			if dec.Link != nil {
+				base = *dec.Link
+				links = append(links, *dec.Link)
+			}
+			base.Job = r.job.Name
+			u := &pendingUser{link: base, desired: dec.Desired}
+			for _, st := range dec.Steps {
+				op := store.Operation{RunID: r.run.ID, ExternalID: row.ExternalID, ObjectID: st.ObjectID,
+					Action: st.Action, Changes: st.Changes, Message: st.Message}
+				if st.Deferred && p.pass == 1 {
+					p.deferred[row.ExternalID] = struct{}{}
+					continue
+				}
+				if st.Deferred {
+					st.Failure = deferredFailure(st, r.job.Name)
+				}
+				op.Seq = r.nextSeq()
+				r.count(st.Action, 1)
+				switch {
+				case st.Failure != "":
+					op.Status, op.Message = store.OpFailed, st.Failure
+					r.count(store.OpFailed, 1)
+					r.noteFailure(row.ExternalID, st.Failure, false)
+					r.log.InfoContext(p.ctx, "user not provisioned", "external_id", row.ExternalID, "upn", dec.UPN,
+						"action", st.Action, "reason", st.Failure)
+				case st.Kind == "":
+					// Nothing to send (an adoption needing no change).
+					op.Status = store.OpSucceeded
+					r.count(store.OpSucceeded, 1)
+					u.link = ApplyToLink(u.link, st, "", u.desired, r.now)
+					u.dirty = true
+				default:
+					op.Status = store.OpPending
+					dop := directory.Operation{Key: op.Seq, Kind: st.Kind, ObjectID: st.ObjectID, RelatedID: st.RelatedID,
+						Fields: st.Fields}
+					if st.Kind == directory.OpCreate {
+						pw, err := NewPassword(r.job.Password.Length)
+						if err != nil {
+							return err
+						}
+						dop.Password, dop.ForceChangePassword = pw, r.policy.ForceChangePassword
+					}
+					u.remaining++
+					sends = append(sends, outgoing{op: dop, ps: &pendingStep{user: u, step: st, externalID: row.ExternalID}})
+					p.planned.Add(1)
+				}
+				rows = append(rows, op)
+			}
+			if u.remaining == 0 && u.dirty {
+				links = append(links, u.link)
+			}
+		}
+		if len(rows)+len(links) >= r.e.flushSize() {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	} else if len(sends) > 0 {
+		// Recorded rows (if any) of a flush that never happened are not in
+		// the database; nothing to answer. Drop them.
+		sends = nil
+	}
+	p.planningDone.Store(true)
+	if err != nil && p.ctx.Err() != nil {
+		return nil // the run's cancellation, reported by Run as interrupted
+	}
+	if err != nil {
+		p.cancel(err)
+		return fmt.Errorf("pass %d: %w", p.pass, err)
+	}
+	return nil
+}
+
+func deferredFailure(st Step, job string) string {
+	if st.Action == ActManager {
+		return fmt.Sprintf("manager_external_id %q: no user with this external_id is provisioned by job %s "+
+			"(it is not in the source, or its own provisioning failed); the manager was not set", st.ManagerExternalID, job)
+	}
+	return "the user was not provisioned in this run, so this step could not be sent"
+}
+
+// consume writes results back: operation rows, links, counts. It reads
+// until results is closed, whatever happens, so the executor never blocks.
+func (p *applyPass) consume() error {
+	r := p.r
+	var (
+		comps    []store.Operation
+		links    []store.Link
+		firstErr error
+	)
+	flush := func() {
+		if firstErr != nil || len(comps)+len(links) == 0 {
+			comps, links = comps[:0], links[:0]
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.wctx, dbTimeout)
+		defer cancel()
+		err := r.e.Store.UpsertLinks(ctx, links)
+		if err == nil {
+			err = r.e.Store.CompleteOperations(ctx, comps)
+		}
+		if err != nil {
+			firstErr = fmt.Errorf("write results: %w", err)
+			p.cancel(firstErr)
+		}
+		comps, links = comps[:0], links[:0]
+	}
+	tick := time.NewTicker(r.e.flushInterval())
+	defer tick.Stop()
+	lastReport := time.Now()
+	for {
+		select {
+		case res, ok := <-p.results:
+			if !ok {
+				flush()
+				return firstErr
+			}
+			c, link := p.handle(res)
+			comps = append(comps, c)
+			if link != nil {
+				links = append(links, *link)
+			}
+			if len(comps) >= r.e.flushSize() {
+				flush()
+			}
+			if time.Since(lastReport) >= 500*time.Millisecond {
+				p.report(false)
+				lastReport = time.Now()
+			}
+		case <-tick.C:
+			flush()
+			p.report(false)
+			lastReport = time.Now()
+		}
+	}
+}
+
+// handle turns one executor result into the completion of its history row
+// and, when it was the user's last step, the user's new link.
+func (p *applyPass) handle(res directory.Result) (store.Operation, *store.Link) {
+	r := p.r
+	p.mu.Lock()
+	ps := p.inflight[res.Key]
+	delete(p.inflight, res.Key)
+	p.mu.Unlock()
+	p.done.Add(1)
+	c := store.Operation{RunID: r.run.ID, Seq: res.Key, ObjectID: res.ObjectID, HTTPStatus: res.HTTPStatus,
+		RequestID: res.RequestID, Attempts: res.Attempts, LatencyMS: int(res.Latency / time.Millisecond)}
+	if ps == nil {
+		// Cannot happen unless the executor invents keys; record it loudly.
+		c.Status, c.Message = store.OpFailed, "internal: result for an operation the engine did not send"
+		r.log.ErrorContext(p.ctx, "executor answered an unknown operation", "seq", res.Key)
+		return c, nil
+	}
+	switch res.Outcome {
+	case directory.Succeeded:
+		c.Status = store.OpSucceeded
+		if ps.step.Message != "" {
+			c.Message = ps.step.Message
+		}
+		ps.user.link = ApplyToLink(ps.user.link, ps.step, res.ObjectID, ps.user.desired, r.now)
+		ps.user.dirty = true
+		r.mu.Lock()
+		r.writes++
+		r.mu.Unlock()
+	case directory.NotStarted:
+		c.Status = store.OpNotStarted
+		c.Message = "not sent: the run was stopped first"
+	default:
+		c.Status = store.OpFailed
+		if errors.Is(res.Err, context.Canceled) || errors.Is(res.Err, context.DeadlineExceeded) {
+			c.Status = store.OpInterrupted
+		}
+		var ge *directory.GraphError
+		if errors.As(res.Err, &ge) {
+			c.ErrorCode, c.Message = ge.Code, ge.Message
+			if c.RequestID == "" {
+				c.RequestID = ge.RequestID
+			}
+		} else if res.Err != nil {
+			c.Message = res.Err.Error()
+		}
+		if c.Status == store.OpFailed {
+			p.failed.Add(1)
+			r.noteFailure(ps.externalID, fmt.Sprintf("%s: %s", ps.step.Action, c.Message), true)
+			r.log.WarnContext(p.ctx, "operation failed", "external_id", ps.externalID, "action", ps.step.Action,
+				"status", res.HTTPStatus, "code", c.ErrorCode, "request_id", c.RequestID, "err", c.Message)
+		}
+	}
+	r.count(c.Status, 1)
+	ps.user.remaining--
+	if ps.user.remaining == 0 && ps.user.dirty {
+		l := ps.user.link
+		return c, &l
+	}
+	return c, nil
+}
+
+func (p *applyPass) report(final bool) {
+	if p.r.e.Progress == nil {
+		return
+	}
+	p.r.e.Progress(Progress{RunID: p.r.run.ID, Pass: p.pass, Rows: int(p.rows.Load()), Planned: int(p.planned.Load()),
+		Done: int(p.done.Load()), Failed: int(p.failed.Load()), Final: final || p.planningDone.Load(),
+		Elapsed: time.Since(p.started)})
+}
+
+// recordPlan plans every user and records the steps with the given status
+// (planned) without sending anything: worker plan, and a blocked run.
+func (r *runner) recordPlan(ctx context.Context, status string) error {
+	var rows []store.Operation
+	flush := func() error {
+		if err := r.e.Store.RecordOperations(ctx, rows); err != nil {
+			return fmt.Errorf("record the plan: %w", err)
+		}
+		rows = rows[:0]
+		return nil
+	}
+	err := r.e.Store.StreamSource(ctx, r.job.Name, r.job.Source, func(row store.SourceRow) error {
+		if err := r.lookupLostCreate(ctx, &row); err != nil {
+			return err
+		}
+		dec := Plan(row, r.policy, r.now)
+		if dec.Unchanged() {
+			r.count("unchanged", 1)
+		}
+		for _, st := range dec.Steps {
+			op := store.Operation{RunID: r.run.ID, Seq: r.nextSeq(), ExternalID: row.ExternalID, ObjectID: st.ObjectID,
+				Action: st.Action, Changes: st.Changes, Status: status, Message: st.Message}
+			if st.Failure != "" {
+				op.Status, op.Message = store.OpFailed, st.Failure
+				r.noteFailure(row.ExternalID, st.Failure, false)
+			} else if st.Deferred && op.Message == "" {
+				op.Message = "sent once the user (or its manager) exists"
+			}
+			r.count(st.Action, 1)
+			r.count(op.Status, 1)
+			rows = append(rows, op)
+		}
+		if len(rows) >= r.e.flushSize() {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	return flush()
+}

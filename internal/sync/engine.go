@@ -1,0 +1,495 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	gosync "sync"
+	"time"
+
+	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/store"
+)
+
+// Source reads a job's desired users joined with its links and mirror.
+type Source interface {
+	CheckSource(ctx context.Context, relation string) error
+	StreamSource(ctx context.Context, job, relation string, fn func(store.SourceRow) error) error
+}
+
+// History holds the job lock and records runs and operations.
+type History interface {
+	TryLockJob(ctx context.Context, job string) (unlock func(), ok bool, err error)
+	MarkInterrupted(ctx context.Context, job string) (int, error)
+	StartRun(ctx context.Context, r *store.Run) error
+	FinishRun(ctx context.Context, r *store.Run) error
+	RecordOperations(ctx context.Context, ops []store.Operation) error
+	CompleteOperations(ctx context.Context, ops []store.Operation) error
+}
+
+// State is what a job keeps between runs: links, the directory mirror and
+// the job state (delta link).
+type State interface {
+	UpsertLinks(ctx context.Context, links []store.Link) error
+	UpsertDirectoryUsers(ctx context.Context, job string, users []store.DirectoryUser) error
+	DeleteDirectoryUsers(ctx context.Context, job string, objectIDs []string) error
+	ResetMirror(ctx context.Context, job string) error
+	GetJobState(ctx context.Context, job string) (store.JobState, error)
+	SaveJobState(ctx context.Context, st store.JobState) error
+}
+
+// Store is everything the engine needs from Postgres (*store.Store).
+type Store interface {
+	Source
+	History
+	State
+}
+
+// Directory is what the engine needs from Graph (*directory.Client).
+type Directory interface {
+	Execute(ctx context.Context, ops <-chan directory.Operation, results chan<- directory.Result) directory.Stats
+	Delta(ctx context.Context, deltaLink string, onReset func(context.Context) error, fn func(directory.User) error) (string, bool, error)
+	FindUsers(ctx context.Context, upn, employeeID string) ([]directory.User, error)
+}
+
+// statser is implemented by *directory.Client: cumulative traffic, so a run
+// can count its delta reads and lookups too.
+type statser interface{ Stats() directory.Stats }
+
+// Run triggers and modes (sync_runs.trigger, sync_runs.mode).
+const (
+	TriggerSchedule = "schedule"
+	TriggerCatchUp  = "catchup"
+	TriggerManual   = "manual"
+	TriggerStartup  = "startup"
+
+	ModeApply = "apply"
+	ModePlan  = "plan"
+)
+
+// RunOptions say why and how a run happens.
+type RunOptions struct {
+	Trigger string // schedule | catchup | manual | startup (default manual)
+	Mode    string // apply | plan (default apply)
+	// ScheduledFor is the cron occurrence served (nil for manual runs); two
+	// workers never both run the same occurrence.
+	ScheduledFor *time.Time
+	// AllowDeletes approves a run whose disables and deletes exceed the
+	// job's deletion_threshold.
+	AllowDeletes bool
+}
+
+// Progress is a snapshot of a running run for a progress line.
+type Progress struct {
+	RunID   int64
+	Pass    int  // 1, or 2 for deferred manager/group steps
+	Rows    int  // source rows planned so far in this pass
+	Planned int  // operations to send so far in this pass
+	Done    int  // operations with a final result in this pass
+	Failed  int  // of Done, failed
+	Final   bool // the pass has planned every row: Planned is the total
+	Elapsed time.Duration
+}
+
+// Engine runs jobs. Its zero value is not usable: set Store and Connect.
+type Engine struct {
+	Store Store
+	// Connect builds the Graph client of a job (directory.New in the worker).
+	Connect func(ctx context.Context, job config.Job) (Directory, error)
+	Logger  *slog.Logger
+	// Now is the clock (time.Now by default); the planner gets one reading
+	// per run.
+	Now func() time.Time
+	// Progress, if set, is called about twice a second during the apply
+	// passes and once at the end of each; it must not block.
+	Progress func(Progress)
+	// FlushSize bounds how many operations are recorded (and links
+	// written) per database round trip; default 256.
+	FlushSize int
+	// FlushInterval bounds how long a finished result waits before its
+	// history row and link are written; default 500 ms.
+	FlushInterval time.Duration
+}
+
+func (e *Engine) logger() *slog.Logger {
+	if e.Logger != nil {
+		return e.Logger
+	}
+	return slog.Default()
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+// dbTimeout bounds the database writes that close a run after its context
+// was cancelled (SIGTERM): they must still happen, but not hang.
+const dbTimeout = 30 * time.Second
+
+// Run performs one run of job: lock, record, refresh the mirror, plan every
+// user, check the deletion threshold, apply, and record the outcome. The
+// returned run is final; its Status says how it went (skipped when another
+// worker holds the job). The error is non-nil when the run could not be
+// recorded or did not complete (failed, interrupted); a blocked or partial
+// run is not an error.
+func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (store.Run, error) {
+	if opts.Trigger == "" {
+		opts.Trigger = TriggerManual
+	}
+	if opts.Mode == "" {
+		opts.Mode = ModeApply
+	}
+	log := e.logger().With("job", job.Name)
+	// Before taking the lock: stale runs are those whose lock nobody holds.
+	if n, err := e.Store.MarkInterrupted(ctx, job.Name); err != nil {
+		return store.Run{}, fmt.Errorf("run job %s: %w", job.Name, err)
+	} else if n > 0 {
+		log.WarnContext(ctx, "marked runs of a dead worker interrupted", "runs", n)
+	}
+	unlock, ok, err := e.Store.TryLockJob(ctx, job.Name)
+	if err != nil {
+		return store.Run{}, fmt.Errorf("run job %s: %w", job.Name, err)
+	}
+	if !ok {
+		log.InfoContext(ctx, "job is running elsewhere; skipping")
+		return store.Run{Job: job.Name, Trigger: opts.Trigger, Mode: opts.Mode, ScheduledFor: opts.ScheduledFor,
+			Status: store.RunSkipped, ErrorSummary: "another worker is running this job"}, nil
+	}
+	defer unlock()
+
+	run := &store.Run{Job: job.Name, TenantID: job.TenantID, Trigger: opts.Trigger, Mode: opts.Mode,
+		ScheduledFor: opts.ScheduledFor, Counts: map[string]int{}}
+	if err := e.Store.StartRun(ctx, run); err != nil {
+		if errors.Is(err, store.ErrOccurrenceTaken) {
+			log.InfoContext(ctx, "occurrence already run by another worker; skipping", "scheduled_for", opts.ScheduledFor)
+			run.Status = store.RunSkipped
+			run.ErrorSummary = "occurrence already run"
+			return *run, nil
+		}
+		return store.Run{}, fmt.Errorf("run job %s: %w", job.Name, err)
+	}
+	log = log.With("run_id", run.ID, "mode", opts.Mode)
+	log.InfoContext(ctx, "run started", "trigger", opts.Trigger)
+
+	r := &runner{e: e, job: job, opts: opts, run: run, log: log, policy: PolicyFor(job), now: e.now(),
+		wctx: context.WithoutCancel(ctx)}
+	runErr := r.execute(ctx)
+	r.finish(ctx, runErr)
+
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
+	defer cancel()
+	if err := e.Store.FinishRun(fctx, run); err != nil {
+		return *run, fmt.Errorf("run %d of job %s: %w", run.ID, job.Name, err)
+	}
+	if err := r.saveOutcome(fctx); err != nil {
+		log.WarnContext(ctx, "could not update job state", "err", err)
+	}
+	dur := time.Duration(0)
+	if run.FinishedAt != nil {
+		dur = run.FinishedAt.Sub(run.StartedAt)
+	}
+	log.InfoContext(ctx, "run finished", "status", run.Status, "duration", dur.Round(time.Millisecond).String(),
+		"counts", run.Counts, "requests", run.Stats.Requests, "batches", run.Stats.Batches,
+		"throttled", run.Stats.Throttled, "retried", run.Stats.Retried, "error", run.ErrorSummary)
+	switch run.Status {
+	case store.RunFailed, store.RunInterrupted:
+		return *run, fmt.Errorf("run %d of job %s %s: %s", run.ID, job.Name, run.Status, run.ErrorSummary)
+	}
+	return *run, nil
+}
+
+// runner is the state of one run.
+type runner struct {
+	e      *Engine
+	job    config.Job
+	opts   RunOptions
+	run    *store.Run
+	log    *slog.Logger
+	policy Policy
+	now    time.Time
+	// wctx outlives cancellation: the history of what happened is written
+	// even while the run is being stopped.
+	wctx context.Context
+
+	dir       Directory
+	baseStats directory.Stats
+	execStats directory.Stats
+
+	mu           gosync.Mutex // guards the counters below and run.Counts
+	seq          int64
+	blocked      string // threshold message when blocked
+	writes       int    // operations that reached a final success
+	failures     int    // operations that ended failed
+	graphFails   int    // of failures, answered or lost by Graph (not validation)
+	firstFailure string
+}
+
+func (r *runner) count(key string, n int) {
+	r.mu.Lock()
+	r.run.Counts[key] += n
+	r.mu.Unlock()
+}
+
+// execute does the work; its error is the reason a run failed or stopped.
+func (r *runner) execute(ctx context.Context) error {
+	dir, err := r.e.Connect(ctx, r.job)
+	if err != nil {
+		return fmt.Errorf("connect to Graph: %w", err)
+	}
+	r.dir = dir
+	if s, ok := dir.(statser); ok {
+		r.baseStats = s.Stats()
+	}
+	if err := r.refreshMirror(ctx); err != nil {
+		return err
+	}
+	if err := r.e.Store.CheckSource(ctx, r.job.Source); err != nil {
+		return fmt.Errorf("source %s: %w", r.job.Source, err)
+	}
+	if r.opts.Mode == ModePlan {
+		return r.recordPlan(ctx, store.OpPlanned)
+	}
+	if r.thresholdSet() && !r.opts.AllowDeletes {
+		msg, err := r.checkThreshold(ctx)
+		if err != nil {
+			return err
+		}
+		if msg != "" {
+			r.blocked = msg
+			return r.recordPlan(ctx, store.OpPlanned)
+		}
+	}
+	deferred, err := r.apply(ctx, 1, nil)
+	if err != nil {
+		return err
+	}
+	if len(deferred) > 0 {
+		// Pass 2 plans against the directory as pass 1 left it.
+		if err := r.refreshMirror(ctx); err != nil {
+			return err
+		}
+		if _, err := r.apply(ctx, 2, deferred); err != nil {
+			return err
+		}
+	}
+	if r.writes > 0 {
+		// Read our own changes now, so the next run's delta carries only
+		// what others changed: a quiet night costs one request.
+		if err := r.refreshMirror(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *runner) thresholdSet() bool {
+	return r.job.Threshold.MaxCount > 0 || r.job.Threshold.MaxPercent > 0
+}
+
+// checkThreshold plans every user without writing anything and returns a
+// message when the disables and deletes exceed the job's threshold.
+func (r *runner) checkThreshold(ctx context.Context) (string, error) {
+	var destructive, managed int
+	err := r.e.Store.StreamSource(ctx, r.job.Name, r.job.Source, func(row store.SourceRow) error {
+		if row.Link != nil && (row.Link.State == store.LinkActive || row.Link.State == store.LinkDisabled) {
+			managed++
+		}
+		switch Plan(row, r.policy, r.now).Primary() {
+		case ActDisable, ActDelete:
+			destructive++
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("plan for the deletion threshold: %w", err)
+	}
+	t := r.job.Threshold
+	over := t.MaxCount > 0 && destructive > t.MaxCount
+	pct := 0.0
+	if managed > 0 {
+		pct = float64(destructive) * 100 / float64(managed)
+		over = over || t.MaxPercent > 0 && pct > t.MaxPercent
+	}
+	if !over {
+		return "", nil
+	}
+	return fmt.Sprintf("blocked: %d disables/deletes of %d managed users (%.1f%%) exceed jobs[%s].deletion_threshold (max_count %d, max_percent %g); "+
+		"review the plan (worker show %d), then run `worker sync --job %s --allow-deletes` or raise jobs[%s].deletion_threshold",
+		destructive, managed, pct, r.job.Name, t.MaxCount, t.MaxPercent, r.run.ID, r.job.Name, r.job.Name), nil
+}
+
+// finish sets the run's final status, counts, stats and summary.
+func (r *runner) finish(ctx context.Context, runErr error) {
+	run := r.run
+	if s, ok := r.dir.(statser); ok && r.dir != nil {
+		st := s.Stats()
+		run.Stats = store.RunStats{
+			Requests:  int(st.Requests - r.baseStats.Requests),
+			Batches:   int(st.Batches - r.baseStats.Batches),
+			Throttled: int(st.Throttled - r.baseStats.Throttled),
+			Retried:   int(st.Retried - r.baseStats.Retried),
+		}
+	} else {
+		run.Stats = store.RunStats{Requests: int(r.execStats.Requests), Batches: int(r.execStats.Batches),
+			Throttled: int(r.execStats.Throttled), Retried: int(r.execStats.Retried)}
+	}
+	switch {
+	case ctx.Err() != nil:
+		run.Status = store.RunInterrupted
+		run.ErrorSummary = "interrupted: " + context.Cause(ctx).Error()
+	case runErr != nil:
+		run.Status = store.RunFailed
+		run.ErrorSummary = runErr.Error()
+	case r.blocked != "":
+		run.Status = store.RunBlocked
+		run.ErrorSummary = r.blocked
+	case r.failures > 0 && r.writes == 0 && r.graphFails > 0 && r.graphFails == r.failures:
+		// Every request Graph saw was refused: a systemic problem
+		// (permissions, throttling) rather than a few bad users.
+		run.Status = store.RunFailed
+		run.ErrorSummary = fmt.Sprintf("all %d operations failed; first: %s", r.failures, r.firstFailure)
+	case r.failures > 0:
+		run.Status = store.RunPartial
+		run.ErrorSummary = fmt.Sprintf("%d operations failed; first: %s", r.failures, r.firstFailure)
+	default:
+		run.Status = store.RunSucceeded
+	}
+	if runErr != nil && run.Status == store.RunInterrupted && !errors.Is(runErr, context.Canceled) && !errors.Is(runErr, context.DeadlineExceeded) {
+		run.ErrorSummary += "; " + runErr.Error()
+	}
+}
+
+// saveOutcome updates job_state after the run row is final.
+func (r *runner) saveOutcome(ctx context.Context) error {
+	st, err := r.e.Store.GetJobState(ctx, r.job.Name)
+	if err != nil {
+		return err
+	}
+	if r.opts.Mode == ModePlan {
+		return nil // a dry run says nothing about the job's health
+	}
+	st.LastRunID = r.run.ID
+	switch r.run.Status {
+	case store.RunSucceeded, store.RunPartial:
+		t := r.now
+		if r.run.FinishedAt != nil {
+			t = *r.run.FinishedAt
+		}
+		st.LastSuccessAt = &t
+		st.ConsecutiveFailures = 0
+	case store.RunFailed:
+		st.ConsecutiveFailures++
+	}
+	return r.e.Store.SaveJobState(ctx, st)
+}
+
+func (r *runner) noteFailure(externalID, msg string, graph bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failures++
+	if graph {
+		r.graphFails++
+	}
+	if r.firstFailure == "" {
+		r.firstFailure = externalID + ": " + msg
+	}
+}
+
+// refreshMirror brings the job's directory mirror up to date through delta
+// and stores the new delta link. The first run (or an expired link) reads
+// the whole tenant after emptying the mirror.
+func (r *runner) refreshMirror(ctx context.Context) error {
+	st, err := r.e.Store.GetJobState(ctx, r.job.Name)
+	if err != nil {
+		return err
+	}
+	pending := map[string]directory.User{}
+	flush := func() error {
+		var ups []store.DirectoryUser
+		var dels []string
+		for id, u := range pending {
+			if u.Removed == "deleted" {
+				dels = append(dels, id)
+				continue
+			}
+			ups = append(ups, mirrorUser(u))
+		}
+		clear(pending)
+		if err := r.e.Store.UpsertDirectoryUsers(ctx, r.job.Name, ups); err != nil {
+			return err
+		}
+		return r.e.Store.DeleteDirectoryUsers(ctx, r.job.Name, dels)
+	}
+	n := 0
+	link, full, err := r.dir.Delta(ctx, st.DeltaLink,
+		func(ctx context.Context) error {
+			clear(pending)
+			return r.e.Store.ResetMirror(ctx, r.job.Name)
+		},
+		func(u directory.User) error {
+			n++
+			pending[u.ID] = u // a user may appear twice: the last one wins
+			if len(pending) >= 1000 {
+				return flush()
+			}
+			return nil
+		})
+	if err != nil {
+		return fmt.Errorf("refresh the directory mirror: %w", err)
+	}
+	if err := flush(); err != nil {
+		return fmt.Errorf("refresh the directory mirror: %w", err)
+	}
+	st.DeltaLink = link
+	if err := r.e.Store.SaveJobState(ctx, st); err != nil {
+		return err
+	}
+	r.log.DebugContext(ctx, "directory mirror refreshed", "users", n, "full", full)
+	return nil
+}
+
+func mirrorUser(u directory.User) store.DirectoryUser {
+	return store.DirectoryUser{
+		ObjectID: u.ID, UserPrincipalName: u.UserPrincipalName, DisplayName: u.DisplayName,
+		MailNickname: u.MailNickname, GivenName: u.GivenName, Surname: u.Surname, JobTitle: u.JobTitle,
+		Department: u.Department, OfficeLocation: u.OfficeLocation, CompanyName: u.CompanyName,
+		EmployeeID: u.EmployeeID, EmployeeType: u.EmployeeType, UsageLocation: u.UsageLocation,
+		MobilePhone: u.MobilePhone, Mail: u.Mail, AccountEnabled: u.AccountEnabled, ManagerObjectID: u.ManagerID,
+		Deleted: u.Removed == "changed",
+	}
+}
+
+func storeCandidate(u directory.User) *store.DirectoryUser {
+	m := mirrorUser(u)
+	return &m
+}
+
+// lookupLostCreate asks Graph directly for the user a lost create may have
+// made, when the mirror shows none: delta may lag a create by a moment, and
+// creating again blindly is how duplicates are born.
+func (r *runner) lookupLostCreate(ctx context.Context, row *store.SourceRow) error {
+	if row.Link == nil || row.Link.State != store.LinkCreating || row.Candidate != nil || row.Desired == nil {
+		return nil
+	}
+	upn := row.Link.UserPrincipalName
+	if upn == "" {
+		upn = strings.TrimSpace(row.Desired.UserPrincipalName)
+	}
+	if upn == "" {
+		return nil
+	}
+	users, err := r.dir.FindUsers(ctx, upn, "")
+	if err != nil {
+		return fmt.Errorf("look up %s after a lost create: %w", upn, err)
+	}
+	if len(users) > 0 {
+		row.Candidate = storeCandidate(users[0])
+	}
+	return nil
+}
