@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/jobs"
 )
 
 // errNoConfig tells the operator how to name the configuration file.
@@ -94,11 +95,11 @@ func init() {
 
 // printConfigSummary writes what a valid configuration will do.
 func printConfigSummary(ctx context.Context, w io.Writer, cfg *config.Config, now time.Time) error {
-	jobs := "jobs"
+	noun := "jobs"
 	if len(cfg.Jobs) == 1 {
-		jobs = "job"
+		noun = "job"
 	}
-	fmt.Fprintf(w, "config OK: %d %s (%s)\n", len(cfg.Jobs), jobs, globals.configPath)
+	fmt.Fprintf(w, "config OK: %d %s (%s)\n", len(cfg.Jobs), noun, globals.configPath)
 	db := config.RedactURL(cfg.Database.URL)
 	if db == "" {
 		db = "(unset: libpq defaults)"
@@ -119,7 +120,9 @@ func printConfigSummary(ctx context.Context, w io.Writer, cfg *config.Config, no
 	fmt.Fprintln(tw, "JOB\tTENANT\tAUTH\tSCHEDULE\tNEXT RUN\tSOURCE\tLEAVER")
 	for _, j := range cfg.Jobs {
 		next := "-"
-		if s, err := config.ParseSchedule(j.Schedule); err == nil {
+		// jobs.Parse, not config.ParseSchedule: @every is clock-aligned by
+		// the scheduler, and the time shown must be the one that runs.
+		if s, err := jobs.Parse(j.Schedule); err == nil {
 			t := s.Next(now)
 			next = t.Format("2006-01-02 15:04 MST") + " (in " + strings.TrimSuffix(t.Sub(now).Round(time.Minute).String(), "0s") + ")"
 		}
