@@ -161,8 +161,14 @@ func (s *Store) checkPrivilege(ctx context.Context, oid uint32, relation string)
 // streamQuery builds the ordered FULL OUTER JOIN for one source relation.
 // Every text column is coalesced to the empty string (the Go contract:
 // empty means NULL), and the has_* flags tell which sides exist.
+//
+// Shape, for speed at 100k+ rows: only the source ⋈ links join (subquery j)
+// is sorted; mirror rows, candidates, managers and duplicate UPNs are then
+// looked up per row through indexes (LATERAL … OFFSET 0 and scalar
+// subqueries keep nested loops), which preserves j's order, so the wide
+// final rows are never sorted or spilled to disk.
 func streamQuery(rel string) string {
-	var src strings.Builder
+	var src, srcCols strings.Builder
 	for i, c := range sourceColumns {
 		if i > 0 {
 			src.WriteString(",\n       ")
@@ -170,76 +176,73 @@ func streamQuery(rel string) string {
 		switch c.kind {
 		case kindText:
 			fmt.Fprintf(&src, "s.%s::text AS %s", c.name, c.name)
+			fmt.Fprintf(&srcCols, "coalesce(j.%s, ''), ", c.name)
 		case kindBool:
 			fmt.Fprintf(&src, "s.%s::boolean AS %s", c.name, c.name)
+			fmt.Fprintf(&srcCols, "coalesce(j.%s, true), ", c.name)
 		case kindTextArray:
 			fmt.Fprintf(&src, "s.%s::text[] AS %s", c.name, c.name)
-		}
-	}
-	var srcCols strings.Builder
-	for _, c := range sourceColumns {
-		switch c.kind {
-		case kindText:
-			fmt.Fprintf(&srcCols, "coalesce(src.%s, ''), ", c.name)
-		case kindBool:
-			fmt.Fprintf(&srcCols, "coalesce(src.%s, true), ", c.name)
-		case kindTextArray:
-			fmt.Fprintf(&srcCols, "coalesce(src.%s, '{}'), ", c.name)
+			fmt.Fprintf(&srcCols, "coalesce(j.%s, '{}'), ", c.name)
 		}
 	}
 	return `
 WITH src AS (
 SELECT ` + src.String() + `
   FROM ` + rel + ` s
-), dup AS (
-SELECT lower(user_principal_name) AS upn
+), j AS (
+SELECT coalesce(src.external_id, l.external_id) AS xid, src.*,
+       l.external_id AS l_external_id, l.object_id AS l_object_id, l.user_principal_name AS l_upn,
+       l.state AS l_state, l.applied_hash AS l_applied_hash, l.manager_object_id AS l_manager_object_id,
+       l.groups AS l_groups, l.disabled_at AS l_disabled_at, l.deleted_at AS l_deleted_at,
+       l.created_at AS l_created_at, l.updated_at AS l_updated_at
   FROM src
- WHERE user_principal_name <> ''
- GROUP BY 1
-HAVING count(*) > 1
-), l AS (
-SELECT * FROM entraprov.directory_links WHERE job = $1
+  FULL JOIN (SELECT * FROM entraprov.directory_links WHERE job = $1) l ON l.external_id = src.external_id
+ ORDER BY 1
 )
-SELECT coalesce(src.external_id, l.external_id) COLLATE "C" AS xid,
-       src.external_id IS NOT NULL,
+SELECT j.xid,
+       j.external_id IS NOT NULL,
        ` + srcCols.String() + `
-       l.external_id IS NOT NULL,
-       coalesce(l.object_id, ''), coalesce(l.user_principal_name, ''), coalesce(l.state, ''),
-       coalesce(l.applied_hash, ''), coalesce(l.manager_object_id, ''), coalesce(l.groups, '{}'),
-       l.disabled_at, l.deleted_at, l.created_at, l.updated_at,
+       j.l_external_id IS NOT NULL,
+       coalesce(j.l_object_id, ''), coalesce(j.l_upn, ''), coalesce(j.l_state, ''),
+       coalesce(j.l_applied_hash, ''), coalesce(j.l_manager_object_id, ''), coalesce(j.l_groups, '{}'),
+       j.l_disabled_at, j.l_deleted_at, j.l_created_at, j.l_updated_at,
        m.object_id IS NOT NULL, ` + mirrorCols("m") + `,
        c.object_id IS NOT NULL, ` + mirrorCols("c") + `,
-       coalesce(mgr.object_id, ''),
-       dup.upn IS NOT NULL
-  FROM src
-  FULL JOIN l ON l.external_id = src.external_id
-  LEFT JOIN entraprov.directory_users m ON m.job = $1 AND m.object_id = l.object_id
-  LEFT JOIN dup ON dup.upn = lower(src.user_principal_name)
-  LEFT JOIN entraprov.directory_links mgr
-         ON mgr.job = $1 AND mgr.external_id = src.manager_external_id
-        AND mgr.object_id IS NOT NULL AND mgr.state <> 'deleted'
+       coalesce((SELECT mgr.object_id FROM entraprov.directory_links mgr
+                  WHERE mgr.job = $1 AND mgr.external_id = j.manager_external_id
+                    AND mgr.object_id IS NOT NULL AND mgr.state <> 'deleted'), ''),
+       coalesce(lower(j.user_principal_name) IN (
+                  SELECT lower(user_principal_name) FROM src
+                   WHERE user_principal_name <> ''
+                   GROUP BY 1 HAVING count(*) > 1), false)
+  FROM j
+  LEFT JOIN LATERAL (
+        SELECT * FROM entraprov.directory_users u
+         WHERE u.job = $1 AND u.object_id = j.l_object_id
+        OFFSET 0
+  ) m ON true
   LEFT JOIN LATERAL (
         SELECT cand.* FROM (
             (SELECT u.*, 1 AS pri
                FROM entraprov.directory_users u
-              WHERE u.job = $1 AND lower(u.user_principal_name) = lower(src.user_principal_name)
+              WHERE u.job = $1 AND lower(u.user_principal_name) = lower(j.user_principal_name)
                 AND NOT EXISTS (SELECT 1 FROM entraprov.directory_links x WHERE x.job = $1 AND x.object_id = u.object_id)
               ORDER BY u.deleted, u.object_id
               LIMIT 1)
             UNION ALL
             (SELECT u.*, 2 AS pri
                FROM entraprov.directory_users u
-              WHERE u.job = $1 AND u.employee_id = src.employee_id AND src.employee_id <> ''
+              WHERE u.job = $1 AND u.employee_id = j.employee_id AND j.employee_id <> ''
                 AND NOT EXISTS (SELECT 1 FROM entraprov.directory_links x WHERE x.job = $1 AND x.object_id = u.object_id)
               ORDER BY u.deleted, u.object_id
               LIMIT 1)
         ) cand
-         WHERE src.external_id IS NOT NULL
-           AND (l.external_id IS NULL OR l.state = 'creating')
+         WHERE j.external_id IS NOT NULL
+           AND (j.l_external_id IS NULL OR j.l_state = 'creating')
          ORDER BY cand.pri
          LIMIT 1
   ) c ON true
- ORDER BY xid`
+ ORDER BY j.xid`
 }
 
 // mirrorColumns are the directory_users columns of DirectoryUser, in order.
@@ -287,7 +290,18 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 	if err != nil {
 		return err
 	}
-	rows, err := s.pool.Query(ctx, streamQuery(ident.Sanitize()), job)
+	// A read-only transaction only to scope work_mem: with PostgreSQL's 4 MB
+	// default the join, sort and duplicate-UPN aggregate of 100k users spill
+	// to disk (measured ~15% slower).
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("stream source %s for job %s: %w", relation, job, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only: nothing to keep
+	if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
+		return fmt.Errorf("stream source %s for job %s: %w", relation, job, err)
+	}
+	rows, err := tx.Query(ctx, streamQuery(ident.Sanitize()), job)
 	if err != nil {
 		return fmt.Errorf("stream source %s for job %s: %w", relation, job, err)
 	}
