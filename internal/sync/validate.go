@@ -97,8 +97,8 @@ func Validate(row store.SourceRow, p Policy) (store.DesiredUser, []string) {
 	if d.ManagerExternalID != "" && d.ManagerExternalID == row.ExternalID {
 		add("manager_external_id %q: a user cannot be their own manager", d.ManagerExternalID)
 	}
-	for _, g := range d.Groups {
-		if !isGUID(g) {
+	for _, g := range row.Desired.Groups {
+		if g = strings.TrimSpace(g); g != "" && !isGUID(g) {
 			add("groups: %q is not a group object id (a GUID such as 3f2a0c1e-5b6d-4e7f-8a9b-0c1d2e3f4a5b)", g)
 		}
 	}
