@@ -401,7 +401,7 @@ func (s *Sim) exec(c *call) *response {
 		if size == "" {
 			size = t.size()
 		}
-		d := s.thr.admit(c.p.appid, c.p.tid, size, float64(ru), w, s.now())
+		d := s.thr.admit(c.p.appid, c.p.tid, size, float64(ru), w, s.now)
 		if !d.ok {
 			s.ctr.addThrottled()
 			resp := gErr(429, "TooManyRequests", "Please retry again later.")

@@ -33,11 +33,14 @@ type bucket struct {
 	last     time.Time
 }
 
+// refill adds what the time since the last refill earned. Time never runs
+// backwards for a bucket: concurrent callers may carry slightly older
+// timestamps, and moving last back would pay the same interval twice.
 func (b *bucket) refill(now time.Time) {
 	if dt := now.Sub(b.last).Seconds(); dt > 0 {
 		b.tokens = min(b.capacity, b.tokens+dt*b.rate)
+		b.last = now
 	}
-	b.last = now
 }
 
 type bucketKey struct {
@@ -82,9 +85,10 @@ func (th *throttler) get(k bucketKey, capacity float64, window time.Duration, no
 
 // admit charges ru resource units and w writes against every bucket that
 // applies, or charges nothing and says how long until all would admit it.
-func (th *throttler) admit(app, tid, size string, ru, w float64, now time.Time) decision {
+func (th *throttler) admit(app, tid, size string, ru, w float64, now func() time.Time) decision {
 	th.mu.Lock()
 	defer th.mu.Unlock()
+	t := now() // read under the lock so bucket time only moves forward
 	type charge struct {
 		b    *bucket
 		cost float64
@@ -102,7 +106,7 @@ func (th *throttler) admit(app, tid, size string, ru, w float64, now time.Time) 
 		if scope == "Tenant" {
 			k.app = ""
 		}
-		charges = append(charges, charge{th.get(k, capacity, window, now), cost, k})
+		charges = append(charges, charge{th.get(k, capacity, window, t), cost, k})
 	}
 	ruCap := ruPerTenantSize[size]
 	if ruCap == 0 {
