@@ -145,3 +145,13 @@ func (s *Store) withMigrator(ctx context.Context, fn func(*migrate.Migrator) err
 	}
 	return fn(m)
 }
+
+// MigrationNames lists the embedded migration files in version order
+// (version n is MigrationNames()[n-1]).
+func MigrationNames() ([]string, error) {
+	names, err := migrate.FindMigrations(migrationFS)
+	if err != nil {
+		return nil, fmt.Errorf("read embedded migrations: %w", err)
+	}
+	return names, nil
+}

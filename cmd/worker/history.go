@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/entraprov/entraprov/internal/store"
+)
+
+func init() {
+	addCommand(newHistoryCommand)
+	addCommand(newShowCommand)
+}
+
+func newHistoryCommand() *cobra.Command {
+	var (
+		job    string
+		limit  int
+		asJSON bool
+	)
+	c := &cobra.Command{
+		Use:   "history",
+		Short: "List the last runs, newest first",
+		Long: "Lists the last runs recorded in entraprov.sync_runs (the same as\n" +
+			"SELECT * FROM entraprov.run_summary). `worker show RUN` lists a run's operations.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit <= 0 {
+				return withExit(exitUsage, fmt.Errorf("--limit must be positive, got %d", limit))
+			}
+			return withStore(cmd, func(ctx context.Context, st *store.Store) error {
+				if err := st.CheckSchema(ctx); err != nil {
+					return withExit(exitFail, err)
+				}
+				runs, err := st.ListRuns(ctx, job, limit)
+				if err != nil {
+					return withExit(exitFail, err)
+				}
+				return printHistory(cmd.OutOrStdout(), runs, job, asJSON, time.Now())
+			})
+		},
+	}
+	c.Flags().StringVar(&job, "job", "", "only runs of this job")
+	c.Flags().IntVar(&limit, "limit", 20, "number of runs to list")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	return c
+}
+
+func newShowCommand() *cobra.Command {
+	var (
+		status string
+		asJSON bool
+	)
+	c := &cobra.Command{
+		Use:   "show RUN_ID",
+		Short: "Show one run and its per-user operations",
+		Long: "Prints the run's header (status, counts, Graph traffic, error) and its operations\n" +
+			"in order: user, action, status, HTTP status, Graph error code and message, request id.\n" +
+			"For one user's history across runs: SELECT * FROM entraprov.user_history WHERE external_id = '…'.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseInt(args[0], 10, 64)
+			if err != nil || id <= 0 {
+				return withExit(exitUsage, fmt.Errorf("RUN_ID must be a run number (see `worker history`), got %q", args[0]))
+			}
+			if status != "" && !slices.Contains(opStatuses, status) {
+				return withExit(exitUsage, fmt.Errorf("--status %q: want one of %s", status, strings.Join(opStatuses, ", ")))
+			}
+			return withStore(cmd, func(ctx context.Context, st *store.Store) error {
+				if err := st.CheckSchema(ctx); err != nil {
+					return withExit(exitFail, err)
+				}
+				run, err := st.GetRun(ctx, id)
+				if errors.Is(err, store.ErrNotFound) {
+					return withExit(exitFail, fmt.Errorf("run %d not found (see `worker history`)", id))
+				}
+				if err != nil {
+					return withExit(exitFail, err)
+				}
+				ops, err := st.ListOperations(ctx, id, status)
+				if err != nil {
+					return withExit(exitFail, err)
+				}
+				return printRun(cmd.OutOrStdout(), run, ops, status, asJSON, time.Now())
+			})
+		},
+	}
+	c.Flags().StringVar(&status, "status", "", "only operations with this status ("+strings.Join(opStatuses, ", ")+")")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of tables")
+	return c
+}
+
+var opStatuses = []string{store.OpPlanned, store.OpPending, store.OpSucceeded, store.OpFailed,
+	store.OpSkipped, store.OpNotStarted, store.OpInterrupted}
+
+// runJSON is the stable JSON shape of a run (snake_case like the columns).
+type runJSON struct {
+	ID              int64          `json:"id"`
+	Job             string         `json:"job"`
+	TenantID        string         `json:"tenant_id,omitempty"`
+	Trigger         string         `json:"trigger"`
+	Mode            string         `json:"mode"`
+	Status          string         `json:"status"`
+	ScheduledFor    *time.Time     `json:"scheduled_for,omitempty"`
+	StartedAt       time.Time      `json:"started_at"`
+	FinishedAt      *time.Time     `json:"finished_at,omitempty"`
+	DurationSeconds *float64       `json:"duration_seconds,omitempty"`
+	Counts          map[string]int `json:"counts"`
+	Requests        int            `json:"requests"`
+	Batches         int            `json:"batches"`
+	Throttled       int            `json:"throttled"`
+	Retried         int            `json:"retried"`
+	Error           string         `json:"error,omitempty"`
+	Host            string         `json:"host,omitempty"`
+	PID             int            `json:"pid,omitempty"`
+}
+
+type opJSON struct {
+	Seq        int64          `json:"seq"`
+	ExternalID string         `json:"external_id"`
+	ObjectID   string         `json:"object_id,omitempty"`
+	Action     string         `json:"action"`
+	Status     string         `json:"status"`
+	Changes    map[string]any `json:"changes,omitempty"`
+	HTTPStatus int            `json:"http_status,omitempty"`
+	ErrorCode  string         `json:"error_code,omitempty"`
+	Message    string         `json:"message,omitempty"`
+	RequestID  string         `json:"request_id,omitempty"`
+	Attempts   int            `json:"attempts"`
+	LatencyMS  int            `json:"latency_ms,omitempty"`
+	At         time.Time      `json:"at"`
+}
+
+func toRunJSON(r store.Run) runJSON {
+	j := runJSON{ID: r.ID, Job: r.Job, TenantID: r.TenantID, Trigger: r.Trigger, Mode: r.Mode, Status: r.Status,
+		ScheduledFor: r.ScheduledFor, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Counts: r.Counts,
+		Requests: r.Stats.Requests, Batches: r.Stats.Batches, Throttled: r.Stats.Throttled, Retried: r.Stats.Retried,
+		Error: r.ErrorSummary, Host: r.Host, PID: r.PID}
+	if j.Counts == nil {
+		j.Counts = map[string]int{}
+	}
+	if r.FinishedAt != nil {
+		d := r.FinishedAt.Sub(r.StartedAt).Seconds()
+		j.DurationSeconds = &d
+	}
+	return j
+}
+
+func printHistory(w io.Writer, runs []store.Run, job string, asJSON bool, now time.Time) error {
+	if asJSON {
+		out := make([]runJSON, 0, len(runs))
+		for _, r := range runs {
+			out = append(out, toRunJSON(r))
+		}
+		return writeJSON(w, out)
+	}
+	if len(runs) == 0 {
+		if job != "" {
+			_, err := fmt.Fprintf(w, "no runs yet for job %s\n", job)
+			return err
+		}
+		_, err := fmt.Fprintln(w, "no runs yet")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tJOB\tMODE\tTRIGGER\tSTATUS\tSTARTED\tDURATION\tCOUNTS\tREQUESTS\tTHROTTLED\tERROR")
+	for _, r := range runs {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n",
+			r.ID, r.Job, r.Mode, r.Trigger, r.Status, fmtTime(r.StartedAt), fmtDuration(r, now),
+			orDash(formatCounts(r.Counts)), r.Stats.Requests, r.Stats.Throttled, orDash(oneLine(r.ErrorSummary, 60)))
+	}
+	return tw.Flush()
+}
+
+func printRun(w io.Writer, r store.Run, ops []store.Operation, status string, asJSON bool, now time.Time) error {
+	if asJSON {
+		out := struct {
+			Run        runJSON  `json:"run"`
+			Operations []opJSON `json:"operations"`
+		}{Run: toRunJSON(r), Operations: make([]opJSON, 0, len(ops))}
+		for _, o := range ops {
+			out.Operations = append(out.Operations, opJSON{Seq: o.Seq, ExternalID: o.ExternalID, ObjectID: o.ObjectID,
+				Action: o.Action, Status: o.Status, Changes: o.Changes, HTTPStatus: o.HTTPStatus, ErrorCode: o.ErrorCode,
+				Message: o.Message, RequestID: o.RequestID, Attempts: o.Attempts, LatencyMS: o.LatencyMS, At: o.At})
+		}
+		return writeJSON(w, out)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "run\t%d\n", r.ID)
+	fmt.Fprintf(tw, "job\t%s\n", r.Job)
+	if r.TenantID != "" {
+		fmt.Fprintf(tw, "tenant\t%s\n", r.TenantID)
+	}
+	fmt.Fprintf(tw, "mode\t%s (%s)\n", r.Mode, r.Trigger)
+	fmt.Fprintf(tw, "status\t%s\n", r.Status)
+	if r.ScheduledFor != nil {
+		fmt.Fprintf(tw, "scheduled for\t%s\n", fmtTime(*r.ScheduledFor))
+	}
+	fmt.Fprintf(tw, "started\t%s\n", fmtTime(r.StartedAt))
+	if r.FinishedAt != nil {
+		fmt.Fprintf(tw, "finished\t%s\n", fmtTime(*r.FinishedAt))
+	}
+	fmt.Fprintf(tw, "duration\t%s\n", fmtDuration(r, now))
+	fmt.Fprintf(tw, "counts\t%s\n", orDash(formatCounts(r.Counts)))
+	fmt.Fprintf(tw, "graph\t%d requests, %d batches, %d throttled, %d retried\n",
+		r.Stats.Requests, r.Stats.Batches, r.Stats.Throttled, r.Stats.Retried)
+	if r.Host != "" {
+		fmt.Fprintf(tw, "worker\t%s pid %d\n", r.Host, r.PID)
+	}
+	if r.ErrorSummary != "" {
+		fmt.Fprintf(tw, "error\t%s\n", r.ErrorSummary)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	if len(ops) == 0 {
+		msg := "no operations"
+		if status != "" {
+			msg = "no " + status + " operations"
+		}
+		_, err := fmt.Fprintln(w, msg)
+		return err
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tEXTERNAL_ID\tACTION\tSTATUS\tHTTP\tOBJECT_ID\tCHANGES\tERROR\tREQUEST_ID")
+	for _, o := range ops {
+		http := "-"
+		if o.HTTPStatus != 0 {
+			http = strconv.Itoa(o.HTTPStatus)
+		}
+		msg := o.ErrorCode
+		if o.Message != "" {
+			msg = strings.TrimPrefix(msg+": "+o.Message, ": ")
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Seq, o.ExternalID, o.Action, o.Status, http,
+			orDash(o.ObjectID), orDash(strings.Join(slices.Sorted(maps.Keys(o.Changes)), ",")),
+			orDash(oneLine(msg, 80)), orDash(o.RequestID))
+	}
+	return tw.Flush()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// formatCounts renders {"update":5,"create":3} as "create=3 update=5".
+func formatCounts(c map[string]int) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(c)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, c[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func fmtTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05 MST") }
+
+// fmtDuration is the run's length, or its age so far while it runs.
+func fmtDuration(r store.Run, now time.Time) string {
+	if r.FinishedAt == nil {
+		return "running " + now.Sub(r.StartedAt).Round(time.Second).String()
+	}
+	d := r.FinishedAt.Sub(r.StartedAt)
+	if d < 10*time.Second {
+		return d.Round(10 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+// oneLine keeps a table row on one line: first line of s, at most n runes.
+func oneLine(s string, n int) string {
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i] + " …"
+	}
+	if r := []rune(s); len(r) > n {
+		s = string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
