@@ -100,10 +100,11 @@ func checkPropValue(d propDef, v any) *response {
 }
 
 // upnAliasOK reports whether the local part of a UPN uses only the
-// characters Entra ID allows: A-Z a-z 0-9 ' . - _ ! # ^ ~, no leading or
-// trailing dot, at most 64 characters.
+// characters Entra ID allows: A-Z a-z 0-9 ' . - _ ! # ^ ~, no dot right
+// before the @, at most 64 characters (Entra "password policies and
+// account restrictions", username policies).
 func upnAliasOK(alias string) bool {
-	if alias == "" || len(alias) > 64 || alias[0] == '.' || alias[len(alias)-1] == '.' || strings.Contains(alias, "..") {
+	if alias == "" || len(alias) > 64 || alias[len(alias)-1] == '.' {
 		return false
 	}
 	for i := 0; i < len(alias); i++ {

@@ -101,7 +101,7 @@ func normalizeUserBody(m map[string]any) (map[string]any, *response) {
 
 func (s *Sim) checkUPN(t *tenant, upn string) *response {
 	at := strings.LastIndexByte(upn, '@')
-	if at <= 0 || at == len(upn)-1 || len(upn) > 113 || !upnAliasOK(upn[:at]) {
+	if at <= 0 || at == len(upn)-1 || len(upn) > 113 || len(upn)-at-1 > 48 || !upnAliasOK(upn[:at]) {
 		return badRequest("Property userPrincipalName is invalid.", errDetail{Target: "userPrincipalName", Code: "InvalidValue"})
 	}
 	if !t.verified(upn[at+1:]) {
