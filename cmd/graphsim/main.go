@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -30,7 +31,10 @@ type line struct {
 }
 
 func main() {
-	if err := run(); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "graphsim:", err)
 		var ue usageError
 		if errors.As(err, &ue) {
@@ -42,7 +46,9 @@ func main() {
 
 type usageError struct{ error }
 
-func run() error {
+// run serves until ctx ends. It writes the JSON line to stdout and logs to
+// stderr.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("graphsim", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "address to serve TLS on (loopback only unless --allow-remote)")
 	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback --listen address")
@@ -58,10 +64,11 @@ func run() error {
 	randSeed := fs.Int64("random-seed", 1, "seed of faults, jitter and shuffling")
 	caFile := fs.String("ca-file", "", "write the CA certificate here (default: a temp file)")
 	certDir := fs.String("cert-dir", "", "directory for seeded app certificates and keys (default: a temp dir)")
-	if err := fs.Parse(os.Args[1:]); err != nil {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := slog.New(slog.NewTextHandler(stderr, nil))
 
 	host, _, err := net.SplitHostPort(*listen)
 	if err != nil {
@@ -126,11 +133,9 @@ func run() error {
 		ca = *caFile
 	}
 	out, _ := json.Marshal(line{AuthorityHost: srv.AuthorityHost, GraphURL: srv.GraphURL, CAFile: ca, AdminURL: srv.URL + "/_sim/", Tenants: seeded.Tenants})
-	fmt.Println(string(out))
+	fmt.Fprintln(stdout, string(out))
 	log.Info("graphsim serving", "addr", srv.Addr(), "time_scale", *timeScale, "throttling", *throttling)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
 	log.Info("graphsim stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
