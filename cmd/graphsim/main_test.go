@@ -24,7 +24,9 @@ func TestRunPrintsOneLineAndServes(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	caFile := t.TempDir() + "/ca.pem"
-	go func() { done <- run(ctx, []string{"--time-scale", "10", "--ca-file", caFile, "--latency", "none"}, pw, io.Discard) }()
+	go func() {
+		done <- run(ctx, []string{"--time-scale", "10", "--ca-file", caFile, "--latency", "none"}, pw, io.Discard)
+	}()
 	lineText, err := bufio.NewReader(pr).ReadString('\n')
 	if err != nil {
 		t.Fatal(err)
