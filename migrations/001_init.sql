@@ -1,6 +1,8 @@
 -- entraprov schema: desired users (default source), links and directory
 -- mirror per job, job state, and the run history operators query.
-CREATE SCHEMA IF NOT EXISTS entraprov;
+--
+-- Schema entraprov itself is created by the worker before tern's version
+-- table (entraprov.schema_version), unless a DBA created it already.
 
 -- The default source relation. A job may point at any table or view with the
 -- same columns (names and types are checked at start by the worker). NULL and

@@ -133,8 +133,18 @@ func (s *Store) withMigrator(ctx context.Context, fn func(*migrate.Migrator) err
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, ternLockNum); err != nil {
 		return fmt.Errorf("wait for the migration lock: %w", err)
 	}
-	if _, err := conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS entraprov`); err != nil {
-		return fmt.Errorf("create schema entraprov: %w", err)
+	// tern creates its version table in our schema, so the schema comes
+	// first. Only when missing: CREATE SCHEMA IF NOT EXISTS still demands
+	// CREATE on the database, which a least-privilege role owning a schema
+	// made by a DBA does not have.
+	var haveSchema bool
+	if err := conn.QueryRow(ctx, `SELECT to_regnamespace('entraprov') IS NOT NULL`).Scan(&haveSchema); err != nil {
+		return fmt.Errorf("look for schema entraprov: %w", err)
+	}
+	if !haveSchema {
+		if _, err := conn.Exec(ctx, `CREATE SCHEMA entraprov`); err != nil {
+			return fmt.Errorf("create schema entraprov (or have a DBA create it, owned by this role): %w", err)
+		}
 	}
 	m, err := migrate.NewMigrator(ctx, conn, versionTable)
 	if err != nil {

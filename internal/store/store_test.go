@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	neturl "net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -466,4 +468,57 @@ func TestLinksMirrorAndJobState(t *testing.T) {
 		got.ConsecutiveFailures != 0 || got.LastSuccessAt == nil || !got.LastSuccessAt.Equal(now) {
 		t.Fatalf("GetJobState = %+v, %v", got, err)
 	}
+}
+
+// A least-privilege role that owns a schema created by a DBA, without CREATE
+// on the database, can migrate.
+func TestMigrateIntoSchemaCreatedByDBA(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	admin, err := store.Open(ctx, testdb.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	role := fmt.Sprintf("entraprov_app_%d", time.Now().UnixNano()%1e9)
+	exec(t, admin, `CREATE ROLE `+role+` LOGIN`)
+	t.Cleanup(func() { _, _ = admin.Pool().Exec(context.Background(), `DROP ROLE IF EXISTS `+role) })
+	url := testdb.NewURL(t) // dropped before the role (cleanups run last-in first-out)
+
+	dba := openT(t, url)
+	exec(t, dba, `DROP SCHEMA entraprov CASCADE`)
+	exec(t, dba, `REVOKE CREATE ON DATABASE `+currentDB(t, dba)+` FROM PUBLIC`)
+	exec(t, dba, `CREATE SCHEMA entraprov AUTHORIZATION `+role)
+	dba.Close()
+
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = neturl.User(role)
+	app := openT(t, u.String())
+	if n, err := app.Migrate(ctx); err != nil || n < 1 {
+		t.Fatalf("Migrate as schema owner without CREATE on the database = %d, %v", n, err)
+	}
+	if err := app.CheckSchema(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openT(t *testing.T, url string) *store.Store {
+	t.Helper()
+	st, err := store.Open(ctxT(t), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
+func currentDB(t *testing.T, st *store.Store) string {
+	var name string
+	if err := st.Pool().QueryRow(ctxT(t), `SELECT current_database()`).Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	return name
 }
