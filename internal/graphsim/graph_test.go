@@ -462,3 +462,46 @@ func TestParseFlags(t *testing.T) {
 func urlq(s string) string {
 	return strings.NewReplacer(" ", "%20", "'", "%27", "@", "%40", "(", "%28", ")", "%29", ",", "%2C").Replace(s)
 }
+
+// TestExpandManagerAndBulkMembers: $expand=manager on get and list, and
+// PATCH /groups/{id} with members@odata.bind (all or nothing).
+func TestExpandManagerAndBulkMembers(t *testing.T) {
+	sim, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{})
+	r := newRaw(t, srv, seeded)
+	boss, a1, a2 := r.mustCreate("boss@"+seeded.Domain), r.mustCreate("a1@"+seeded.Domain), r.mustCreate("a2@"+seeded.Domain)
+	r.do("PUT", "/users/"+a1+"/manager/$ref", map[string]any{"@odata.id": srv.GraphURL + "/users/" + boss})
+	a := r.do("GET", "/users/"+a1+"?$select=id&$expand=manager($select=id)", nil)
+	if m, _ := a.body["manager"].(map[string]any); m["id"] != boss {
+		t.Fatalf("expand on get: %v", a.body)
+	}
+	a = r.do("GET", "/users?$select=id&$expand=manager", nil)
+	withManager := 0
+	for _, v := range a.body["value"].([]any) {
+		if _, ok := v.(map[string]any)["manager"]; ok {
+			withManager++
+		}
+	}
+	if withManager != 1 {
+		t.Fatalf("expand on list: %v", a.body)
+	}
+	if a := r.do("GET", "/users?$expand=memberOf", nil); a.status != 400 {
+		t.Fatalf("unsupported expand: %d", a.status)
+	}
+	g := seeded.GroupIDs["Sales"]
+	bind := func(ids ...string) map[string]any {
+		var refs []string
+		for _, id := range ids {
+			refs = append(refs, "https://graph.microsoft.com/v1.0/directoryObjects/"+id)
+		}
+		return map[string]any{"members@odata.bind": refs}
+	}
+	if a := r.do("PATCH", "/groups/"+g, bind(a1, a2)); a.status != 204 {
+		t.Fatalf("bulk add: %d %v", a.status, a.body)
+	}
+	if a := r.do("PATCH", "/groups/"+g, bind(boss, a1)); a.status != 400 {
+		t.Fatalf("bulk add with an existing member: %d", a.status)
+	}
+	if m := sim.GroupMembers(seeded.TenantID, g); len(m) != 2 {
+		t.Fatalf("members %v (a failed bulk add must add nobody)", m)
+	}
+}

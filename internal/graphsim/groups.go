@@ -1,6 +1,7 @@
 package graphsim
 
 import (
+	"encoding/json"
 	"sort"
 	"strings"
 )
@@ -146,4 +147,59 @@ func (t *tenant) groupIDs() []string {
 	}
 	sort.Strings(ids)
 	return ids
+}
+
+// patchGroup supports adding up to 20 members at once with
+// "members@odata.bind"; other group properties are not emulated.
+func (s *Sim) patchGroup(t *tenant, c *call) *response {
+	m, r := decodeObject(c.body)
+	if r != nil {
+		return r
+	}
+	var refs []any
+	for k, v := range m {
+		switch {
+		case strings.EqualFold(k, "members@odata.bind"):
+			refs, _ = v.([]any)
+		case strings.HasPrefix(k, "@"):
+		default:
+			return badRequest("Only members@odata.bind can be updated on a group in this emulator.")
+		}
+	}
+	if len(refs) == 0 || len(refs) > 20 {
+		return badRequest("members@odata.bind must list between 1 and 20 members.")
+	}
+	ids := make([]string, 0, len(refs))
+	for _, ref := range refs {
+		str, _ := ref.(string)
+		b, _ := json.Marshal(map[string]string{"@odata.id": str})
+		id, r := refTarget(b)
+		if r != nil {
+			return r
+		}
+		ids = append(ids, id)
+	}
+	now := s.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	g := t.groups[strings.ToLower(c.params[0])]
+	if g == nil {
+		return notFound(c.params[0])
+	}
+	users := make([]*user, 0, len(ids))
+	for _, id := range ids {
+		u := t.lookup(id, now)
+		if u == nil {
+			return notFound(id)
+		}
+		if _, ok := g.members[u.id]; ok {
+			return badRequest("One or more added object references already exist for the following modified properties: 'members'.")
+		}
+		users = append(users, u)
+	}
+	for _, u := range users {
+		g.add(u.id)
+		u.groups[g.id] = struct{}{}
+	}
+	return &response{status: 204}
 }

@@ -70,6 +70,7 @@ func init() {
 	add("GET", "/users/{id}/memberOf", permReadUsers, 2, (*Sim).memberOf)
 	add("GET", "/groups", permReadGroup, 1, (*Sim).listGroups)
 	add("GET", "/groups/{id}", permReadGroup, 1, (*Sim).getGroup)
+	add("PATCH", "/groups/{id}", permMembers, 1, (*Sim).patchGroup)
 	add("GET", "/groups/{id}/members", permReadGroup, 3, (*Sim).listMembers)
 	add("POST", "/groups/{id}/members/$ref", permMembers, 1, (*Sim).addMember)
 	add("DELETE", "/groups/{id}/members/{id}/$ref", permMembers, 1, (*Sim).removeMember)

@@ -38,6 +38,38 @@ func parseSelect(q string) ([]string, *response) {
 	return out, nil
 }
 
+// parseExpand accepts the one expansion users support here:
+// manager, optionally manager($select=a,b).
+func parseExpand(q string) (bool, []string, *response) {
+	if q == "" {
+		return false, nil, nil
+	}
+	name, inner, _ := strings.Cut(q, "(")
+	if !strings.EqualFold(strings.TrimSpace(name), "manager") {
+		return false, nil, badRequest(fmt.Sprintf("Could not find a navigation property named '%s' on type 'microsoft.graph.user'.", name))
+	}
+	if inner == "" {
+		return true, []string{"id", "displayName", "userPrincipalName"}, nil
+	}
+	inner = strings.TrimSuffix(inner, ")")
+	v, ok := strings.CutPrefix(inner, "$select=")
+	if !ok {
+		return false, nil, badRequest("Only $select is supported inside $expand=manager(...).")
+	}
+	sel, r := parseSelect(v)
+	return true, sel, r
+}
+
+// withManager adds the expanded manager; caller holds t.mu.
+func (t *tenant) withManager(o map[string]any, u *user, sel []string) {
+	if m := t.users[u.managerID]; u.managerID != "" && m != nil && !m.deleted && !m.purged {
+		mo := project(m, sel)
+		mo["@odata.type"] = userType
+		mo["id"] = m.id
+		o["manager"] = mo
+	}
+}
+
 // project renders a user with the selected properties (default set when
 // sel is nil). passwordProfile is never returned.
 func project(u *user, sel []string) map[string]any {
@@ -181,11 +213,18 @@ func (s *Sim) getUser(t *tenant, c *call) *response {
 	if r != nil {
 		return r
 	}
+	expand, msel, r := parseExpand(c.query.Get("$expand"))
+	if r != nil {
+		return r
+	}
 	t.mu.RLock()
 	u := t.lookup(c.params[0], s.now())
 	var out map[string]any
 	if u != nil {
 		out = project(u, sel)
+		if expand {
+			t.withManager(out, u, msel)
+		}
 	}
 	t.mu.RUnlock()
 	if u == nil {
@@ -379,6 +418,10 @@ func (s *Sim) pageUsers(t *tenant, c *call, path string, deleted bool) *response
 			return gErr(400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause specified for property of resource 'User'.")
 		}
 	}
+	expand, msel, r := parseExpand(c.query.Get("$expand"))
+	if r != nil {
+		return r
+	}
 	var after int64
 	if tok := c.query.Get("$skiptoken"); tok != "" {
 		var ok bool
@@ -413,6 +456,8 @@ func (s *Sim) pageUsers(t *tenant, c *call, path string, deleted bool) *response
 		o := project(u, sel)
 		if deleted {
 			o["deletedDateTime"] = u.props["deletedDateTime"]
+		} else if expand {
+			t.withManager(o, u, msel)
 		}
 		vals = append(vals, o)
 		last = u.seq
