@@ -331,13 +331,31 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 	targets = append(targets, mirrorTargets(&c, &cUpdated)...)
 	targets = append(targets, &mgrObjectID, &dupUPN)
 
+	// Text columns go through the arena: one string allocation per row
+	// instead of one per column, and repeated values (departments, states)
+	// shared across rows.
+	arena := newRowArena()
+	lowCardinality := map[*string]bool{
+		&d.JobTitle: true, &d.Department: true, &d.OfficeLocation: true, &d.CompanyName: true,
+		&d.EmployeeType: true, &d.UsageLocation: true, &l.State: true,
+		&m.JobTitle: true, &m.Department: true, &m.OfficeLocation: true, &m.CompanyName: true,
+		&m.EmployeeType: true, &m.UsageLocation: true,
+	}
+	for i, t := range targets {
+		if p, ok := t.(*string); ok {
+			targets[i] = arenaText{a: arena, dst: p, intern: lowCardinality[p]}
+		}
+	}
+
 	n := 0
 	for rows.Next() {
 		// Fresh slices each row: Scan reuses a non-nil slice's backing array,
 		// and the previous row's structs may still be referenced by fn.
 		d.Groups, l.Groups = nil, nil
 		disabledAt, deletedAt = nil, nil
-		if err := rows.Scan(targets...); err != nil {
+		err := rows.Scan(targets...)
+		arena.finish()
+		if err != nil {
 			return fmt.Errorf("stream source %s for job %s: row %d: %w", relation, job, n+1, err)
 		}
 		n++
@@ -378,5 +396,67 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("stream source %s for job %s: %w", relation, job, err)
 	}
+	return nil
+}
+
+// rowArena gathers the text columns of one row into one buffer, turned into
+// a single string when the row is complete; each field is a substring of it.
+// Values of low-cardinality columns are interned instead (bounded).
+type rowArena struct {
+	buf    []byte
+	fields []arenaField
+	intern map[string]string
+}
+
+type arenaField struct {
+	dst        *string
+	start, end int
+}
+
+const maxInterned = 4096
+
+func newRowArena() *rowArena {
+	return &rowArena{buf: make([]byte, 0, 1024), intern: make(map[string]string)}
+}
+
+// finish assigns the row's strings; call it after every Scan.
+func (a *rowArena) finish() {
+	if len(a.fields) > 0 {
+		block := string(a.buf)
+		for _, f := range a.fields {
+			*f.dst = block[f.start:f.end]
+		}
+	}
+	a.buf, a.fields = a.buf[:0], a.fields[:0]
+}
+
+// arenaText is a pgx scan target (pgtype.BytesScanner) for a text column.
+type arenaText struct {
+	a      *rowArena
+	dst    *string
+	intern bool
+}
+
+// ScanBytes receives driver memory valid only during the call: it is copied.
+func (t arenaText) ScanBytes(b []byte) error {
+	switch {
+	case len(b) == 0:
+		*t.dst = ""
+		return nil
+	case t.intern:
+		if s, ok := t.a.intern[string(b)]; ok { // no allocation for the lookup
+			*t.dst = s
+			return nil
+		}
+		if len(t.a.intern) < maxInterned {
+			s := string(b)
+			t.a.intern[s] = s
+			*t.dst = s
+			return nil
+		}
+	}
+	start := len(t.a.buf)
+	t.a.buf = append(t.a.buf, b...)
+	t.a.fields = append(t.a.fields, arenaField{dst: t.dst, start: start, end: len(t.a.buf)})
 	return nil
 }
