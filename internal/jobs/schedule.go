@@ -2,34 +2,25 @@ package jobs
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/entraprov/entraprov/internal/config"
 )
 
-// parser accepts standard 5-field specs, an optional leading seconds field,
-// CRON_TZ= / TZ= prefixes and descriptors (@daily, @every 6h).
-var parser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-// Parse parses a job's schedule. "@every D" is aligned to the clock (every
-// 10s fires at :00, :10, …; every 6h at 00:00, 06:00 … UTC) instead of
-// counting from the process start as robfig/cron does: two worker processes
-// (a hot standby) must agree on the occurrence times, or the unique
-// (job, scheduled_for) could not make each occurrence run once.
+// Parse parses a job's schedule with config.ParseSchedule (5 fields, an
+// optional seconds field, CRON_TZ= / TZ= prefixes, descriptors such as
+// @daily and @every 6h), so what validates is what runs. "@every D" is then
+// aligned to the clock (every 10s fires at :00, :10, …; every 6h at 00:00,
+// 06:00 … UTC) instead of counting from the process start as robfig/cron
+// does: two worker processes (a hot standby) must agree on the occurrence
+// times, or the unique (job, scheduled_for) could not make each occurrence
+// run once.
 func Parse(spec string) (cron.Schedule, error) {
-	spec = strings.TrimSpace(spec)
-	if spec == "" {
-		return nil, fmt.Errorf("empty schedule")
-	}
-	// robfig/cron slices past the prefix up to the first space and panics
-	// when there is none ("CRON_TZ=UTC" alone).
-	if (strings.HasPrefix(spec, "CRON_TZ=") || strings.HasPrefix(spec, "TZ=")) && !strings.Contains(spec, " ") {
-		return nil, fmt.Errorf("schedule %q: a time zone prefix must be followed by a spec", spec)
-	}
-	s, err := parser.Parse(spec)
+	s, err := config.ParseSchedule(spec)
 	if err != nil {
-		return nil, fmt.Errorf("schedule %q: %w", spec, err)
+		return nil, fmt.Errorf("schedule: %w", err)
 	}
 	if every, ok := s.(cron.ConstantDelaySchedule); ok {
 		return alignedEvery{every.Delay}, nil

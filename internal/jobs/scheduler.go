@@ -422,6 +422,12 @@ func (s *Scheduler) Running() []string {
 	return out
 }
 
+// Errors of Alive.
+var (
+	ErrNotStarted = errors.New("scheduler not started")
+	ErrStopping   = errors.New("scheduler stopping")
+)
+
 // Alive reports an error unless the scheduler is started, not stopping, and
 // its cron loop answers within ctx (for /healthz).
 func (s *Scheduler) Alive(ctx context.Context) error {
@@ -430,9 +436,9 @@ func (s *Scheduler) Alive(ctx context.Context) error {
 	s.mu.Unlock()
 	switch {
 	case !started:
-		return errors.New("scheduler not started")
+		return ErrNotStarted
 	case stopping:
-		return errors.New("scheduler stopping")
+		return ErrStopping
 	}
 	done := make(chan struct{})
 	go func() {

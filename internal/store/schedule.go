@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -42,4 +43,50 @@ func (s *Store) LastScheduledFor(ctx context.Context, job string) (t time.Time, 
 		return time.Time{}, false, nil
 	}
 	return *last, true, nil
+}
+
+// InterruptOwnRuns marks as interrupted the runs this process (same host and
+// pid) still has running, with their pending and planned operations. The
+// daemon calls it when a run did not wind down within the stop timeout:
+// MarkInterrupted cannot, since the stuck run still holds its job lock.
+func (s *Store) InterruptOwnRuns(ctx context.Context, reason string) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `
+WITH own AS (
+    UPDATE entraprov.sync_runs
+       SET status = 'interrupted', finished_at = now(),
+           error_summary = coalesce(error_summary, $3)
+     WHERE status = 'running' AND host IS NOT DISTINCT FROM nullif($1, '') AND pid = $2
+    RETURNING id
+), ops AS (
+    UPDATE entraprov.sync_operations o
+       SET status = 'interrupted', at = now()
+      FROM own
+     WHERE o.run_id = own.id AND o.status IN ('pending', 'planned')
+)
+SELECT count(*) FROM own`, hostname, os.Getpid(), reason).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("interrupt this worker's runs: %w", err)
+	}
+	return n, nil
+}
+
+// JobUsesGroups reports whether the job has group memberships to manage:
+// a source row wants groups, or a link records groups applied earlier (to be
+// removed). `worker check` then requires GroupMember.ReadWrite.All. Run
+// CheckSource first.
+func (s *Store) JobUsesGroups(ctx context.Context, job, relation string) (bool, error) {
+	ident, err := relationIdent(relation)
+	if err != nil {
+		return false, err
+	}
+	var uses bool
+	err = s.pool.QueryRow(ctx, `
+SELECT EXISTS (SELECT 1 FROM `+ident.Sanitize()+` WHERE cardinality(groups) > 0)
+    OR EXISTS (SELECT 1 FROM entraprov.directory_links WHERE job = $1 AND cardinality(groups) > 0)`,
+		job).Scan(&uses)
+	if err != nil {
+		return false, fmt.Errorf("does job %s manage groups: %w", job, err)
+	}
+	return uses, nil
 }

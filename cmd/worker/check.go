@@ -1,0 +1,409 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/store"
+)
+
+func init() { addCommand(newCheckCommand) }
+
+// Check statuses.
+const (
+	checkOK   = "ok"
+	checkFail = "fail"
+	checkWarn = "warn" // worth fixing, does not fail the check
+	checkSkip = "skip" // not run: an earlier check it depends on failed
+)
+
+// checkItem is one line of the preflight checklist.
+type checkItem struct {
+	Name       string   `json:"name"` // config, database, schema, source, token, permissions, graph, clock
+	Job        string   `json:"job,omitempty"`
+	Status     string   `json:"status"`
+	Detail     string   `json:"detail"`
+	Advice     string   `json:"advice,omitempty"`
+	Missing    []string `json:"missing_permissions,omitempty"`
+	ConsentURL string   `json:"consent_url,omitempty"`
+}
+
+type checkReport struct {
+	OK     bool        `json:"ok"`
+	Checks []checkItem `json:"checks"`
+}
+
+func (r *checkReport) add(it checkItem) *checkItem {
+	r.Checks = append(r.Checks, it)
+	return &r.Checks[len(r.Checks)-1]
+}
+
+// Application permissions a job needs, with the ones that include them.
+var (
+	permUsers  = "User.ReadWrite.All"
+	permGroups = "GroupMember.ReadWrite.All"
+	impliedBy  = map[string][]string{
+		permUsers:  {"Directory.ReadWrite.All"},
+		permGroups: {"Group.ReadWrite.All", "Directory.ReadWrite.All"},
+	}
+)
+
+// missingPermissions lists the required permissions the token's roles do
+// not grant (directly or through a broader permission).
+func missingPermissions(required, roles []string) []string {
+	var missing []string
+	for _, p := range required {
+		if slices.Contains(roles, p) {
+			continue
+		}
+		if slices.ContainsFunc(impliedBy[p], func(r string) bool { return slices.Contains(roles, r) }) {
+			continue
+		}
+		missing = append(missing, p)
+	}
+	return missing
+}
+
+// maxClockSkew: beyond it the certificate assertions the worker signs may be
+// refused (AADSTS700024) and run times in history are misleading.
+const maxClockSkew = time.Minute
+
+func newCheckCommand() *cobra.Command {
+	var (
+		jobName string
+		asJSON  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Preflight: configuration, database, source, sign-in, permissions, Graph, clock",
+		Long: `check verifies everything a run needs, without changing anything:
+the configuration; the database connection and schema version; each job's
+source relation (columns and types); that a token can be acquired (failures
+explained from their AADSTS code); that the token carries the application
+permissions the job needs (each missing one named, with the tenant's
+admin-consent URL); a GET /users?$top=1 probe; and the clock against the
+identity platform's.
+
+On a terminal it prints a checklist; otherwise (or with --json) JSON. The
+exit status is non-zero when any check fails.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCheck(cmd, jobName, asJSON)
+		},
+	}
+	cmd.Flags().StringVar(&jobName, "job", "", "check only this job")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON even on a terminal")
+	return cmd
+}
+
+func runCheck(cmd *cobra.Command, jobName string, asJSON bool) error {
+	ctx := cmd.Context()
+	out := cmd.OutOrStdout()
+	if !asJSON {
+		asJSON = !isTerminal(out)
+	}
+	rep := &checkReport{}
+
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		rep.add(checkItem{Name: "config", Status: checkFail, Detail: err.Error(),
+			Advice: "fix the configuration file (worker config validate lists every problem)"})
+		return finishCheck(out, rep, asJSON, exitConfig)
+	}
+	jobs := cfg.Jobs
+	if jobName != "" {
+		jobs = nil
+		for _, j := range cfg.Jobs {
+			if j.Name == jobName {
+				jobs = append(jobs, j)
+			}
+		}
+		if len(jobs) == 0 {
+			return withExit(exitUsage, fmt.Errorf("no job %q in %s", jobName, globals.configPath))
+		}
+	}
+	rep.add(checkItem{Name: "config", Status: checkOK, Detail: fmt.Sprintf("%s: %d job(s) valid", globals.configPath, len(cfg.Jobs))})
+
+	st := checkDatabase(ctx, cfg, rep)
+	if st != nil {
+		defer st.Close()
+	}
+	for _, job := range jobs {
+		checkJob(ctx, job, st, rep)
+	}
+	return finishCheck(out, rep, asJSON, exitFail)
+}
+
+// checkDatabase checks the connection and the schema version; it returns
+// the store when both are fine (the source checks need it), else nil.
+func checkDatabase(ctx context.Context, cfg *config.Config, rep *checkReport) *store.Store {
+	dsn, err := cfg.Database.ConnString(ctx)
+	if err != nil {
+		rep.add(checkItem{Name: "database", Status: checkFail, Detail: err.Error()})
+		rep.add(checkItem{Name: "schema", Status: checkSkip, Detail: "no database connection"})
+		return nil
+	}
+	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	st, err := store.Open(octx, dsn, store.WithMaxConns(cfg.Database.MaxConns))
+	if err != nil {
+		rep.add(checkItem{Name: "database", Status: checkFail, Detail: err.Error(),
+			Advice: "check database.url (or ENTRAPROV_DATABASE_URL), that the server is up and that pg_hba.conf admits this host and role"})
+		rep.add(checkItem{Name: "schema", Status: checkSkip, Detail: "no database connection"})
+		return nil
+	}
+	rep.add(checkItem{Name: "database", Status: checkOK, Detail: "connected to " + config.RedactURL(cfg.Database.URL)})
+	if err := st.CheckSchema(octx); err != nil {
+		it := rep.add(checkItem{Name: "schema", Status: checkFail, Detail: err.Error()})
+		if errors.Is(err, store.ErrSchemaOutdated) {
+			it.Advice = "run `worker migrate up`"
+		} else if errors.Is(err, store.ErrSchemaTooNew) {
+			it.Advice = "this worker is older than the database schema: install the newer worker"
+		}
+		st.Close()
+		return nil
+	}
+	cur, _, _ := st.SchemaVersion(octx)
+	rep.add(checkItem{Name: "schema", Status: checkOK, Detail: fmt.Sprintf("schema version %d is current", cur)})
+	return st
+}
+
+func checkJob(ctx context.Context, job config.Job, st *store.Store, rep *checkReport) {
+	name := job.Name
+	required := []string{permUsers}
+	groupsKnown := false
+
+	if st == nil {
+		rep.add(checkItem{Name: "source", Job: name, Status: checkSkip, Detail: "database not ready"})
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := st.CheckSource(sctx, job.Source)
+		if err != nil {
+			rep.add(checkItem{Name: "source", Job: name, Status: checkFail, Detail: err.Error(),
+				Advice: "create or fix the view (see configs/desired_users.example.sql) or point source at the right relation"})
+		} else {
+			uses, gerr := st.JobUsesGroups(sctx, name, job.Source)
+			detail := job.Source + " has every contract column with a usable type"
+			switch {
+			case gerr != nil:
+				detail += "; could not tell whether it manages groups: " + gerr.Error()
+			case uses:
+				required = append(required, permGroups)
+				groupsKnown = true
+				detail += "; manages group memberships"
+			default:
+				groupsKnown = true
+			}
+			rep.add(checkItem{Name: "source", Job: name, Status: checkOK, Detail: detail})
+		}
+		cancel()
+	}
+
+	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	client, err := directory.New(tctx, job, directory.Options{Logger: slog.New(slog.DiscardHandler), UserAgent: "entraprov-check/" + version})
+	if err != nil {
+		rep.add(checkItem{Name: "token", Job: name, Status: checkFail, Detail: err.Error(),
+			Advice: "check the job's auth section and that this process can read its credential"})
+		rep.add(checkItem{Name: "permissions", Job: name, Status: checkSkip, Detail: "no token"})
+		rep.add(checkItem{Name: "graph", Job: name, Status: checkSkip, Detail: "no token"})
+		checkClock(tctx, job, rep)
+		return
+	}
+	roles, tenant, appID, err := client.TokenRoles(tctx)
+	if err != nil {
+		it := rep.add(checkItem{Name: "token", Job: name, Status: checkFail, Detail: err.Error()})
+		var ae *directory.AuthError
+		if errors.As(err, &ae) {
+			it.Detail = fmt.Sprintf("sign-in refused for app %s in tenant %s", ae.ClientID, ae.Tenant)
+			if ae.Code != 0 {
+				it.Detail += fmt.Sprintf(" (AADSTS%d)", ae.Code)
+			}
+			it.Advice, it.ConsentURL = ae.Advice, ae.ConsentURL
+		}
+		rep.add(checkItem{Name: "permissions", Job: name, Status: checkSkip, Detail: "no token"})
+		rep.add(checkItem{Name: "graph", Job: name, Status: checkSkip, Detail: "no token"})
+		checkClock(tctx, job, rep)
+		return
+	}
+	rep.add(checkItem{Name: "token", Job: name, Status: checkOK,
+		Detail: fmt.Sprintf("token acquired for app %s in tenant %s (%s)", appID, tenant, job.Auth.Method)})
+
+	granted := "no application permissions"
+	if len(roles) > 0 {
+		granted = "granted: " + strings.Join(roles, ", ")
+	}
+	if missing := missingPermissions(required, roles); len(missing) > 0 {
+		consent := directory.ConsentURL(job)
+		rep.add(checkItem{Name: "permissions", Job: name, Status: checkFail, Missing: missing, ConsentURL: consent,
+			Detail: fmt.Sprintf("missing application permission %s (%s)", strings.Join(missing, ", "), granted),
+			Advice: fmt.Sprintf("add %s under the app registration's API permissions (Microsoft Graph, Application), then a tenant administrator must grant admin consent: %s",
+				strings.Join(missing, " and "), consent)})
+	} else {
+		detail := granted
+		if !groupsKnown {
+			detail += " (" + permGroups + " also needed if the source lists groups)"
+		}
+		rep.add(checkItem{Name: "permissions", Job: name, Status: checkOK, Detail: detail})
+	}
+
+	if err := client.Probe(tctx); err != nil {
+		it := rep.add(checkItem{Name: "graph", Job: name, Status: checkFail, Detail: "GET /users?$top=1: " + err.Error()})
+		var ae *directory.AuthError
+		if errors.As(err, &ae) {
+			it.Advice, it.ConsentURL = ae.Advice, ae.ConsentURL
+		}
+	} else {
+		rep.add(checkItem{Name: "graph", Job: name, Status: checkOK, Detail: "GET " + client.GraphURL() + "/users?$top=1 answered"})
+	}
+	checkClock(tctx, job, rep)
+}
+
+// checkClock compares the local clock with the Date header of the identity
+// platform (the job's authority host), halfway through the round trip.
+func checkClock(ctx context.Context, job config.Job, rep *checkReport) {
+	authority, _ := job.Endpoints()
+	target := strings.TrimRight(authority, "/") + "/" + url.PathEscape(job.TenantID) + "/v2.0/.well-known/openid-configuration"
+	skew, err := measureSkew(ctx, job.CAFile, target)
+	host := authority
+	if u, perr := url.Parse(authority); perr == nil && u.Host != "" {
+		host = u.Host
+	}
+	switch {
+	case err != nil:
+		rep.add(checkItem{Name: "clock", Job: job.Name, Status: checkWarn, Detail: "could not compare the clock with " + host + ": " + err.Error()})
+	case skew > maxClockSkew || skew < -maxClockSkew:
+		rep.add(checkItem{Name: "clock", Job: job.Name, Status: checkWarn,
+			Detail: fmt.Sprintf("local clock is %s off %s", fmtSkew(skew), host),
+			Advice: "synchronise the clock (timedatectl set-ntp true): certificate sign-in fails beyond a few minutes of skew (AADSTS700024)"})
+	default:
+		rep.add(checkItem{Name: "clock", Job: job.Name, Status: checkOK, Detail: fmt.Sprintf("within %s of %s", fmtSkew(skew), host)})
+	}
+}
+
+func fmtSkew(d time.Duration) string {
+	if d < 0 {
+		return "-" + (-d).Round(100*time.Millisecond).String()
+	}
+	return "+" + d.Round(100*time.Millisecond).String()
+}
+
+// measureSkew returns server time minus local time. The Date header has
+// one-second resolution, so anything within a second is "in sync".
+func measureSkew(ctx context.Context, caFile, target string) (time.Duration, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return 0, fmt.Errorf("ca_file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		pool.AppendCertsFromPEM(pem)
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	}
+	c := &http.Client{Transport: tr, Timeout: 15 * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	end := time.Now()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	date, err := http.ParseTime(resp.Header.Get("Date"))
+	if err != nil {
+		return 0, errors.New("the answer has no usable Date header")
+	}
+	local := start.Add(end.Sub(start) / 2)
+	skew := date.Sub(local)
+	// Date is truncated to the second: up to 1s of apparent lag is noise.
+	if skew < 0 && skew > -time.Second {
+		skew = 0
+	}
+	return skew, nil
+}
+
+// finishCheck prints the report and turns failures into the exit status.
+func finishCheck(w io.Writer, rep *checkReport, asJSON bool, failCode int) error {
+	failed := 0
+	for _, it := range rep.Checks {
+		if it.Status == checkFail {
+			failed++
+		}
+	}
+	rep.OK = failed == 0
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printChecklist(w, rep)
+	}
+	if failed > 0 {
+		return withExit(failCode, fmt.Errorf("check: %d of %d checks failed", failed, len(rep.Checks)))
+	}
+	return nil
+}
+
+func printChecklist(w io.Writer, rep *checkReport) {
+	mark := map[string]string{checkOK: "✓", checkFail: "✗", checkWarn: "!", checkSkip: "-"}
+	job := "\x00"
+	counts := map[string]int{}
+	for _, it := range rep.Checks {
+		counts[it.Status]++
+		if it.Job != job {
+			job = it.Job
+			if job != "" {
+				fmt.Fprintf(w, "\njob %s\n", job)
+			}
+		}
+		fmt.Fprintf(w, "  %s %-12s %s\n", mark[it.Status], it.Name, indentTail(it.Detail, 17))
+		if it.Advice != "" {
+			fmt.Fprintf(w, "  %14s → %s\n", "", indentTail(it.Advice, 19))
+		}
+		if it.ConsentURL != "" && !strings.Contains(it.Advice, it.ConsentURL) {
+			fmt.Fprintf(w, "  %14s → admin consent: %s\n", "", it.ConsentURL)
+		}
+	}
+	fmt.Fprintf(w, "\n%d ok, %d failed, %d warnings, %d skipped\n", counts[checkOK], counts[checkFail], counts[checkWarn], counts[checkSkip])
+}
+
+// indentTail indents the continuation lines of a multi-line message.
+func indentTail(s string, n int) string {
+	return strings.ReplaceAll(s, "\n", "\n"+strings.Repeat(" ", n))
+}
+
+// isTerminal reports whether w is a character device (a TTY).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
