@@ -319,6 +319,38 @@ func (ix *index) find(line int, name string, isKey bool) (ixEntry, bool) {
 	return ixEntry{}, false
 }
 
+// findSecretRef returns the last scalar SecretRef key on line (a flow
+// mapping may hold other keys after it), else the last value.
+func (ix *index) findSecretRef(line int) (ixEntry, bool) {
+	es := ix.onLine[line]
+	for i := len(es) - 1; i >= 0; i-- {
+		e := es[i]
+		if !e.isKey && e.node != nil && e.node.Kind == yaml.ScalarNode && secretRefKeys[leafKey(e.path)] {
+			return e, true
+		}
+	}
+	return ix.find(line, "", false)
+}
+
+// secretRefKeys are the YAML keys of SecretRef fields.
+var secretRefKeys = func() map[string]bool {
+	m := map[string]bool{}
+	var visit func(t reflect.Type)
+	visit = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if f.Type == secretRefType {
+				m[yamlName(f)] = true
+			} else if f.Type.Kind() == reflect.Struct {
+				visit(f.Type)
+			}
+		}
+	}
+	visit(reflect.TypeOf(Job{}))
+	visit(reflect.TypeOf(Config{}))
+	return m
+}()
+
 // findTagged returns the last value entry on line whose node has tag (the
 // decoder names the offending node only by line and tag).
 func (ix *index) findTagged(line int, tag string) (ixEntry, bool) {
@@ -352,7 +384,7 @@ func (ix *index) problemFor(msg string) Problem {
 	rest := m[2]
 
 	if rest == literalSecretMsg {
-		e, _ := ix.find(line, "", false)
+		e, _ := ix.findSecretRef(line)
 		leaf := leafKey(e.path)
 		return Problem{Key: e.path, Line: line, Msg: literalSecretHelp(leaf)}
 	}
