@@ -267,6 +267,10 @@ func checkJob(ctx context.Context, job config.Job, st *store.Store, rep *checkRe
 		it := rep.add(checkItem{Name: "graph", Job: name, Status: checkFail, Detail: "GET /users?$top=1: " + err.Error()})
 		var ae *directory.AuthError
 		if errors.As(err, &ae) {
+			// The AuthError's text already holds its advice: show the cause.
+			if ae.Err != nil {
+				it.Detail = "GET /users?$top=1: " + ae.Err.Error()
+			}
 			it.Advice, it.ConsentURL = ae.Advice, ae.ConsentURL
 		}
 	} else {
@@ -292,8 +296,10 @@ func checkClock(ctx context.Context, job config.Job, rep *checkReport) {
 		rep.add(checkItem{Name: "clock", Job: job.Name, Status: checkWarn,
 			Detail: fmt.Sprintf("local clock is %s off %s", fmtSkew(skew), host),
 			Advice: "synchronise the clock (timedatectl set-ntp true): certificate sign-in fails beyond a few minutes of skew (AADSTS700024)"})
+	case skew > -time.Second && skew < time.Second:
+		rep.add(checkItem{Name: "clock", Job: job.Name, Status: checkOK, Detail: "in sync with " + host + " (within the 1s of its Date header)"})
 	default:
-		rep.add(checkItem{Name: "clock", Job: job.Name, Status: checkOK, Detail: fmt.Sprintf("within %s of %s", fmtSkew(skew), host)})
+		rep.add(checkItem{Name: "clock", Job: job.Name, Status: checkOK, Detail: fmt.Sprintf("local clock is %s off %s: fine", fmtSkew(skew), host)})
 	}
 }
 
