@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -173,6 +174,7 @@ jobs:
 		globals = globalFlags{}
 		root := newRootCommand()
 		root.SetArgs(append(args, "version"))
+		root.SetOut(io.Discard)
 		if err := root.Execute(); err != nil {
 			t.Fatal(err)
 		}
