@@ -135,3 +135,15 @@ func sha1Sum(b []byte) []byte {
 	s := sha1.Sum(b)
 	return s[:]
 }
+
+func decode(resp *http.Response, v any) {
+	defer resp.Body.Close()
+	_ = json.NewDecoder(resp.Body).Decode(v)
+}
+
+func newRequest(method, url string, body io.Reader, token string) *http.Request {
+	req, _ := http.NewRequest(method, url, body)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	return req
+}
