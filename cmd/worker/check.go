@@ -86,8 +86,9 @@ const maxClockSkew = time.Minute
 
 func newCheckCommand() *cobra.Command {
 	var (
-		jobName string
-		asJSON  bool
+		jobName   string
+		asJSON    bool
+		checklist bool
 	)
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -104,20 +105,22 @@ On a terminal it prints a checklist; otherwise (or with --json) JSON. The
 exit status is non-zero when any check fails.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !asJSON && !checklist {
+				asJSON = !isTerminal(cmd.OutOrStdout())
+			}
 			return runCheck(cmd, jobName, asJSON)
 		},
 	}
 	cmd.Flags().StringVar(&jobName, "job", "", "check only this job")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON even on a terminal")
+	cmd.Flags().BoolVar(&checklist, "checklist", false, "print the checklist even when stdout is not a terminal")
+	cmd.MarkFlagsMutuallyExclusive("json", "checklist")
 	return cmd
 }
 
 func runCheck(cmd *cobra.Command, jobName string, asJSON bool) error {
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
-	if !asJSON {
-		asJSON = !isTerminal(out)
-	}
 	rep := &checkReport{}
 
 	cfg, err := loadConfig(cmd)
