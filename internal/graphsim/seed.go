@@ -28,6 +28,9 @@ type App struct {
 	Secrets     []Secret
 	// Certificates are PEM-encoded public certificates ("keyCredentials").
 	Certificates [][]byte
+	// RequiredRoles are the application permissions the registration asks
+	// for ("requiredResourceAccess"): what /{tenant}/adminconsent grants.
+	RequiredRoles []string
 }
 
 // Secret is a client secret ("passwordCredential").
@@ -107,8 +110,9 @@ func (s *Sim) SeedDefault() Seeded {
 	secret := NewSecret()
 	s.AddApp(App{
 		ClientID: DefaultClientID, HomeTenant: DefaultTenantID, DisplayName: "entraprov", MultiTenant: true,
-		Secrets:      []Secret{{Value: secret, Expires: time.Now().Add(365 * 24 * time.Hour)}},
-		Certificates: [][]byte{certPEM},
+		Secrets:       []Secret{{Value: secret, Expires: time.Now().Add(365 * 24 * time.Hour)}},
+		Certificates:  [][]byte{certPEM},
+		RequiredRoles: []string{"User.ReadWrite.All", "GroupMember.ReadWrite.All"},
 	})
 	s.Consent(DefaultTenantID, DefaultClientID, "User.ReadWrite.All", "GroupMember.ReadWrite.All")
 	groups := map[string]string{}

@@ -62,8 +62,9 @@ type SeedApp struct {
 	ClientSecret  string              `json:"client_secret"`
 	SecretExpires *time.Time          `json:"secret_expires"`
 	Certificate   bool                `json:"certificate"`
-	Roles         []string            `json:"roles"`   // admin consent in the home tenant
-	Consent       map[string][]string `json:"consent"` // admin consent in other tenants
+	Roles         []string            `json:"roles"`          // admin consent in the home tenant
+	RequiredRoles []string            `json:"required_roles"` // what /adminconsent grants; default: roles
+	Consent       map[string][]string `json:"consent"`        // admin consent in other tenants
 }
 
 // SeedResult is what a seed produced, shaped for cmd/graphsim's JSON line.
@@ -123,7 +124,10 @@ func (s *Sim) ApplySeed(sf *SeedFile, certDir string) (SeedResult, error) {
 			rt.Groups = append(rt.Groups, g)
 		}
 		for _, a := range st.Apps {
-			app := App{ClientID: a.ClientID, HomeTenant: st.ID, DisplayName: a.DisplayName, MultiTenant: a.MultiTenant}
+			app := App{ClientID: a.ClientID, HomeTenant: st.ID, DisplayName: a.DisplayName, MultiTenant: a.MultiTenant, RequiredRoles: a.RequiredRoles}
+			if len(app.RequiredRoles) == 0 {
+				app.RequiredRoles = a.Roles
+			}
 			ra := SeededApp{ClientID: strings.ToLower(a.ClientID)}
 			switch a.ClientSecret {
 			case "none":

@@ -99,6 +99,9 @@ func (s *Sim) serveLogin(w http.ResponseWriter, r *http.Request) {
 			"tenant_region_scope":                   "EU",
 			"cloud_instance_name":                   "microsoftonline.com",
 		})
+	case len(segs) == 2 && segs[1] == "adminconsent":
+		pattern = "/{tenant}/adminconsent"
+		status = s.adminConsent(w, r, segs[0])
 	case len(segs) == 4 && segs[1] == "discovery" && segs[2] == "v2.0" && segs[3] == "keys":
 		pattern, status = "/{tenant}/discovery/v2.0/keys", 200
 		pub := &s.signKey.PublicKey
@@ -440,4 +443,31 @@ func (s *Sim) authenticate(h string) (*principal, *response) {
 	}
 	s.tokens.Store(raw, p)
 	return p, nil
+}
+
+// adminConsent stands in for a tenant administrator opening the admin
+// consent URL and accepting: the app's required roles are granted in the
+// tenant. The real page is interactive and ends in a redirect carrying
+// admin_consent=True and tenant; here the same facts come back as JSON.
+func (s *Sim) adminConsent(w http.ResponseWriter, r *http.Request, tenantRef string) int {
+	t := s.tenantByRef(tenantRef)
+	if t == nil {
+		s.tokenError(w, 400, "invalid_tenant", 90002, fmt.Sprintf("Tenant '%s' not found.", tenantRef))
+		return 400
+	}
+	clientID := strings.ToLower(r.URL.Query().Get("client_id"))
+	s.mu.RLock()
+	reg := s.apps[clientID]
+	var app App
+	if reg != nil {
+		app = reg.app
+	}
+	s.mu.RUnlock()
+	if reg == nil || (app.HomeTenant != t.id && !app.MultiTenant) {
+		s.tokenError(w, 400, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'.", r.URL.Query().Get("client_id"), t.name))
+		return 400
+	}
+	s.Consent(t.id, clientID, app.RequiredRoles...)
+	writeJSON(w, 200, map[string]any{"admin_consent": "True", "tenant": t.id, "client_id": clientID, "roles": app.RequiredRoles})
+	return 200
 }

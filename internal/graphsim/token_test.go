@@ -282,3 +282,31 @@ func TestWrongSecretNeverLogged(t *testing.T) {
 		t.Fatal("admin counters expose a secret")
 	}
 }
+
+// TestAdminConsentURL: opening /{tenant}/adminconsent?client_id= grants
+// the app's required roles, so the next token carries them.
+func TestAdminConsentURL(t *testing.T) {
+	sim, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{})
+	sim.RevokeConsent(seeded.TenantID, seeded.ClientID)
+	r := newRaw(t, srv, seeded)
+	if a := r.do("GET", "/users", nil); a.status != 403 {
+		t.Fatalf("before consent: %d", a.status)
+	}
+	resp, err := srv.Client().Get(srv.AuthorityHost + seeded.TenantID + "/adminconsent?client_id=" + seeded.ClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("adminconsent: %d", resp.StatusCode)
+	}
+	r = newRaw(t, srv, seeded)
+	if a := r.do("GET", "/users", nil); a.status != 200 {
+		t.Fatalf("after consent: %d", a.status)
+	}
+	resp, _ = srv.Client().Get(srv.AuthorityHost + seeded.TenantID + "/adminconsent?client_id=00000000-0000-0000-0000-000000000001")
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("unknown app: %d", resp.StatusCode)
+	}
+}
