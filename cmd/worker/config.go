@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/jobs"
@@ -87,6 +88,25 @@ func init() {
 					return err
 				}
 				return printConfigSummary(cmd.Context(), cmd.OutOrStdout(), cfg, time.Now())
+			},
+		})
+		c.AddCommand(&cobra.Command{
+			Use:   "show",
+			Short: "Print the effective configuration: the file with defaults and overrides applied",
+			Long: "Prints the configuration as the worker sees it, every default filled in and the\n" +
+				"database URL's password masked. Secret references are shown, never their values.",
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				cfg, err := loadConfig(cmd)
+				if err != nil {
+					return err
+				}
+				enc := yaml.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent(2)
+				if err := enc.Encode(cfg.Redacted()); err != nil {
+					return err
+				}
+				return enc.Close()
 			},
 		})
 		return c

@@ -189,3 +189,30 @@ jobs:
 	t.Setenv("DATABASE_URL", "")
 	check("file_with_password_reference", "postgres://file:pw@db/x", "--config", cfg)
 }
+
+func TestConfigShow_printsEffectiveConfigWithoutSecrets(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("ENTRAPROV_CONFIG", "")
+	t.Setenv("DATABASE_URL", "")
+	t.Setenv("ENTRAPROV_DATABASE_URL", "postgres://app:show-Secret-1@db/x")
+	t.Setenv("TEST_GRAPH_SECRET", "show-Secret-2")
+	cfg := writeFile(t, filepath.Join(dir, "c.yaml"), `jobs:
+  - name: a
+    tenant_id: a.onmicrosoft.com
+    auth: {method: secret, client_id: 11111111-2222-3333-4444-555555555555, client_secret: {env: TEST_GRAPH_SECRET}}
+    schedule: "@daily"
+    allowed_domains: [a.com]
+`)
+	stdout, stderr, err := runWorker(t, "config", "show", "--config", cfg)
+	if err != nil {
+		t.Fatalf("config show: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{"batch_size: 20", "max_percent: 10", "adopt_by: none", "env: TEST_GRAPH_SECRET", "url: postgres://app:xxxxx@db/x"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout+stderr, "show-Secret") {
+		t.Errorf("a secret appears in config show:\n%s", stdout)
+	}
+}

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 const testClientID = "11111111-2222-3333-4444-555555555555"
@@ -469,6 +472,8 @@ func TestJob_EndpointsAndSourceParts(t *testing.T) {
 func FuzzLoad(f *testing.F) {
 	f.Add([]byte(jobYAML()))
 	f.Add([]byte(jobYAML("leaver: {action: delete, delete_after: 30d}", `schedule: "CRON_TZ=Europe/Paris 0 2 * * *"`)))
+	f.Add([]byte("metrics: {listen: \"\"}\ndatabase: {password: {env: PW}}\n" + jobYAML("catch_up: false", "deletion_threshold: {max_count: 0}", "jitter: 90s",
+		"auth: {method: managed_identity}", "password: {force_change_next_sign_in: false}", "allowed_domains: [a.com, B.org]")))
 	f.Add([]byte("x: &a [*a]\n"))
 	f.Add([]byte("jobs:\n  - <<: {name: a}\n    auth: {client_secret: x}\n"))
 	f.Add([]byte(jobYAML(`schedule: "TZ=UTC"`)))
@@ -478,11 +483,26 @@ func FuzzLoad(f *testing.F) {
 		if (c == nil) == (err == nil) {
 			t.Fatalf("want exactly one of config or error: %v, %v", c, err)
 		}
-		if c != nil {
-			// Whatever loads must validate: Load's report is complete.
-			if err := c.Validate(); err != nil {
-				t.Fatalf("Parse accepted a config Validate rejects: %v", err)
-			}
+		if c == nil {
+			return
+		}
+		// Whatever loads must validate: Load's report is complete.
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Parse accepted a config Validate rejects: %v", err)
+		}
+		// The effective config (worker config show) loads back to itself:
+		// defaults and explicit zero values survive the round trip.
+		out, err := yaml.Marshal(c)
+		if err != nil {
+			t.Fatalf("marshal: %v", err)
+		}
+		c2, err := Parse(out)
+		if err != nil {
+			t.Fatalf("effective config does not load back: %v\n%s", err, out)
+		}
+		c.Database.URLFrom, c2.Database.URLFrom = "", ""
+		if !reflect.DeepEqual(c, c2) {
+			t.Fatalf("round trip changed the config:\n%+v\n%+v", c, c2)
 		}
 	})
 }

@@ -100,6 +100,24 @@ func CredentialPath(name string) (string, error) {
 	return filepath.Join(dir, name), nil
 }
 
+// MarshalYAML prints only the field that is set (config show).
+func (r SecretRef) MarshalYAML() (any, error) {
+	m := map[string]string{}
+	if r.File != "" {
+		m["file"] = r.File
+	}
+	if r.Env != "" {
+		m["env"] = r.Env
+	}
+	if r.Credential != "" {
+		m["credential"] = r.Credential
+	}
+	if len(m) == 0 {
+		return nil, nil
+	}
+	return m, nil
+}
+
 // UnmarshalYAML refuses an inline secret without ever echoing it, and
 // checks keys itself because a custom unmarshaler bypasses KnownFields.
 func (r *SecretRef) UnmarshalYAML(n *yaml.Node) error {
