@@ -1,9 +1,21 @@
 // Package config loads and validates the worker's YAML configuration.
 //
-// It owns the typed configuration, its defaults (in one place, Defaults and
-// applyDefaults) and its validation. It never holds a secret literal: secrets
-// are referenced by file, environment variable or systemd credential name and
-// read only when a credential is built (see SecretRef.Read).
+// It owns the typed configuration, its defaults (in one place: Default and
+// DefaultJob, applied by Load to the keys absent from the file) and its
+// validation, which reports every problem at once with its key path and a
+// fix (*ValidationError). It never holds a secret literal: secrets are
+// referenced by file, environment variable or systemd credential name and
+// read only when a credential is built (see SecretRef.Read). It does no
+// network I/O: validation only stats the files the config names (and parses
+// ca_file), so `worker config validate` is safe to run anywhere.
+//
+//	cfg, err := config.Load("/etc/entraprov/config.yaml")
+//	var ve *config.ValidationError
+//	if errors.As(err, &ve) {
+//		for _, p := range ve.Problems {
+//			fmt.Println(p) // jobs[1].schedule: "0 2 * *" has 4 fields; want 5 (...) (line 19)
+//		}
+//	}
 package config
 
 import "time"
