@@ -19,17 +19,51 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/directory"
 	"github.com/entraprov/entraprov/internal/jobs"
 	"github.com/entraprov/entraprov/internal/metrics"
 	"github.com/entraprov/entraprov/internal/store"
+	engine "github.com/entraprov/entraprov/internal/sync"
 )
 
 func init() { addCommand(newRunCommand) }
 
 // newJobRunner builds what the scheduler calls for each occurrence: the
-// reconcile engine adapted to jobs.Runner. It is set where the engine is
-// wired (one place for `worker run` and `worker sync`).
-var newJobRunner func(ctx context.Context, rt runtimeDeps) (jobs.Runner, error)
+// reconcile engine adapted to jobs.Runner (tests substitute their own).
+var newJobRunner = engineJobRunner
+
+// engineJobRunner wires the reconcile engine: the store, and per job a Graph
+// client reporting live to the metrics.
+func engineJobRunner(_ context.Context, rt runtimeDeps) (jobs.Runner, error) {
+	eng := &engine.Engine{
+		Store: rt.Store,
+		Connect: func(ctx context.Context, job config.Job) (engine.Directory, error) {
+			return directory.New(ctx, job, directory.Options{
+				Logger: rt.Log, Metrics: rt.Metrics.Graph(job.Name), UserAgent: "entraprov/" + version,
+			})
+		},
+		Logger: rt.Log,
+	}
+	return engineRunner{eng}, nil
+}
+
+// engineRunner adapts engine.Engine to jobs.Runner: scheduled runs apply,
+// and a run that lost its occurrence to another worker (the engine answers
+// "skipped" without recording a row) becomes jobs.ErrTaken.
+type engineRunner struct{ e *engine.Engine }
+
+func (r engineRunner) Run(ctx context.Context, job config.Job, occ jobs.Occurrence) (store.Run, error) {
+	opts := engine.RunOptions{Trigger: occ.Trigger, Mode: engine.ModeApply}
+	if !occ.ScheduledFor.IsZero() {
+		at := occ.ScheduledFor
+		opts.ScheduledFor = &at
+	}
+	run, err := r.e.Run(ctx, job, opts)
+	if err == nil && run.Status == store.RunSkipped && run.ID == 0 {
+		return run, fmt.Errorf("job %s: %s: %w", job.Name, run.ErrorSummary, jobs.ErrTaken)
+	}
+	return run, err
+}
 
 // runtimeDeps are the long-lived dependencies a Runner may use.
 type runtimeDeps struct {
@@ -108,10 +142,6 @@ func runDaemon(cmd *cobra.Command, stopTimeout time.Duration) error {
 	}
 
 	m := metrics.New()
-	if newJobRunner == nil {
-		st.Close()
-		return withExit(exitFail, errors.New("this build has no reconcile engine wired to the scheduler"))
-	}
 	runner, err := newJobRunner(ctx, runtimeDeps{Store: st, Metrics: m, Log: log})
 	if err != nil {
 		st.Close()

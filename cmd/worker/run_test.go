@@ -253,7 +253,7 @@ func TestRunDaemonLifecycle(t *testing.T) {
 		t.Errorf("/healthz: %d %s", code, body)
 	}
 	if _, body := httpGet(t, base+"/metrics"); !strings.Contains(body, `entraprov_runs_total{job="tick",status="succeeded"}`) ||
-		!strings.Contains(body, `entraprov_operations_total{action="create",job="tick",status="succeeded"}`) ||
+		!strings.Contains(body, `entraprov_last_success_timestamp_seconds{job="tick"}`) ||
 		!strings.Contains(body, `entraprov_next_run_timestamp_seconds{job="tick"}`) {
 		t.Errorf("/metrics lacks the run counters:\n%s", grepLines(body, "entraprov_"))
 	}

@@ -2,15 +2,15 @@
 // server that exposes them (/metrics) together with a health check
 // (/healthz).
 //
-// Collectors are fed from finished runs (store.Run), so the reconcile engine
-// stays free of any metrics dependency. The package must not decide anything
+// Collectors are fed from finished runs (store.Run) and, live, by the
+// directory client's observer hook (Graph), so neither the reconcile engine
+// nor the directory client depends on Prometheus. The package must not decide anything
 // about runs or schedules: it only counts what it is told. It never exports a
 // label that could carry a secret or personal data (no UPNs, no object ids):
 // labels are job names, statuses and actions only.
 package metrics
 
 import (
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,7 +29,7 @@ type Metrics struct {
 	runs          *prometheus.CounterVec
 	operations    *prometheus.CounterVec
 	graphRequests *prometheus.CounterVec
-	graphBatches  *prometheus.CounterVec
+	graphLatency  *prometheus.HistogramVec
 	throttled     *prometheus.CounterVec
 	retries       *prometheus.CounterVec
 	runDuration   *prometheus.HistogramVec
@@ -50,23 +50,24 @@ func New() *Metrics {
 		}, []string{"job", "status"}),
 		operations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "operations_total",
-			Help: "Per-user operations recorded by runs, by job, action and status.",
+			Help: "Directory writes with a final result, by job, action (create, update, delete, restore, set_manager, remove_manager, add_member, remove_member) and status (succeeded, failed, not_started).",
 		}, []string{"job", "action", "status"}),
 		graphRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "graph_requests_total",
-			Help: "HTTP requests sent to Microsoft Graph (a $batch counts once), by job.",
-		}, []string{"job"}),
-		graphBatches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "graph_batches_total",
-			Help: "JSON $batch requests sent to Microsoft Graph, by job.",
-		}, []string{"job"}),
+			Help: "HTTP requests sent to Microsoft Graph, by job, kind (batch, read) and HTTP status code (0: no answer).",
+		}, []string{"job", "kind", "code"}),
+		graphLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "graph_request_duration_seconds",
+			Help:    "Duration of HTTP requests to Microsoft Graph, by job and kind.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+		}, []string{"job", "kind"}),
 		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "graph_throttled_total",
-			Help: "Requests or $batch steps answered 429 by Microsoft Graph, by job.",
+			Help: "Requests or $batch steps answered 429 (throttled) by Microsoft Graph, by job.",
 		}, []string{"job"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "graph_retries_total",
-			Help: "Requests or $batch steps sent again after a throttle, 5xx or network error, by job.",
+			Help: "$batch steps sent again after a throttle, 5xx, network error or eventual-consistency 404, by job (counted when the run ends).",
 		}, []string{"job"}),
 		runDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "run_duration_seconds",
@@ -92,7 +93,7 @@ func New() *Metrics {
 			Help: "1 while this process runs the job, else 0.",
 		}, []string{"job"}),
 	}
-	m.reg.MustRegister(m.runs, m.operations, m.graphRequests, m.graphBatches, m.throttled, m.retries,
+	m.reg.MustRegister(m.runs, m.operations, m.graphRequests, m.graphLatency, m.throttled, m.retries,
 		m.runDuration, m.lastSuccess, m.lastRun, m.nextRun, m.running,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -103,9 +104,8 @@ func New() *Metrics {
 // Registry is the registry the collectors live on (to add more or gather).
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// ObserveRun counts a finished run: its status, duration, Graph traffic and
-// per-action operation counts. A run still "running" (the engine returned
-// without finishing it) is counted under its status as well.
+// ObserveRun counts a finished run: its status, duration and retries. Graph
+// requests, throttling and operations are counted live by Graph(job).
 func (m *Metrics) ObserveRun(r store.Run) {
 	job := r.Job
 	m.runs.WithLabelValues(job, r.Status).Inc()
@@ -120,16 +120,8 @@ func (m *Metrics) ObserveRun(r store.Run) {
 	if r.Status == store.RunSucceeded {
 		m.lastSuccess.WithLabelValues(job).Set(float64(end.Unix()))
 	}
-	add(m.graphRequests.WithLabelValues(job), r.Stats.Requests)
-	add(m.graphBatches.WithLabelValues(job), r.Stats.Batches)
-	add(m.throttled.WithLabelValues(job), r.Stats.Throttled)
-	add(m.retries.WithLabelValues(job), r.Stats.Retried)
-	for key, n := range r.Counts {
-		action, status, ok := SplitCountKey(key)
-		if !ok {
-			continue
-		}
-		add(m.operations.WithLabelValues(job, action, status), n)
+	if r.Stats.Retried > 0 {
+		m.retries.WithLabelValues(job).Add(float64(r.Stats.Retried))
 	}
 }
 
@@ -163,22 +155,4 @@ func (m *Metrics) SetRunning(job string, running bool) {
 func (m *Metrics) ForgetJob(job string) {
 	m.nextRun.DeleteLabelValues(job)
 	m.running.DeleteLabelValues(job)
-}
-
-// SplitCountKey reads an operation count key of store.Run.Counts: either
-// "action/status" or "action.status" or "action:status". Keys without a
-// separator are totals (per action or per status alone) and are not
-// operation counts by action and status.
-func SplitCountKey(key string) (action, status string, ok bool) {
-	i := strings.IndexAny(key, "/.:")
-	if i <= 0 || i == len(key)-1 {
-		return "", "", false
-	}
-	return key[:i], key[i+1:], true
-}
-
-func add(c prometheus.Counter, n int) {
-	if n > 0 {
-		c.Add(float64(n))
-	}
 }

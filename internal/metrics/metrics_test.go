@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/entraprov/entraprov/internal/directory"
 	"github.com/entraprov/entraprov/internal/store"
 )
 
@@ -22,57 +23,59 @@ func TestObserveRun(t *testing.T) {
 	end := start.Add(90 * time.Second)
 	m.ObserveRun(store.Run{
 		Job: "hr", Status: store.RunSucceeded, StartedAt: start, FinishedAt: &end,
-		Counts: map[string]int{"create/succeeded": 7, "update.failed": 2, "create": 7, "failed": 2},
-		Stats:  store.RunStats{Requests: 12, Batches: 10, Throttled: 3, Retried: 4},
+		Stats: store.RunStats{Requests: 12, Batches: 10, Throttled: 3, Retried: 4},
 	})
-	m.ObserveRun(store.Run{Job: "hr", Status: store.RunFailed, StartedAt: start, FinishedAt: &end})
+	later := end.Add(time.Hour)
+	m.ObserveRun(store.Run{Job: "hr", Status: store.RunFailed, StartedAt: start, FinishedAt: &later})
 	m.ObserveSkipped("hr")
 
 	checks := []struct {
-		name string
-		got  float64
-		want float64
+		name      string
+		got, want float64
 	}{
 		{"succeeded runs", testutil.ToFloat64(m.runs.WithLabelValues("hr", "succeeded")), 1},
 		{"failed runs", testutil.ToFloat64(m.runs.WithLabelValues("hr", "failed")), 1},
 		{"skipped runs", testutil.ToFloat64(m.runs.WithLabelValues("hr", "skipped")), 1},
-		{"create succeeded", testutil.ToFloat64(m.operations.WithLabelValues("hr", "create", "succeeded")), 7},
-		{"update failed", testutil.ToFloat64(m.operations.WithLabelValues("hr", "update", "failed")), 2},
-		{"graph requests", testutil.ToFloat64(m.graphRequests.WithLabelValues("hr")), 12},
-		{"throttled", testutil.ToFloat64(m.throttled.WithLabelValues("hr")), 3},
 		{"retries", testutil.ToFloat64(m.retries.WithLabelValues("hr")), 4},
+		// A failed run after a success must not move the last-success time.
 		{"last success is the succeeded run's end", testutil.ToFloat64(m.lastSuccess.WithLabelValues("hr")), float64(end.Unix())},
+		{"last run is the failed run's end", testutil.ToFloat64(m.lastRun.WithLabelValues("hr")), float64(later.Unix())},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
 		}
 	}
-	// Totals without an action/status pair must not become operation series.
-	if n := testutil.CollectAndCount(m.operations); n != 2 {
-		t.Errorf("operation series = %d, want 2 (totals are not operations)", n)
-	}
 	if n := testutil.CollectAndCount(m.runDuration); n != 1 {
 		t.Errorf("duration series = %d, want 1", n)
 	}
 }
 
-func TestSplitCountKey(t *testing.T) {
-	tests := []struct {
-		key, action, status string
-		ok                  bool
+func TestGraphObserverCountsLive(t *testing.T) {
+	m := New()
+	g := m.Graph("hr")
+	g.GraphRequest("batch", 200, 120*time.Millisecond)
+	g.GraphRequest("batch", 200, 80*time.Millisecond)
+	g.GraphRequest("read", 0, time.Second)
+	g.StepDone(directory.OpCreate, directory.Succeeded, 201)
+	g.StepDone(directory.OpCreate, directory.Failed, 400)
+	g.StepDone(directory.OpAddMember, directory.Succeeded, 204)
+	g.Throttled(3)
+
+	checks := []struct {
+		name      string
+		got, want float64
 	}{
-		{"create/succeeded", "create", "succeeded", true},
-		{"group_add.failed", "group_add", "failed", true},
-		{"delete:planned", "delete", "planned", true},
-		{"create", "", "", false},
-		{"/x", "", "", false},
-		{"x/", "", "", false},
+		{"batch 200", testutil.ToFloat64(m.graphRequests.WithLabelValues("hr", "batch", "200")), 2},
+		{"read without answer", testutil.ToFloat64(m.graphRequests.WithLabelValues("hr", "read", "0")), 1},
+		{"create succeeded", testutil.ToFloat64(m.operations.WithLabelValues("hr", "create", "succeeded")), 1},
+		{"create failed", testutil.ToFloat64(m.operations.WithLabelValues("hr", "create", "failed")), 1},
+		{"add_member succeeded", testutil.ToFloat64(m.operations.WithLabelValues("hr", "add_member", "succeeded")), 1},
+		{"throttled", testutil.ToFloat64(m.throttled.WithLabelValues("hr")), 3},
 	}
-	for _, tt := range tests {
-		a, s, ok := SplitCountKey(tt.key)
-		if a != tt.action || s != tt.status || ok != tt.ok {
-			t.Errorf("SplitCountKey(%q) = %q, %q, %v; want %q, %q, %v", tt.key, a, s, ok, tt.action, tt.status, tt.ok)
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
 		}
 	}
 }
