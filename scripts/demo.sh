@@ -47,8 +47,8 @@ cleanup() {
 	fi
 	if [[ $rc -ne 0 ]]; then
 		printf '\ndemo failed (exit %d). Last worker log lines:\n' "$rc" >&2
-		tail -n 20 "$tmp/worker.log" 2>/dev/null >&2 || true
-		tail -n 5 "$tmp/graphsim.log" 2>/dev/null >&2 || true
+		tail -n 20 "$tmp/worker.log" >&2 2>/dev/null || true
+		tail -n 5 "$tmp/graphsim.log" >&2 2>/dev/null || true
 	fi
 	if [[ "${DEMO_KEEP:-}" == 1 ]]; then
 		printf 'kept %s\n' "$tmp" >&2
@@ -170,7 +170,9 @@ worker plan
 
 # --------------------------------------------------------------------------
 say "worker run: the service, scheduled @every 10s (logs in $tmp/worker.log)"
-worker run --stop-timeout 20s >"$tmp/worker.log" 2>&1 &
+# Not through the worker() function: $! must be the worker's own pid, so
+# that SIGTERM reaches it and not a bash subshell.
+bin/worker --config "$tmp/config.yaml" run --stop-timeout 20s >"$tmp/worker.log" 2>&1 &
 worker_pid=$!
 
 finished_runs() {
@@ -180,7 +182,18 @@ wait_run() { # wait until more than $1 apply runs have finished, then show the l
 	local before=$1 i
 	for i in $(seq 1 180); do
 		if (($(finished_runs) > before)); then
-			psql_q -F ' ' -c "SELECT '   run ' || id || ' (' || trigger || '): ' || status || ', ' || coalesce(counts, '') || ', ' || requests || ' Graph requests, ' || coalesce(duration::text, '') FROM entraprov.run_summary WHERE job = 'contoso' AND mode = 'apply' ORDER BY id DESC LIMIT 1"
+			psql_q -c "
+SELECT '   run ' || r.id || ' (' || r.trigger || ', ' || to_char(r.scheduled_for, 'HH24:MI:SS') || '): ' || r.status
+       || ' in ' || round(extract(epoch FROM r.finished_at - r.started_at)::numeric, 1) || 's, '
+       || coalesce(s.counts, 'no changes') || ', ' || r.requests || ' Graph requests ('
+       || r.batches || ' \$batch), ' || r.throttled || ' throttled'
+  FROM entraprov.sync_runs r JOIN entraprov.run_summary s USING (id)
+ WHERE r.job = 'contoso' AND r.mode = 'apply' AND r.status NOT IN ('running', 'skipped')
+ ORDER BY r.id DESC LIMIT 1"
+			psql_q -c "
+SELECT '   (occurrence ' || to_char(scheduled_for, 'HH24:MI:SS') || ' skipped: ' || error_summary || ')'
+  FROM entraprov.sync_runs WHERE job = 'contoso' AND status = 'skipped' AND id > $last_seen ORDER BY id"
+			last_seen=$(psql_q -c "SELECT coalesce(max(id), 0) FROM entraprov.sync_runs")
 			return 0
 		fi
 		kill -0 "$worker_pid" 2>/dev/null || die "worker run exited early"
@@ -188,6 +201,7 @@ wait_run() { # wait until more than $1 apply runs have finished, then show the l
 	done
 	die "no run finished within 180s"
 }
+last_seen=0
 
 for cycle in $(seq 1 "$cycles"); do
 	done_before=$(finished_runs)
@@ -221,6 +235,17 @@ SQL
 		;;
 	esac
 done
+
+# --------------------------------------------------------------------------
+say "While it runs: /healthz and a few of the Prometheus metrics on 127.0.0.1:$metrics_port"
+if command -v curl >/dev/null 2>&1; then
+	note "/healthz: $(curl -fsS "http://127.0.0.1:$metrics_port/healthz" || echo unreachable)"
+	curl -fsS "http://127.0.0.1:$metrics_port/metrics" |
+		grep -E '^entraprov_(runs_total|operations_total\{[^}]*create|graph_throttled_total|last_success)' |
+		sed 's/^/   /' || true
+else
+	note "(curl not installed: skipped)"
+fi
 
 # --------------------------------------------------------------------------
 say "Stop the service with SIGTERM (what systemctl stop does)"
