@@ -113,6 +113,12 @@ type workerd struct {
 
 func runDaemon(cmd *cobra.Command, stopTimeout time.Duration) error {
 	ctx := cmd.Context()
+	// From the start: SIGHUP's default action would kill a worker still
+	// starting up; a reload asked for then is served once ready.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	cfg, err := loadConfig(cmd)
 	if err != nil {
 		return err
@@ -177,10 +183,6 @@ func runDaemon(cmd *cobra.Command, stopTimeout time.Duration) error {
 		return withExit(exitConfig, err)
 	}
 	d.publishNext()
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 
 	d.notify(sdd.SdNotifyReady, "STATUS="+d.status())
 	log.Info("worker ready", "jobs", len(cfg.Jobs), "pid", os.Getpid())
