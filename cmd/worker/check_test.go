@@ -221,3 +221,23 @@ func TestMeasureSkew(t *testing.T) {
 		}
 	}
 }
+
+// A configuration holding a literal secret is refused (exit 78) and the
+// secret is not echoed back, in the checklist or the JSON.
+func TestCheckRefusesLiteralSecretWithoutEchoingIt(t *testing.T) {
+	env := newCheckEnv(t, []string{permUsers})
+	cfg, err := os.ReadFile(env.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "Zq8Q~literal-secret-value-0123456789abcd"
+	broken := strings.Replace(string(cfg), "      method: certificate\n", "      method: secret\n      client_secret: "+secret+"\n", 1)
+	writeFile(t, env.cfgPath, broken)
+	rep, code, out := runCheckJSON(t, "--config", env.cfgPath)
+	if code != exitConfig || rep.OK || findCheck(rep, "config").Status != checkFail {
+		t.Fatalf("exit %d, report %+v; want 78 with a failed config check\n%s", code, rep, out)
+	}
+	if strings.Contains(out, secret) || strings.Contains(out, "literal-secret-value") {
+		t.Fatalf("the literal secret was echoed:\n%s", out)
+	}
+}
