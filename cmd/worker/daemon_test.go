@@ -115,6 +115,16 @@ func (p *workerProc) term(t *testing.T, within time.Duration) int {
 	}
 }
 
+func waitLog(t *testing.T, p *workerProc, want string, within time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if strings.Contains(p.logs.String(), want) {
+			return
+		}
+	}
+	t.Fatalf("no %s in the log within %v:\n%s", want, within, p.logs.String())
+}
+
 // A hot standby: two `worker run` processes on one database run every
 // scheduled occurrence exactly once between them, and create each user once.
 func TestTwoWorkerProcessesRunEachOccurrenceOnce(t *testing.T) {
@@ -132,7 +142,19 @@ func TestTwoWorkerProcessesRunEachOccurrenceOnce(t *testing.T) {
 
 	a := startWorkerProc(t, bin, cfgPath)
 	b := startWorkerProc(t, bin, cfgPath)
-	time.Sleep(9 * time.Second)
+	// Both must be up for the race to be real; then let a few occurrences
+	// pass (polling: a loaded machine is slow).
+	for _, p := range []*workerProc{a, b} {
+		waitLog(t, p, `"msg":"worker ready"`, 30*time.Second)
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		var n int
+		_ = st.Pool().QueryRow(context.Background(),
+			`SELECT count(DISTINCT scheduled_for) FROM entraprov.sync_runs WHERE job = 'standby' AND status NOT IN ('running', 'skipped')`).Scan(&n)
+		if n >= 4 {
+			break
+		}
+	}
 	for _, p := range []*workerProc{a, b} {
 		if code := p.term(t, 20*time.Second); code != 0 {
 			t.Errorf("exit %d after SIGTERM; log:\n%s", code, p.logs.String())
@@ -146,8 +168,8 @@ SELECT count(DISTINCT scheduled_for), count(*), count(DISTINCT (host, pid))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if occurrences < 3 {
-		t.Fatalf("%d occurrences run in 9s of @every 2s, want >= 3\nA:\n%s\nB:\n%s", occurrences, a.logs.String(), b.logs.String())
+	if occurrences < 4 {
+		t.Fatalf("%d occurrences run in 30s of @every 2s, want >= 4\nA:\n%s\nB:\n%s", occurrences, a.logs.String(), b.logs.String())
 	}
 	if rows != occurrences {
 		t.Fatalf("%d runs for %d occurrences: an occurrence ran twice", rows, occurrences)
