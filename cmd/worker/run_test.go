@@ -245,8 +245,8 @@ func TestRunDaemonLifecycle(t *testing.T) {
 	stop, done, logs := startDaemon(t, eng, "run", "--config", cfgPath, "--stop-timeout", "10s")
 
 	i := notify.waitFor(t, 0, "READY=1", 15*time.Second)
-	i = notify.waitFor(t, i, "last tick run", 5*time.Second)
-	notify.waitFor(t, 0, "WATCHDOG=1", 2*time.Second)
+	i = notify.waitFor(t, i, "last tick run", 15*time.Second)
+	notify.waitFor(t, 0, "WATCHDOG=1", 5*time.Second)
 
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	if code, body := httpGet(t, base+"/healthz"); code != 200 || !strings.Contains(body, `"database":"ok"`) || !strings.Contains(body, `"scheduler":"ok"`) {
@@ -265,10 +265,12 @@ func TestRunDaemonLifecycle(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	i = notify.waitFor(t, i, "RELOADING=1", 5*time.Second)
-	i = notify.waitFor(t, i, "READY=1", 5*time.Second)
-	time.Sleep(2200 * time.Millisecond)
-	if eng.count("tick") <= before {
+	i = notify.waitFor(t, i, "RELOADING=1", 10*time.Second)
+	i = notify.waitFor(t, i, "READY=1", 10*time.Second)
+	for deadline := time.Now().Add(15 * time.Second); eng.count("tick") <= before+1 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if eng.count("tick") <= before+1 {
 		t.Fatalf("tick stopped running after a refused reload (runs %d -> %d)", before, eng.count("tick"))
 	}
 	if !strings.Contains(logs.String(), "reload refused") {
@@ -280,8 +282,8 @@ func TestRunDaemonLifecycle(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	i = notify.waitFor(t, i, "READY=1", 5*time.Second)
-	notify.waitFor(t, i, "running long", 5*time.Second)
+	i = notify.waitFor(t, i, "READY=1", 10*time.Second)
+	notify.waitFor(t, i, "running long", 15*time.Second)
 	if l := logs.String(); !strings.Contains(l, `"msg":"configuration reloaded","added":["long"],"removed":["tick"]`) {
 		t.Errorf("job diff not logged:\n%s", grepLines(l, "reloaded"))
 	}
