@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"reflect"
@@ -173,6 +174,11 @@ func runDaemon(cmd *cobra.Command, stopTimeout time.Duration) error {
 		}
 		msrv.Serve()
 		log.Info("serving /metrics and /healthz", "addr", msrv.Addr())
+		if host, _, err := net.SplitHostPort(msrv.Addr()); err == nil {
+			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+				log.Warn("metrics are served beyond this machine: they reveal job names and volumes; prefer a loopback address or a firewall", "addr", msrv.Addr())
+			}
+		}
 	}
 
 	if err := d.sched.Start(ctx, cfg.Jobs); err != nil {
