@@ -34,6 +34,9 @@ type controller struct {
 	lastEvent time.Time // last throttle event we reacted to
 	accepted  int       // steps the service accepted (not 429/5xx) since lastEvent
 	lastCreep time.Time
+	measured  bool      // rate comes from a measurement, not a first guess
+	start     time.Time // first send
+	total     int       // steps accepted since start
 
 	pacerWaited bool // the pacer held back a batch since the last adjustment
 }
@@ -42,7 +45,13 @@ const (
 	mdFactor     = 0.5   // concurrency multiplicative decrease
 	rateHeadroom = 0.97  // pace at this share of the measured refill rate
 	rateCreep    = 0.005 // relative pace increase per second while clean and pace-bound
-	minMeasure   = 200 * time.Millisecond
+	minMeasure   = 50 * time.Millisecond
+	minSample    = 100 // accepted steps between two events for a measurement
+	// Before the first measurement: pace at this share of the throughput
+	// seen so far and grow by guessCreep per second until the next event.
+	firstGuessShare = 0.5
+	guessCreep      = 1.0
+	minRate         = 0.5 // steps/s; a floor so a bad window cannot stall the run
 )
 
 func newController(maxInflight int) *controller {
@@ -82,6 +91,9 @@ func (c *controller) delay(now time.Time, n int) time.Duration {
 func (c *controller) take(now time.Time, n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.start.IsZero() {
+		c.start = now
+	}
 	if c.rate <= 0 {
 		return
 	}
@@ -107,13 +119,19 @@ func (c *controller) observe(sent, now time.Time, accepted, throttled int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.accepted += accepted
+	c.total += accepted
 	if throttled == 0 {
 		c.inflight = math.Min(c.maxInflight, c.inflight+1/c.inflight)
 		if c.rate > 0 {
 			if c.pacerWaited && !c.lastCreep.IsZero() {
 				// Creep up in proportion to time, not to batches, so the cycle
-				// length does not depend on how fast batches come back.
-				c.rate *= 1 + rateCreep*now.Sub(c.lastCreep).Seconds()
+				// length does not depend on how fast batches come back. A
+				// first guess grows fast until the next event measures.
+				g := rateCreep
+				if !c.measured {
+					g = guessCreep
+				}
+				c.rate *= 1 + g*now.Sub(c.lastCreep).Seconds()
 			}
 			c.lastCreep = now
 			c.pacerWaited = false
@@ -127,16 +145,26 @@ func (c *controller) observe(sent, now time.Time, accepted, throttled int) {
 	c.inflight = math.Max(1, c.inflight*mdFactor)
 	if c.lastEvent.IsZero() {
 		// First event: the burst is spent and the bucket is empty now.
-		// Start counting; the next event gives the refill rate.
+		// Start counting; the next event gives the refill rate. Meanwhile
+		// pace at half the throughput seen so far, which overstates the
+		// refill rate (it includes the burst), and grow from there.
+		if el := now.Sub(c.start).Seconds(); !c.start.IsZero() && el > 0 {
+			c.rate = math.Max(minRate, firstGuessShare*float64(c.total)/el)
+			c.lastCreep = now
+		}
 		c.lastEvent, c.accepted = now, 0
 		return
 	}
 	el := now.Sub(c.lastEvent)
-	if el < minMeasure {
-		return // window too short to measure; keep counting
+	if el < minMeasure || c.accepted < minSample {
+		// Too small a sample: batch granularity would dominate it (a
+		// near-empty bucket throttles part of a batch even under the
+		// rate). Keep counting from the last event.
+		return
 	}
+	c.measured = true
 	// Bucket empty at both events: accepted/elapsed is the refill rate.
-	c.rate = math.Max(0.01, rateHeadroom*float64(c.accepted)/el.Seconds())
+	c.rate = math.Max(minRate, rateHeadroom*float64(c.accepted)/el.Seconds())
 	c.lastEvent, c.accepted = now, 0
 	c.lastCreep = now
 	c.pacerWaited = false

@@ -239,14 +239,14 @@ func TestController(t *testing.T) {
 	t.Run("refill_rate_measured_between_two_events", func(t *testing.T) {
 		c := newController(8)
 		c.observe(t0, t0, 0, 3) // first event: bucket empty, start counting
-		// 2 s later the bucket is empty again after 40 accepted steps: 20/s.
-		c.observe(t0.Add(time.Second), t0.Add(2*time.Second), 40, 1)
+		// 10 s later the bucket is empty again after 200 accepted steps: 20/s.
+		c.observe(t0.Add(9*time.Second), t0.Add(10*time.Second), 200, 1)
 		_, rate := c.snapshot()
 		if rate < 19 || rate > 20 {
 			t.Fatalf("rate = %.2f, want just under 20/s", rate)
 		}
 		// Paced: 20 steps take about a second.
-		now := t0.Add(2 * time.Second)
+		now := t0.Add(10 * time.Second)
 		c.take(now, 20)
 		c.take(now, 20)
 		if d := c.delay(now, 20); d < 900*time.Millisecond || d > 1100*time.Millisecond {

@@ -270,5 +270,5 @@ func (c *Client) FindUsers(ctx context.Context, upn, employeeID string) ([]User,
 	return out, nil
 }
 
-// odataQuote escapes a string literal for $filter ('' doubles a quote).
+// odataQuote escapes a string literal for $filter (” doubles a quote).
 func odataQuote(s string) string { return strings.ReplaceAll(s, "'", "''") }

@@ -1,0 +1,509 @@
+package directory_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/graphsim"
+)
+
+// env is one emulator and a directory client signed in to it with the real
+// azidentity credential over TLS.
+type env struct {
+	sim    *graphsim.Sim
+	srv    *graphsim.Server
+	seeded graphsim.Seeded
+	job    config.Job
+	c      *directory.Client
+	rec    *recorder
+	logs   *bytes.Buffer
+}
+
+// recorder observes the requests leaving the SDK pipeline (it does not
+// change them): what headers Graph really gets.
+type recorder struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	reqs []http.Header
+	urls []string
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.HasPrefix(req.URL.Path, "/v1.0/") {
+		r.mu.Lock()
+		r.reqs = append(r.reqs, req.Header.Clone())
+		r.urls = append(r.urls, req.URL.Path)
+		r.mu.Unlock()
+	}
+	return r.next.RoundTrip(req)
+}
+
+func newEnv(t testing.TB, so graphsim.Options, tune func(*config.Job, *directory.Options)) *env {
+	t.Helper()
+	sim, srv, seeded := graphsim.NewTestServer(t, so)
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(seeded.ClientSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	job := config.Job{
+		Name: "test", TenantID: seeded.TenantID, Cloud: "public",
+		AuthorityHost: srv.AuthorityHost, GraphURL: srv.GraphURL,
+		Auth:      config.Auth{Method: "secret", ClientID: seeded.ClientID, Secret: config.SecretRef{File: secretFile}},
+		BatchSize: 20, MaxConcurrency: 8,
+	}
+	rec := &recorder{next: srv.Transport()}
+	logs := &bytes.Buffer{}
+	opts := directory.Options{
+		HTTPClient: &http.Client{Transport: rec, Timeout: 30 * time.Second},
+		UserAgent:  "entraprov/test",
+		Logger:     slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+	}
+	if tune != nil {
+		tune(&job, &opts)
+	}
+	c, err := directory.New(context.Background(), job, opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return &env{sim: sim, srv: srv, seeded: seeded, job: job, c: c, rec: rec, logs: logs}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// run executes ops and returns the results by key, failing the test if an
+// operation gets no result or more than one.
+func run(t testing.TB, ctx context.Context, c *directory.Client, ops []directory.Operation) (map[int64]directory.Result, directory.Stats) {
+	t.Helper()
+	in := make(chan directory.Operation)
+	out := make(chan directory.Result, 64)
+	var stats directory.Stats
+	go func() {
+		defer close(in)
+		for _, op := range ops {
+			select {
+			case in <- op:
+			case <-ctx.Done():
+				// Keep handing over: Execute answers NotStarted.
+				in <- op
+			}
+		}
+	}()
+	go func() {
+		stats = c.Execute(ctx, in, out)
+		close(out)
+	}()
+	got := make(map[int64]directory.Result, len(ops))
+	for r := range out {
+		if prev, dup := got[r.Key]; dup {
+			t.Fatalf("operation %d answered twice: %+v then %+v", r.Key, prev, r)
+		}
+		got[r.Key] = r
+	}
+	if len(got) != len(ops) {
+		t.Fatalf("%d results for %d operations", len(got), len(ops))
+	}
+	return got, stats
+}
+
+func createOp(key int64, domain string, i int) directory.Operation {
+	upn := fmt.Sprintf("user%05d@%s", i, domain)
+	return directory.Operation{Key: key, Kind: directory.OpCreate, Password: "Init-Pw-" + fmt.Sprint(i) + "!x",
+		Fields: map[string]any{"userPrincipalName": upn, "displayName": fmt.Sprintf("User %d", i),
+			"mailNickname": fmt.Sprintf("user%05d", i), "accountEnabled": true, "department": "Ops"}}
+}
+
+func TestRequestsCarryBearerTokenAndHeaders(t *testing.T) {
+	e := newEnv(t, graphsim.Options{}, nil)
+	ctx := context.Background()
+	if err := e.c.Probe(ctx); err != nil {
+		t.Fatalf("Probe: %v", err)
+	}
+	res, _ := run(t, ctx, e.c, []directory.Operation{createOp(1, e.seeded.Domain, 1)})
+	if r := res[1]; r.Outcome != directory.Succeeded || r.ObjectID == "" || r.HTTPStatus != 201 {
+		t.Fatalf("create = %+v", r)
+	}
+	e.rec.mu.Lock()
+	defer e.rec.mu.Unlock()
+	if len(e.rec.reqs) < 2 {
+		t.Fatalf("saw %d Graph requests", len(e.rec.reqs))
+	}
+	var token string
+	for i, h := range e.rec.reqs {
+		auth := h.Get("Authorization")
+		if !strings.HasPrefix(auth, "Bearer ") {
+			t.Errorf("%s without bearer token", e.rec.urls[i])
+		}
+		token = strings.TrimPrefix(auth, "Bearer ")
+		if h.Get("x-ms-throttle-priority") != "low" || h.Get("User-Agent") != "entraprov/test" {
+			t.Errorf("%s headers: priority %q UA %q", e.rec.urls[i], h.Get("x-ms-throttle-priority"), h.Get("User-Agent"))
+		}
+		if h.Get("Content-Encoding") != "" {
+			t.Errorf("%s: request body compressed (%s); compression middleware should be off", e.rec.urls[i], h.Get("Content-Encoding"))
+		}
+	}
+	if ctr := e.sim.Counters(); ctr.Unauthenticated != 0 || ctr.LowPriority < 1 {
+		t.Errorf("emulator saw %d unauthenticated, %d low-priority calls", ctr.Unauthenticated, ctr.LowPriority)
+	}
+	roles, tenant, app, err := e.c.TokenRoles(ctx)
+	if err != nil || tenant != e.seeded.TenantID || app != e.seeded.ClientID || !contains(roles, "User.ReadWrite.All") {
+		t.Fatalf("TokenRoles = %v %s %s %v", roles, tenant, app, err)
+	}
+	for _, secret := range []string{token, e.seeded.ClientSecret, "Init-Pw-1!x"} {
+		if strings.Contains(e.logs.String(), secret) {
+			t.Fatalf("a secret, password or token reached the log")
+		}
+	}
+}
+
+func contains(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Invariant: with throttling on, every operation gets exactly one result,
+// nothing is sent again after it succeeded, and once the burst is spent the
+// executor paces itself: under 1% of steps are throttled at steady state.
+func TestExecuteMixedOperationsUnderThrottling(t *testing.T) {
+	e := newEnv(t, graphsim.Options{Throttling: true, TimeScale: 50, Seed: 1}, nil)
+	ctx := context.Background()
+	const seededUsers = 1000
+	ids := make([]string, seededUsers)
+	for i := range ids {
+		ids[i] = e.sim.AddUser(e.seeded.TenantID, graphsim.UserSeed{UserPrincipalName: fmt.Sprintf("old%04d@%s", i, e.seeded.Domain), DisplayName: "Old", AccountEnabled: true})
+	}
+	group := e.seeded.GroupIDs["Engineering"]
+	var ops []directory.Operation
+	for i := 0; i < 5000; i++ {
+		k := int64(i)
+		switch {
+		case i%2 == 0:
+			ops = append(ops, createOp(k, e.seeded.Domain, i))
+		case i%10 == 1 || i%10 == 3 || i%10 == 5:
+			ops = append(ops, directory.Operation{Key: k, Kind: directory.OpUpdate, ObjectID: ids[i%seededUsers], Fields: map[string]any{"jobTitle": fmt.Sprintf("T%d", i)}})
+		case i%10 == 7:
+			ops = append(ops, directory.Operation{Key: k, Kind: directory.OpSetManager, ObjectID: ids[i%seededUsers], RelatedID: ids[(i+1)%seededUsers]})
+		default:
+			ops = append(ops, directory.Operation{Key: k, Kind: directory.OpAddMember, ObjectID: ids[i/10], RelatedID: group})
+		}
+	}
+	// Steady state: the second half of the stream, after the 3,000-write
+	// burst is spent and the rate learnt.
+	in := make(chan directory.Operation)
+	out := make(chan directory.Result, 64)
+	go func() {
+		defer close(in)
+		for _, op := range ops {
+			in <- op
+		}
+	}()
+	var stats directory.Stats
+	go func() { stats = e.c.Execute(ctx, in, out); close(out) }()
+	got := map[int64]directory.Result{}
+	var mid directory.Stats
+	start := time.Now()
+	for r := range out {
+		if _, dup := got[r.Key]; dup {
+			t.Fatalf("operation %d answered twice", r.Key)
+		}
+		got[r.Key] = r
+		if len(got) == 3500 {
+			mid = e.c.Stats()
+		}
+	}
+	el := time.Since(start)
+	end := e.c.Stats()
+	if len(got) != len(ops) {
+		t.Fatalf("%d results for %d operations", len(got), len(ops))
+	}
+	failed := 0
+	for _, r := range got {
+		if r.Outcome != directory.Succeeded {
+			failed++
+			if failed < 5 {
+				t.Errorf("op %d %s: %s %v", r.Key, r.Kind, r.Outcome, r.Err)
+			}
+		}
+	}
+	ctr := e.sim.Counters()
+	if d := ctr.Duplicates(); len(d) > 0 {
+		t.Errorf("users created twice: %v", d)
+	}
+	// Nothing is re-sent after success: successful writes = operations.
+	if ctr.Writes != int64(len(ops)) {
+		t.Errorf("emulator applied %d writes for %d operations", ctr.Writes, len(ops))
+	}
+	steadySteps := end.Steps - mid.Steps
+	steadyThrottled := end.Throttled - mid.Throttled
+	t.Logf("%d ops in %v: %d batches, %d steps, %d throttled (%d in the last 1,500 results: %d/%d steps), %d retried",
+		len(ops), el.Round(time.Millisecond), stats.Batches, stats.Steps, stats.Throttled, steadyThrottled, steadyThrottled, steadySteps, stats.Retried)
+	if steadySteps == 0 || float64(steadyThrottled) >= 0.01*float64(steadySteps) {
+		t.Errorf("steady state: %d of %d steps throttled, want < 1%%", steadyThrottled, steadySteps)
+	}
+}
+
+// Invariant: with 10% of calls answered 503/504 and 10% of connections
+// dropped (half of them after the write took effect), every operation
+// converges and no user is created twice.
+func TestExecuteConvergesThroughFaults(t *testing.T) {
+	e := newEnv(t, graphsim.Options{Seed: 7, Faults: graphsim.Faults{Rate5xx: 0.10, DropRate: 0.10, CommitBeforeFault: 0.5}}, func(_ *config.Job, o *directory.Options) {
+		o.MaxAttempts = 12
+	})
+	ctx := context.Background()
+	var ops []directory.Operation
+	for i := 0; i < 1000; i++ {
+		ops = append(ops, createOp(int64(i), e.seeded.Domain, i))
+	}
+	res, stats := run(t, ctx, e.c, ops)
+	recovered := 0
+	for _, r := range res {
+		if r.Outcome != directory.Succeeded || r.ObjectID == "" {
+			t.Fatalf("op %d: %s %v", r.Key, r.Outcome, r.Err)
+		}
+		if r.Recovered {
+			recovered++
+		}
+	}
+	ctr := e.sim.Counters()
+	if d := ctr.Duplicates(); len(d) > 0 {
+		t.Fatalf("users created twice: %v", d)
+	}
+	seen := map[string]string{}
+	for _, u := range e.sim.Users(e.seeded.TenantID) {
+		seen[strings.ToLower(u.UserPrincipalName)] = u.ID
+	}
+	for _, r := range res {
+		upn := strings.ToLower(ops[r.Key].Fields["userPrincipalName"].(string))
+		if seen[upn] != r.ObjectID {
+			t.Fatalf("op %d: reported id %s, directory has %s", r.Key, r.ObjectID, seen[upn])
+		}
+	}
+	if ctr.Faults == 0 || ctr.Dropped == 0 || recovered == 0 {
+		t.Errorf("faults %d, dropped %d, recovered creates %d: the test did not exercise unknown outcomes", ctr.Faults, ctr.Dropped, recovered)
+	}
+	t.Logf("faults %d, dropped %d, recovered %d, batches %d, steps %d, retried %d", ctr.Faults, ctr.Dropped, recovered, stats.Batches, stats.Steps, stats.Retried)
+}
+
+// Invariant: tokens that expire during a long stream are renewed and no 401
+// reaches the caller.
+func TestExecuteRenewsShortLivedTokens(t *testing.T) {
+	e := newEnv(t, graphsim.Options{TokenLifetime: time.Second, Latency: graphsim.Latency{Batch: 50 * time.Millisecond}}, func(j *config.Job, _ *directory.Options) {
+		j.MaxConcurrency = 2
+	})
+	ctx := context.Background()
+	var ops []directory.Operation
+	for i := 0; i < 1500; i++ {
+		ops = append(ops, createOp(int64(i), e.seeded.Domain, i))
+	}
+	start := time.Now()
+	res, _ := run(t, ctx, e.c, ops)
+	for _, r := range res {
+		if r.Outcome != directory.Succeeded || r.HTTPStatus == 401 {
+			t.Fatalf("op %d: %s %d %v", r.Key, r.Outcome, r.HTTPStatus, r.Err)
+		}
+	}
+	ctr := e.sim.Counters()
+	if el := time.Since(start); el < 2*time.Second {
+		t.Fatalf("stream took %v, shorter than the token lifetime", el)
+	}
+	if ctr.TokensIssued < 2 {
+		t.Fatalf("%d tokens issued over a stream longer than their lifetime", ctr.TokensIssued)
+	}
+	t.Logf("%d tokens issued, %d unauthenticated calls", ctr.TokensIssued, ctr.Unauthenticated)
+}
+
+// Invariant: without admin consent the operator is told which permission
+// is missing and where to grant it.
+func TestConsentMissingNamesPermissionAndURL(t *testing.T) {
+	e := newEnv(t, graphsim.Options{}, nil)
+	e.sim.RevokeConsent(e.seeded.TenantID, e.seeded.ClientID)
+	ctx := context.Background()
+	want := e.srv.AuthorityHost + e.seeded.TenantID + "/adminconsent?client_id=" + e.seeded.ClientID
+	err := e.c.Probe(ctx)
+	if !errors.Is(err, directory.ErrConsentMissing) {
+		t.Fatalf("Probe = %v, want ErrConsentMissing", err)
+	}
+	var ae *directory.AuthError
+	if !errors.As(err, &ae) || ae.ConsentURL != want || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "User.Read.All") {
+		t.Fatalf("Probe error %q should name User.Read.All and %s", err, want)
+	}
+	res, _ := run(t, ctx, e.c, []directory.Operation{createOp(1, e.seeded.Domain, 1)})
+	r := res[1]
+	if r.Outcome != directory.Failed || !errors.Is(r.Err, directory.ErrConsentMissing) || !strings.Contains(r.Err.Error(), "User.ReadWrite.All") || r.HTTPStatus != 403 {
+		t.Fatalf("create without consent = %+v", r)
+	}
+	var ge *directory.GraphError
+	if !errors.As(r.Err, &ge) || ge.Code != "Authorization_RequestDenied" {
+		t.Fatalf("GraphError not reachable: %v", r.Err)
+	}
+	roles, _, _, err := e.c.TokenRoles(ctx)
+	if err != nil || len(roles) != 0 {
+		t.Fatalf("TokenRoles without consent = %v, %v", roles, err)
+	}
+}
+
+func TestWrongSecretIsTranslated(t *testing.T) {
+	e := newEnv(t, graphsim.Options{}, nil)
+	e.sim.RevokeSecret(e.seeded.ClientID, e.seeded.ClientSecret)
+	err := e.c.Probe(context.Background())
+	var ae *directory.AuthError
+	if !errors.As(err, &ae) || ae.Code != 7000215 || !strings.Contains(err.Error(), e.job.Auth.Secret.File) {
+		t.Fatalf("Probe = %v, want AADSTS7000215 naming the secret file", err)
+	}
+	if strings.Contains(err.Error(), e.seeded.ClientSecret) {
+		t.Fatal("the error shows the secret")
+	}
+}
+
+func TestCertificateCredential(t *testing.T) {
+	e := newEnv(t, graphsim.Options{}, nil)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "app.crt"), filepath.Join(dir, "app.key")
+	os.WriteFile(certFile, e.seeded.CertPEM, 0o600)
+	os.WriteFile(keyFile, e.seeded.KeyPEM, 0o600)
+	job := e.job
+	job.Auth = config.Auth{Method: "certificate", ClientID: e.seeded.ClientID, CertificateFile: certFile, KeyFile: keyFile}
+	c, err := directory.New(context.Background(), job, directory.Options{HTTPClient: e.srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Probe(context.Background()); err != nil {
+		t.Fatalf("Probe with certificate: %v", err)
+	}
+}
+
+func TestReaders(t *testing.T) {
+	e := newEnv(t, graphsim.Options{}, nil)
+	ctx := context.Background()
+	mgr := e.sim.AddUser(e.seeded.TenantID, graphsim.UserSeed{UserPrincipalName: "boss@" + e.seeded.Domain, DisplayName: "Boss", AccountEnabled: true})
+	for i := 0; i < 1200; i++ {
+		e.sim.AddUser(e.seeded.TenantID, graphsim.UserSeed{UserPrincipalName: fmt.Sprintf("r%04d@%s", i, e.seeded.Domain), DisplayName: "R", EmployeeID: fmt.Sprintf("E%04d", i), AccountEnabled: i%2 == 0, ManagerID: mgr})
+	}
+	n := 0
+	if err := e.c.ListUsers(ctx, func(u directory.User) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1201 {
+		t.Fatalf("ListUsers saw %d users, want 1201 (paging)", n)
+	}
+	found, err := e.c.FindUsers(ctx, "", "E0007")
+	if err != nil || len(found) != 1 || found[0].UserPrincipalName != "r0007@"+e.seeded.Domain || found[0].AccountEnabled {
+		t.Fatalf("FindUsers = %+v, %v", found, err)
+	}
+	found, err = e.c.FindUsers(ctx, "O'Brien@"+e.seeded.Domain, "")
+	if err != nil || len(found) != 0 {
+		t.Fatalf("FindUsers with a quote = %+v, %v", found, err)
+	}
+
+	resets := 0
+	seen := 0
+	link, full, err := e.c.Delta(ctx, "", func(context.Context) error { resets++; seen = 0; return nil }, func(directory.User) error { seen++; return nil })
+	if err != nil || !full || link == "" || resets != 1 || seen < 1201 {
+		t.Fatalf("first delta: full %v link %q resets %d seen %d err %v", full, link, resets, seen, err)
+	}
+	// One change, one removal.
+	res, _ := run(t, ctx, e.c, []directory.Operation{
+		{Key: 1, Kind: directory.OpUpdate, ObjectID: found0(t, e, "r0001"), Fields: map[string]any{"department": "X"}},
+		{Key: 2, Kind: directory.OpDelete, ObjectID: found0(t, e, "r0002")},
+	})
+	for _, r := range res {
+		if r.Outcome != directory.Succeeded {
+			t.Fatalf("%+v", r)
+		}
+	}
+	var changed []directory.User
+	link2, full, err := e.c.Delta(ctx, link, func(context.Context) error { t.Fatal("reset on a valid link"); return nil }, func(u directory.User) error { changed = append(changed, u); return nil })
+	if err != nil || full || link2 == "" {
+		t.Fatalf("incremental delta: full %v err %v", full, err)
+	}
+	var sawUpdate, sawRemoved bool
+	for _, u := range changed {
+		sawUpdate = sawUpdate || u.Department == "X"
+		sawRemoved = sawRemoved || u.Removed != ""
+	}
+	if !sawUpdate || !sawRemoved {
+		t.Fatalf("incremental delta missed changes: %+v", changed)
+	}
+	// An expired token falls back to a full read, announced before any user.
+	e.sim.ExpireDeltaTokens(e.seeded.TenantID)
+	resets, seen = 0, 0
+	_, full, err = e.c.Delta(ctx, link2, func(context.Context) error {
+		if seen != 0 {
+			t.Error("onReset after users were delivered")
+		}
+		resets++
+		return nil
+	}, func(directory.User) error { seen++; return nil })
+	if err != nil || !full || resets != 1 || seen < 1200 {
+		t.Fatalf("expired delta: full %v resets %d seen %d err %v", full, resets, seen, err)
+	}
+}
+
+func found0(t *testing.T, e *env, local string) string {
+	t.Helper()
+	u, ok := e.sim.User(e.seeded.TenantID, local+"@"+e.seeded.Domain)
+	if !ok {
+		t.Fatalf("no user %s", local)
+	}
+	return u.ID
+}
+
+// Invariant: cancelling stops the stream within a round-trip and still
+// answers every operation exactly once.
+func TestExecuteCancellation(t *testing.T) {
+	e := newEnv(t, graphsim.Options{Latency: graphsim.Latency{Batch: 30 * time.Millisecond}}, func(j *config.Job, _ *directory.Options) {
+		j.MaxConcurrency = 2
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	var ops []directory.Operation
+	for i := 0; i < 3000; i++ {
+		ops = append(ops, createOp(int64(i), e.seeded.Domain, i))
+	}
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start := time.Now()
+	res, _ := run(t, ctx, e.c, ops)
+	el := time.Since(start)
+	count := map[directory.Outcome]int{}
+	for _, r := range res {
+		count[r.Outcome]++
+		if r.Outcome == directory.NotStarted && !errors.Is(r.Err, context.Canceled) {
+			t.Fatalf("NotStarted without the cancellation: %+v", r)
+		}
+	}
+	created := len(e.sim.Users(e.seeded.TenantID))
+	if count[directory.Succeeded] != created {
+		t.Errorf("reported %d successes, directory has %d users", count[directory.Succeeded], created)
+	}
+	if count[directory.NotStarted] == 0 || count[directory.Succeeded] == 0 {
+		t.Errorf("outcomes %v: cancellation did not cut the stream", count)
+	}
+	if el > 2*time.Second {
+		t.Errorf("Execute returned %v after start, cancelled at 300ms", el)
+	}
+	t.Logf("outcomes %v in %v", count, el.Round(time.Millisecond))
+}
