@@ -28,6 +28,8 @@ import (
 // has its own tests against graphsim.
 type fakeEngine struct {
 	st *store.Store
+	// stuck, if set, makes "long" runs ignore cancellation until closed.
+	stuck chan struct{}
 
 	mu   sync.Mutex
 	runs map[string]int
@@ -57,6 +59,10 @@ func (f *fakeEngine) Run(ctx context.Context, job config.Job, occ jobs.Occurrenc
 	run.Counts = map[string]int{"create/succeeded": 2}
 	run.Stats = store.RunStats{Requests: 1, Batches: 1}
 	if strings.HasPrefix(job.Name, "long") {
+		if f.stuck != nil {
+			<-f.stuck // a run that does not honour cancellation
+			return run, nil
+		}
 		<-ctx.Done() // a run that lasts until the worker stops
 		time.Sleep(50 * time.Millisecond)
 		run.Status, run.ErrorSummary = store.RunInterrupted, "interrupted: the worker is stopping"
@@ -362,4 +368,42 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// A run that does not wind down within --stop-timeout must not keep the
+// service from stopping, nor stay "running" in history: the worker records
+// it interrupted itself and exits 0.
+func TestRunStopTimeoutRecordsStuckRunInterrupted(t *testing.T) {
+	dbURL := testdb.NewURL(t)
+	t.Setenv("ENTRAPROV_TEST_SECRET", "x")
+	notify := listenNotify(t)
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	writeFile(t, cfgPath, daemonConfig(dbURL, freePort(t), "long=@every 1s"))
+	eng := &fakeEngine{runs: map[string]int{}, stuck: make(chan struct{})}
+	defer close(eng.stuck)
+	stop, done, logs := startDaemon(t, eng, "run", "--config", cfgPath, "--stop-timeout", "1s")
+	notify.waitFor(t, 0, "running long", 15*time.Second)
+
+	t0 := time.Now()
+	stop()
+	select {
+	case err := <-done:
+		if exitCodeOf(err) != exitOK {
+			t.Fatalf("exit %d (%v), want 0", exitCodeOf(err), err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("worker did not give up on the stuck run")
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("stop took %v with --stop-timeout 1s", d)
+	}
+	st, err := store.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	runs, err := st.ListRuns(context.Background(), "long", 1)
+	if err != nil || len(runs) != 1 || runs[0].Status != store.RunInterrupted || !strings.Contains(runs[0].ErrorSummary, "did not wind down") {
+		t.Fatalf("stuck run after stop: %+v, %v; want interrupted by the worker\n%s", runs, err, logs.String())
+	}
 }
