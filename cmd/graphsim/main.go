@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback --listen address")
 	seedFile := fs.String("seed", "", "seed file (JSON, see internal/graphsim/README.md); default: one tenant, one app")
 	timeScale := fs.Float64("time-scale", 1, "shrink throttle windows, Retry-After and latency by this factor")
-	latency := fs.String("latency", "none", `latency model: none, real, or "read=40ms,write=120ms,batch=20ms,token=80ms,jitter=0.5"`)
+	latency := fs.String("latency", "real", `latency model: real (40ms reads, 120ms writes, ±50%), none, or "read=40ms,write=120ms,batch=20ms,token=80ms,jitter=0.5"`)
 	faults := fs.String("faults", "none", `fault injection: none or "5xx=0.01,drop=0.001,commit=0.5"`)
 	tokenLifetime := fs.Duration("token-lifetime", time.Hour, "access token lifetime")
 	throttling := fs.Bool("throttling", true, "enforce the identity service throttling limits")
