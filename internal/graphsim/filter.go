@@ -10,9 +10,10 @@ import (
 type filter struct {
 	eval     func(u *user) bool
 	advanced bool // needs ConsistencyLevel: eventual + $count=true
-	// eqProp/eqVal are set when the whole filter is one "prop eq 'v'",
-	// letting the handler use an index instead of a scan.
-	eqProp, eqVal string
+	// eqProp/eqVals are set when the whole filter is one "prop eq 'v'" or
+	// "prop in ('a','b')", letting the handler use an index, not a scan.
+	eqProp string
+	eqVals []string
 }
 
 type fparser struct {
@@ -37,7 +38,22 @@ func parseFilter(s string) (*filter, error) {
 	f := &filter{eval: ev, advanced: p.adv}
 	if len(toks) == 3 && strings.EqualFold(toks[1], "eq") && strings.HasPrefix(toks[2], "'") {
 		if d, ok := resolveProp(toks[0]); ok {
-			f.eqProp, f.eqVal = d, unquote(toks[2])
+			f.eqProp, f.eqVals = d, []string{unquote(toks[2])}
+		}
+	}
+	if len(toks) >= 5 && strings.EqualFold(toks[1], "in") && toks[2] == "(" && toks[len(toks)-1] == ")" {
+		if d, ok := resolveProp(toks[0]); ok {
+			var vals []string
+			for i, tk := range toks[3 : len(toks)-1] {
+				switch {
+				case i%2 == 1 && tk == ",":
+				case i%2 == 0 && strings.HasPrefix(tk, "'"):
+					vals = append(vals, unquote(tk))
+				default:
+					return f, nil
+				}
+			}
+			f.eqProp, f.eqVals = d, vals
 		}
 	}
 	return f, nil

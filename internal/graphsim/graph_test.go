@@ -505,3 +505,25 @@ func TestExpandManagerAndBulkMembers(t *testing.T) {
 		t.Fatalf("members %v (a failed bulk add must add nobody)", m)
 	}
 }
+
+// TestFilterInUsesIndexAndMatchesScan: "in" over indexed properties gives
+// the same answer as the scan would, including case-insensitive UPNs.
+func TestFilterIn(t *testing.T) {
+	sim, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{})
+	r := newRaw(t, srv, seeded)
+	for i := 0; i < 30; i++ {
+		sim.AddUser(seeded.TenantID, graphsim.UserSeed{UserPrincipalName: fmt.Sprintf("f%02d@%s", i, seeded.Domain), DisplayName: "F", EmployeeID: fmt.Sprintf("E%02d", i%10), AccountEnabled: true})
+	}
+	cases := map[string]int{
+		"employeeId in ('E01','E02')":                                                6,
+		"userPrincipalName in ('F01@" + seeded.Domain + "','nobody')":                1,
+		"employeeId in ('E01') and userPrincipalName eq 'f11@" + seeded.Domain + "'": 1,
+		"displayName in ('F')":                                                       30,
+	}
+	for f, want := range cases {
+		a := r.do("GET", "/users?$top=999&$filter="+urlq(f), nil)
+		if v, _ := a.body["value"].([]any); a.status != 200 || len(v) != want {
+			t.Fatalf("%s: %d users (status %d), want %d", f, len(v), a.status, want)
+		}
+	}
+}

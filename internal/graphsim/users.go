@@ -439,7 +439,7 @@ func (s *Sim) pageUsers(t *tenant, c *call, path string, deleted bool) *response
 	t.mu.RLock()
 	cands := t.order
 	if f != nil && f.eqProp != "" && !deleted {
-		cands = t.indexed(f.eqProp, f.eqVal)
+		cands = t.indexed(f.eqProp, f.eqVals)
 	}
 	start := sort.Search(len(cands), func(i int) bool { return cands[i].seq > after })
 	vals := make([]any, 0, min(top, 64))
@@ -482,30 +482,36 @@ func (s *Sim) pageUsers(t *tenant, c *call, path string, deleted bool) *response
 	return &response{status: 200, body: out}
 }
 
-// indexed returns the users a single-equality filter can only match, in
-// creation order (nil-safe); caller holds t.mu.
-func (t *tenant) indexed(prop, val string) []*user {
-	var out []*user
-	switch prop {
-	case "id":
-		if u := t.users[strings.ToLower(val)]; u != nil {
-			out = append(out, u)
+// indexed returns, in creation order, the only users a filter of one
+// equality (or "in") on an indexed property can match; other properties
+// get the full scan. Caller holds t.mu.
+func (t *tenant) indexed(prop string, vals []string) []*user {
+	set := map[*user]struct{}{}
+	for _, val := range vals {
+		switch prop {
+		case "id":
+			if u := t.users[strings.ToLower(val)]; u != nil {
+				set[u] = struct{}{}
+			}
+		case "userPrincipalName":
+			if u := t.byUPN[strings.ToLower(val)]; u != nil {
+				set[u] = struct{}{}
+			}
+		case "employeeId":
+			for u := range t.byEmp[val] {
+				set[u] = struct{}{}
+			}
+		default:
+			// mailNickname is not unique unless UniqueMailNickname, and
+			// the other properties have no index: scan.
+			return t.order
 		}
-	case "userPrincipalName":
-		if u := t.byUPN[strings.ToLower(val)]; u != nil {
-			out = append(out, u)
-		}
-	case "mailNickname":
-		// Not unique unless UniqueMailNickname: scan.
-		return t.order
-	case "employeeId":
-		for u := range t.byEmp[val] {
-			out = append(out, u)
-		}
-		sort.Slice(out, func(i, j int) bool { return out[i].seq < out[j].seq })
-	default:
-		return t.order
 	}
+	out := make([]*user, 0, len(set))
+	for u := range set {
+		out = append(out, u)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].seq < out[j].seq })
 	return out
 }
 
