@@ -144,6 +144,16 @@ func inProcess(sim *graphsim.Sim, token, method, path string, body any) *httptes
 	return w
 }
 
+// inProcessHdr is inProcess for a GET with one extra header.
+func inProcessHdr(sim *graphsim.Sim, token, method, path, hk, hv string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, "https://127.0.0.1/v1.0"+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set(hk, hv)
+	w := httptest.NewRecorder()
+	sim.ServeHTTP(w, req)
+	return w
+}
+
 // TestThrottledStepInsideBatch: when the write quota (3,000 per app+tenant)
 // is spent, steps get their own 429 + Retry-After while the batch is 200.
 func TestThrottledStepInsideBatch(t *testing.T) {
