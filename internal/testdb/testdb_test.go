@@ -1,6 +1,7 @@
 package testdb_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -119,23 +120,39 @@ func TestWithPostgresScript(t *testing.T) {
 		cmd := exec.Command(script, "--", "sh", "-c", `echo "dir=$WITH_POSTGRES_DIR"; exec sleep 60`)
 		cmd.Env = envWithout("DATABASE_URL")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
+		pipe, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = cmd.Stdout // the pipe's write end: one ordered stream
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		for !dirLine.Match(out.Bytes()) && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		m := dirLine.FindSubmatch(out.Bytes())
-		if m == nil {
+		var out bytes.Buffer // read by this goroutine only, until done closes
+		found := make(chan string, 1)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			sc := bufio.NewScanner(pipe)
+			for sc.Scan() {
+				out.WriteString(sc.Text() + "\n")
+				if m := dirLine.FindStringSubmatch(sc.Text()); m != nil {
+					found <- m[1]
+				}
+			}
+		}()
+		var dir string
+		select {
+		case dir = <-found:
+		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()
+			<-done
 			t.Fatalf("cluster did not start:\n%s", out.String())
 		}
 		start := time.Now()
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		err := cmd.Wait()
+		<-done // EOF: the script and its children closed the pipe
+		err = cmd.Wait()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 143 {
 			t.Fatalf("exit after SIGTERM = %v; want 143\n%s", err, out.String())
@@ -143,8 +160,8 @@ func TestWithPostgresScript(t *testing.T) {
 		if d := time.Since(start); d > 15*time.Second {
 			t.Fatalf("took %s to stop after SIGTERM", d)
 		}
-		if _, err := os.Stat(string(m[1])); !os.IsNotExist(err) {
-			t.Fatalf("cluster directory %s still there after SIGTERM (%v)", m[1], err)
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Fatalf("cluster directory %s still there after SIGTERM (%v)", dir, err)
 		}
 	})
 
