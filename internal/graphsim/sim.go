@@ -284,7 +284,19 @@ func (s *Sim) serveGraph(w http.ResponseWriter, r *http.Request) {
 			}
 			if c.path == "/$batch" {
 				pattern = "/v1.0/$batch"
-				resp = s.serveBatch(c)
+				// The envelope itself can fail like any call; when the
+				// fault comes after the commit, its steps ran and the
+				// client only sees the 5xx (a gateway timeout).
+				fault, commitFirst := s.faultDecision(true)
+				switch {
+				case fault == nil:
+					resp = s.serveBatch(c)
+				case commitFirst:
+					s.serveBatch(c)
+					resp = fault
+				default:
+					resp = fault
+				}
 			} else {
 				resp = s.exec(c)
 				if c.route != nil {
