@@ -110,7 +110,7 @@ func (s *Sim) SeedDefault() Seeded {
 	secret := NewSecret()
 	s.AddApp(App{
 		ClientID: DefaultClientID, HomeTenant: DefaultTenantID, DisplayName: "entraprov", MultiTenant: true,
-		Secrets:       []Secret{{Value: secret, Expires: time.Now().Add(365 * 24 * time.Hour)}},
+		Secrets:       []Secret{{Value: secret, Expires: s.now().Add(365 * 24 * time.Hour)}},
 		Certificates:  [][]byte{certPEM},
 		RequiredRoles: []string{"User.ReadWrite.All", "GroupMember.ReadWrite.All"},
 	})

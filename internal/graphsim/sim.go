@@ -48,6 +48,10 @@ type Options struct {
 	ShuffleBatch bool
 	// Seed makes faults, latency jitter and shuffling reproducible.
 	Seed int64
+	// Now is the emulator's clock (token lifetimes, secret expiry,
+	// consistency delay, throttle buckets); default time.Now. Tests can
+	// move it to expire tokens or secrets without sleeping.
+	Now func() time.Time
 	// UniqueMailNickname makes a duplicate mailNickname a 400 ObjectConflict
 	// like a duplicate UPN. Default false: Entra ID itself does not require
 	// unique mail nicknames for cloud users (see README, FACTS).
@@ -140,6 +144,9 @@ func New(opts Options) *Sim {
 		ctr:      newCounterSet(),
 		rng:      mrand.New(mrand.NewPCG(uint64(opts.Seed), 0x9e3779b97f4a7c15)),
 		now:      time.Now,
+	}
+	if opts.Now != nil {
+		s.now = opts.Now
 	}
 	s.thr = newThrottler(scale)
 	f := opts.Faults

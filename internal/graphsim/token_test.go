@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -308,5 +309,24 @@ func TestAdminConsentURL(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 400 {
 		t.Fatalf("unknown app: %d", resp.StatusCode)
+	}
+}
+
+// TestClockOption: moving the emulator's clock expires tokens and secrets
+// without sleeping.
+func TestClockOption(t *testing.T) {
+	var offset atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	sim, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{Now: clock})
+	sim.AddSecret(seeded.ClientID, graphsim.Secret{Value: "short-lived", Expires: clock().Add(time.Hour)})
+	r := newRaw(t, srv, seeded)
+	offset.Store(int64(2 * time.Hour))
+	if a := r.do("GET", "/users", nil); a.status != 401 {
+		t.Fatalf("token after 2h: %d", a.status)
+	}
+	st, body := r.tokenRequest(seeded.TenantID, url.Values{"grant_type": {"client_credentials"}, "client_id": {seeded.ClientID},
+		"client_secret": {"short-lived"}, "scope": {"https://graph.microsoft.com/.default"}})
+	if codes, _ := body["error_codes"].([]any); st != 401 || len(codes) != 1 || codes[0] != float64(7000222) {
+		t.Fatalf("expired secret: %d %v", st, body)
 	}
 }
