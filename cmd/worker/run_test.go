@@ -295,6 +295,16 @@ func TestRunDaemonLifecycle(t *testing.T) {
 	}
 
 	// SIGTERM during the run of long: STOPPING, run interrupted, exit 0.
+	st, err := store.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if runs, _ := st.ListRuns(context.Background(), "long", 1); len(runs) == 1 {
+			break // OnStart precedes the engine's row: wait for the row
+		}
+	}
 	i = notify.len()
 	t0 := time.Now()
 	stop()
@@ -311,11 +321,6 @@ func TestRunDaemonLifecycle(t *testing.T) {
 	}
 	notify.waitFor(t, i-1, "STOPPING=1", time.Second)
 
-	st, err := store.Open(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	runs, err := st.ListRuns(context.Background(), "long", 10)
 	if err != nil {
 		t.Fatal(err)
@@ -383,6 +388,17 @@ func TestRunStopTimeoutRecordsStuckRunInterrupted(t *testing.T) {
 	defer close(eng.stuck)
 	stop, done, logs := startDaemon(t, eng, "run", "--config", cfgPath, "--stop-timeout", "1s")
 	notify.waitFor(t, 0, "running long", 15*time.Second)
+	st, err := store.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// OnStart comes before the engine's row: wait for the row itself.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if runs, _ := st.ListRuns(context.Background(), "long", 1); len(runs) == 1 {
+			break
+		}
+	}
 
 	t0 := time.Now()
 	stop()
@@ -397,11 +413,6 @@ func TestRunStopTimeoutRecordsStuckRunInterrupted(t *testing.T) {
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Errorf("stop took %v with --stop-timeout 1s", d)
 	}
-	st, err := store.Open(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	runs, err := st.ListRuns(context.Background(), "long", 1)
 	if err != nil || len(runs) != 1 || runs[0].Status != store.RunInterrupted || !strings.Contains(runs[0].ErrorSummary, "did not wind down") {
 		t.Fatalf("stuck run after stop: %+v, %v; want interrupted by the worker\n%s", runs, err, logs.String())
