@@ -476,3 +476,53 @@ func TestAliveReflectsLifecycle(t *testing.T) {
 		t.Error("alive after Stop")
 	}
 }
+
+// Jitter delays the start, not the occurrence: scheduled_for stays the
+// activation time. A stop during the jitter wait starts nothing.
+func TestJitterDelaysStartNotOccurrence(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	started := make(chan time.Time, 4)
+	var occs []Occurrence
+	var mu sync.Mutex
+	r := RunnerFunc(func(ctx context.Context, job config.Job, occ Occurrence) (store.Run, error) {
+		mu.Lock()
+		occs = append(occs, occ)
+		mu.Unlock()
+		started <- time.Now()
+		return store.Run{Job: job.Name, Status: store.RunSucceeded}, nil
+	})
+	job := testJob("jittery", "@every 2s")
+	job.Jitter = config.Duration{Duration: 1500 * time.Millisecond}
+	s := startScheduler(t, Options{Runner: r, History: st}, job)
+	var at time.Time
+	select {
+	case at = <-started:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no run")
+	}
+	stop(t, s)
+	mu.Lock()
+	occ := occs[0]
+	mu.Unlock()
+	if !occ.ScheduledFor.Equal(occ.ScheduledFor.Truncate(2 * time.Second)) {
+		t.Errorf("scheduled_for %v is not an activation of @every 2s", occ.ScheduledFor)
+	}
+	if d := at.Sub(occ.ScheduledFor); d < 0 || d > 2*time.Second {
+		t.Errorf("started %v after the activation; want within the 1.5s jitter", d)
+	}
+
+	// A scheduler stopped while waiting out a long jitter never starts the run.
+	var calls atomic.Int32
+	slow := testJob("late", "@every 1s")
+	slow.Jitter = config.Duration{Duration: time.Hour}
+	s2 := startScheduler(t, Options{Runner: RunnerFunc(func(ctx context.Context, job config.Job, occ Occurrence) (store.Run, error) {
+		calls.Add(1)
+		return store.Run{}, nil
+	}), History: st}, slow)
+	time.Sleep(1500 * time.Millisecond)
+	stop(t, s2)
+	if n := calls.Load(); n != 0 {
+		t.Errorf("%d runs started during a one-hour jitter", n)
+	}
+}
