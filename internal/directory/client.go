@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,6 +76,9 @@ type Client struct {
 	opts  Options
 	auth  authContext
 	stats statCounters
+
+	ctlMu sync.Mutex
+	ctl   *controller
 }
 
 // Stats counts a client's Graph traffic.

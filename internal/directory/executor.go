@@ -53,7 +53,7 @@ func (c *Client) Execute(ctx context.Context, ops <-chan Operation, results chan
 	if maxConc < 1 {
 		maxConc = 4
 	}
-	e := &execution{c: c, results: results, ctl: newController(maxConc), outer: ctx}
+	e := &execution{c: c, results: results, ctl: c.controller(maxConc), outer: ctx}
 	inflightCtx, cancelInflight := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelInflight()
 	stopGrace := context.AfterFunc(ctx, func() {
@@ -107,7 +107,10 @@ func (c *Client) Execute(ctx context.Context, ops <-chan Operation, results chan
 			t.enqueued = now
 			ready = append(ready, t)
 		}
-		if ctx.Err() != nil {
+		// One reading of ctx per iteration: a cancellation arriving later
+		// wakes the select below, never leaves it without a wake-up.
+		cancelled := ctx.Err() != nil
+		if cancelled {
 			for _, t := range ready {
 				e.cancelled(t)
 			}
@@ -136,7 +139,7 @@ func (c *Client) Execute(ctx context.Context, ops <-chan Operation, results chan
 		}
 
 		wait := time.Duration(-1)
-		if ctx.Err() == nil && len(ready) > 0 && inflight < e.ctl.limit() {
+		if !cancelled && len(ready) > 0 && inflight < e.ctl.limit() {
 			n := min(batchSize, len(ready))
 			partialWait := time.Duration(0)
 			if n < batchSize && opsCh != nil && inflight > 0 {
@@ -171,11 +174,11 @@ func (c *Client) Execute(ctx context.Context, ops <-chan Operation, results chan
 			timerC = timer.C
 		}
 		var in <-chan Operation
-		if opsCh != nil && (room() || ctx.Err() != nil) {
+		if opsCh != nil && (room() || cancelled) {
 			in = opsCh
 		}
 		var ctxDone <-chan struct{}
-		if ctx.Err() == nil {
+		if !cancelled {
 			ctxDone = ctx.Done()
 		}
 		select {
@@ -204,6 +207,22 @@ func (c *Client) Execute(ctx context.Context, ops <-chan Operation, results chan
 	wg.Wait()
 	return e.stats.snapshot()
 }
+
+// controller returns the client's pace controller. It outlives one Execute
+// because the quota it learns belongs to the app and tenant: a second phase
+// of the same run starts at the learnt pace instead of re-learning it with
+// a burst of 429s. After a long idle period the bucket has refilled, so the
+// controller starts over unpaced.
+func (c *Client) controller(maxInflight int) *controller {
+	c.ctlMu.Lock()
+	defer c.ctlMu.Unlock()
+	if c.ctl == nil || c.ctl.idleSince(time.Now()) > controllerIdleReset || int(c.ctl.maxInflight) != maxInflight {
+		c.ctl = newController(maxInflight)
+	}
+	return c.ctl
+}
+
+const controllerIdleReset = 30 * time.Second
 
 // execution is the state one Execute call shares with its batch goroutines.
 type execution struct {

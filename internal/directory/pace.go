@@ -35,6 +35,8 @@ type controller struct {
 	accepted  int       // steps the service accepted (not 429/5xx) since lastEvent
 	lastCreep time.Time
 	measured  bool      // rate comes from a measurement, not a first guess
+	lastSeen  time.Time // last answer observed
+	lastCut   time.Time // last cut of a first guess
 	start     time.Time // first send
 	total     int       // steps accepted since start
 
@@ -118,6 +120,7 @@ func (c *controller) pause(t time.Time) {
 func (c *controller) observe(sent, now time.Time, accepted, throttled int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.lastSeen = now
 	c.accepted += accepted
 	c.total += accepted
 	if throttled == 0 {
@@ -152,14 +155,21 @@ func (c *controller) observe(sent, now time.Time, accepted, throttled int) {
 			c.rate = math.Max(minRate, firstGuessShare*float64(c.total)/el)
 			c.lastCreep = now
 		}
-		c.lastEvent, c.accepted = now, 0
+		c.lastEvent, c.lastCut, c.accepted = now, now, 0
 		return
 	}
 	el := now.Sub(c.lastEvent)
 	if el < minMeasure || c.accepted < minSample {
-		// Too small a sample: batch granularity would dominate it (a
-		// near-empty bucket throttles part of a batch even under the
-		// rate). Keep counting from the last event.
+		// Too small a sample to measure: batch granularity would dominate
+		// it (a near-empty bucket throttles part of a batch even under the
+		// rate). Keep counting from the last event. A first guess is still
+		// halved once per round-trip, but never below what is getting
+		// through, so it cannot collapse.
+		if !c.measured && c.rate > 0 && !sent.Before(c.lastCut) {
+			floor := math.Max(minRate, float64(c.accepted)/el.Seconds())
+			c.rate = math.Max(floor, c.rate*firstGuessShare)
+			c.lastCut, c.lastCreep = now, now
+		}
 		return
 	}
 	c.measured = true
@@ -168,6 +178,16 @@ func (c *controller) observe(sent, now time.Time, accepted, throttled int) {
 	c.lastEvent, c.accepted = now, 0
 	c.lastCreep = now
 	c.pacerWaited = false
+}
+
+// idleSince is how long since the controller last saw an answer.
+func (c *controller) idleSince(now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lastSeen.IsZero() {
+		return 0
+	}
+	return now.Sub(c.lastSeen)
 }
 
 // snapshot returns the current limit and rate (for logs and tests).
