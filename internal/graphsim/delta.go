@@ -22,6 +22,9 @@ type deltaState struct {
 	P int64    `json:"p"` // "f": last user seq returned; "c": next index in t.changes
 	S []string `json:"s,omitempty"`
 	N bool     `json:"n,omitempty"` // manager selected
+	// Min is Prefer: return=minimal: changed users carry only the
+	// properties that changed in this round.
+	Min bool `json:"min,omitempty"`
 }
 
 func (s *Sim) encodeDelta(st deltaState) string {
@@ -71,6 +74,7 @@ func (s *Sim) deltaUsers(t *tenant, c *call) *response {
 			}
 		}
 	}
+	minimal := strings.Contains(strings.ToLower(c.header.Get("Prefer")), "return=minimal")
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	var st deltaState
@@ -92,7 +96,7 @@ func (s *Sim) deltaUsers(t *tenant, c *call) *response {
 		if st, ok = s.decodeDelta(c.query.Get("$deltatoken")); !ok || st.T != t.id || st.F < t.minDelta {
 			return syncStateGone()
 		}
-		st.M, st.U = "c", t.seq
+		st.M, st.U, st.Min = "c", t.seq, minimal
 		st.P = int64(sort.Search(len(t.changes), func(i int) bool { return t.changes[i].seq > st.F }))
 	default:
 		if c.query.Has("$top") || c.query.Has("$expand") || c.query.Has("$orderby") {
@@ -177,8 +181,15 @@ func deltaSelect(q string) ([]string, bool, *response) {
 
 func deltaItem(u *user, st deltaState, t *tenant) map[string]any {
 	o := project(u, st.S)
+	if st.Min && st.M == "c" {
+		for k := range o {
+			if u.propSeq[k] <= st.F {
+				delete(o, k)
+			}
+		}
+	}
 	o["id"] = u.id
-	if st.N {
+	if st.N && (!st.Min || st.M != "c" || u.propSeq["manager"] > st.F) {
 		switch {
 		case u.managerID != "":
 			o["manager@delta"] = []any{map[string]any{"@odata.type": userType, "id": u.managerID}}

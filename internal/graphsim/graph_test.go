@@ -534,3 +534,30 @@ func TestFilterIn(t *testing.T) {
 		}
 	}
 }
+
+// TestDeltaReturnMinimal: with Prefer: return=minimal a changed user
+// carries only what changed (a cleared property as null), plus id.
+func TestDeltaReturnMinimal(t *testing.T) {
+	_, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{})
+	r := newRaw(t, srv, seeded)
+	id := r.mustCreate("min@" + seeded.Domain)
+	r.do("PATCH", "/users/"+id, map[string]any{"department": "Ops"})
+	a := r.do("GET", "/users/delta?$select=displayName,jobTitle,department", nil)
+	link := strings.TrimPrefix(a.body["@odata.deltaLink"].(string), srv.GraphURL)
+	r.do("PATCH", "/users/"+id, map[string]any{"jobTitle": "Lead", "department": nil})
+	a = r.do("GET", link, nil, "Prefer", "return=minimal")
+	v := a.body["value"].([]any)
+	if len(v) != 1 {
+		t.Fatalf("%v", v)
+	}
+	u := v[0].(map[string]any)
+	dep, hasDep := u["department"]
+	if u["jobTitle"] != "Lead" || !hasDep || dep != nil || u["displayName"] != nil || len(u) != 3 {
+		t.Fatalf("minimal item %v", u)
+	}
+	// Without the header the same round returns every selected property.
+	a = r.do("GET", link, nil)
+	if u := a.body["value"].([]any)[0].(map[string]any); u["displayName"] == nil {
+		t.Fatalf("full item %v", u)
+	}
+}

@@ -53,6 +53,9 @@ type user struct {
 	removedManager string
 	groups         map[string]struct{}
 	changeSeq      int64
+	// propSeq is the change sequence at which each property last changed,
+	// for delta with Prefer: return=minimal.
+	propSeq map[string]int64
 }
 
 func (u *user) str(k string) string {
@@ -151,11 +154,25 @@ func (t *tenant) unindex(u *user) {
 	t.active--
 }
 
-// touch records a change of u for delta; caller holds t.mu.
-func (t *tenant) touch(u *user) {
+// touch records a change of u for delta, naming the properties that
+// changed (none: every property); caller holds t.mu.
+func (t *tenant) touch(u *user, props ...string) {
 	t.seq++
 	u.changeSeq = t.seq
 	t.changes = append(t.changes, change{seq: t.seq, u: u})
+	if u.propSeq == nil {
+		u.propSeq = map[string]int64{}
+	}
+	if len(props) == 0 {
+		for k := range u.props {
+			u.propSeq[k] = t.seq
+		}
+		u.propSeq["manager"] = t.seq
+		return
+	}
+	for _, k := range props {
+		u.propSeq[k] = t.seq
+	}
 }
 
 // lookup finds an active user by id or UPN, honouring the consistency

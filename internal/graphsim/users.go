@@ -281,7 +281,9 @@ func (s *Sim) patchUser(t *tenant, c *call) *response {
 		}
 	}
 	t.unindex(u)
+	changed := make([]string, 0, len(props))
 	for k, v := range props {
+		changed = append(changed, k)
 		if k == "passwordProfile" {
 			continue
 		}
@@ -292,7 +294,7 @@ func (s *Sim) patchUser(t *tenant, c *call) *response {
 		}
 	}
 	t.index(u)
-	t.touch(u)
+	t.touch(u, changed...)
 	id := u.id
 	t.mu.Unlock()
 	s.ctr.addPatch(id, redact(m))
@@ -581,7 +583,7 @@ func (s *Sim) setManager(t *tenant, c *call) *response {
 	}
 	if u.managerID != mid {
 		u.managerID, u.removedManager = mid, ""
-		t.touch(u)
+		t.touch(u, "manager")
 	}
 	return &response{status: 204}
 }
@@ -597,7 +599,7 @@ func (s *Sim) removeManager(t *tenant, c *call) *response {
 		return notFound("manager")
 	}
 	u.managerID, u.removedManager = "", u.managerID
-	t.touch(u)
+	t.touch(u, "manager")
 	return &response{status: 204}
 }
 
