@@ -561,3 +561,43 @@ func TestDeltaReturnMinimal(t *testing.T) {
 		t.Fatalf("full item %v", u)
 	}
 }
+
+// TestCountOrganizationAndRoutes: /users/$count needs eventual
+// consistency, /organization needs an organization permission, and unknown
+// segments or methods answer like the service.
+func TestCountOrganizationAndRoutes(t *testing.T) {
+	sim, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{})
+	r := newRaw(t, srv, seeded)
+	r.mustCreate("c1@" + seeded.Domain)
+	req := newRequest("GET", srv.GraphURL+"/users/$count", nil, r.token)
+	req.Header.Set("ConsistencyLevel", "eventual")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	fmt.Fscan(resp.Body, &n)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || n != 1 {
+		t.Fatalf("$count: %d %d", resp.StatusCode, n)
+	}
+	if a := r.do("GET", "/users/$count", nil); a.status != 400 {
+		t.Fatalf("$count without eventual: %d", a.status)
+	}
+	if a := r.do("GET", "/organization", nil); a.status != 403 {
+		t.Fatalf("organization without permission: %d", a.status)
+	}
+	sim.Consent(seeded.TenantID, seeded.ClientID, "Organization.Read.All")
+	r = newRaw(t, srv, seeded)
+	a := r.do("GET", "/organization", nil)
+	org := a.body["value"].([]any)[0].(map[string]any)
+	if org["id"] != seeded.TenantID || len(org["verifiedDomains"].([]any)) != 2 {
+		t.Fatalf("organization %v", org)
+	}
+	if a := r.do("GET", "/nosuch", nil); a.status != 400 || a.message() != "Resource not found for the segment 'nosuch'." {
+		t.Fatalf("unknown segment: %d %q", a.status, a.message())
+	}
+	if a := r.do("PUT", "/users", map[string]any{}); a.status != 405 {
+		t.Fatalf("wrong method: %d", a.status)
+	}
+}
