@@ -56,7 +56,13 @@
 // Retry-After (fractional seconds parsed here), and learns the refill rate
 // exactly: between two throttle events the bucket was empty at both ends,
 // so accepted writes / elapsed time is the rate. It then paces just under
-// it and creeps up slowly, so the quota is used without hitting it.
+// it and creeps up slowly, so the quota is used without hitting it. Until
+// the first measurement it paces at half the throughput seen so far,
+// halving once per round-trip while 429s continue (floored at what gets
+// through) and growing fast otherwise. The learnt pace lives on the Client,
+// so a second Execute of the same run (e.g. manager references after
+// creates) starts at it; after 30 s idle it is forgotten (the bucket has
+// refilled).
 //
 // Retries. 429 → after Retry-After (bounded by MaxThrottled); 5xx, 424,
 // lost answers and transport errors → jittered capped exponential backoff

@@ -351,16 +351,53 @@ func TestConsentMissingNamesPermissionAndURL(t *testing.T) {
 	}
 }
 
-func TestWrongSecretIsTranslated(t *testing.T) {
-	e := newEnv(t, graphsim.Options{}, nil)
-	e.sim.RevokeSecret(e.seeded.ClientID, e.seeded.ClientSecret)
-	err := e.c.Probe(context.Background())
-	var ae *directory.AuthError
-	if !errors.As(err, &ae) || ae.Code != 7000215 || !strings.Contains(err.Error(), e.job.Auth.Secret.File) {
-		t.Fatalf("Probe = %v, want AADSTS7000215 naming the secret file", err)
+// Invariant: token-endpoint failures reach the operator as advice keyed
+// by the AADSTS code, through the real azidentity client, without the
+// secret.
+func TestTokenFailuresAreTranslated(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(e *env) config.Job
+		code  int
+		says  string
+	}{
+		{"wrong_secret", func(e *env) config.Job {
+			e.sim.RevokeSecret(e.seeded.ClientID, e.seeded.ClientSecret)
+			return e.job
+		}, 7000215, "client secret is wrong"},
+		{"expired_secret_names_where_to_update_it", func(e *env) config.Job {
+			e.sim.RevokeSecret(e.seeded.ClientID, e.seeded.ClientSecret)
+			e.sim.AddSecret(e.seeded.ClientID, graphsim.Secret{Value: e.seeded.ClientSecret, Expires: time.Now().Add(-time.Hour)})
+			return e.job
+		}, 7000222, "client secret expired: create a new one in the app registration (Certificates & secrets) and update file "},
+		{"unknown_app", func(e *env) config.Job {
+			j := e.job
+			j.Auth.ClientID = "11111111-2222-3333-4444-555555555555"
+			return j
+		}, 700016, "not found in tenant"},
+		{"unknown_tenant", func(e *env) config.Job {
+			j := e.job
+			j.TenantID = "99999999-2222-3333-4444-555555555555"
+			return j
+		}, 90002, "does not exist"},
 	}
-	if strings.Contains(err.Error(), e.seeded.ClientSecret) {
-		t.Fatal("the error shows the secret")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, graphsim.Options{}, nil)
+			job := tt.setup(e)
+			c, err := directory.New(context.Background(), job, directory.Options{HTTPClient: e.srv.Client()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Probe(context.Background())
+			var ae *directory.AuthError
+			if !errors.As(err, &ae) || ae.Code != tt.code || !strings.Contains(err.Error(), tt.says) {
+				t.Fatalf("Probe = %v, want AADSTS%d saying %q", err, tt.code, tt.says)
+			}
+			if strings.Contains(err.Error(), e.seeded.ClientSecret) {
+				t.Fatal("the error shows the secret")
+			}
+		})
 	}
 }
 
