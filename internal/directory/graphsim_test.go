@@ -255,7 +255,7 @@ func TestExecuteMixedOperationsUnderThrottling(t *testing.T) {
 // dropped (half of them after the write took effect), every operation
 // converges and no user is created twice.
 func TestExecuteConvergesThroughFaults(t *testing.T) {
-	e := newEnv(t, graphsim.Options{Seed: 7, Faults: graphsim.Faults{Rate5xx: 0.10, DropRate: 0.10, CommitBeforeFault: 0.5}}, func(_ *config.Job, o *directory.Options) {
+	e := newEnv(t, graphsim.Options{Seed: 7, ConsistencyDelay: 50 * time.Millisecond, Faults: graphsim.Faults{Rate5xx: 0.10, DropRate: 0.10, CommitBeforeFault: 0.5}}, func(_ *config.Job, o *directory.Options) {
 		o.MaxAttempts = 12
 	})
 	ctx := context.Background()
@@ -527,4 +527,35 @@ func TestExecuteCancellation(t *testing.T) {
 		t.Errorf("Execute returned %v after start, cancelled at 300ms", el)
 	}
 	t.Logf("outcomes %v in %v", count, el.Round(time.Millisecond))
+}
+
+// Invariant: a patch or reference write aimed at a user created a moment
+// ago succeeds once the user becomes visible (eventual consistency), and a
+// 404 on a delete is final.
+func TestEventualConsistency404IsRetried(t *testing.T) {
+	e := newEnv(t, graphsim.Options{ConsistencyDelay: 300 * time.Millisecond}, nil)
+	ctx := context.Background()
+	res, _ := run(t, ctx, e.c, []directory.Operation{createOp(1, e.seeded.Domain, 1), createOp(2, e.seeded.Domain, 2)})
+	a, b := res[1].ObjectID, res[2].ObjectID
+	if a == "" || b == "" {
+		t.Fatalf("creates: %+v", res)
+	}
+	res, _ = run(t, ctx, e.c, []directory.Operation{
+		{Key: 1, Kind: directory.OpUpdate, ObjectID: a, Fields: map[string]any{"jobTitle": "Eng"}},
+		{Key: 2, Kind: directory.OpSetManager, ObjectID: a, RelatedID: b},
+		{Key: 3, Kind: directory.OpAddMember, ObjectID: b, RelatedID: e.seeded.GroupIDs["Sales"]},
+		{Key: 4, Kind: directory.OpDelete, ObjectID: "00000000-0000-0000-0000-000000000404"},
+	})
+	for k := int64(1); k <= 3; k++ {
+		if r := res[k]; r.Outcome != directory.Succeeded || r.Attempts < 2 {
+			t.Errorf("op %d: %s after %d attempts: %v (want success after a 404 retry)", k, r.Outcome, r.Attempts, r.Err)
+		}
+	}
+	var ge *directory.GraphError
+	if r := res[4]; r.Outcome != directory.Failed || r.Attempts != 1 || !errors.As(r.Err, &ge) || ge.Status != 404 {
+		t.Errorf("delete of a missing user: %+v", r)
+	}
+	if u, _ := e.sim.User(e.seeded.TenantID, a); u.ManagerID != b {
+		t.Errorf("manager of %s = %q, want %s", a, u.ManagerID, b)
+	}
 }
