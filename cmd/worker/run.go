@@ -33,19 +33,25 @@ func init() { addCommand(newRunCommand) }
 // reconcile engine adapted to jobs.Runner (tests substitute their own).
 var newJobRunner = engineJobRunner
 
-// engineJobRunner wires the reconcile engine: the store, and per job a Graph
-// client reporting live to the metrics.
+// engineJobRunner wires the reconcile engine for the scheduler.
 func engineJobRunner(_ context.Context, rt runtimeDeps) (jobs.Runner, error) {
-	eng := &engine.Engine{
-		Store: rt.Store,
+	return engineRunner{newEngine(rt.Store, rt.Metrics, rt.Log)}, nil
+}
+
+// newEngine builds the reconcile engine the way every command runs it: the
+// store, and per job a Graph client (reporting live to m when m is set).
+func newEngine(st *store.Store, m *metrics.Metrics, log *slog.Logger) *engine.Engine {
+	return &engine.Engine{
+		Store: st,
 		Connect: func(ctx context.Context, job config.Job) (engine.Directory, error) {
-			return directory.New(ctx, job, directory.Options{
-				Logger: rt.Log, Metrics: rt.Metrics.Graph(job.Name), UserAgent: "entraprov/" + version,
-			})
+			opts := directory.Options{Logger: log, UserAgent: "entraprov/" + version}
+			if m != nil {
+				opts.Metrics = m.Graph(job.Name)
+			}
+			return directory.New(ctx, job, opts)
 		},
-		Logger: rt.Log,
+		Logger: log,
 	}
-	return engineRunner{eng}, nil
 }
 
 // engineRunner adapts engine.Engine to jobs.Runner: scheduled runs apply,
