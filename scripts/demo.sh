@@ -166,7 +166,11 @@ worker check --checklist
 
 # --------------------------------------------------------------------------
 say "worker plan: what the first run would do (stored in history, nothing sent)"
-worker plan
+worker plan >"$tmp/plan.txt"
+head -n 25 "$tmp/plan.txt"
+if (($(wc -l <"$tmp/plan.txt") > 25)); then
+	note "... $(wc -l <"$tmp/plan.txt") lines in all; the plan is also in history (worker history, worker show)"
+fi
 
 # --------------------------------------------------------------------------
 say "worker run: the service, scheduled @every 10s (logs in $tmp/worker.log)"
