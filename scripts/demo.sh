@@ -269,7 +269,9 @@ worker history
 
 last=$(psql_q -c "SELECT max(id) FROM entraprov.sync_runs WHERE job = 'contoso' AND mode = 'apply' AND status NOT IN ('running', 'skipped')")
 say "worker show $last (the last run)"
-worker show "$last" | head -n 40
+worker show "$last" >"$tmp/show.txt"
+head -n 40 "$tmp/show.txt"
+if (($(wc -l <"$tmp/show.txt") > 40)); then note "... $(wc -l <"$tmp/show.txt") lines in all"; fi
 
 say "Done"
 note "Everything (PostgreSQL cluster, emulator, temporary files) is being removed."
