@@ -601,3 +601,48 @@ func TestCountOrganizationAndRoutes(t *testing.T) {
 		t.Fatalf("wrong method: %d", a.status)
 	}
 }
+
+// TestAdminEndpoints: /_sim/ reads state and counters, changes faults and
+// resets; nothing of it is reachable under /v1.0.
+func TestAdminEndpoints(t *testing.T) {
+	sim, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{})
+	r := newRaw(t, srv, seeded)
+	r.mustCreate("adm@" + seeded.Domain)
+	hc := srv.Client()
+	get := func(path string, v any) int {
+		resp, err := hc.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_ = json.NewDecoder(resp.Body).Decode(v)
+		return resp.StatusCode
+	}
+	var state struct {
+		Tenants []graphsim.TenantInfo `json:"tenants"`
+	}
+	if st := get("/_sim/state", &state); st != 200 || len(state.Tenants) != 1 || state.Tenants[0].Users != 1 {
+		t.Fatalf("state %d %+v", st, state)
+	}
+	var users []graphsim.UserState
+	if get("/_sim/users?tenant="+seeded.TenantID, &users); len(users) != 1 {
+		t.Fatalf("users %v", users)
+	}
+	resp, err := hc.Post(srv.URL+"/_sim/faults", "application/json", strings.NewReader(`{"rate_5xx":0.25}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if sim.CurrentFaults().Rate5xx != 0.25 {
+		t.Fatalf("faults %+v", sim.CurrentFaults())
+	}
+	resp, _ = hc.Post(srv.URL+"/_sim/reset", "application/json", nil)
+	resp.Body.Close()
+	var c graphsim.Counters
+	if get("/_sim/counters", &c); c.Writes != 0 || len(c.Requests) > 1 {
+		t.Fatalf("after reset %+v", c)
+	}
+	if a := r.do("GET", "/_sim/state", nil); a.status != 400 {
+		t.Fatalf("/v1.0/_sim/state answered %d", a.status)
+	}
+}
