@@ -212,17 +212,29 @@ func TestExecuteMixedOperationsUnderThrottling(t *testing.T) {
 			ops = append(ops, directory.Operation{Key: k, Kind: directory.OpAddMember, ObjectID: ids[i/10], RelatedID: group})
 		}
 	}
-	// Spend the 3,000-write burst first and go past it, so the client has
-	// learnt the pace and the measured stream runs at steady state.
+	// Spend the 3,000-write burst first and go past it until the client
+	// has met the quota (how many writes that takes depends on how fast
+	// this machine is), so the measured stream runs at steady state.
 	var warm []directory.Operation
-	for i := 0; i < 4000; i++ {
-		warm = append(warm, createOp(int64(100000+i), e.seeded.Domain, 100000+i))
-	}
-	warmRes, warmStats := run(t, ctx, e.c, warm)
-	for _, r := range warmRes {
-		if r.Outcome != directory.Succeeded {
-			t.Fatalf("warm-up op %d: %s %v", r.Key, r.Outcome, r.Err)
+	var warmStats directory.Stats
+	for round := 0; e.c.Stats().Throttled == 0; round++ {
+		if round == 5 {
+			t.Fatal("the quota was never reached while warming up")
 		}
+		var batch []directory.Operation
+		for i := 0; i < 2000; i++ {
+			n := 100000 + len(warm) + i
+			batch = append(batch, createOp(int64(n), e.seeded.Domain, n))
+		}
+		warm = append(warm, batch...)
+		res, st := run(t, ctx, e.c, batch)
+		for _, r := range res {
+			if r.Outcome != directory.Succeeded {
+				t.Fatalf("warm-up op %d: %s %v", r.Key, r.Outcome, r.Err)
+			}
+		}
+		warmStats.Steps += st.Steps
+		warmStats.Throttled += st.Throttled
 	}
 	start := time.Now()
 	got, stats := run(t, ctx, e.c, ops)
@@ -244,10 +256,12 @@ func TestExecuteMixedOperationsUnderThrottling(t *testing.T) {
 	if want := int64(len(ops) + len(warm)); ctr.Writes != want {
 		t.Errorf("emulator applied %d writes for %d operations", ctr.Writes, want)
 	}
-	t.Logf("warm-up: 4000 creates, %d steps, %d throttled; measured: %d ops in %v: %d requests, %d batches, %d steps, %d throttled, %d retried",
-		warmStats.Steps, warmStats.Throttled, len(ops), el.Round(time.Millisecond), stats.Requests, stats.Batches, stats.Steps, stats.Throttled, stats.Retried)
-	if float64(stats.Throttled) >= 0.01*float64(stats.Requests) || float64(stats.Throttled) >= 0.01*float64(stats.Steps) {
-		t.Errorf("steady state: %d throttled for %d requests / %d steps, want < 1%% of either", stats.Throttled, stats.Requests, stats.Steps)
+	t.Logf("warm-up: %d creates, %d steps, %d throttled; measured: %d ops in %v: %d requests, %d batches, %d steps, %d throttled, %d retried",
+		len(warm), warmStats.Steps, warmStats.Throttled, len(ops), el.Round(time.Millisecond), stats.Requests, stats.Batches, stats.Steps, stats.Throttled, stats.Retried)
+	// Graph throttles each batch step as its own request, so 429 answers
+	// are counted against steps sent.
+	if float64(stats.Throttled) >= 0.01*float64(stats.Steps) {
+		t.Errorf("steady state: %d of %d steps throttled, want < 1%%", stats.Throttled, stats.Steps)
 	}
 }
 
