@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	gosync "sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,10 @@ import (
 	"github.com/entraprov/entraprov/internal/directory"
 	"github.com/entraprov/entraprov/internal/store"
 )
+
+// execReturnGrace is how long the executor may take to return once every
+// operation it took has been answered.
+const execReturnGrace = 2 * time.Second
 
 func (e *Engine) flushSize() int {
 	if e.FlushSize > 0 {
@@ -59,7 +64,14 @@ type applyPass struct {
 
 	rows, planned, done, failed atomic.Int64
 	planningDone                atomic.Bool
-	started                     time.Time
+	// sent counts operations the executor took; answered the results it
+	// gave; synthetic the NotStarted results the producer made up for
+	// operations it recorded but could not hand over.
+	sent, answered, synthetic atomic.Int64
+	stopExec                  context.CancelFunc
+	allAnswered               chan struct{}
+	answeredOnce              gosync.Once
+	started                   time.Time
 
 	deferred map[string]struct{}
 }
@@ -81,13 +93,33 @@ func (r *runner) apply(ctx context.Context, pass int, only map[string]struct{}) 
 		ops: make(chan directory.Operation, size), results: make(chan directory.Result, size),
 		inflight: map[int64]*pendingStep{}, started: time.Now(), deferred: map[string]struct{}{}}
 
+	// The executor gets its own context, ended once every operation it
+	// took has its answer: it must then return even if it missed the close
+	// of ops (it costs nothing when it did not).
+	ectx, stopExec := context.WithCancel(pctx)
+	defer stopExec()
+	p.stopExec = stopExec
+	p.allAnswered = make(chan struct{})
 	execDone := make(chan directory.Stats, 1)
-	go func() { execDone <- r.dir.Execute(pctx, p.ops, p.results) }()
+	go func() { execDone <- r.dir.Execute(ectx, p.ops, p.results) }()
 	consumed := make(chan error, 1)
 	go func() { consumed <- p.consume() }()
 
 	prodErr := p.produce(only) // closes p.ops
-	stats := <-execDone
+	p.maybeStopExec()
+	var stats directory.Stats
+	select {
+	case stats = <-execDone:
+	case <-p.allAnswered:
+		// Every operation has its answer, so the executor has nothing left
+		// to send. It should return at once; if it does not (a missed
+		// wake-up after ops closed), do not let it hold the run hostage.
+		select {
+		case stats = <-execDone:
+		case <-time.After(execReturnGrace):
+			r.log.WarnContext(ctx, "batch executor did not return after answering every operation; continuing without it")
+		}
+	}
 	close(p.results) // the executor and the producer are both done sending
 	consErr := <-consumed
 	r.addExecStats(stats)
@@ -131,12 +163,19 @@ func (p *applyPass) produce(only map[string]struct{}) (err error) {
 		if len(links)+len(rows)+len(sends) == 0 {
 			return nil
 		}
+		if err := p.ctx.Err(); err != nil {
+			return context.Cause(p.ctx)
+		}
+		// Not cancelled by the run's context: a write cut short by a
+		// cancellation might still commit, leaving rows nobody completes.
+		wctx, cancel := context.WithTimeout(r.wctx, dbTimeout)
+		defer cancel()
 		// Links first: a create's "creating" marker must be durable before
 		// the create can reach Graph.
-		if err := r.e.Store.UpsertLinks(p.ctx, links); err != nil {
+		if err := r.e.Store.UpsertLinks(wctx, links); err != nil {
 			return fmt.Errorf("write links: %w", err)
 		}
-		if err := r.e.Store.RecordOperations(p.ctx, rows); err != nil {
+		if err := r.e.Store.RecordOperations(wctx, rows); err != nil {
 			return fmt.Errorf("record operations: %w", err)
 		}
 		links, rows = links[:0], rows[:0]
@@ -146,9 +185,11 @@ func (p *applyPass) produce(only map[string]struct{}) (err error) {
 			p.mu.Unlock()
 			select {
 			case p.ops <- o.op:
+				p.sent.Add(1)
 			case <-p.ctx.Done():
 				// Recorded but never handed over: answer them ourselves so
 				// each row still gets its final status.
+				p.synthetic.Add(int64(len(sends[i:])))
 				for _, rest := range sends[i:] {
 					p.results <- directory.Result{Key: rest.op.Key, Kind: rest.op.Kind, Outcome: directory.NotStarted, Err: context.Cause(p.ctx)}
 				}
@@ -189,6 +230,7 @@ func (p *applyPass) produce(only map[string]struct{}) (err error) {
 				r.count("unchanged", 1)
 			}
 			if dec.Link != nil {
+				dec.Link.Job = r.job.Name
 				links = append(links, *dec.Link)
 			}
 		} else {
@@ -198,9 +240,11 @@ func (p *applyPass) produce(only map[string]struct{}) (err error) {
 			}
 			if dec.Link != nil {
 				base = *dec.Link
-				links = append(links, *dec.Link)
 			}
 			base.Job = r.job.Name
+			if dec.Link != nil {
+				links = append(links, base)
+			}
 			u := &pendingUser{link: base, desired: dec.Desired}
 			for _, st := range dec.Steps {
 				op := store.Operation{RunID: r.run.ID, ExternalID: row.ExternalID, ObjectID: st.ObjectID,
@@ -316,6 +360,7 @@ func (p *applyPass) consume() error {
 				return firstErr
 			}
 			c, link := p.handle(res)
+			p.maybeStopExec()
 			comps = append(comps, c)
 			if link != nil {
 				links = append(links, *link)
@@ -335,6 +380,15 @@ func (p *applyPass) consume() error {
 	}
 }
 
+// maybeStopExec ends the executor's context once planning is over and every
+// operation handed to it has been answered.
+func (p *applyPass) maybeStopExec() {
+	if p.planningDone.Load() && p.answered.Load()-p.synthetic.Load() >= p.sent.Load() {
+		p.stopExec()
+		p.answeredOnce.Do(func() { close(p.allAnswered) })
+	}
+}
+
 // handle turns one executor result into the completion of its history row
 // and, when it was the user's last step, the user's new link.
 func (p *applyPass) handle(res directory.Result) (store.Operation, *store.Link) {
@@ -344,6 +398,7 @@ func (p *applyPass) handle(res directory.Result) (store.Operation, *store.Link) 
 	delete(p.inflight, res.Key)
 	p.mu.Unlock()
 	p.done.Add(1)
+	p.answered.Add(1)
 	c := store.Operation{RunID: r.run.ID, Seq: res.Key, ObjectID: res.ObjectID, HTTPStatus: res.HTTPStatus,
 		RequestID: res.RequestID, Attempts: res.Attempts, LatencyMS: int(res.Latency / time.Millisecond)}
 	if ps == nil {
@@ -352,10 +407,18 @@ func (p *applyPass) handle(res directory.Result) (store.Operation, *store.Link) 
 		r.log.ErrorContext(p.ctx, "executor answered an unknown operation", "seq", res.Key)
 		return c, nil
 	}
-	switch res.Outcome {
+	outcome := res.Outcome
+	if outcome == directory.Failed && ps.step.Kind == directory.OpAddMember && alreadyMember(res.Err) {
+		// The membership exists (added by an earlier run whose link write
+		// was lost, or by hand): the desired state holds, and from now on
+		// the worker manages it.
+		outcome = directory.Succeeded
+		c.Message = "already a member"
+	}
+	switch outcome {
 	case directory.Succeeded:
 		c.Status = store.OpSucceeded
-		if ps.step.Message != "" {
+		if ps.step.Message != "" && c.Message == "" {
 			c.Message = ps.step.Message
 		}
 		ps.user.link = ApplyToLink(ps.user.link, ps.step, res.ObjectID, ps.user.desired, r.now)
@@ -446,4 +509,17 @@ func (r *runner) recordPlan(ctx context.Context, status string) error {
 		return fmt.Errorf("plan: %w", err)
 	}
 	return flush()
+}
+
+// alreadyMember says whether adding a group member failed only because the
+// member is already there (400 "One or more added object references already
+// exist"). The directory executor recognises this only for retried steps;
+// this mirrors its isMemberConflict for first attempts.
+// TODO(directory): export a predicate (or report Succeeded) and use it here.
+func alreadyMember(err error) bool {
+	var ge *directory.GraphError
+	if !errors.As(err, &ge) || ge.Status != 400 {
+		return false
+	}
+	return ge.DetailCode == "ObjectConflict" || strings.Contains(ge.Message, "already exist")
 }
