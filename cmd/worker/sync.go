@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	gosync "sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/store"
+	engine "github.com/entraprov/entraprov/internal/sync"
+)
+
+func init() { addCommand(newSyncCommand) }
+
+func newSyncCommand() *cobra.Command {
+	var jobName string
+	var allowDeletes bool
+	cmd := &cobra.Command{
+		Use:   "sync --job NAME",
+		Short: "Run one job now and apply its changes to the directory",
+		Long: `sync runs one job once, now, exactly as the schedule would (recorded with
+trigger "manual"): refresh the directory mirror, plan every user, check the
+deletion threshold, apply, and record the run and its operations.
+
+A run whose disables and deletes exceed the job's deletion_threshold is
+blocked: its plan is stored and nothing is written. Review it with
+` + "`worker show RUN`" + `, then approve with --allow-deletes.
+
+Exit status: 0 when the run succeeded or was partial (some users failed:
+see ` + "`worker show RUN --status failed`" + `), 1 when it failed, was blocked or
+interrupted, 2 on bad flags, 78 on a configuration error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			run, err := runOnce(cmd, jobName, engine.RunOptions{Trigger: engine.TriggerManual, Mode: engine.ModeApply,
+				AllowDeletes: allowDeletes}, nil)
+			if err != nil {
+				return err
+			}
+			if err := printRun(cmd.OutOrStdout(), run, nil, "", false, time.Now()); err != nil {
+				return err
+			}
+			switch run.Status {
+			case store.RunSucceeded, store.RunPartial:
+				return nil
+			case store.RunBlocked:
+				return withExit(exitFail, fmt.Errorf("run %d blocked: %s", run.ID, run.ErrorSummary))
+			default:
+				return withExit(exitFail, fmt.Errorf("run %d %s: %s", run.ID, run.Status, run.ErrorSummary))
+			}
+		},
+	}
+	cmd.Flags().StringVar(&jobName, "job", "", "the job to run (its name in the configuration)")
+	cmd.Flags().BoolVar(&allowDeletes, "allow-deletes", false,
+		"approve disables and deletes beyond the job's deletion_threshold for this run")
+	_ = cmd.MarkFlagRequired("job")
+	return cmd
+}
+
+// runOnce loads the configuration, opens the database and runs one job
+// through the engine, showing progress on stderr; after (may be nil) reads
+// more while the database is open. The returned run is final; err is set
+// only when no run could be made (configuration, database, another worker
+// holding the job), not for a run that failed.
+func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
+	after func(context.Context, *store.Store, store.Run) error) (store.Run, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return store.Run{}, err
+	}
+	job, err := findJob(cfg, jobName)
+	if err != nil {
+		return store.Run{}, err
+	}
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	dsn, err := cfg.Database.ConnString(ctx)
+	if err != nil {
+		return store.Run{}, withExit(exitConfig, err)
+	}
+	st, err := store.Open(ctx, dsn, store.WithMaxConns(cfg.Database.MaxConns))
+	if err != nil {
+		return store.Run{}, withExit(exitFail, err)
+	}
+	defer st.Close()
+	if err := st.CheckSchema(ctx); err != nil {
+		return store.Run{}, withExit(exitFail, fmt.Errorf("%w (run `worker migrate up`)", err))
+	}
+
+	stderr := cmd.ErrOrStderr()
+	log := daemonLogger(cfg.Log, stderr)
+	eng := newEngine(st, nil, log)
+	p := newProgress(stderr, log, job.Name)
+	eng.Progress = p.update
+	run, err := eng.Run(ctx, job, opts)
+	p.done()
+	if run.ID == 0 && run.Status == "" {
+		return run, withExit(exitFail, err)
+	}
+	if run.Status == store.RunSkipped {
+		return run, withExit(exitFail, fmt.Errorf("job %s: %s; nothing was done", job.Name, run.ErrorSummary))
+	}
+	if after != nil {
+		if err := after(ctx, st, run); err != nil {
+			return run, withExit(exitFail, err)
+		}
+	}
+	return run, nil
+}
+
+// findJob returns the named job; an unknown name is a usage error that
+// lists the configured ones.
+func findJob(cfg *config.Config, name string) (config.Job, error) {
+	var names []string
+	for _, j := range cfg.Jobs {
+		if j.Name == name {
+			return j, nil
+		}
+		names = append(names, j.Name)
+	}
+	return config.Job{}, withExit(exitUsage, fmt.Errorf("no job %q in the configuration (jobs: %s)", name, strings.Join(names, ", ")))
+}
+
+// progress shows how a run advances: a rewritten line on a terminal, a log
+// line every few seconds otherwise (journald, files, CI).
+type progress struct {
+	w      io.Writer
+	log    *slog.Logger
+	job    string
+	tty    bool
+	every  time.Duration
+	mu     gosync.Mutex
+	last   time.Time
+	shown  bool
+	latest engine.Progress
+}
+
+func newProgress(w io.Writer, log *slog.Logger, job string) *progress {
+	return &progress{w: w, log: log, job: job, tty: isTerminal(w) && os.Getenv("TERM") != "dumb", every: 5 * time.Second}
+}
+
+func (p *progress) update(pr engine.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.latest = pr
+	now := time.Now()
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", progressLine(pr))
+		p.shown = true
+		return
+	}
+	if now.Sub(p.last) < p.every && !(pr.Final && pr.Done == pr.Planned) {
+		return
+	}
+	p.last = now
+	rate, eta := rateETA(pr)
+	p.log.Info("progress", "job", p.job, "run_id", pr.RunID, "pass", pr.Pass, "done", pr.Done, "total", pr.Planned,
+		"total_known", pr.Final, "rate_per_s", fmt.Sprintf("%.1f", rate), "eta", eta, "failed", pr.Failed, "rows", pr.Rows)
+}
+
+func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty && p.shown {
+		fmt.Fprintln(p.w)
+	}
+}
+
+// progressLine is "pass 1: 1200/5000 ops  34.5/s  ETA 1m52s  3 failed".
+func progressLine(pr engine.Progress) string {
+	total := fmt.Sprintf("%d", pr.Planned)
+	if !pr.Final {
+		total += "+" // still planning: more may come
+	}
+	rate, eta := rateETA(pr)
+	return fmt.Sprintf("pass %d: %d/%s ops  %.1f/s  ETA %s  %d failed  (%d users read)",
+		pr.Pass, pr.Done, total, rate, eta, pr.Failed, pr.Rows)
+}
+
+func rateETA(pr engine.Progress) (float64, string) {
+	secs := pr.Elapsed.Seconds()
+	if secs <= 0 || pr.Done == 0 {
+		return 0, "?"
+	}
+	rate := float64(pr.Done) / secs
+	if !pr.Final {
+		return rate, "?"
+	}
+	left := time.Duration(float64(pr.Planned-pr.Done) / rate * float64(time.Second))
+	return rate, left.Round(time.Second).String()
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/entraprov/entraprov/internal/graphsim"
+	"github.com/entraprov/entraprov/internal/testdb"
+)
+
+// TestPlanThenSync: plan records a dry run and writes nothing; sync applies
+// it; a mass leave is blocked (exit 1) until --allow-deletes.
+func TestPlanThenSync(t *testing.T) {
+	dbURL := testdb.NewURL(t)
+	st := openStore(t, dbURL)
+	seedDesired(t, st, 30)
+	jobYAML, sim := simJob(t, graphsim.Options{}, "hr", "0 2 * * *")
+	cfg := writeFile(t, filepath.Join(t.TempDir(), "worker.yaml"), fmt.Sprintf(`database:
+  url: %q
+log:
+  format: json
+jobs:
+%s    deletion_threshold:
+      max_count: 5
+`, dbURL, jobYAML))
+
+	// DATABASE_URL (the test server's base database) would override the file.
+	worker := func(args ...string) (string, string, error) {
+		return runWorker(t, append(args, "--config", cfg, "--database-url", dbURL)...)
+	}
+	out, errOut, err := worker("plan", "--job", "hr", "--limit", "3")
+	if err != nil {
+		t.Fatalf("plan: %v\n%s", err, errOut)
+	}
+	t.Logf("worker plan:\n%s", out)
+	if !strings.Contains(out, "plan (manual)") || !strings.Contains(out, "create=30") || strings.Count(out, " create ") != 3 {
+		t.Fatalf("plan output:\n%s", out)
+	}
+	if !strings.Contains(out, "… and 27 more: worker show") {
+		t.Fatalf("plan output does not point at the rest:\n%s", out)
+	}
+	if w := sim.Counters().Writes; w != 0 {
+		t.Fatalf("plan wrote %d times to the directory", w)
+	}
+
+	out, errOut, err = worker("sync", "--job", "hr")
+	if err != nil {
+		t.Fatalf("sync: %v\n%s", err, errOut)
+	}
+	if !strings.Contains(out, "succeeded") || sim.Counters().Writes != 30 {
+		t.Fatalf("sync output (writes %d):\n%s", sim.Counters().Writes, out)
+	}
+
+	if _, err := st.Pool().Exec(context.Background(), `DELETE FROM entraprov.desired_users WHERE external_id <= 'E00010'`); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = worker("sync", "--job", "hr")
+	if exitCodeOf(err) != exitFail || !strings.Contains(out, "blocked") ||
+		!strings.Contains(out, "worker sync --job hr --allow-deletes") {
+		t.Fatalf("blocked sync: exit %d (%v)\n%s", exitCodeOf(err), err, out)
+	}
+	out, errOut, err = worker("sync", "--job", "hr", "--allow-deletes")
+	if err != nil || !strings.Contains(out, "disable=10") {
+		t.Fatalf("approved sync: %v\n%s\n%s", err, out, errOut)
+	}
+
+	_, _, err = worker("sync", "--job", "nope")
+	if exitCodeOf(err) != exitUsage || !strings.Contains(err.Error(), `no job "nope"`) {
+		t.Fatalf("unknown job: exit %d (%v); want 2", exitCodeOf(err), err)
+	}
+}
