@@ -104,7 +104,7 @@ database:
 metrics:
   listen: 127.0.0.1:$metrics_port
 log:
-  format: json
+  format: auto
   level: info
 jobs:
   - name: contoso
@@ -166,7 +166,7 @@ worker check --checklist
 
 # --------------------------------------------------------------------------
 say "worker plan: what the first run would do (stored in history, nothing sent)"
-worker plan >"$tmp/plan.txt"
+worker plan --job contoso >"$tmp/plan.txt"
 head -n 25 "$tmp/plan.txt"
 if (($(wc -l <"$tmp/plan.txt") > 25)); then
 	note "... $(wc -l <"$tmp/plan.txt") lines in all; the plan is also in history (worker history, worker show)"
