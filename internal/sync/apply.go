@@ -421,6 +421,9 @@ func (p *applyPass) handle(res directory.Result) (store.Operation, *store.Link) 
 		if ps.step.Message != "" && c.Message == "" {
 			c.Message = ps.step.Message
 		}
+		if res.Recovered {
+			c.Message = strings.TrimPrefix(c.Message+"; an earlier attempt had been applied (its answer was lost)", "; ")
+		}
 		ps.user.link = ApplyToLink(ps.user.link, ps.step, res.ObjectID, ps.user.desired, r.now)
 		ps.user.dirty = true
 		r.mu.Lock()

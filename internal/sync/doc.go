@@ -10,6 +10,21 @@
 // source, the deletion threshold, feeding the directory's batch executor and
 // writing links, operation rows and job state as results come back.
 //
+// A run in apply mode: MarkInterrupted (runs of dead workers), TryLockJob
+// (held elsewhere: skipped, nothing recorded), StartRun, a delta refresh of
+// the mirror, CheckSource, then — when the job has a deletion_threshold and
+// the run is not approved — one planning pass that only counts disables and
+// deletes (over the threshold: the plan is recorded "planned", the run is
+// "blocked", nothing is written). Pass 1 streams the source, plans each
+// user and feeds the executor while later users are still being planned;
+// a create's "creating" link is durable before the create is sent, and
+// links and operation rows are written in batches as results arrive. Steps
+// that need an object created or restored in pass 1 (managers, groups, the
+// follow-up of a restore) are replanned in pass 2 after another delta
+// refresh. A last delta refresh reads the run's own changes, so a quiet
+// night costs one request. Plan mode records the same plan and sends
+// nothing.
+//
 // The engine talks to Postgres and Graph only through the small interfaces
 // declared here (Source, History, State, Directory), which internal/store and
 // internal/directory implement.

@@ -2,6 +2,7 @@ package sync_test
 
 import (
 	"context"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -136,5 +137,28 @@ func TestAdoption(t *testing.T) {
 	l, err := e.st.GetLink(e.ctx, "hr", p.ExternalID)
 	if err != nil || l.ObjectID != existing || l.State != store.LinkActive {
 		t.Fatalf("link %+v (%v); want active on %s", l, err, existing)
+	}
+}
+
+// TestSignInFailureFailsTheRun: a rejected client secret fails the run
+// before anything is planned, and the summary says what to do about it.
+func TestSignInFailureFailsTheRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, graphsim.Options{})
+	e.insert(e.people(3, 1)...)
+	if err := os.WriteFile(e.job.Auth.Secret.File, []byte("not-the-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run(esync.RunOptions{}, store.RunFailed)
+	t.Logf("summary: %s", r.ErrorSummary)
+	if !strings.Contains(r.ErrorSummary, "7000215") {
+		t.Fatalf("summary %q; want the AADSTS code and advice", r.ErrorSummary)
+	}
+	if ops := e.ops(r.ID, ""); len(ops) != 0 {
+		t.Fatalf("a run that could not sign in recorded %d operations", len(ops))
+	}
+	st, err := e.st.GetJobState(e.ctx, "hr")
+	if err != nil || st.ConsecutiveFailures != 1 || st.LastRunID != r.ID {
+		t.Fatalf("job state %+v (%v); want one consecutive failure and the run id", st, err)
 	}
 }
