@@ -137,6 +137,11 @@ func (c *Client) Execute(ctx context.Context, ops <-chan Operation, results chan
 				break fill
 			}
 		}
+		// The fill may have seen ops close with nothing left to do; the
+		// select below would then have nothing to wake it.
+		if opsCh == nil && len(ready) == 0 && delayed.Len() == 0 && inflight == 0 {
+			break
+		}
 
 		wait := time.Duration(-1)
 		if !cancelled && len(ready) > 0 && inflight < e.ctl.limit() {

@@ -573,3 +573,32 @@ func TestEventualConsistency404IsRetried(t *testing.T) {
 		t.Errorf("manager of %s = %q, want %s", a, u.ManagerID, b)
 	}
 }
+
+// Invariant: Execute returns as soon as every operation has its answer, even
+// when ops closes while nothing is in flight and the context is never
+// cancelled (the caller must not need a cancel to get control back).
+func TestExecuteReturnsWhenOpsCloseWithNothingInFlight(t *testing.T) {
+	e := newEnv(t, graphsim.Options{}, nil)
+	for _, n := range []int{0, 1} {
+		ops := make(chan directory.Operation, 1)
+		if n == 1 {
+			// Refused before it is sent: the answer is immediate.
+			ops <- directory.Operation{Key: 1, Kind: directory.OpKind("bogus")}
+		}
+		close(ops)
+		results := make(chan directory.Result, 1)
+		returned := make(chan struct{})
+		go func() {
+			e.c.Execute(context.Background(), ops, results)
+			close(returned)
+		}()
+		select {
+		case <-returned:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d ops: Execute did not return after ops closed", n)
+		}
+		if len(results) != n {
+			t.Errorf("%d ops: got %d results", n, len(results))
+		}
+	}
+}
