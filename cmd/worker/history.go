@@ -54,6 +54,7 @@ func newHistoryCommand() *cobra.Command {
 	c.Flags().StringVar(&job, "job", "", "only runs of this job")
 	c.Flags().IntVar(&limit, "limit", 20, "number of runs to list")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	c.AddCommand(newPruneCommand())
 	return c
 }
 

@@ -69,11 +69,11 @@ func TestMigrateCommand(t *testing.T) {
 		{name: "history_before_migrating_says_what_to_do", args: []string{"history", db}, code: exitFail,
 			contains: []string{"worker migrate up"}},
 		{name: "first_up_applies", args: []string{"migrate", "up", db}, code: exitOK,
-			contains: []string{"applied 1 migration: schema now at version 1"}},
+			contains: []string{"applied 2 migrations: schema now at version 2"}},
 		{name: "second_up_has_nothing_to_do", args: []string{"migrate", "up", db}, code: exitOK,
-			contains: []string{"nothing to do: schema already at version 1"}},
+			contains: []string{"nothing to do: schema already at version 2"}},
 		{name: "status_when_up_to_date", args: []string{"migrate", "status", db}, code: exitOK,
-			contains: []string{"applied  001_init.sql", "up to date"}},
+			contains: []string{"applied  001_init.sql", "applied  002_operations.sql", "up to date"}},
 	})
 	var n int
 	err := st.Pool().QueryRow(context.Background(),
@@ -89,7 +89,7 @@ func TestMigrateCommand(t *testing.T) {
 		{name: "newer_database_is_refused", args: []string{"migrate", "up", db}, code: exitFail,
 			contains: []string{"schema version 7", "upgrade the worker"}},
 		{name: "status_of_newer_database", args: []string{"migrate", "status", db}, code: exitFail,
-			contains: []string{"schema version 7, this worker knows 1", "upgrade the worker"}},
+			contains: []string{"schema version 7, this worker knows 2", "upgrade the worker"}},
 	})
 }
 

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/store"
+)
+
+// newPruneCommand is `worker history prune`, added under `worker history`.
+func newPruneCommand() *cobra.Command {
+	var (
+		olderThan string
+		chunk     int
+	)
+	c := &cobra.Command{
+		Use:   "prune --older-than 400d",
+		Short: "Delete runs (and their operations) older than a retention period",
+		Long: "Deletes the runs that started before now minus --older-than, and their operations,\n" +
+			"in chunks of --chunk operation rows, each its own short transaction: a run in\n" +
+			"progress is not blocked, and an interrupted prune can simply be run again.\n" +
+			"Runs still running are never deleted. Prints what it deleted.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			age, err := config.ParseDuration(olderThan)
+			if err != nil || age <= 0 {
+				return withExit(exitUsage, fmt.Errorf("--older-than %q: want a positive duration such as 400d or 90d12h", olderThan))
+			}
+			if chunk <= 0 {
+				return withExit(exitUsage, fmt.Errorf("--chunk must be positive, got %d", chunk))
+			}
+			cutoff := time.Now().Add(-age)
+			return withStore(cmd, func(ctx context.Context, st *store.Store) error {
+				if err := st.CheckSchema(ctx); err != nil {
+					return withExit(exitFail, err)
+				}
+				started := time.Now()
+				res, err := st.PruneHistory(ctx, cutoff, chunk, nil)
+				// Report what was deleted even when interrupted: it is gone.
+				fmt.Fprintf(cmd.OutOrStdout(), "pruned %d %s and %d %s started before %s (%d chunks, %s)\n",
+					res.Runs, countNoun(int(res.Runs), "run", "runs"),
+					res.Operations, countNoun(int(res.Operations), "operation", "operations"),
+					fmtTime(cutoff), res.Chunks, time.Since(started).Round(time.Millisecond))
+				if err != nil {
+					return withExit(exitFail, err)
+				}
+				return nil
+			})
+		},
+	}
+	c.Flags().StringVar(&olderThan, "older-than", "", "retention period: delete runs that started longer ago (e.g. 400d)")
+	c.Flags().IntVar(&chunk, "chunk", 50_000, "operation rows deleted per transaction")
+	_ = c.MarkFlagRequired("older-than")
+	return c
+}
