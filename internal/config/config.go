@@ -29,8 +29,23 @@ type Config struct {
 	Metrics Metrics `yaml:"metrics"`
 	// Log selects the log format and level.
 	Log Log `yaml:"log"`
+	// Quarantine backs off the schedule of a job whose runs keep failing.
+	Quarantine Quarantine `yaml:"quarantine"`
 	// Jobs are the provisioning jobs, one per tenant/source pair.
 	Jobs []Job `yaml:"jobs"`
+}
+
+// Quarantine says when a job whose runs keep failing stops running on every
+// occurrence of its schedule (see internal/jobs, quarantine.go).
+type Quarantine struct {
+	// AfterFailures consecutive failed runs put the job in quarantine;
+	// 0 turns quarantine off.
+	AfterFailures int `yaml:"after_failures"`
+	// FailurePercent: a run that finished with more than this share of its
+	// sent operations failed counts as failed too (1..100).
+	FailurePercent int `yaml:"failure_percent"`
+	// MaxBackoff caps the doubling wait between runs of a quarantined job.
+	MaxBackoff Duration `yaml:"max_backoff"`
 }
 
 // Database is the PostgreSQL connection.

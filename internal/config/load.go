@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -22,6 +23,8 @@ func Default() Config {
 	return Config{
 		Metrics: Metrics{Listen: "127.0.0.1:9464"},
 		Log:     Log{Format: "auto", Level: "info"},
+		Quarantine: Quarantine{AfterFailures: 5, FailurePercent: 40,
+			MaxBackoff: Duration{Duration: 24 * time.Hour}},
 	}
 }
 

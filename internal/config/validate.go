@@ -224,6 +224,15 @@ func (c *Config) validateTop(v *validator) {
 	default:
 		v.add("log.level", "%q is not a log level; want debug, info, warn or error", c.Log.Level)
 	}
+	if q := c.Quarantine; q.AfterFailures < 0 {
+		v.add("quarantine.after_failures", "%d is negative; want the number of consecutive failed runs that quarantine a job (default 5), or 0 to turn quarantine off", q.AfterFailures)
+	}
+	if q := c.Quarantine; q.FailurePercent < 1 || q.FailurePercent > 100 {
+		v.add("quarantine.failure_percent", "%d is not in 1..100; want the share of failed operations above which a run counts as failed (default 40)", q.FailurePercent)
+	}
+	if q := c.Quarantine; q.MaxBackoff.Duration < time.Minute {
+		v.add("quarantine.max_backoff", "%s is shorter than 1m; want the longest wait between runs of a quarantined job, e.g. 24h (default)", q.MaxBackoff.Duration)
+	}
 	if len(c.Jobs) == 0 {
 		v.add("jobs", "no jobs defined; add at least one job (see configs/entraprov.example.yaml)")
 	}
