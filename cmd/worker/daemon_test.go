@@ -21,7 +21,7 @@ import (
 
 // buildWorker compiles this command into dir (cached by the go build cache,
 // so the second call only links).
-func buildWorker(t *testing.T) string {
+func buildWorker(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "worker")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
@@ -33,7 +33,7 @@ func buildWorker(t *testing.T) string {
 
 // simJob starts graphsim (default tenant, consented certificate app) and
 // returns a job section pointing at it.
-func simJob(t *testing.T, opts graphsim.Options, name, schedule string) (string, *graphsim.Sim) {
+func simJob(t testing.TB, opts graphsim.Options, name, schedule string) (string, *graphsim.Sim) {
 	t.Helper()
 	sim := graphsim.New(opts)
 	dir := t.TempDir()
