@@ -190,7 +190,10 @@ func contains(list []string, v string) bool {
 // nothing is sent again after it succeeded, and once the burst is spent the
 // executor paces itself: under 1% of steps are throttled at steady state.
 func TestExecuteMixedOperationsUnderThrottling(t *testing.T) {
-	e := newEnv(t, graphsim.Options{Throttling: true, TimeScale: 50, Seed: 1}, nil)
+	// Time ×25 (500 writes/s): fast enough for a unit test, slow enough that
+	// a scheduling stall of a loaded CI machine (several ms) is small next to
+	// one batch's share of the refill.
+	e := newEnv(t, graphsim.Options{Throttling: true, TimeScale: 25, Seed: 1}, nil)
 	ctx := context.Background()
 	const seededUsers = 1000
 	ids := make([]string, seededUsers)
