@@ -89,4 +89,8 @@ type Result struct {
 	Reason  string
 	// Next is the job's next scheduled time after this occurrence.
 	Next time.Time
+	// Quarantine is the job's quarantine state after a run of it ended
+	// here; nil when no quarantine check ran (no run, a skip, quarantine
+	// off, or the check failed).
+	Quarantine *QuarantineDecision
 }

@@ -37,6 +37,11 @@ type Options struct {
 	StopGrace time.Duration
 	// Location is the time zone of specs without CRON_TZ= (default Local).
 	Location *time.Location
+	// Quarantine, with Policy.AfterFailures > 0, quarantines jobs whose
+	// runs keep failing and skips their occurrences while they wait
+	// (quarantine.go). nil: no quarantine.
+	Quarantine QuarantineStore
+	Policy     Policy
 }
 
 // Scheduler runs jobs on their schedules. Create it with New.
@@ -203,6 +208,10 @@ func (s *Scheduler) catchUp(ctx context.Context, e *entry) {
 // (then the occurrence is recorded as skipped) or the scheduler is stopping.
 func (s *Scheduler) launch(e *entry, occ Occurrence, async bool) {
 	job := e.job
+	if reason, ok := s.quarantined(job.Name, occ); ok {
+		s.skip(e, occ, reason)
+		return
+	}
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
@@ -262,6 +271,9 @@ func (s *Scheduler) execute(e *entry, occ Occurrence) {
 		log.Info("run finished", "run_id", run.ID, "status", run.Status,
 			"duration", time.Since(started).Round(time.Millisecond), "next_run", next)
 	}
+	if !errors.Is(err, ErrTaken) && run.ID != 0 && run.Mode == "apply" && run.Status != store.RunRunning {
+		res.Quarantine = s.afterRun(e, occ, run, log)
+	}
 	if s.opts.OnResult != nil {
 		s.opts.OnResult(res)
 	}
@@ -282,9 +294,9 @@ func (s *Scheduler) skip(e *entry, occ Occurrence, reason string) {
 	next := e.sched.Next(now)
 	log := s.log.With("job", e.job.Name, "trigger", occ.Trigger, "scheduled_for", at, "next_run", next)
 	if err != nil {
-		log.Error("occurrence skipped (job still running); recording the skip failed", "reason", reason, "err", err)
+		log.Error("occurrence skipped; recording the skip failed", "reason", reason, "err", err)
 	} else {
-		log.Warn("occurrence skipped: job still running", "run_id", run.ID, "reason", reason)
+		log.Warn("occurrence skipped", "run_id", run.ID, "reason", reason)
 	}
 	if s.opts.OnResult != nil {
 		s.opts.OnResult(Result{Job: e.job.Name, Occurrence: occ, Run: run, Err: err, Skipped: true, Reason: reason, Next: next})

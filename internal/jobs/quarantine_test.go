@@ -1,0 +1,230 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/store"
+	"github.com/entraprov/entraprov/internal/testdb"
+)
+
+var testPolicy = Policy{AfterFailures: 5, FailureShare: 0.4, MaxBackoff: 24 * time.Hour}
+
+func TestRunFailedCountsFailedRunsAndHighFailureShare(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		h    store.RunHealth
+		want bool
+	}{
+		{"failed_run", store.RunHealth{Status: store.RunFailed, ErrorSummary: "AADSTS7000222"}, true},
+		{"succeeded_run", store.RunHealth{Status: store.RunSucceeded, Succeeded: 10}, false},
+		{"partial_under_share", store.RunHealth{Status: store.RunPartial, Succeeded: 6, Failed: 4}, false},
+		{"partial_over_share", store.RunHealth{Status: store.RunPartial, Succeeded: 5, Failed: 5}, true},
+		{"partial_nothing_sent", store.RunHealth{Status: store.RunPartial}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, why := runFailed(tt.h, testPolicy)
+			if got != tt.want || got == (why == "") {
+				t.Fatalf("runFailed = %v, %q; want %v with a reason iff failed", got, why, tt.want)
+			}
+		})
+	}
+}
+
+func TestBackoffDoublesFromTheIntervalUpToTheCap(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		interval time.Duration
+		failures int
+		want     time.Duration
+	}{
+		{"entering_skips_one_occurrence", time.Hour, 5, 2 * time.Hour},
+		{"each_failure_doubles", time.Hour, 7, 8 * time.Hour},
+		{"capped_at_a_day", time.Hour, 12, 24 * time.Hour},
+		{"daily_job_cannot_back_off_further", 24 * time.Hour, 9, 24 * time.Hour},
+		{"weekly_job_keeps_its_interval", 7 * 24 * time.Hour, 5, 7 * 24 * time.Hour},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := backoff(tt.interval, tt.failures, testPolicy); got != tt.want {
+				t.Fatalf("backoff(%v, %d) = %v; want %v", tt.interval, tt.failures, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecideQuarantinesAfterTheStreakOnly(t *testing.T) {
+	fail := store.RunHealth{Status: store.RunFailed, ErrorSummary: "token: AADSTS7000222 secret expired"}
+	ok := store.RunHealth{Status: store.RunSucceeded}
+	anchor := time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC)
+	runs := func(xs ...store.RunHealth) []store.RunHealth { return xs }
+	for _, tt := range []struct {
+		name      string
+		runs      []store.RunHealth
+		policy    Policy
+		failures  int
+		until     time.Duration // 0: not quarantined
+		reasonHas string
+	}{
+		{"four_failures_are_not_enough", runs(fail, fail, fail, fail, ok), testPolicy, 4, 0, ""},
+		{"five_failures_quarantine", runs(fail, fail, fail, fail, fail, ok), testPolicy, 5, 2 * time.Hour, "5 consecutive failed runs; last: run 0 failed: token: AADSTS7000222"},
+		{"a_success_breaks_the_streak", runs(ok, fail, fail, fail, fail, fail), testPolicy, 0, 0, ""},
+		{"quarantine_off", runs(fail, fail, fail, fail, fail), Policy{AfterFailures: 0, MaxBackoff: time.Hour}, 5, 0, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := decide(tt.runs, tt.policy, anchor, time.Hour)
+			if d.Failures != tt.failures {
+				t.Errorf("failures = %d; want %d", d.Failures, tt.failures)
+			}
+			switch {
+			case tt.until == 0 && d.Until != nil:
+				t.Errorf("quarantined until %v; want not quarantined", d.Until)
+			case tt.until != 0 && (d.Until == nil || !d.Until.Equal(anchor.Add(tt.until))):
+				t.Errorf("until = %v; want %v", d.Until, anchor.Add(tt.until))
+			}
+			if !strings.Contains(d.Reason, tt.reasonHas) || (tt.reasonHas == "") != (d.Reason == "") {
+				t.Errorf("reason = %q; want it to contain %q", d.Reason, tt.reasonHas)
+			}
+		})
+	}
+}
+
+// Five failing runs of an @every 1s job quarantine it: the next
+// occurrences are skipped with the reason (back-off 2 s, then 4 s) instead
+// of run, and a release lets the schedule run it again at once.
+func TestFailingJobIsQuarantinedBacksOffAndIsReleased(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	var failing atomic.Bool
+	failing.Store(true)
+	r := &storeRunner{st: st, work: func(context.Context, config.Job, Occurrence) error {
+		if failing.Load() {
+			return errors.New("sign in: AADSTS7000222: the client secret has expired")
+		}
+		return nil
+	}}
+	results := make(chan Result, 64)
+	s := startScheduler(t, Options{Runner: r, History: st, Quarantine: st, Policy: testPolicy,
+		OnResult: func(res Result) { results <- res }}, testJob("flaky", "@every 1s"))
+
+	// R: a run, S: a skipped occurrence. After the fifth failure the wait
+	// is 2 s (one occurrence skipped); the probe run fails too, and the wait
+	// doubles to 4 s (three skipped).
+	var seq strings.Builder
+	const want = "RRRRRSRSSS"
+	timeout := time.After(30 * time.Second)
+	for seq.Len() < len(want) {
+		select {
+		case res := <-results:
+			if res.Skipped {
+				if !strings.Contains(res.Reason, "job quarantined until") || !strings.Contains(res.Reason, "AADSTS7000222") ||
+					!strings.Contains(res.Reason, "worker quarantine release flaky") {
+					t.Fatalf("skip reason %q does not say quarantined, why and how to release", res.Reason)
+				}
+				seq.WriteByte('S')
+				continue
+			}
+			seq.WriteByte('R')
+			ran := strings.Count(seq.String(), "R")
+			if res.Quarantine == nil || res.Quarantine.Failures != ran {
+				t.Fatalf("run %d: quarantine decision %+v; want %d failures counted", ran, res.Quarantine, ran)
+			}
+			if (ran >= 5) != (res.Quarantine.Until != nil) {
+				t.Fatalf("run %d: quarantined until %v; want quarantine from the fifth failed run on", ran, res.Quarantine.Until)
+			}
+		case <-timeout:
+			t.Fatalf("after 30s: %q; want %q", seq.String(), want)
+		}
+	}
+	if seq.String() != want {
+		t.Fatalf("runs and skips = %q; want %q (back-off doubling from the 1 s interval)", seq.String(), want)
+	}
+	skips := 0
+	for _, row := range runRows(t, st, "flaky") {
+		if row.status == store.RunSkipped && strings.Contains(row.summary, "job quarantined until") {
+			skips++
+		}
+	}
+	if skips < 4 {
+		t.Fatalf("%d skipped runs with the quarantine reason in the history; want >= 4", skips)
+	}
+	stateOf := func() store.JobState {
+		js, err := st.GetJobState(context.Background(), "flaky")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
+	}
+	if js := stateOf(); js.QuarantinedUntil == nil || js.ConsecutiveFailures < 5 || !strings.Contains(js.QuarantineReason, "AADSTS7000222") {
+		t.Fatalf("job_state = %+v; want quarantined with the reason", js)
+	}
+
+	// Release and let it succeed: the next occurrence runs, and a succeeded
+	// run leaves the job out of quarantine.
+	failing.Store(false)
+	was, err := st.ReleaseQuarantine(context.Background(), "flaky")
+	if err != nil || was.QuarantinedUntil == nil {
+		t.Fatalf("ReleaseQuarantine = %+v, %v; want it to report the quarantine it ended", was, err)
+	}
+	timeout = time.After(10 * time.Second)
+	for {
+		select {
+		case res := <-results:
+			if res.Skipped || res.Run.Status != store.RunSucceeded {
+				continue // occurrences decided before the release
+			}
+			if res.Quarantine == nil || res.Quarantine.Until != nil || res.Quarantine.Failures != 0 {
+				t.Fatalf("after release: %+v; want not quarantined", res.Quarantine)
+			}
+			stop(t, s)
+			if js := stateOf(); js.QuarantinedUntil != nil || js.ConsecutiveFailures != 0 {
+				t.Fatalf("job_state after release = %+v", js)
+			}
+			return
+		case <-timeout:
+			t.Fatal("no succeeded run within 10s of the release")
+		}
+	}
+}
+
+// A released job starts counting again from zero: one more failure does not
+// put it back into quarantine.
+func TestReleaseRestartsTheCount(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	ctx := context.Background()
+	failRun := func() {
+		run := store.Run{Job: "j", Trigger: TriggerManual, Mode: "apply"}
+		if err := st.StartRun(ctx, &run); err != nil {
+			t.Fatal(err)
+		}
+		run.Status, run.ErrorSummary = store.RunFailed, "boom"
+		if err := st.FinishRun(ctx, &run); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 5 {
+		failRun()
+	}
+	d, err := AfterRun(ctx, st, testPolicy, "j", time.Now(), time.Hour)
+	if err != nil || d.Until == nil {
+		t.Fatalf("AfterRun after 5 failures = %+v, %v; want quarantined", d, err)
+	}
+	if _, err := st.ReleaseQuarantine(ctx, "j"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // the next run starts after the release
+	failRun()
+	d, err = AfterRun(ctx, st, testPolicy, "j", time.Now(), time.Hour)
+	if err != nil || d.Until != nil || d.Failures != 1 {
+		t.Fatalf("AfterRun after release + 1 failure = %+v, %v; want 1 failure, not quarantined", d, err)
+	}
+	q, err := st.ListQuarantined(ctx)
+	if err != nil || len(q) != 0 {
+		t.Fatalf("ListQuarantined = %+v, %v; want none", q, err)
+	}
+}
