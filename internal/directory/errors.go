@@ -159,3 +159,11 @@ func isMemberConflict(e *GraphError) bool {
 	return e != nil && e.Status == http.StatusBadRequest &&
 		(e.DetailCode == "ObjectConflict" || strings.Contains(e.Message, "already exist"))
 }
+
+// AlreadyMember says whether err is Graph refusing to add a group member
+// that is already there: for a caller that wants the membership, that is
+// the desired state, not a failure.
+func AlreadyMember(err error) bool {
+	var ge *GraphError
+	return errors.As(err, &ge) && isMemberConflict(ge)
+}

@@ -408,7 +408,7 @@ func (p *applyPass) handle(res directory.Result) (store.Operation, *store.Link) 
 		return c, nil
 	}
 	outcome := res.Outcome
-	if outcome == directory.Failed && ps.step.Kind == directory.OpAddMember && alreadyMember(res.Err) {
+	if outcome == directory.Failed && ps.step.Kind == directory.OpAddMember && directory.AlreadyMember(res.Err) {
 		// The membership exists (added by an earlier run whose link write
 		// was lost, or by hand): the desired state holds, and from now on
 		// the worker manages it.
@@ -512,17 +512,4 @@ func (r *runner) recordPlan(ctx context.Context, status string) error {
 		return fmt.Errorf("plan: %w", err)
 	}
 	return flush()
-}
-
-// alreadyMember says whether adding a group member failed only because the
-// member is already there (400 "One or more added object references already
-// exist"). The directory executor recognises this only for retried steps;
-// this mirrors its isMemberConflict for first attempts.
-// TODO(directory): export a predicate (or report Succeeded) and use it here.
-func alreadyMember(err error) bool {
-	var ge *directory.GraphError
-	if !errors.As(err, &ge) || ge.Status != 400 {
-		return false
-	}
-	return ge.DetailCode == "ObjectConflict" || strings.Contains(ge.Message, "already exist")
 }
