@@ -45,8 +45,10 @@ type checkItem struct {
 }
 
 type checkReport struct {
-	OK     bool        `json:"ok"`
-	Checks []checkItem `json:"checks"`
+	OK bool `json:"ok"`
+	// Quarantined holds one line per quarantined job, printed first.
+	Quarantined []string    `json:"quarantined,omitempty"`
+	Checks      []checkItem `json:"checks"`
 }
 
 func (r *checkReport) add(it checkItem) *checkItem {
@@ -148,6 +150,9 @@ func runCheck(cmd *cobra.Command, jobName string, asJSON bool) error {
 		defer st.Close()
 	}
 	for _, job := range jobs {
+		if st != nil {
+			checkQuarantine(ctx, job.Name, st, rep)
+		}
 		checkJob(ctx, job, st, rep)
 	}
 	return finishCheck(out, rep, asJSON, exitFail)
@@ -381,6 +386,9 @@ func finishCheck(w io.Writer, rep *checkReport, asJSON bool, failCode int) error
 
 func printChecklist(w io.Writer, rep *checkReport) {
 	mark := map[string]string{checkOK: "✓", checkFail: "✗", checkWarn: "!", checkSkip: "-"}
+	for _, l := range rep.Quarantined {
+		fmt.Fprintln(w, l)
+	}
 	job := "\x00"
 	counts := map[string]int{}
 	for _, it := range rep.Checks {

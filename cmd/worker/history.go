@@ -47,6 +47,19 @@ func newHistoryCommand() *cobra.Command {
 				if err != nil {
 					return withExit(exitFail, err)
 				}
+				// A quarantined job comes first; on stderr with --json so
+				// the JSON stays parseable.
+				warn, err := quarantineLines(ctx, st, job)
+				if err != nil {
+					return withExit(exitFail, err)
+				}
+				qw := cmd.OutOrStdout()
+				if asJSON {
+					qw = cmd.ErrOrStderr()
+				}
+				for _, l := range warn {
+					fmt.Fprintln(qw, l)
+				}
 				return printHistory(cmd.OutOrStdout(), runs, job, asJSON, time.Now())
 			})
 		},

@@ -110,6 +110,7 @@ type workerd struct {
 	log   *slog.Logger
 	st    *store.Store
 	m     *metrics.Metrics
+	qg    quarantineGauge
 	sched *jobs.Scheduler
 
 	mu      sync.Mutex
@@ -161,11 +162,14 @@ func runDaemon(cmd *cobra.Command, stopTimeout time.Duration) error {
 		return withExit(exitFail, err)
 	}
 
-	d := &workerd{cmd: cmd, log: log, st: st, m: m, cfg: cfg,
+	d := &workerd{cmd: cmd, log: log, st: st, m: m, cfg: cfg, qg: newQuarantineGauge(m),
 		last: map[string]jobs.Result{}, running: map[string]time.Time{}}
+	d.qg.init(ctx, st, cfg)
 	d.sched = jobs.New(jobs.Options{
 		Runner: runner, History: st, Logger: log,
 		OnStart: d.onStart, OnResult: d.onResult,
+		// The policy is read at start; a reload keeps it.
+		Quarantine: st, Policy: jobs.PolicyFrom(cfg.Quarantine),
 	})
 
 	var msrv *metrics.Server
@@ -317,6 +321,9 @@ func (d *workerd) onResult(res jobs.Result) {
 		d.m.ObserveRun(run)
 	}
 	d.m.SetNextRun(res.Job, res.Next)
+	if res.Quarantine != nil {
+		d.qg.set(res.Job, res.Quarantine.Until != nil)
+	}
 	d.mu.Lock()
 	if !res.Skipped {
 		d.m.SetRunning(res.Job, false)

@@ -98,12 +98,29 @@ func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
 	stderr := cmd.ErrOrStderr()
 	log := daemonLogger(cfg.Log, stderr)
 	eng := newEngine(st, nil, log)
+	if opts.Mode == engine.ModeApply {
+		note, err := releaseForManualRun(ctx, st, job.Name)
+		if err != nil {
+			return store.Run{}, withExit(exitFail, err)
+		}
+		if note != "" {
+			fmt.Fprintln(stderr, note)
+		}
+	}
 	p := newProgress(stderr, log, job.Name)
 	eng.Progress = p.update
 	run, err := eng.Run(ctx, job, opts)
 	p.done()
 	if run.ID == 0 && run.Status == "" {
 		return run, withExit(exitFail, err)
+	}
+	if opts.Mode == engine.ModeApply && run.Status != store.RunSkipped {
+		d, qerr := afterManualRun(context.WithoutCancel(ctx), st, cfg, job, run)
+		if qerr != nil {
+			log.Warn("quarantine check failed", "err", qerr)
+		} else if d.Until != nil {
+			fmt.Fprintf(stderr, "job %s is quarantined: %s; scheduled runs wait until %s\n", job.Name, d.Reason, fmtTime(*d.Until))
+		}
 	}
 	if run.Status == store.RunSkipped {
 		return run, withExit(exitFail, fmt.Errorf("job %s: %s; nothing was done", job.Name, run.ErrorSummary))
