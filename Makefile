@@ -29,8 +29,15 @@ bench: ## Benchmarks, one iteration each (figures are printed per benchmark)
 demo: ## Throwaway Postgres + Graph emulator + sample users, then check/plan/sync/history
 	scripts/demo.sh
 
-fuzz: ## Fuzz the config loader for 30s (FUZZTIME=2m to change)
-	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $(or $(FUZZTIME),30s) ./internal/config
+# Each target: package. go test fuzzes one target per invocation.
+FUZZ_TARGETS := FuzzLoad:./internal/config FuzzValidate:./internal/sync \
+	FuzzParseGraphError:./internal/directory FuzzDecodeBatch:./internal/directory
+
+fuzz: ## Fuzz config loader, row validator, Graph error and batch response parsers, 30s each (FUZZTIME=2m to change)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== $${t%%:*}"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(or $(FUZZTIME),30s) $${t#*:}; \
+	done
 
 clean: ## Remove bin/
 	rm -rf bin
