@@ -25,6 +25,7 @@ import (
 	"github.com/entraprov/entraprov/internal/metrics"
 	"github.com/entraprov/entraprov/internal/store"
 	engine "github.com/entraprov/entraprov/internal/sync"
+	"github.com/entraprov/entraprov/internal/webhook"
 )
 
 func init() { addCommand(newRunCommand) }
@@ -111,6 +112,7 @@ type workerd struct {
 	st    *store.Store
 	m     *metrics.Metrics
 	qg    quarantineGauge
+	hooks *hookState
 	sched *jobs.Scheduler
 
 	mu      sync.Mutex
@@ -163,7 +165,8 @@ func runDaemon(cmd *cobra.Command, stopTimeout time.Duration) error {
 	}
 
 	d := &workerd{cmd: cmd, log: log, st: st, m: m, cfg: cfg, qg: newQuarantineGauge(m),
-		last: map[string]jobs.Result{}, running: map[string]time.Time{}}
+		hooks: &hookState{unwell: map[string]bool{}, sender: &webhook.Sender{Log: log}},
+		last:  map[string]jobs.Result{}, running: map[string]time.Time{}}
 	d.qg.init(ctx, st, cfg)
 	d.sched = jobs.New(jobs.Options{
 		Runner: runner, History: st, Logger: log,
@@ -324,6 +327,7 @@ func (d *workerd) onResult(res jobs.Result) {
 	if res.Quarantine != nil {
 		d.qg.set(res.Job, res.Quarantine.Until != nil)
 	}
+	d.sendWebhook(res)
 	d.mu.Lock()
 	if !res.Skipped {
 		d.m.SetRunning(res.Job, false)

@@ -111,6 +111,19 @@ type Job struct {
 	BatchSize int `yaml:"batch_size"`
 	// MaxConcurrency bounds the $batch requests in flight.
 	MaxConcurrency int `yaml:"max_concurrency"`
+
+	// Webhook, when its URL is set, receives a JSON POST when a run of the
+	// job is blocked or fails, when the job is quarantined, and when it
+	// recovers (internal/webhook).
+	Webhook Webhook `yaml:"webhook"`
+}
+
+// Webhook is where a job's state changes are POSTed. The payload never
+// holds a secret; the URL must not carry credentials (user:password@).
+type Webhook struct {
+	URL     string   `yaml:"url"`     // https (http only to a loopback address); "" : off
+	Timeout Duration `yaml:"timeout"` // per attempt
+	Retries int      `yaml:"retries"` // further attempts after a 5xx, 429 or network error
 }
 
 // Auth says how the job signs in as the application. Secrets are references.

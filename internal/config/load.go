@@ -41,6 +41,7 @@ func DefaultJob() Job {
 		Password:       Password{ForceChangeNextSignIn: true, Length: 16},
 		BatchSize:      20,
 		MaxConcurrency: 4,
+		Webhook:        Webhook{Timeout: Duration{Duration: 10 * time.Second}, Retries: 3},
 	}
 }
 

@@ -336,6 +336,7 @@ func (j *Job) validate(v *validator, k string) {
 	if b := j.BatchSize; b < 1 || b > 20 {
 		v.add(k+".batch_size", "%d is out of range; want 1..20 (Graph $batch takes at most 20 requests)", b)
 	}
+	j.Webhook.validate(v, k+".webhook")
 	if c := j.MaxConcurrency; c < 1 || c > 64 {
 		v.add(k+".max_concurrency", "%d is out of range; want 1..64 $batch requests in flight, e.g. 4", c)
 	}
@@ -494,4 +495,33 @@ func errNoPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+func (w Webhook) validate(v *validator, k string) {
+	if w.URL != "" {
+		u, err := url.Parse(w.URL)
+		switch {
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+			v.add(k+".url", "not an http(s) URL; want e.g. https://alerts.example.com/entraprov")
+		case u.User != nil:
+			// Never echo it: the user info is a credential.
+			v.add(k+".url", "contains user:password@; a literal secret is not allowed in the file — use an endpoint that needs no credentials in the URL")
+		case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+			v.add(k+".url", "http is only allowed to a loopback address (payloads name users' jobs and errors); use https://%s%s", u.Host, u.Path)
+		}
+	}
+	if t := w.Timeout.Duration; t < time.Second || t > 5*time.Minute {
+		v.add(k+".timeout", "%s is not in 1s..5m; want the time one POST may take, e.g. 10s (default)", t)
+	}
+	if r := w.Retries; r < 0 || r > 10 {
+		v.add(k+".retries", "%d is not in 0..10; want how often a failed POST is sent again, e.g. 3 (default)", r)
+	}
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/jobs"
+	"github.com/entraprov/entraprov/internal/store"
+	"github.com/entraprov/entraprov/internal/webhook"
+)
+
+// hookState remembers, per job, whether the last event sent reported a
+// problem, so the next good run is sent as a recovery. It is per process:
+// after a restart the first good run of a job is not reported.
+type hookState struct {
+	mu      sync.Mutex
+	unwell  map[string]bool
+	sender  *webhook.Sender
+	pending sync.WaitGroup
+}
+
+// sendWebhook posts the event a finished occurrence calls for, if the job
+// has a webhook, in the background: delivery (with its retries) must not
+// hold up the scheduler.
+func (d *workerd) sendWebhook(res jobs.Result) {
+	if res.Skipped || res.Run.ID == 0 || res.Run.Mode == "plan" {
+		return
+	}
+	d.mu.Lock()
+	var job config.Job
+	for _, j := range d.cfg.Jobs {
+		if j.Name == res.Job {
+			job = j
+		}
+	}
+	policy := jobs.PolicyFrom(d.cfg.Quarantine)
+	d.mu.Unlock()
+	if job.Webhook.URL == "" {
+		return
+	}
+	h := d.hooks
+	h.mu.Lock()
+	entered := res.Quarantine != nil && res.Quarantine.Until != nil && res.Quarantine.Failures == policy.AfterFailures
+	ev, send := webhook.EventFor(!h.unwell[res.Job], res.Run.Status, entered)
+	if send {
+		h.unwell[res.Job] = ev != webhook.EventRecovered
+	}
+	h.mu.Unlock()
+	if !send {
+		return
+	}
+	p := payloadFor(ev, res.Run, res.Quarantine)
+	p.Host, _ = os.Hostname()
+	h.pending.Add(1)
+	go func() {
+		defer h.pending.Done()
+		budget := time.Duration(job.Webhook.Retries+1)*job.Webhook.Timeout.Duration + time.Minute
+		ctx, cancel := context.WithTimeout(context.Background(), budget)
+		defer cancel()
+		if err := h.sender.Send(ctx, job.Webhook.URL, job.Webhook.Timeout.Duration, job.Webhook.Retries, p); err != nil {
+			d.log.Error("webhook not delivered", "job", res.Job, "event", ev, "run_id", res.Run.ID, "err", err)
+		}
+	}()
+}
+
+func payloadFor(ev webhook.Event, run store.Run, q *jobs.QuarantineDecision) webhook.Payload {
+	started := run.StartedAt
+	p := webhook.Payload{Event: ev, Job: run.Job, RunID: run.ID, Status: run.Status, Trigger: run.Trigger,
+		FinishedAt: run.FinishedAt, Counts: run.Counts, Error: oneLine(run.ErrorSummary, 500),
+		Inspect: fmt.Sprintf("worker show %d", run.ID)}
+	if !started.IsZero() {
+		p.StartedAt = &started
+	}
+	if q != nil && q.Until != nil {
+		p.Quarantine = &webhook.Quarantine{Failures: q.Failures, Until: *q.Until, Reason: q.Reason}
+	}
+	return p
+}
