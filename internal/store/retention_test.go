@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -166,5 +167,66 @@ func TestHistoryQueriesUseIndexes(t *testing.T) {
 		if strings.Contains(text, "Seq Scan on sync_operations") {
 			t.Errorf("%s scans sync_operations sequentially:\n%s", q.name, text)
 		}
+	}
+}
+
+// A prune of a large history does not hold up a run writing at the same
+// time: each of the run's writes (start, a COPY of operations, finish)
+// completes while the prune is deleting, well within a second.
+func TestPruneDoesNotBlockAConcurrentRun(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	ctx := ctxT(t)
+	seedRuns(t, st, "old", time.Now().AddDate(-2, 0, 0), 200, 1000) // 200,000 operation rows
+
+	done := make(chan store.PruneResult, 1)
+	errc := make(chan error, 1)
+	go func() {
+		res, err := st.PruneHistory(ctx, time.Now().AddDate(-1, 0, 0), 5000, nil)
+		errc <- err
+		done <- res
+	}()
+	var worst time.Duration
+	var writes int
+	for pruning := true; pruning; {
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Fatal(err)
+			}
+			pruning = false
+			continue
+		default:
+		}
+		start := time.Now()
+		r := &store.Run{Job: "live", Trigger: "manual", Mode: "apply"}
+		if err := st.StartRun(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		ops := make([]store.Operation, 100)
+		for i := range ops {
+			ops[i] = store.Operation{RunID: r.ID, Seq: int64(i + 1), ExternalID: "E" + strconv.Itoa(i), Action: "update", Status: store.OpSucceeded}
+		}
+		if err := st.RecordOperations(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+		r.Status = store.RunSucceeded
+		if err := st.FinishRun(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		worst = max(worst, time.Since(start))
+		writes++
+	}
+	res := <-done
+	t.Logf("pruned %d runs / %d operations in %d chunks; %d concurrent runs written, slowest %v",
+		res.Runs, res.Operations, res.Chunks, writes, worst)
+	if res.Operations != 200_000 || writes == 0 {
+		t.Fatalf("pruned %+v with %d concurrent runs; want all 200,000 old operations and some runs written meanwhile", res, writes)
+	}
+	if worst > time.Second {
+		t.Fatalf("a run's writes took %v during the prune; want < 1s", worst)
+	}
+	if n := countRows(t, st, `SELECT count(*) FROM entraprov.sync_operations`); n != int64(writes)*100 {
+		t.Fatalf("operations left = %d; want the %d of the live runs", n, writes*100)
 	}
 }
