@@ -212,6 +212,12 @@ func runDaemon(cmd *cobra.Command, stopTimeout time.Duration) error {
 		defer close(wdDone)
 		d.watchdog(wdCtx)
 	}()
+	pruneDone := make(chan struct{})
+	go func() {
+		defer close(pruneDone)
+		// Read at start; a reload keeps it.
+		retentionLoop(wdCtx, st, cfg.History.Retention.Duration, 10*time.Minute, 24*time.Hour, log)
+	}()
 
 loop:
 	for {
@@ -243,6 +249,7 @@ loop:
 	}
 	stopWatchdog()
 	<-wdDone
+	<-pruneDone
 	if msrv != nil {
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = msrv.Shutdown(sctx)

@@ -31,8 +31,17 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Quarantine backs off the schedule of a job whose runs keep failing.
 	Quarantine Quarantine `yaml:"quarantine"`
+	// History says how long the daemon keeps the run history.
+	History History `yaml:"history"`
 	// Jobs are the provisioning jobs, one per tenant/source pair.
 	Jobs []Job `yaml:"jobs"`
+}
+
+// History is the retention of sync_runs and sync_operations.
+type History struct {
+	// Retention: `worker run` deletes runs that started longer ago, daily
+	// (as `worker history prune --older-than` does); 0 keeps everything.
+	Retention Duration `yaml:"retention"`
 }
 
 // Quarantine says when a job whose runs keep failing stops running on every

@@ -25,6 +25,7 @@ func Default() Config {
 		Log:     Log{Format: "auto", Level: "info"},
 		Quarantine: Quarantine{AfterFailures: 5, FailurePercent: 40,
 			MaxBackoff: Duration{Duration: 24 * time.Hour}},
+		History: History{Retention: Duration{Duration: 400 * 24 * time.Hour}},
 	}
 }
 

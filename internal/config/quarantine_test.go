@@ -36,3 +36,16 @@ func TestQuarantineValidation(t *testing.T) {
 		})
 	}
 }
+
+func TestHistoryRetentionDefaultAndValidation(t *testing.T) {
+	if r := mustParse(t, jobYAML()).History.Retention.Duration; r != 400*24*time.Hour {
+		t.Fatalf("default retention = %v; want 400d", r)
+	}
+	if r := mustParse(t, "history: {retention: 0s}\n"+jobYAML()).History.Retention.Duration; r != 0 {
+		t.Fatalf("explicit 0 = %v; want 0 (keep everything)", r)
+	}
+	ps := problemsOf(t, "history: {retention: 12h}\n"+jobYAML())
+	if len(ps) != 1 || ps[0].Key != "history.retention" || !strings.Contains(ps[0].Msg, "shorter than 1d") {
+		t.Fatalf("retention 12h: problems %v; want history.retention shorter than 1d", ps)
+	}
+}

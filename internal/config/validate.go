@@ -233,6 +233,9 @@ func (c *Config) validateTop(v *validator) {
 	if q := c.Quarantine; q.MaxBackoff.Duration < time.Minute {
 		v.add("quarantine.max_backoff", "%s is shorter than 1m; want the longest wait between runs of a quarantined job, e.g. 24h (default)", q.MaxBackoff.Duration)
 	}
+	if r := c.History.Retention.Duration; r != 0 && r < 24*time.Hour {
+		v.add("history.retention", "%s is shorter than 1d; want how long run history is kept, e.g. 400d (default), or 0 to keep everything", r)
+	}
 	if len(c.Jobs) == 0 {
 		v.add("jobs", "no jobs defined; add at least one job (see configs/entraprov.example.yaml)")
 	}
