@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 WITH_PG := scripts/with-postgres --
 
 .DEFAULT_GOAL := help
-.PHONY: help build test lint bench demo fuzz clean
+.PHONY: help build test lint bench demo fuzz systest clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +38,9 @@ fuzz: ## Fuzz config loader, row validator, Graph error and batch response parse
 		echo "== $${t%%:*}"; \
 		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(or $(FUZZTIME),30s) $${t#*:}; \
 	done
+
+systest: ## Real worker + graphsim + Postgres under faults: kill -9, secret rotation, bad config (~2 min)
+	scripts/systest.sh
 
 clean: ## Remove bin/
 	rm -rf bin

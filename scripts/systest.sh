@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# systest.sh — the product under faults, as an operator meets it (make systest).
+#
+# Real processes only: the worker and graphsim binaries (built once), a
+# throwaway PostgreSQL (scripts/with-postgres). Scenarios:
+#   1. kill -9 of `worker sync` at random points of a SYSTEST_USERS-user
+#      initial run (SYSTEST_KILLS times), restart each time; then
+#      `worker audit` is clean, graphsim holds no duplicate user, every
+#      history operation is final and every killed run is "interrupted".
+#   2. the client secret is rotated in the emulator between runs: the run
+#      fails with the AADSTS advice; once the configuration points at the
+#      new secret the next run succeeds and the audit is clean.
+#   3. a garbage configuration file: exit 78 naming the bad key.
+# Every scenario is bounded in time; the figures go to stdout and, with
+# SYSTEST_REPORT=FILE, to FILE as markdown rows (docs/reliability.md).
+#
+# Environment: SYSTEST_USERS (10000), SYSTEST_KILLS (5), SYSTEST_SEED
+# (random), SYSTEST_TIME_SCALE (20: the emulator's throttle windows,
+# Retry-After and latency shrink by this factor), SYSTEST_KEEP=1 keeps the
+# temporary directory. Needs jq and psql.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [[ "${ENTRAPROV_SYSTEST_INNER:-}" != 1 ]]; then
+	exec env -u DATABASE_URL ENTRAPROV_SYSTEST_INNER=1 scripts/with-postgres -- "$0" "$@"
+fi
+
+users=${SYSTEST_USERS:-10000}
+kills=${SYSTEST_KILLS:-5}
+seed=${SYSTEST_SEED:-$RANDOM}
+scale=${SYSTEST_TIME_SCALE:-20}
+RANDOM=$seed
+started=$SECONDS
+
+say() { printf '\n== %s\n' "$*"; }
+note() { printf '   %s\n' "$*"; }
+die() { printf 'systest: FAIL: %s\n' "$*" >&2; exit 1; }
+psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+for tool in jq psql curl; do command -v "$tool" >/dev/null || die "$tool is required"; done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/entraprov-systest.XXXXXX")
+pids=()
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	for p in "${pids[@]}"; do
+		if kill -0 "$p" 2>/dev/null; then kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; fi
+	done
+	if [[ $rc -ne 0 ]]; then
+		printf '\nsystest failed (exit %d, seed %s). Last worker log lines:\n' "$rc" "$seed" >&2
+		tail -n 15 "$tmp"/worker-*.log 2>/dev/null >&2 || true
+	fi
+	if [[ "${SYSTEST_KEEP:-}" == 1 || $rc -ne 0 ]]; then printf 'kept %s\n' "$tmp" >&2; else rm -rf "$tmp"; fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+report_rows=()
+row() { report_rows+=("| $1 | $2 | $3 | $4 |"); }
+
+# --------------------------------------------------------------------------
+say "Build the worker and graphsim binaries once"
+go build -o "$tmp/bin/" ./cmd/worker ./cmd/graphsim
+worker() { "$tmp/bin/worker" --config "$tmp/config.yaml" "$@"; }
+note "seed $seed, $users users, $kills kills, emulator time scale $scale"
+
+tenant=7e2d4c36-0c4b-4b7a-9a55-3f3f8a0b5e01
+client=0b6c2f7e-8d1a-4c1e-b6a3-2f4e9d0c7a11
+domain=contoso.example
+
+# start_sim NAME SECRET [PORT]: graphsim with one tenant and one app using
+# SECRET; sets sim_admin, sim_authority, sim_graph. Its CA goes to
+# $tmp/NAME-ca.pem (the same path across restarts).
+start_sim() {
+	local name=$1 secret=$2 listen=127.0.0.1:${3:-0}
+	cat >"$tmp/$name-seed.json" <<EOF
+{"tenants":[{"id":"$tenant","domains":["$domain"],
+  "apps":[{"client_id":"$client","display_name":"entraprov","client_secret":"$secret",
+           "roles":["User.ReadWrite.All","GroupMember.ReadWrite.All"]}]}]}
+EOF
+	: >"$tmp/$name.json"
+	"$tmp/bin/graphsim" --seed "$tmp/$name-seed.json" --listen "$listen" --time-scale "$scale" \
+		--ca-file "$tmp/$name-ca.pem" --random-seed "$seed" >"$tmp/$name.json" 2>>"$tmp/$name.log" &
+	sim_pid=$!
+	pids+=("$sim_pid")
+	for _ in $(seq 1 100); do
+		[[ -s "$tmp/$name.json" ]] && break
+		kill -0 "$sim_pid" 2>/dev/null || die "graphsim exited: $(tail -n 5 "$tmp/$name.log")"
+		sleep 0.1
+	done
+	[[ -s "$tmp/$name.json" ]] || die "graphsim printed nothing in 10s"
+	sim_admin=$(jq -r .admin_url "$tmp/$name.json")
+	sim_authority=$(jq -r .authority_host "$tmp/$name.json")
+	sim_graph=$(jq -r .graph_url "$tmp/$name.json")
+}
+
+sim_get() { curl -fsS --cacert "$2" "$1$3"; }
+
+# job_yaml NAME SOURCE SECRET_FILE AUTHORITY GRAPH CA
+job_yaml() {
+	cat <<EOF
+  - name: $1
+    tenant_id: $tenant
+    authority_host: $4
+    graph_url: $5
+    ca_file: $6
+    auth:
+      method: secret
+      client_id: $client
+      client_secret:
+        file: $3
+    schedule: "0 2 * * *"
+    source: $2
+    allowed_domains: [$domain]
+    leaver:
+      action: disable
+    batch_size: 20
+    max_concurrency: 4
+EOF
+}
+
+# --------------------------------------------------------------------------
+say "Scenario 1: kill -9 during a $users-user initial sync"
+secret1="Sys~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '%s\n' "$secret1" >"$tmp/hr-secret"
+chmod 600 "$tmp/hr-secret"
+start_sim hr "$secret1"
+hr_admin=$sim_admin hr_ca=$tmp/hr-ca.pem
+{
+	printf 'database:\n  url: "%s"\nlog:\n  format: text\n  level: info\njobs:\n' "$DATABASE_URL"
+	job_yaml hr entraprov.desired_users "$tmp/hr-secret" "$sim_authority" "$sim_graph" "$hr_ca"
+} >"$tmp/config.yaml"
+worker migrate up >/dev/null
+psql_q <<SQL
+INSERT INTO entraprov.desired_users
+       (external_id, user_principal_name, display_name, given_name, surname, job_title, department,
+        company_name, employee_id, usage_location, account_enabled, manager_external_id)
+SELECT 'E' || lpad(i::text, 6, '0'), 'user' || lpad(i::text, 6, '0') || '@$domain', 'User ' || i,
+       'User', 'N' || i, (ARRAY['Engineer','Analyst','Manager'])[1 + i % 3],
+       (ARRAY['R&D','Sales','Ops','Finance'])[1 + i % 4], 'Contoso', 'E' || lpad(i::text, 6, '0'), 'DE', true,
+       CASE WHEN i > 100 THEN 'E' || lpad((1 + i % 100)::text, 6, '0') END
+  FROM generate_series(1, $users) AS i;
+SQL
+
+t1=$SECONDS
+killed=0
+attempt=0
+while ((killed < kills)); do
+	attempt=$((attempt + 1))
+	((attempt <= kills * 3)) || die "could not catch a run in progress $kills times"
+	# The binary itself in the background (not the shell function), so $!
+	# is the worker's pid and kill -9 reaches it.
+	"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-$attempt.log" 2>&1 &
+	wp=$!
+	pids+=("$wp")
+	# Wait for this process's run to be recorded, then let it work a while.
+	for _ in $(seq 1 200); do
+		[[ $(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE status = 'running' AND pid = $wp") == 1 ]] && break
+		kill -0 "$wp" 2>/dev/null || break
+		sleep 0.05
+	done
+	# The kill point: a random number of further writes accepted by the
+	# emulator (so every restart has made progress), wherever the run is
+	# then (creates, manager references, history writes).
+	writes() { sim_get "$hr_admin" "$hr_ca" counters | jq .writes; }
+	step=$((100 + RANDOM % 1900))
+	target=$(($(writes) + step))
+	t0=$(date +%s%N)
+	for _ in $(seq 1 600); do
+		kill -0 "$wp" 2>/dev/null || break
+		(($(writes) >= target)) && break
+		sleep 0.05
+	done
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	if kill -0 "$wp" 2>/dev/null; then
+		kill -9 "$wp"
+		wait "$wp" 2>/dev/null || true
+		killed=$((killed + 1))
+		live=$(sim_get "$hr_admin" "$hr_ca" "users?tenant=$tenant" | jq '[.[] | select(.Deleted | not)] | length')
+		note "kill $killed: after $step more writes ($ms ms into the run's work); directory holds $live users"
+	else
+		wait "$wp" || true
+		note "run finished before the kill point ($step more writes); not counted"
+		break
+	fi
+done
+worker sync --job hr >"$tmp/worker-final.log" 2>&1 || die "the final sync failed: $(tail -n 5 "$tmp/worker-final.log")"
+t1=$((SECONDS - t1))
+note "final sync: $(grep -v '^\s*$' "$tmp/worker-final.log" | grep -m1 -i 'status\|succeeded' | head -c 200)"
+
+audit_rc=0
+worker audit --job hr --json >"$tmp/audit-hr.json" 2>"$tmp/audit-hr.err" || audit_rc=$?
+findings=$(jq '.findings | length' "$tmp/audit-hr.json" 2>/dev/null || echo "?")
+[[ $audit_rc -eq 0 ]] || die "worker audit exit $audit_rc, $findings finding(s): $(jq -c '.counts' "$tmp/audit-hr.json" 2>/dev/null) $(cat "$tmp/audit-hr.err")"
+sim_get "$hr_admin" "$hr_ca" "users?tenant=$tenant" >"$tmp/sim-users.json"
+sim_get "$hr_admin" "$hr_ca" "counters" >"$tmp/sim-counters.json"
+live=$(jq '[.[] | select(.Deleted | not)] | length' "$tmp/sim-users.json")
+dup_emp=$(jq '[.[] | select(.Deleted | not) | .EmployeeID] | group_by(.) | map(select(length > 1)) | length' "$tmp/sim-users.json")
+dup_created=$(jq '[.created // {} | to_entries[] | select(.value > 1)] | length' "$tmp/sim-counters.json")
+throttled=$(jq '.throttled' "$tmp/sim-counters.json")
+steps=$(jq '.batch_steps' "$tmp/sim-counters.json")
+nonfinal=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations o JOIN entraprov.sync_runs r ON r.id = o.run_id
+                      WHERE o.status = 'pending' OR (o.status = 'planned' AND r.mode = 'apply')")
+interrupted=$(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE job = 'hr' AND status = 'interrupted'")
+running=$(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE status = 'running'")
+int_ops=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations o JOIN entraprov.sync_runs r ON r.id = o.run_id
+                     WHERE r.status = 'interrupted' AND o.status = 'interrupted'")
+failed_ops=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE status = 'failed'")
+note "audit findings $findings; directory users $live (want $users); duplicate employeeIds $dup_emp; UPNs created twice $dup_created"
+note "non-final operations $nonfinal; interrupted runs $interrupted (want $killed); running $running; interrupted operations $int_ops; failed operations $failed_ops"
+note "graphsim: $steps batch steps, $throttled throttled (429)"
+[[ "$live" == "$users" ]] || die "directory holds $live users; want $users"
+[[ "$dup_emp" == 0 && "$dup_created" == 0 ]] || die "duplicates: $dup_emp employeeIds, $dup_created UPNs created twice"
+[[ "$nonfinal" == 0 ]] || die "$nonfinal operations are not final"
+[[ "$interrupted" == "$killed" && "$running" == 0 ]] || die "$interrupted interrupted and $running running runs; want $killed and 0"
+share=$(awk -v t="$throttled" -v s="$steps" 'BEGIN { if (s > 0) printf "%.1f%%", 100 * t / s; else print "0%" }')
+row "kill -9 during initial sync" "$users users (all but 100 with a manager); worker killed $killed times at random points (each after 100–2,000 more writes accepted by graphsim, seed $seed), restarted each time, then one full run; ${t1} s in all" \
+	"\`worker audit\` (live directory vs source); graphsim users, employeeIds and creates per UPN; operations not final; runs interrupted" \
+	"audit clean (0 findings); $live users, 0 duplicates; 0 non-final operations; $interrupted/$killed killed runs interrupted ($int_ops operations interrupted); 429 share $share ($throttled of $steps steps)"
+
+# --------------------------------------------------------------------------
+say "Scenario 2: the client secret rotated between runs"
+port=$((20000 + RANDOM % 20000))
+rot_old="Old~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+rot_new="New~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '%s\n' "$rot_old" >"$tmp/rot-secret-old"
+printf '%s\n' "$rot_new" >"$tmp/rot-secret-new"
+chmod 600 "$tmp"/rot-secret-*
+start_sim rot "$rot_old" "$port"
+rot_pid=$sim_pid
+psql_q -c "CREATE VIEW public.rot_users AS SELECT * FROM entraprov.desired_users WHERE external_id <= 'E000200'"
+job_yaml rot public.rot_users "$tmp/rot-secret-old" "$sim_authority" "$sim_graph" "$tmp/rot-ca.pem" >>"$tmp/config.yaml"
+worker sync --job rot >"$tmp/worker-rot-1.log" 2>&1 || die "rot: first sync failed: $(tail -n 5 "$tmp/worker-rot-1.log")"
+note "old secret: run succeeded"
+# Rotation: the app now has only the new secret (the emulator restarts
+# with it; the old one is revoked).
+kill -TERM "$rot_pid"
+wait "$rot_pid" 2>/dev/null || true
+start_sim rot "$rot_new" "$port"
+rc=0
+worker sync --job rot >"$tmp/worker-rot-2.log" 2>&1 || rc=$?
+[[ $rc -eq 1 ]] || die "rot: with the revoked secret, exit $rc; want 1"
+grep -q 'AADSTS7000215' "$tmp/worker-rot-2.log" || die "rot: no AADSTS7000215 in: $(tail -n 5 "$tmp/worker-rot-2.log")"
+grep -q "rot-secret-old" "$tmp/worker-rot-2.log" || die "rot: the advice does not name the secret's source: $(tail -n 5 "$tmp/worker-rot-2.log")"
+grep -qF "$rot_old" "$tmp/worker-rot-2.log" && die "rot: the secret value was printed"
+advice=$(grep -m1 -o 'AADSTS7000215[^"]*' "$tmp/worker-rot-2.log" | head -c 160)
+failed_status=$(psql_q -c "SELECT status FROM entraprov.sync_runs WHERE job = 'rot' ORDER BY id DESC LIMIT 1")
+note "revoked secret: exit 1, run $failed_status: $advice"
+sed -i "s#$tmp/rot-secret-old#$tmp/rot-secret-new#" "$tmp/config.yaml"
+worker sync --job rot >"$tmp/worker-rot-3.log" 2>&1 || die "rot: sync with the new secret failed: $(tail -n 5 "$tmp/worker-rot-3.log")"
+worker audit --job rot >"$tmp/audit-rot.txt" 2>&1 || die "rot: audit after rotation: $(head -n 5 "$tmp/audit-rot.txt")"
+note "new secret: run succeeded, audit clean"
+row "client secret rotated" "job of 200 users synced with secret A; the emulator restarted with only secret B (A revoked; it keeps no users across a restart); sync; config pointed at B; sync" \
+	"exit codes, the run's status and message, that the secret value is never printed, \`worker audit\`" \
+	"with A: exit 1, run $failed_status, message carries AADSTS7000215 and names the secret file; with B: exit 0, audit clean"
+
+# --------------------------------------------------------------------------
+say "Scenario 3: a garbage configuration file"
+printf 'database:\n  url: "%s"\njobs:\n  - name: hr\n    batch_size: lots\n    sauce: ketchup\n' "$DATABASE_URL" >"$tmp/garbage.yaml"
+rc=0
+"$tmp/bin/worker" --config "$tmp/garbage.yaml" sync --job hr >"$tmp/garbage.log" 2>&1 || rc=$?
+[[ $rc -eq 78 ]] || die "garbage config: exit $rc; want 78: $(cat "$tmp/garbage.log")"
+grep -q 'batch_size' "$tmp/garbage.log" || die "garbage config: batch_size not named: $(cat "$tmp/garbage.log")"
+msg=$(grep -m1 'batch_size' "$tmp/garbage.log" | sed 's/^ *//' | head -c 200)
+note "exit 78: $msg"
+row "garbage configuration" "\`batch_size: lots\` and an unknown key \`sauce\` in a job" "exit code and message" "exit 78; the message names batch_size: $msg"
+
+# --------------------------------------------------------------------------
+say "All scenarios passed in $((SECONDS - started)) s"
+if [[ -n "${SYSTEST_REPORT:-}" ]]; then
+	printf '%s\n' "${report_rows[@]}" >"$SYSTEST_REPORT"
+	note "rows written to $SYSTEST_REPORT"
+fi
+printf '%s\n' "${report_rows[@]}"
