@@ -4,7 +4,9 @@
 // It owns when a job runs: one cron entry per job, optional start jitter,
 // no overlap of a job inside one process (the occurrence is skipped and the
 // skip recorded), catch-up of a missed occurrence at start-up, reload of the
-// job list (SIGHUP) and a bounded, cancelling stop (SIGTERM). It must not
+// job list (SIGHUP), a bounded, cancelling stop (SIGTERM), and the
+// quarantine of a job whose runs keep failing (quarantine.go: its
+// occurrences are skipped while a doubling wait passes). It must not
 // know how a run works: a Runner does the run and owns the cross-process
 // guarantees (the job's advisory lock and the unique (job, scheduled_for)
 // row in sync_runs), reporting a lost race as ErrTaken.
