@@ -221,6 +221,102 @@ row "kill -9 during initial sync" "$users users (all but 100 with a manager); wo
 	"\`worker audit\` (live directory vs source); graphsim users, employeeIds and creates per UPN; operations not final; runs interrupted" \
 	"audit clean (0 findings); $live users, 0 duplicates; 0 non-final operations; $interrupted/$killed killed runs interrupted ($int_ops operations interrupted); 429 share $share ($throttled of $steps steps)"
 
+# audit_counts audits job hr: its counts as compact JSON in counts, its exit
+# code in audit_rc (not in a subshell, so both survive).
+audit_counts() {
+	audit_rc=0
+	worker audit --job hr --json >"$tmp/audit.json" 2>"$tmp/audit.err" || audit_rc=$?
+	counts=$(jq -c '.counts' "$tmp/audit.json" 2>/dev/null || cat "$tmp/audit.err")
+}
+nonfinal_sql="SELECT count(*) FROM entraprov.sync_operations o JOIN entraprov.sync_runs r ON r.id = o.run_id
+              WHERE o.status = 'pending' OR (o.status = 'planned' AND r.mode = 'apply')"
+
+# --------------------------------------------------------------------------
+say "Scenario 4: churn under 10% 5xx and 1% dropped answers"
+psql_q <<SQL
+UPDATE entraprov.desired_users SET department = 'Moved ' || department
+ WHERE external_id BETWEEN 'E000101' AND 'E001100';
+DELETE FROM entraprov.desired_users WHERE external_id > 'E' || lpad(($users - 200)::text, 6, '0');
+INSERT INTO entraprov.desired_users
+       (external_id, user_principal_name, display_name, employee_id, usage_location, account_enabled, manager_external_id)
+SELECT 'H' || lpad(i::text, 6, '0'), 'hire' || lpad(i::text, 6, '0') || '@$domain', 'Hire ' || i,
+       'H' || lpad(i::text, 6, '0'), 'FR', true, 'E' || lpad((1 + i % 100)::text, 6, '0')
+  FROM generate_series(1, 200) AS i;
+SQL
+audit_counts
+before=$counts
+[[ $audit_rc -eq 1 ]] || die "audit after churn: exit $audit_rc; want 1 (drift)"
+[[ $(jq -c '[.drift, .extra, .missing]' <<<"$before") == '[1000,200,200]' ]] || die "audit after churn: $before; want drift 1000, extra 200, missing 200"
+note "audit before the run: exit 1, $before"
+curl -fsS --cacert "$hr_ca" -X POST -d '{"rate_5xx":0.1,"drop_rate":0.01,"commit_before_fault":0.5}' "${hr_admin}faults" >/dev/null
+curl -fsS --cacert "$hr_ca" -X POST "${hr_admin}reset" >/dev/null
+t4=$SECONDS
+runs4=0 statuses=''
+while :; do
+	runs4=$((runs4 + 1))
+	worker sync --job hr >"$tmp/worker-faults-$runs4.log" 2>&1 || true
+	statuses+="$(psql_q -c "SELECT status FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 1") "
+	audit_counts
+	after=$counts
+	[[ $audit_rc -eq 0 ]] && break
+	((runs4 < 4)) || die "no convergence after $runs4 runs under faults: $after"
+done
+t4=$((SECONDS - t4))
+sim_get "$hr_admin" "$hr_ca" "counters" >"$tmp/sim-counters.json"
+sim_get "$hr_admin" "$hr_ca" "users?tenant=$tenant" >"$tmp/sim-users.json"
+curl -fsS --cacert "$hr_ca" -X POST -d '{}' "${hr_admin}faults" >/dev/null
+faults=$(jq '.faults' "$tmp/sim-counters.json")
+dropped=$(jq '.dropped' "$tmp/sim-counters.json")
+throttled=$(jq '.throttled' "$tmp/sim-counters.json")
+steps=$(jq '.batch_steps' "$tmp/sim-counters.json")
+dup_emp=$(jq '[.[] | select(.Deleted | not) | .EmployeeID] | group_by(.) | map(select(length > 1)) | length' "$tmp/sim-users.json")
+enabled=$(jq '[.[] | select((.Deleted | not) and .AccountEnabled)] | length' "$tmp/sim-users.json")
+nonfinal=$(psql_q -c "$nonfinal_sql")
+[[ "$dup_emp" == 0 && "$nonfinal" == 0 && "$enabled" == "$users" ]] || die "after faults: $dup_emp duplicate employeeIds, $nonfinal non-final operations, $enabled enabled users (want $users)"
+share=$(awk -v t="$throttled" -v s="$steps" 'BEGIN { if (s > 0) printf "%.1f%%", 100 * t / s; else print "0%" }')
+note "converged in $runs4 run(s) ($statuses) in $t4 s; $faults injected 5xx, $dropped dropped answers; audit clean; 0 duplicates; 429 share $share"
+row "churn under 5xx and dropped answers" "1,000 department changes, 200 leavers, 200 hires (\`worker audit\` before: exit 1, drift 1000 / extra 200 / missing 200); graphsim answering 10% of requests 5xx and dropping 1% (half of the faults after committing the write); \`worker sync\` until the audit is clean" \
+	"\`worker audit\`; graphsim users, employeeIds; operations not final" \
+	"converged in $runs4 run(s) ($statuses) in $t4 s through $faults injected 5xx and $dropped dropped answers; audit clean; $enabled enabled users, 0 duplicate employeeIds; 0 non-final operations; 429 share $share"
+
+# --------------------------------------------------------------------------
+say "Scenario 5: PostgreSQL restarted mid-run"
+pg_ctl_bin=$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort -V | tail -n 1)
+pg_as() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+psql_q -c "UPDATE entraprov.desired_users SET job_title = 'Senior ' || coalesce(job_title, 'Staff') WHERE external_id <= 'E004000'"
+"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-pg-1.log" 2>&1 &
+wp=$!
+pids+=("$wp")
+target=$(($(sim_get "$hr_admin" "$hr_ca" counters | jq .writes) + 1000))
+for _ in $(seq 1 600); do
+	kill -0 "$wp" 2>/dev/null || break
+	(($(sim_get "$hr_admin" "$hr_ca" counters | jq .writes) >= target)) && break
+	sleep 0.05
+done
+kill -0 "$wp" 2>/dev/null || die "the run ended before PostgreSQL could be restarted"
+pg_as "$pg_ctl_bin" -D "$WITH_POSTGRES_DIR/data" -m fast -w -t 60 restart >/dev/null
+note "PostgreSQL restarted after 1,000 writes of the run"
+rc=0
+for _ in $(seq 1 1200); do kill -0 "$wp" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$wp" 2>/dev/null; then kill -9 "$wp"; die "the worker did not end within 120 s of the restart"; fi
+wait "$wp" || rc=$?
+first=$(psql_q -c "SELECT status || ': ' || left(coalesce(error_summary, ''), 140) FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 1")
+said=$(grep -m1 '^worker:' "$tmp/worker-pg-1.log" | head -c 200 || true)
+note "the run during the restart: exit $rc, recorded as $first; the worker said: $said"
+worker sync --job hr >"$tmp/worker-pg-2.log" 2>&1 || die "the next run failed: $(tail -n 5 "$tmp/worker-pg-2.log")"
+audit_counts
+after=$counts
+[[ $audit_rc -eq 0 ]] || die "audit after the PostgreSQL restart: $after"
+halfway=$(psql_q -c "SELECT count(*) FROM entraprov.directory_links WHERE job = 'hr' AND (state = 'creating' OR (state <> 'deleted' AND object_id IS NULL))")
+running=$(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE status = 'running'")
+nonfinal=$(psql_q -c "$nonfinal_sql")
+[[ "$halfway" == 0 && "$running" == 0 && "$nonfinal" == 0 ]] || die "after the restart: $halfway half-written links, $running running runs, $nonfinal non-final operations"
+runs_after=$(psql_q -c "SELECT status FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 2" | tac | tr '\n' ' ')
+note "next run succeeded; audit clean; 0 half-written links; runs: $runs_after"
+row "PostgreSQL restarted mid-run" "4,000 job-title changes; \`pg_ctl restart -m fast\` after 1,000 writes of the run; then one more \`worker sync\`" \
+	"the worker ends by itself (≤120 s) with a clear status; \`worker audit\`; links left \`creating\` or without object; runs left running; operations not final" \
+	"worker exit $rc: \`${said#worker: }\`; run row ${first%%:*} (then marked by the next run: ${runs_after% *}); next run succeeded; audit clean; 0 half-written links, 0 running runs, 0 non-final operations"
+
 # --------------------------------------------------------------------------
 say "Scenario 2: the client secret rotated between runs"
 port=$((20000 + RANDOM % 20000))
