@@ -315,7 +315,7 @@ runs_after=$(psql_q -c "SELECT status FROM entraprov.sync_runs WHERE job = 'hr' 
 note "next run succeeded; audit clean; 0 half-written links; runs: $runs_after"
 row "PostgreSQL restarted mid-run" "4,000 job-title changes; \`pg_ctl restart -m fast\` after 1,000 writes of the run; then one more \`worker sync\`" \
 	"the worker ends by itself (≤120 s) with a clear status; \`worker audit\`; links left \`creating\` or without object; runs left running; operations not final" \
-	"worker exit $rc: \`${said#worker: }\`; run row ${first%%:*} (then marked by the next run: ${runs_after% *}); next run succeeded; audit clean; 0 half-written links, 0 running runs, 0 non-final operations"
+	"worker exit $rc: \`${said#worker: }\`; run row ${first%%:*} (then marked by the next run: ${runs_after%% *}); next run succeeded; audit clean; 0 half-written links, 0 running runs, 0 non-final operations"
 
 # --------------------------------------------------------------------------
 say "Scenario 2: the client secret rotated between runs"
