@@ -39,7 +39,7 @@ fuzz: ## Fuzz config loader, row validator, Graph error and batch response parse
 		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(or $(FUZZTIME),30s) $${t#*:}; \
 	done
 
-systest: ## Real worker + graphsim + Postgres under faults: kill -9, secret rotation, bad config (~2 min)
+systest: ## Real worker + graphsim + Postgres under faults: kill -9, secret rotation, PG restart, 5xx, bad config (~2 min)
 	scripts/systest.sh
 
 clean: ## Remove bin/

@@ -7,10 +7,14 @@
 #      initial run (SYSTEST_KILLS times), restart each time; then
 #      `worker audit` is clean, graphsim holds no duplicate user, every
 #      history operation is final and every killed run is "interrupted".
-#   2. the client secret is rotated in the emulator between runs: the run
+#   2. churn (changes, leavers, hires) while graphsim answers 10% 5xx and
+#      drops 1% of answers: the audit sees the drift first, then converges.
+#   3. PostgreSQL restarted mid-run: the worker ends by itself, the next run
+#      converges, no half-written link.
+#   4. the client secret is rotated in the emulator between runs: the run
 #      fails with the AADSTS advice; once the configuration points at the
 #      new secret the next run succeeds and the audit is clean.
-#   3. a garbage configuration file: exit 78 naming the bad key.
+#   5. a garbage configuration file: exit 78 naming the bad key.
 # Every scenario is bounded in time; the figures go to stdout and, with
 # SYSTEST_REPORT=FILE, to FILE as markdown rows (docs/reliability.md).
 #
@@ -232,7 +236,7 @@ nonfinal_sql="SELECT count(*) FROM entraprov.sync_operations o JOIN entraprov.sy
               WHERE o.status = 'pending' OR (o.status = 'planned' AND r.mode = 'apply')"
 
 # --------------------------------------------------------------------------
-say "Scenario 4: churn under 10% 5xx and 1% dropped answers"
+say "Scenario 2: churn under 10% 5xx and 1% dropped answers"
 psql_q <<SQL
 UPDATE entraprov.desired_users SET department = 'Moved ' || department
  WHERE external_id BETWEEN 'E000101' AND 'E001100';
@@ -280,7 +284,7 @@ row "churn under 5xx and dropped answers" "1,000 department changes, 200 leavers
 	"converged in $runs4 run(s) ($statuses) in $t4 s through $faults injected 5xx and $dropped dropped answers; audit clean; $enabled enabled users, 0 duplicate employeeIds; 0 non-final operations; 429 share $share"
 
 # --------------------------------------------------------------------------
-say "Scenario 5: PostgreSQL restarted mid-run"
+say "Scenario 3: PostgreSQL restarted mid-run"
 pg_ctl_bin=$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort -V | tail -n 1)
 pg_as() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 psql_q -c "UPDATE entraprov.desired_users SET job_title = 'Senior ' || coalesce(job_title, 'Staff') WHERE external_id <= 'E004000'"
@@ -318,7 +322,7 @@ row "PostgreSQL restarted mid-run" "4,000 job-title changes; \`pg_ctl restart -m
 	"worker exit $rc: \`${said#worker: }\`; run row ${first%%:*} (then marked by the next run: ${runs_after%% *}); next run succeeded; audit clean; 0 half-written links, 0 running runs, 0 non-final operations"
 
 # --------------------------------------------------------------------------
-say "Scenario 2: the client secret rotated between runs"
+say "Scenario 4: the client secret rotated between runs"
 port=$((20000 + RANDOM % 20000))
 rot_old="Old~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 rot_new="New~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -354,7 +358,7 @@ row "client secret rotated" "job of 200 users synced with secret A; the emulator
 	"with A: exit 1, run $failed_status, message carries AADSTS7000215 and names the secret file; with B: exit 0, audit clean"
 
 # --------------------------------------------------------------------------
-say "Scenario 3: a garbage configuration file"
+say "Scenario 5: a garbage configuration file"
 printf 'database:\n  url: "%s"\njobs:\n  - name: hr\n    batch_size: lots\n    sauce: ketchup\n' "$DATABASE_URL" >"$tmp/garbage.yaml"
 rc=0
 "$tmp/bin/worker" --config "$tmp/garbage.yaml" sync --job hr >"$tmp/garbage.log" 2>&1 || rc=$?
