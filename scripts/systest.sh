@@ -11,10 +11,13 @@
 #      drops 1% of answers: the audit sees the drift first, then converges.
 #   3. PostgreSQL restarted mid-run: the worker ends by itself, the next run
 #      converges, no half-written link.
-#   4. the client secret is rotated in the emulator between runs: the run
+#   4. bad input: 200 malformed rows among the good ones (only they fail,
+#      each message naming the column), a source view with a wrong type, a
+#      database migrated by a newer worker: each a clear message.
+#   5. the client secret is rotated in the emulator between runs: the run
 #      fails with the AADSTS advice; once the configuration points at the
 #      new secret the next run succeeds and the audit is clean.
-#   5. a garbage configuration file: exit 78 naming the bad key.
+#   6. a garbage configuration file: exit 78 naming the bad key.
 # Every scenario is bounded in time; the figures go to stdout and, with
 # SYSTEST_REPORT=FILE, to FILE as markdown rows (docs/reliability.md).
 #
@@ -237,20 +240,21 @@ nonfinal_sql="SELECT count(*) FROM entraprov.sync_operations o JOIN entraprov.sy
 
 # --------------------------------------------------------------------------
 say "Scenario 2: churn under 10% 5xx and 1% dropped answers"
+chg=$((users / 10)) lv=$((users / 50))
 psql_q <<SQL
 UPDATE entraprov.desired_users SET department = 'Moved ' || department
- WHERE external_id BETWEEN 'E000101' AND 'E001100';
-DELETE FROM entraprov.desired_users WHERE external_id > 'E' || lpad(($users - 200)::text, 6, '0');
+ WHERE external_id BETWEEN 'E000101' AND 'E' || lpad((100 + $chg)::text, 6, '0');
+DELETE FROM entraprov.desired_users WHERE external_id LIKE 'E%' AND external_id > 'E' || lpad(($users - $lv)::text, 6, '0');
 INSERT INTO entraprov.desired_users
        (external_id, user_principal_name, display_name, employee_id, usage_location, account_enabled, manager_external_id)
 SELECT 'H' || lpad(i::text, 6, '0'), 'hire' || lpad(i::text, 6, '0') || '@$domain', 'Hire ' || i,
        'H' || lpad(i::text, 6, '0'), 'FR', true, 'E' || lpad((1 + i % 100)::text, 6, '0')
-  FROM generate_series(1, 200) AS i;
+  FROM generate_series(1, $lv) AS i;
 SQL
 audit_counts
 before=$counts
 [[ $audit_rc -eq 1 ]] || die "audit after churn: exit $audit_rc; want 1 (drift)"
-[[ $(jq -c '[.drift, .extra, .missing]' <<<"$before") == '[1000,200,200]' ]] || die "audit after churn: $before; want drift 1000, extra 200, missing 200"
+[[ $(jq -c '[.drift, .extra, .missing]' <<<"$before") == "[$chg,$lv,$lv]" ]] || die "audit after churn: $before; want drift $chg, extra $lv, missing $lv"
 note "audit before the run: exit 1, $before"
 curl -fsS --cacert "$hr_ca" -X POST -d '{"rate_5xx":0.1,"drop_rate":0.01,"commit_before_fault":0.5}' "${hr_admin}faults" >/dev/null
 curl -fsS --cacert "$hr_ca" -X POST "${hr_admin}reset" >/dev/null
@@ -279,7 +283,7 @@ nonfinal=$(psql_q -c "$nonfinal_sql")
 [[ "$dup_emp" == 0 && "$nonfinal" == 0 && "$enabled" == "$users" ]] || die "after faults: $dup_emp duplicate employeeIds, $nonfinal non-final operations, $enabled enabled users (want $users)"
 share=$(awk -v t="$throttled" -v s="$steps" 'BEGIN { if (s > 0) printf "%.1f%%", 100 * t / s; else print "0%" }')
 note "converged in $runs4 run(s) ($statuses) in $t4 s; $faults injected 5xx, $dropped dropped answers; audit clean; 0 duplicates; 429 share $share"
-row "churn under 5xx and dropped answers" "1,000 department changes, 200 leavers, 200 hires (\`worker audit\` before: exit 1, drift 1000 / extra 200 / missing 200); graphsim answering 10% of requests 5xx and dropping 1% (half of the faults after committing the write); \`worker sync\` until the audit is clean" \
+row "churn under 5xx and dropped answers" "$chg department changes, $lv leavers, $lv hires (\`worker audit\` before: exit 1, $before); graphsim answering 10% of requests 5xx and dropping 1% (half of the faults after committing the write); \`worker sync\` until the audit is clean" \
 	"\`worker audit\`; graphsim users, employeeIds; operations not final" \
 	"converged in $runs4 run(s) ($statuses) in $t4 s through $faults injected 5xx and $dropped dropped answers; audit clean; $enabled enabled users, 0 duplicate employeeIds; 0 non-final operations; 429 share $share"
 
@@ -287,11 +291,12 @@ row "churn under 5xx and dropped answers" "1,000 department changes, 200 leavers
 say "Scenario 3: PostgreSQL restarted mid-run"
 pg_ctl_bin=$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort -V | tail -n 1)
 pg_as() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-psql_q -c "UPDATE entraprov.desired_users SET job_title = 'Senior ' || coalesce(job_title, 'Staff') WHERE external_id <= 'E004000'"
+retitled=$((users * 4 / 10)) cut=$((users / 10))
+psql_q -c "UPDATE entraprov.desired_users SET job_title = 'Senior ' || coalesce(job_title, 'Staff') WHERE external_id <= 'E' || lpad('$retitled', 6, '0')"
 "$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-pg-1.log" 2>&1 &
 wp=$!
 pids+=("$wp")
-target=$(($(sim_get "$hr_admin" "$hr_ca" counters | jq .writes) + 1000))
+target=$(($(sim_get "$hr_admin" "$hr_ca" counters | jq .writes) + cut))
 for _ in $(seq 1 600); do
 	kill -0 "$wp" 2>/dev/null || break
 	(($(sim_get "$hr_admin" "$hr_ca" counters | jq .writes) >= target)) && break
@@ -299,7 +304,7 @@ for _ in $(seq 1 600); do
 done
 kill -0 "$wp" 2>/dev/null || die "the run ended before PostgreSQL could be restarted"
 pg_as "$pg_ctl_bin" -D "$WITH_POSTGRES_DIR/data" -m fast -w -t 60 restart >/dev/null
-note "PostgreSQL restarted after 1,000 writes of the run"
+note "PostgreSQL restarted after $cut writes of the run"
 rc=0
 for _ in $(seq 1 1200); do kill -0 "$wp" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$wp" 2>/dev/null; then kill -9 "$wp"; die "the worker did not end within 120 s of the restart"; fi
@@ -317,12 +322,62 @@ nonfinal=$(psql_q -c "$nonfinal_sql")
 [[ "$halfway" == 0 && "$running" == 0 && "$nonfinal" == 0 ]] || die "after the restart: $halfway half-written links, $running running runs, $nonfinal non-final operations"
 runs_after=$(psql_q -c "SELECT status FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 2" | tac | tr '\n' ' ')
 note "next run succeeded; audit clean; 0 half-written links; runs: $runs_after"
-row "PostgreSQL restarted mid-run" "4,000 job-title changes; \`pg_ctl restart -m fast\` after 1,000 writes of the run; then one more \`worker sync\`" \
+row "PostgreSQL restarted mid-run" "$retitled job-title changes; \`pg_ctl restart -m fast\` after $cut writes of the run; then one more \`worker sync\`" \
 	"the worker ends by itself (≤120 s) with a clear status; \`worker audit\`; links left \`creating\` or without object; runs left running; operations not final" \
 	"worker exit $rc: \`${said#worker: }\`; run row ${first%%:*} (then marked by the next run: ${runs_after%% *}); next run succeeded; audit clean; 0 half-written links, 0 running runs, 0 non-final operations"
 
 # --------------------------------------------------------------------------
-say "Scenario 4: the client secret rotated between runs"
+say "Scenario 4: bad input — malformed rows, a source of wrong types, a newer schema"
+psql_q <<SQL
+INSERT INTO entraprov.desired_users (external_id, user_principal_name, display_name, usage_location, account_enabled)
+SELECT 'B' || lpad(i::text, 6, '0'),
+       CASE i % 4 WHEN 0 THEN 'bad' || i || '@fabrikam.example' WHEN 1 THEN 'no-at-sign' || i
+                  WHEN 2 THEN 'bad' || i || '@$domain' ELSE 'tab' || i || '@$domain' END,
+       CASE i % 4 WHEN 3 THEN E'Tab\\tName' ELSE 'Bad ' || i END,
+       CASE i % 4 WHEN 2 THEN 'XX' END, true
+  FROM generate_series(1, 200) AS i;
+SQL
+rc=0
+worker sync --job hr >"$tmp/worker-bad.log" 2>&1 || rc=$?
+bad_run=$(psql_q -c "SELECT id || ' ' || status FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 1")
+bad_failed=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${bad_run%% *} AND status = 'failed' AND external_id LIKE 'B%'")
+bad_other=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${bad_run%% *} AND status = 'failed' AND external_id NOT LIKE 'B%'")
+bad_msgs=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${bad_run%% *} AND status = 'failed'
+                      AND (message ~ '(user_principal_name|usage_location|display_name)')")
+example=$(psql_q -c "SELECT left(message, 140) FROM entraprov.sync_operations WHERE run_id = ${bad_run%% *} AND external_id = 'B000002'")
+audit_counts
+[[ $rc -eq 0 && "${bad_run#* }" == partial ]] || die "malformed rows: exit $rc, run $bad_run; want exit 0, partial"
+[[ "$bad_failed" == 200 && "$bad_other" == 0 && "$bad_msgs" == 200 ]] || die "malformed rows: $bad_failed failed (want 200), $bad_other good rows failed, $bad_msgs messages name the column"
+[[ $(jq -c '[.invalid, (. | length)]' <<<"$counts") == '[200,1]' ]] || die "audit with malformed rows: $counts; want invalid 200 and nothing else"
+note "200 malformed rows: run $bad_run, exit 0; 200 failed operations naming the column, 0 good rows failed; audit: $counts"
+note "e.g. B000002: $example"
+psql_q -c "DELETE FROM entraprov.desired_users WHERE external_id LIKE 'B%'"
+# A source whose column has the wrong type.
+psql_q -c "CREATE VIEW public.typed_wrong AS SELECT external_id, user_principal_name, display_name, mail_nickname, given_name, surname,
+             job_title, 42 AS department, office_location, company_name, employee_id, employee_type, usage_location, mobile_phone,
+             account_enabled, manager_external_id, groups FROM entraprov.desired_users"
+sed 's#source: entraprov.desired_users#source: public.typed_wrong#' "$tmp/config.yaml" >"$tmp/config-typed.yaml"
+rc=0
+"$tmp/bin/worker" --config "$tmp/config-typed.yaml" sync --job hr >"$tmp/worker-typed.log" 2>&1 || rc=$?
+[[ $rc -ne 0 ]] && grep -q 'department' "$tmp/worker-typed.log" || die "wrong-typed source: exit $rc: $(tail -n 3 "$tmp/worker-typed.log")"
+typed_msg=$(grep -m1 -o 'department[^"]*' "$tmp/worker-typed.log" | head -c 160)
+note "wrong-typed source: exit $rc: $typed_msg"
+# A database migrated by a newer worker.
+version=$(psql_q -c "SELECT version FROM entraprov.schema_version")
+psql_q -c "UPDATE entraprov.schema_version SET version = version + 1"
+rc=0
+worker sync --job hr >"$tmp/worker-newer.log" 2>&1 || rc=$?
+psql_q -c "UPDATE entraprov.schema_version SET version = $version"
+[[ $rc -ne 0 ]] && grep -qi 'schema version' "$tmp/worker-newer.log" || die "newer schema: exit $rc: $(tail -n 3 "$tmp/worker-newer.log")"
+newer_msg=$(grep -m1 -io 'the database is at schema version[^"]*' "$tmp/worker-newer.log" | head -c 160)
+note "newer schema: exit $rc: $newer_msg"
+worker audit --job hr >/dev/null 2>&1 || die "audit after the bad-input scenario is not clean"
+row "bad input" "200 malformed rows (domain not allowed, no @, usage location XX, a tab in the name) among $users good ones; a source view whose department is an integer; the schema version raised by one" \
+	"the run's status and exit code, the failed operations and their messages, \`worker audit\`; the exit code and message of a sync on the wrong source and on the newer schema" \
+	"run $bad_run, exit 0: exactly the 200 bad rows failed, each message naming the column (e.g. \`$example\`), 0 good rows failed; audit: invalid 200 and nothing else. Wrong types: exit $rc, \`$typed_msg\`. Newer schema: exit $rc, \`$newer_msg\`. Audit clean afterwards"
+
+# --------------------------------------------------------------------------
+say "Scenario 5: the client secret rotated between runs"
 port=$((20000 + RANDOM % 20000))
 rot_old="Old~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 rot_new="New~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -358,7 +413,7 @@ row "client secret rotated" "job of 200 users synced with secret A; the emulator
 	"with A: exit 1, run $failed_status, message carries AADSTS7000215 and names the secret file; with B: exit 0, audit clean"
 
 # --------------------------------------------------------------------------
-say "Scenario 5: a garbage configuration file"
+say "Scenario 6: a garbage configuration file"
 printf 'database:\n  url: "%s"\njobs:\n  - name: hr\n    batch_size: lots\n    sauce: ketchup\n' "$DATABASE_URL" >"$tmp/garbage.yaml"
 rc=0
 "$tmp/bin/worker" --config "$tmp/garbage.yaml" sync --job hr >"$tmp/garbage.log" 2>&1 || rc=$?
