@@ -14,10 +14,12 @@
 #   4. bad input: 200 malformed rows among the good ones (only they fail,
 #      each message naming the column), a source view with a wrong type, a
 #      database migrated by a newer worker: each a clear message.
-#   5. the client secret is rotated in the emulator between runs: the run
+#   5. two `worker sync` of the same job started together: one runs, the
+#      other does nothing and says so.
+#   6. the client secret is rotated in the emulator between runs: the run
 #      fails with the AADSTS advice; once the configuration points at the
 #      new secret the next run succeeds and the audit is clean.
-#   6. a garbage configuration file: exit 78 naming the bad key.
+#   7. a garbage configuration file: exit 78 naming the bad key.
 # Every scenario is bounded in time; the figures go to stdout and, with
 # SYSTEST_REPORT=FILE, to FILE as markdown rows (docs/reliability.md).
 #
@@ -291,7 +293,7 @@ row "churn under 5xx and dropped answers" "$chg department changes, $lv leavers,
 say "Scenario 3: PostgreSQL restarted mid-run"
 pg_ctl_bin=$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort -V | tail -n 1)
 pg_as() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-retitled=$((users * 4 / 10)) cut=$((users / 10))
+retitled=$users cut=$((users / 10))
 psql_q -c "UPDATE entraprov.desired_users SET job_title = 'Senior ' || coalesce(job_title, 'Staff') WHERE external_id <= 'E' || lpad('$retitled', 6, '0')"
 "$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-pg-1.log" 2>&1 &
 wp=$!
@@ -377,7 +379,31 @@ row "bad input" "200 malformed rows (domain not allowed, no @, usage location XX
 	"run $bad_run, exit 0: exactly the 200 bad rows failed, each message naming the column (e.g. \`$example\`), 0 good rows failed; audit: invalid 200 and nothing else. Wrong types: exit $rc, \`$typed_msg\`. Newer schema: exit $rc, \`$newer_msg\`. Audit clean afterwards"
 
 # --------------------------------------------------------------------------
-say "Scenario 5: the client secret rotated between runs"
+say "Scenario 5: two workers start the same job at once"
+psql_q -c "UPDATE entraprov.desired_users SET office_location = 'Lyon' WHERE external_id <= 'E' || lpad('$((users / 10))', 6, '0')"
+runs_before=$(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE job = 'hr'")
+"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-twin-a.log" 2>&1 &
+wa=$!
+"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-twin-b.log" 2>&1 &
+wb=$!
+pids+=("$wa" "$wb")
+rca=0 rcb=0
+wait "$wa" || rca=$?
+wait "$wb" || rcb=$?
+runs_new=$(($(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE job = 'hr'") - runs_before))
+skipped=$(cat "$tmp/worker-twin-a.log" "$tmp/worker-twin-b.log" | grep -c 'another worker is running this job' || true)
+patched=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations o JOIN entraprov.sync_runs r ON r.id = o.run_id
+                     WHERE r.job = 'hr' AND r.id > (SELECT max(id) - $runs_new FROM entraprov.sync_runs) AND o.action = 'update' AND o.status = 'succeeded'")
+audit_counts
+note "exit codes $rca and $rcb; $runs_new run(s) recorded; $skipped told another worker holds the job; $patched updates; audit $counts"
+[[ "$runs_new" == 1 && "$skipped" == 1 && $((rca + rcb)) == 1 && "$patched" == "$((users / 10))" && $audit_rc == 0 ]] ||
+	die "two workers at once: exits $rca/$rcb, $runs_new runs, $skipped skipped, $patched updates (want $((users / 10))), audit $counts"
+row "two workers at once" "$((users / 10)) office changes; two \`worker sync --job hr\` started together" \
+	"exit codes, runs recorded, updates sent, \`worker audit\`" \
+	"one run recorded and applied the $patched updates (exit 0); the other did nothing and said \`another worker is running this job; nothing was done\` (exit 1); audit clean"
+
+# --------------------------------------------------------------------------
+say "Scenario 6: the client secret rotated between runs"
 port=$((20000 + RANDOM % 20000))
 rot_old="Old~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 rot_new="New~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -413,7 +439,7 @@ row "client secret rotated" "job of 200 users synced with secret A; the emulator
 	"with A: exit 1, run $failed_status, message carries AADSTS7000215 and names the secret file; with B: exit 0, audit clean"
 
 # --------------------------------------------------------------------------
-say "Scenario 6: a garbage configuration file"
+say "Scenario 7: a garbage configuration file"
 printf 'database:\n  url: "%s"\njobs:\n  - name: hr\n    batch_size: lots\n    sauce: ketchup\n' "$DATABASE_URL" >"$tmp/garbage.yaml"
 rc=0
 "$tmp/bin/worker" --config "$tmp/garbage.yaml" sync --job hr >"$tmp/garbage.log" 2>&1 || rc=$?
