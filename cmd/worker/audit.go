@@ -68,7 +68,7 @@ func runAudit(cmd *cobra.Command, jobName string, asJSON bool, opts audit.Option
 	}
 	defer st.Close()
 	if err := st.CheckSchema(ctx); err != nil {
-		return withExit(exitFail, fmt.Errorf("%w (run `worker migrate up`)", err))
+		return withExit(exitFail, err)
 	}
 	if err := st.CheckSource(ctx, job.Source); err != nil {
 		return withExit(exitFail, fmt.Errorf("job %s: %w", job.Name, err))

@@ -92,7 +92,7 @@ func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
 	}
 	defer st.Close()
 	if err := st.CheckSchema(ctx); err != nil {
-		return store.Run{}, withExit(exitFail, fmt.Errorf("%w (run `worker migrate up`)", err))
+		return store.Run{}, withExit(exitFail, err)
 	}
 
 	stderr := cmd.ErrOrStderr()
