@@ -78,23 +78,29 @@ func excerpt(b []byte) string {
 // parseRetryAfter reads a Retry-After value: delay-seconds, possibly
 // fractional (observed in practice although RFC 9110 says integer; kiota
 // truncates "0.5" to 0), or an HTTP-date.
+// maxRetryAfter bounds a Retry-After the executor will honour; past it the
+// header is ignored and the usual backoff applies.
+const maxRetryAfter = 24 * time.Hour
+
 func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false
 	}
 	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		if f < 0 || f != f || f > 24*3600 {
+		if f < 0 || f != f || f > maxRetryAfter.Seconds() {
 			return 0, false
 		}
 		return time.Duration(f * float64(time.Second)), true
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		d := t.Sub(now)
-		if d < 0 {
-			d = 0
+		if d > maxRetryAfter {
+			// The same bound as the seconds form: a far-future date is a
+			// broken header, not a reason to stall the run for days.
+			return 0, false
 		}
-		return d, true
+		return max(d, 0), true
 	}
 	return 0, false
 }

@@ -27,6 +27,7 @@ func TestParseRetryAfter(t *testing.T) {
 		{"negative_is_invalid", "-1", 0, false},
 		{"garbage_is_invalid", "soon", 0, false},
 		{"absurdly_long_is_invalid", "1e9", 0, false},
+		{"far_future_http_date_is_invalid", now.Add(30 * 24 * time.Hour).Format(http.TimeFormat), 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
