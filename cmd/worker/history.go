@@ -75,15 +75,44 @@ func newShowCommand() *cobra.Command {
 	var (
 		status string
 		asJSON bool
+		stuck  bool
+		job    string
+		nRuns  int
 	)
 	c := &cobra.Command{
-		Use:   "show RUN_ID",
+		Use:   "show RUN_ID | show --stuck [--job X] [--runs N]",
 		Short: "Show one run and its per-user operations",
 		Long: "Prints the run's header (status, counts, Graph traffic, error) and its operations\n" +
 			"in order: user, action, status, HTTP status, Graph error code and message, request id.\n" +
-			"For one user's history across runs: SELECT * FROM entraprov.user_history WHERE external_id = '…'.",
-		Args: cobra.ExactArgs(1),
+			"For one user's history across runs: SELECT * FROM entraprov.user_history WHERE external_id = '…'.\n\n" +
+			"With --stuck, lists instead the users whose operations failed with the same HTTP status and\n" +
+			"Graph error code in each of the job's last N apply runs (--runs, default 3): the last failure,\n" +
+			"how many runs in a row it failed, since when, and the request id to quote to Microsoft.",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if stuck {
+				return cobra.NoArgs(cmd, args)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if stuck {
+				if nRuns < 1 || nRuns > store.StuckWindow {
+					return withExit(exitUsage, fmt.Errorf("--runs must be between 1 and %d, got %d", store.StuckWindow, nRuns))
+				}
+				return withStore(cmd, func(ctx context.Context, st *store.Store) error {
+					if err := st.CheckSchema(ctx); err != nil {
+						return withExit(exitFail, err)
+					}
+					users, err := st.StuckUsers(ctx, job, nRuns)
+					if err != nil {
+						return withExit(exitFail, err)
+					}
+					return printStuck(cmd.OutOrStdout(), users, job, nRuns, asJSON)
+				})
+			}
+			if job != "" || cmd.Flags().Changed("runs") {
+				return withExit(exitUsage, errors.New("--job and --runs go with --stuck"))
+			}
 			id, err := strconv.ParseInt(args[0], 10, 64)
 			if err != nil || id <= 0 {
 				return withExit(exitUsage, fmt.Errorf("RUN_ID must be a run number (see `worker history`), got %q", args[0]))
@@ -112,7 +141,64 @@ func newShowCommand() *cobra.Command {
 	}
 	c.Flags().StringVar(&status, "status", "", "only operations with this status ("+strings.Join(opStatuses, ", ")+")")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of tables")
+	c.Flags().BoolVar(&stuck, "stuck", false, "list users failing the same way in each of the last --runs apply runs")
+	c.Flags().StringVar(&job, "job", "", "with --stuck: only this job")
+	c.Flags().IntVar(&nRuns, "runs", 3, "with --stuck: how many last apply runs a user must have failed")
 	return c
+}
+
+// stuckJSON is the stable JSON shape of a stuck user.
+type stuckJSON struct {
+	Job        string    `json:"job"`
+	ExternalID string    `json:"external_id"`
+	Action     string    `json:"action"`
+	HTTPStatus int       `json:"http_status,omitempty"`
+	ErrorCode  string    `json:"error_code,omitempty"`
+	Message    string    `json:"message,omitempty"`
+	Runs       int       `json:"consecutive_failed_runs"`
+	FirstAt    time.Time `json:"first_failure_at"`
+	LastAt     time.Time `json:"last_failure_at"`
+	RunID      int64     `json:"last_run_id"`
+	RequestID  string    `json:"request_id,omitempty"`
+}
+
+func printStuck(w io.Writer, users []store.StuckUser, job string, n int, asJSON bool) error {
+	if asJSON {
+		out := make([]stuckJSON, 0, len(users))
+		for _, u := range users {
+			out = append(out, stuckJSON{Job: u.Job, ExternalID: u.ExternalID, Action: u.Action, HTTPStatus: u.HTTPStatus,
+				ErrorCode: u.ErrorCode, Message: u.Message, Runs: u.Runs, FirstAt: u.FirstAt, LastAt: u.LastAt,
+				RunID: u.RunID, RequestID: u.RequestID})
+		}
+		return writeJSON(w, out)
+	}
+	if len(users) == 0 {
+		scope := "any job"
+		if job != "" {
+			scope = "job " + job
+		}
+		_, err := fmt.Fprintf(w, "no user of %s failed the same way in each of its last %d apply runs\n", scope, n)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tEXTERNAL_ID\tACTION\tHTTP\tERROR\tRUNS\tFIRST_FAILED\tLAST_FAILED\tLAST_RUN\tREQUEST_ID")
+	for _, u := range users {
+		http := "-"
+		if u.HTTPStatus != 0 {
+			http = strconv.Itoa(u.HTTPStatus)
+		}
+		msg := u.ErrorCode
+		if u.Message != "" {
+			msg = strings.TrimPrefix(msg+": "+u.Message, ": ")
+		}
+		runs := strconv.Itoa(u.Runs)
+		if u.Runs >= store.StuckWindow {
+			runs += "+"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", u.Job, u.ExternalID, u.Action, http,
+			orDash(oneLine(msg, 80)), runs, fmtTime(u.FirstAt), fmtTime(u.LastAt), u.RunID, orDash(u.RequestID))
+	}
+	return tw.Flush()
 }
 
 var opStatuses = []string{store.OpPlanned, store.OpPending, store.OpSucceeded, store.OpFailed,
