@@ -23,8 +23,9 @@ lint: ## gofmt (must list nothing) and go vet
 	if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench: ## Benchmarks, one iteration each (figures are printed per benchmark)
-	$(WITH_PG) $(GO) test -run '^$$' -bench . -benchtime 1x ./...
+bench: ## Benchmarks: emulator throughput (2s each), then each scenario once (figures are printed per benchmark)
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/graphsim/
+	$(WITH_PG) $(GO) test -run '^$$' -bench . -benchtime 1x $$($(GO) list ./... | grep -v '/internal/graphsim$$')
 
 demo: ## Throwaway Postgres + Graph emulator + sample users, then check/plan/sync/history
 	scripts/demo.sh
