@@ -96,7 +96,11 @@ RETURNING id, started_at, finished_at`,
 }
 
 // FinishRun records the outcome of r: status, counts, Graph figures, error
-// summary and finished_at (set to now and copied back into r).
+// summary and finished_at (set to now and copied back into r). In the same
+// statement, operations of the run still pending (their result was never
+// written, e.g. the database went away mid-run) become interrupted: a
+// finished run has no operation without a final status. It is idempotent,
+// so a caller may retry it after a connection error.
 func (s *Store) FinishRun(ctx context.Context, r *Run) error {
 	counts := r.Counts
 	if counts == nil {
@@ -106,6 +110,12 @@ func (s *Store) FinishRun(ctx context.Context, r *Run) error {
 		return fmt.Errorf("finish run %d: status %q is not a final status", r.ID, r.Status)
 	}
 	err := s.pool.QueryRow(ctx, `
+WITH ops AS (
+    UPDATE entraprov.sync_operations
+       SET status = 'interrupted', at = now(),
+           message = coalesce(message, 'no result recorded: the run ended before the outcome of this operation was written')
+     WHERE run_id = $1 AND status = 'pending'
+)
 UPDATE entraprov.sync_runs
    SET status = $2, counts = $3, requests = $4, batches = $5, throttled = $6, retried = $7,
        error_summary = nullif($8, ''), finished_at = now()

@@ -256,6 +256,37 @@ func TestFinishRunRecordsCountsAndStats(t *testing.T) {
 	}
 }
 
+// A finished run has no operation without a final status: FinishRun
+// settles the pending ones (their results were never written) and leaves
+// final and planned ones alone. Finishing twice is harmless (retries).
+func TestFinishRunSettlesPendingOperations(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	ctx := ctxT(t)
+	r := &store.Run{Job: "j", Trigger: "manual", Mode: "apply"}
+	if err := st.StartRun(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	recordOps(t, st, r.ID, store.OpPending, store.OpSucceeded, store.OpPlanned, store.OpPending)
+	r.Status, r.ErrorSummary = store.RunFailed, "write results: conn closed"
+	for range 2 {
+		if err := st.FinishRun(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for status, want := range map[string]int{store.OpPending: 0, store.OpInterrupted: 2, store.OpSucceeded: 1, store.OpPlanned: 1} {
+		ops, err := st.ListOperations(ctx, r.ID, status)
+		if err != nil || len(ops) != want {
+			t.Fatalf("%s operations = %d (%v); want %d", status, len(ops), err, want)
+		}
+		for _, o := range ops {
+			if status == store.OpInterrupted && o.Message == "" {
+				t.Fatalf("interrupted operation %d has no message", o.Seq)
+			}
+		}
+	}
+}
+
 func recordOps(t *testing.T, st *store.Store, runID int64, statuses ...string) {
 	t.Helper()
 	var ops []store.Operation

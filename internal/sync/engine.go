@@ -132,6 +132,35 @@ func (e *Engine) now() time.Time {
 // was cancelled (SIGTERM): they must still happen, but not hang.
 const dbTimeout = 30 * time.Second
 
+// finalBackoff is the wait before each retry of a run's closing writes:
+// about 6 s in all, enough for a restarted PostgreSQL to accept
+// connections again, short enough not to hold a stopping worker.
+var finalBackoff = []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond,
+	800 * time.Millisecond, 1600 * time.Millisecond, 3200 * time.Millisecond}
+
+// retryFinal runs one of the writes that close a run (FinishRun, which also
+// settles the run's pending operations, and the job state), retrying it
+// after a short backoff. When the database restarted mid-run, the pool's
+// connections are dead and the first attempts fail on them; each failed
+// attempt drops its connection, so a retry gets a fresh one. Without this
+// the run row would read "running" until the next run marks it
+// interrupted. The writes are idempotent; ctx must outlive the run's
+// cancellation.
+func (e *Engine) retryFinal(ctx context.Context, log *slog.Logger, what string, write func(context.Context) error) error {
+	var err error
+	for i := 0; ; i++ {
+		if err = write(ctx); err == nil || errors.Is(err, store.ErrNotFound) || i == len(finalBackoff) {
+			return err
+		}
+		log.WarnContext(ctx, "closing write of the run failed; retrying", "write", what, "attempt", i+1, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(finalBackoff[i]):
+		}
+	}
+}
+
 // Run performs one run of job: lock, record, refresh the mirror, plan every
 // user, check the deletion threshold, apply, and record the outcome. The
 // returned run is final; its Status says how it went (skipped when another
@@ -184,10 +213,10 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
 	defer cancel()
-	if err := e.Store.FinishRun(fctx, run); err != nil {
+	if err := e.retryFinal(fctx, log, "finish run", func(ctx context.Context) error { return e.Store.FinishRun(ctx, run) }); err != nil {
 		return *run, fmt.Errorf("run %d of job %s: %w", run.ID, job.Name, err)
 	}
-	if err := r.saveOutcome(fctx); err != nil {
+	if err := e.retryFinal(fctx, log, "save job state", r.saveOutcome); err != nil {
 		log.WarnContext(ctx, "could not update job state", "err", err)
 	}
 	dur := time.Duration(0)

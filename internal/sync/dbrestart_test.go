@@ -1,0 +1,186 @@
+package sync_test
+
+import (
+	"context"
+	"fmt"
+	gosync "sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/graphsim"
+	"github.com/entraprov/entraprov/internal/store"
+	esync "github.com/entraprov/entraprov/internal/sync"
+)
+
+// killBackendsAfter does to the worker's connections what a PostgreSQL
+// restart does, once n results came back from the executor: the database
+// stops accepting connections and every other backend of it is
+// terminated. The run goes on; reopen lets connections in again.
+type killBackendsAfter struct {
+	esync.Directory
+	t      testing.TB
+	conn   *pgx.Conn // to another database: it survives the kill
+	db     string    // the test's database
+	n      int64
+	seen   atomic.Int64
+	killed atomic.Int64
+	mu     gosync.Mutex
+	open   bool
+}
+
+func (k *killBackendsAfter) Stats() directory.Stats {
+	return k.Directory.(interface{ Stats() directory.Stats }).Stats()
+}
+
+func (k *killBackendsAfter) allowConnections(ctx context.Context, allow bool) error {
+	_, err := k.conn.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s ALLOW_CONNECTIONS %t", pgx.Identifier{k.db}.Sanitize(), allow))
+	if err == nil {
+		k.open = allow
+	}
+	return err
+}
+
+func (k *killBackendsAfter) kill() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := k.allowConnections(ctx, false); err != nil {
+		k.t.Errorf("refuse connections: %v", err)
+		return
+	}
+	var n int64
+	err := k.conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = $1 AND pid <> pg_backend_pid()`, k.db).Scan(&n)
+	if err != nil {
+		k.t.Errorf("terminate backends: %v", err)
+	}
+	k.killed.Store(n)
+}
+
+func (k *killBackendsAfter) reopen() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.open {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := k.allowConnections(ctx, true); err != nil {
+		k.t.Errorf("accept connections again: %v", err)
+	}
+}
+
+// reopenOnFinish lets connections in again shortly after the run's first
+// attempt to finish: that attempt meets a database still down.
+type reopenOnFinish struct {
+	esync.Store
+	k     *killBackendsAfter
+	calls atomic.Int64
+}
+
+func (r *reopenOnFinish) FinishRun(ctx context.Context, run *store.Run) error {
+	if r.calls.Add(1) == 1 {
+		time.AfterFunc(300*time.Millisecond, r.k.reopen)
+	}
+	return r.Store.FinishRun(ctx, run)
+}
+
+func (k *killBackendsAfter) Execute(ctx context.Context, ops <-chan directory.Operation, results chan<- directory.Result) directory.Stats {
+	tapped := make(chan directory.Result)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for r := range tapped {
+			if k.seen.Add(1) == k.n {
+				k.kill()
+			}
+			results <- r
+		}
+	}()
+	s := k.Directory.Execute(ctx, ops, tapped)
+	close(tapped)
+	<-done
+	return s
+}
+
+// TestDatabaseConnectionsKilledMidRun: when the run's database connections
+// die mid-run (a PostgreSQL restart), the run closes itself as failed with
+// its error summary on a fresh connection, instead of staying "running"
+// until the next run marks it interrupted, and leaves no operation pending.
+func TestDatabaseConnectionsKilledMidRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, graphsim.Options{Latency: graphsim.Latency{Write: 2 * time.Millisecond, Batch: 3 * time.Millisecond}})
+	e.eng.FlushSize, e.eng.FlushInterval = 16, 10*time.Millisecond
+	ps := e.people(200, 1)
+	e.insert(ps...)
+	cfg, err := pgx.ParseConfig(e.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := cfg.Database
+	cfg.Database = "postgres"
+	conn, err := pgx.ConnectConfig(e.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	killer := &killBackendsAfter{t: t, conn: conn, db: db, n: 40, open: true}
+	t.Cleanup(killer.reopen)
+	hook := &reopenOnFinish{Store: e.st, k: killer}
+	e.eng.Store = hook
+	e.wrapDir = func(d esync.Directory) esync.Directory {
+		killer.Directory = d
+		return killer
+	}
+
+	first, runErr := e.eng.Run(e.ctx, e.job, esync.RunOptions{})
+	e.wrapDir = nil
+	if hook.calls.Load() < 2 {
+		t.Fatalf("FinishRun called %d times; the first attempt should have met the database down", hook.calls.Load())
+	}
+	if killer.killed.Load() == 0 {
+		t.Fatalf("no backend was terminated (results seen %d); the test proves nothing", killer.seen.Load())
+	}
+	if runErr == nil || first.Status != store.RunFailed {
+		t.Fatalf("run: status %q, err %v; want failed with an error", first.Status, runErr)
+	}
+	// The checks read through a new pool: the old one may still hold
+	// connections killed mid-run that nobody has tried since.
+	fresh, err := store.Open(e.ctx, e.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fresh.Close)
+	e.st, e.eng.Store = fresh, fresh
+	got, err := e.st.GetRun(e.ctx, first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != store.RunFailed || got.FinishedAt == nil || got.ErrorSummary == "" {
+		t.Fatalf("run row: status %q, finished_at %v, summary %q; want failed, finished, with a summary",
+			got.Status, got.FinishedAt, got.ErrorSummary)
+	}
+	var open int
+	if err := e.st.Pool().QueryRow(e.ctx, `SELECT count(*) FROM entraprov.sync_operations
+		WHERE run_id = $1 AND status IN ('pending', 'planned')`, first.ID).Scan(&open); err != nil {
+		t.Fatal(err)
+	}
+	if open != 0 {
+		t.Fatalf("%d operations of the run left pending", open)
+	}
+	t.Logf("killed %d backends; FinishRun attempts %d; run summary %q", killer.killed.Load(), hook.calls.Load(), got.ErrorSummary)
+
+	// The next run finds nothing to mark interrupted and finishes the job.
+	e.run(esync.RunOptions{}, store.RunSucceeded)
+	if again, err := e.st.GetRun(e.ctx, first.ID); err != nil || again.Status != store.RunFailed {
+		t.Fatalf("first run after the next one: %q (%v); want still failed", again.Status, err)
+	}
+	if live := e.live(); len(live) != len(ps) {
+		t.Fatalf("directory holds %d users; want %d", len(live), len(ps))
+	}
+}
