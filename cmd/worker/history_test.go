@@ -89,7 +89,7 @@ func TestMigrateCommand(t *testing.T) {
 		{name: "newer_database_is_refused", args: []string{"migrate", "up", db}, code: exitFail,
 			contains: []string{"schema version 7", "upgrade the worker"}},
 		{name: "status_of_newer_database", args: []string{"migrate", "status", db}, code: exitFail,
-			contains: []string{"schema version 7, this worker knows 2", "upgrade the worker"}},
+			contains: []string{"schema version 7, this worker knows 4", "upgrade the worker"}},
 	})
 }
 
