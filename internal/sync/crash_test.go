@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/entraprov/entraprov/internal/directory"
 	"github.com/entraprov/entraprov/internal/graphsim"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
@@ -65,36 +64,6 @@ func (c *crashStore) SaveJobState(ctx context.Context, s store.JobState) error {
 	return c.Store.SaveJobState(ctx, s)
 }
 
-// cancelAfter cancels the run once n results came back from the executor.
-type cancelAfter struct {
-	esync.Directory
-	n      int64
-	seen   atomic.Int64
-	cancel context.CancelFunc
-}
-
-func (c *cancelAfter) Stats() directory.Stats {
-	return c.Directory.(interface{ Stats() directory.Stats }).Stats()
-}
-
-func (c *cancelAfter) Execute(ctx context.Context, ops <-chan directory.Operation, results chan<- directory.Result) directory.Stats {
-	tapped := make(chan directory.Result)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for r := range tapped {
-			if c.seen.Add(1) == c.n {
-				c.cancel()
-			}
-			results <- r
-		}
-	}()
-	s := c.Directory.Execute(ctx, ops, tapped)
-	close(tapped)
-	<-done
-	return s
-}
-
 // TestCrashSafety stops the first run at a random point, by cancellation
 // (SIGTERM) or by a simulated process death, under injected Graph faults,
 // then runs again. Invariants: the directory ends exactly as desired, no
@@ -132,7 +101,7 @@ func TestCrashSafety(t *testing.T) {
 			var err error
 			if mode == "cancel" {
 				e.wrapDir = func(d esync.Directory) esync.Directory {
-					return &cancelAfter{Directory: d, n: stopAt * 10, cancel: cancel}
+					return &afterResults{Directory: d, n: stopAt * 10, do: cancel}
 				}
 				first, err = e.eng.Run(ctx, e.job, esync.RunOptions{})
 				if first.Status != store.RunInterrupted || err == nil {

@@ -10,33 +10,24 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/entraprov/entraprov/internal/directory"
 	"github.com/entraprov/entraprov/internal/graphsim"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
 )
 
-// killBackendsAfter does to the worker's connections what a PostgreSQL
-// restart does, once n results came back from the executor: the database
-// stops accepting connections and every other backend of it is
-// terminated. The run goes on; reopen lets connections in again.
-type killBackendsAfter struct {
-	esync.Directory
+// backendKiller does to the worker's connections what a PostgreSQL
+// restart does: kill makes the database stop accepting connections and
+// terminates every other backend of it; reopen lets connections in again.
+type backendKiller struct {
 	t      testing.TB
 	conn   *pgx.Conn // to another database: it survives the kill
 	db     string    // the test's database
-	n      int64
-	seen   atomic.Int64
 	killed atomic.Int64
 	mu     gosync.Mutex
 	open   bool
 }
 
-func (k *killBackendsAfter) Stats() directory.Stats {
-	return k.Directory.(interface{ Stats() directory.Stats }).Stats()
-}
-
-func (k *killBackendsAfter) allowConnections(ctx context.Context, allow bool) error {
+func (k *backendKiller) allowConnections(ctx context.Context, allow bool) error {
 	_, err := k.conn.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s ALLOW_CONNECTIONS %t", pgx.Identifier{k.db}.Sanitize(), allow))
 	if err == nil {
 		k.open = allow
@@ -44,7 +35,7 @@ func (k *killBackendsAfter) allowConnections(ctx context.Context, allow bool) er
 	return err
 }
 
-func (k *killBackendsAfter) kill() {
+func (k *backendKiller) kill() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -62,7 +53,7 @@ func (k *killBackendsAfter) kill() {
 	k.killed.Store(n)
 }
 
-func (k *killBackendsAfter) reopen() {
+func (k *backendKiller) reopen() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.open {
@@ -79,7 +70,7 @@ func (k *killBackendsAfter) reopen() {
 // attempt to finish: that attempt meets a database still down.
 type reopenOnFinish struct {
 	esync.Store
-	k     *killBackendsAfter
+	k     *backendKiller
 	calls atomic.Int64
 }
 
@@ -88,24 +79,6 @@ func (r *reopenOnFinish) FinishRun(ctx context.Context, run *store.Run) error {
 		time.AfterFunc(300*time.Millisecond, r.k.reopen)
 	}
 	return r.Store.FinishRun(ctx, run)
-}
-
-func (k *killBackendsAfter) Execute(ctx context.Context, ops <-chan directory.Operation, results chan<- directory.Result) directory.Stats {
-	tapped := make(chan directory.Result)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for r := range tapped {
-			if k.seen.Add(1) == k.n {
-				k.kill()
-			}
-			results <- r
-		}
-	}()
-	s := k.Directory.Execute(ctx, ops, tapped)
-	close(tapped)
-	<-done
-	return s
 }
 
 // TestDatabaseConnectionsKilledMidRun: when the run's database connections
@@ -129,13 +102,14 @@ func TestDatabaseConnectionsKilledMidRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	killer := &killBackendsAfter{t: t, conn: conn, db: db, n: 40, open: true}
+	killer := &backendKiller{t: t, conn: conn, db: db, open: true}
 	t.Cleanup(killer.reopen)
 	hook := &reopenOnFinish{Store: e.st, k: killer}
 	e.eng.Store = hook
+	tap := &afterResults{n: 40, do: killer.kill}
 	e.wrapDir = func(d esync.Directory) esync.Directory {
-		killer.Directory = d
-		return killer
+		tap.Directory = d
+		return tap
 	}
 
 	first, runErr := e.eng.Run(e.ctx, e.job, esync.RunOptions{})
@@ -144,7 +118,7 @@ func TestDatabaseConnectionsKilledMidRun(t *testing.T) {
 		t.Fatalf("FinishRun called %d times; the first attempt should have met the database down", hook.calls.Load())
 	}
 	if killer.killed.Load() == 0 {
-		t.Fatalf("no backend was terminated (results seen %d); the test proves nothing", killer.seen.Load())
+		t.Fatalf("no backend was terminated (results seen %d); the test proves nothing", tap.seen.Load())
 	}
 	if runErr == nil || first.Status != store.RunFailed {
 		t.Fatalf("run: status %q, err %v; want failed with an error", first.Status, runErr)
