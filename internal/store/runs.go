@@ -141,7 +141,7 @@ func (s *Store) RecordOperations(ctx context.Context, ops []Operation) error {
 	now := time.Now()
 	_, err := s.pool.CopyFrom(ctx, pgx.Identifier{"entraprov", "sync_operations"},
 		[]string{"run_id", "seq", "external_id", "object_id", "action", "changes", "status",
-			"http_status", "error_code", "message", "request_id", "attempts", "latency_ms", "at"},
+			"http_status", "error_code", "message", "request_id", "attempts", "latency_ms", "at", "desired_hash"},
 		pgx.CopyFromSlice(len(ops), func(i int) ([]any, error) {
 			o := &ops[i]
 			at := o.At
@@ -154,7 +154,7 @@ func (s *Store) RecordOperations(ctx context.Context, ops []Operation) error {
 			}
 			return []any{o.RunID, o.Seq, o.ExternalID, nullString(o.ObjectID), o.Action, changes, o.Status,
 				nullInt(o.HTTPStatus), nullString(o.ErrorCode), nullString(o.Message), nullString(o.RequestID),
-				o.Attempts, nullInt(o.LatencyMS), at}, nil
+				o.Attempts, nullInt(o.LatencyMS), at, nullString(o.DesiredHash)}, nil
 		}))
 	if err != nil {
 		return fmt.Errorf("record %d operations of run %d: %w", len(ops), ops[0].RunID, err)
@@ -306,7 +306,7 @@ func (s *Store) ListOperations(ctx context.Context, runID int64, status string) 
 	rows, err := s.pool.Query(ctx, `
 SELECT run_id, seq, external_id, coalesce(object_id, ''), action, changes, status,
        coalesce(http_status, 0), coalesce(error_code, ''), coalesce(message, ''),
-       coalesce(request_id, ''), attempts, coalesce(latency_ms, 0), at
+       coalesce(request_id, ''), attempts, coalesce(latency_ms, 0), at, coalesce(desired_hash, '')
   FROM entraprov.sync_operations
  WHERE run_id = $1 AND ($2 = '' OR status = $2)
  ORDER BY seq`, runID, status)
@@ -316,7 +316,7 @@ SELECT run_id, seq, external_id, coalesce(object_id, ''), action, changes, statu
 	ops, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Operation, error) {
 		var o Operation
 		err := row.Scan(&o.RunID, &o.Seq, &o.ExternalID, &o.ObjectID, &o.Action, &o.Changes, &o.Status,
-			&o.HTTPStatus, &o.ErrorCode, &o.Message, &o.RequestID, &o.Attempts, &o.LatencyMS, &o.At)
+			&o.HTTPStatus, &o.ErrorCode, &o.Message, &o.RequestID, &o.Attempts, &o.LatencyMS, &o.At, &o.DesiredHash)
 		return o, err
 	})
 	if err != nil {

@@ -1,16 +1,20 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
 // This file answers `worker show --stuck`: users whose operations keep
-// failing the same way run after run. Deciding what to do about them (a
-// back-off) is the engine's job, not this file's.
+// failing the same way run after run, from the history and from
+// user_backoff. Deciding what to do about them (the back-off) is the
+// engine's job, not this file's.
 
 // StuckUser is one user of a job whose operations failed, with the same
 // HTTP status and Graph error code, in each of the job's last N apply runs.
@@ -30,6 +34,12 @@ type StuckUser struct {
 	RunID     int64
 	FirstAt   time.Time // first failure of the streak
 	LastAt    time.Time // last failure
+	// Failures and NextAttemptAt come from the user's user_backoff row
+	// when it holds this failure (0 and nil otherwise): how many identical
+	// failures in a row the engine counted, and the time before which it
+	// does not try the user again.
+	Failures      int
+	NextAttemptAt *time.Time
 }
 
 // StuckWindow bounds how many of a job's runs the streak is counted over,
@@ -101,6 +111,11 @@ SELECT job FROM j WHERE job IS NOT NULL`
 // operations failed with the same HTTP status and Graph error code in each
 // of the job's last n apply runs, longest streak first. A user stuck with
 // two different errors is listed twice. n must be at least 1.
+//
+// A user the engine backs off is recorded as skipped in the runs that left
+// it alone, which ends its streak in the history: such a user is listed
+// from its user_backoff row instead when it failed at least n times in a
+// row, with Runs set to those failures.
 func (s *Store) StuckUsers(ctx context.Context, job string, n int) ([]StuckUser, error) {
 	if n < 1 || n > StuckWindow {
 		return nil, fmt.Errorf("stuck users: runs must be between 1 and %d, got %d", StuckWindow, n)
@@ -130,7 +145,53 @@ func (s *Store) StuckUsers(ctx context.Context, job string, n int) ([]StuckUser,
 		if err != nil {
 			return nil, fmt.Errorf("stuck users of job %s: %w", j, err)
 		}
-		out = append(out, us...)
+		bs, err := s.UserBackoffs(ctx, j)
+		if err != nil {
+			return nil, fmt.Errorf("stuck users of job %s: %w", j, err)
+		}
+		out = append(out, mergeBackoffs(us, bs, n)...)
 	}
 	return out, nil
+}
+
+// mergeBackoffs attaches each back-off row to the streak of the same
+// failure and adds the backed-off users whose streak the skipped runs
+// ended, keeping the order longest streak first.
+func mergeBackoffs(us []StuckUser, bs []UserBackoff, n int) []StuckUser {
+	if len(bs) == 0 {
+		return us
+	}
+	byID := make(map[string]*UserBackoff, len(bs))
+	for i := range bs {
+		byID[bs[i].ExternalID] = &bs[i]
+	}
+	used := map[string]bool{}
+	for i := range us {
+		u := &us[i]
+		if b := byID[u.ExternalID]; b != nil && b.HTTPStatus == u.HTTPStatus && b.ErrorCode == u.ErrorCode {
+			t := b.NextAttemptAt
+			u.Failures, u.NextAttemptAt = b.Failures, &t
+			used[b.ExternalID] = true
+		}
+	}
+	added := false
+	for _, b := range bs {
+		if used[b.ExternalID] || b.Failures < n {
+			continue
+		}
+		t := b.NextAttemptAt
+		us = append(us, StuckUser{Job: b.Job, ExternalID: b.ExternalID, HTTPStatus: b.HTTPStatus, ErrorCode: b.ErrorCode,
+			Runs: b.Failures, Action: b.Action, Message: b.Message, RequestID: b.RequestID, RunID: b.LastRunID,
+			FirstAt: b.FirstFailedAt, LastAt: b.LastFailedAt, Failures: b.Failures, NextAttemptAt: &t})
+		added = true
+	}
+	if added {
+		slices.SortStableFunc(us, func(a, b StuckUser) int {
+			if a.Runs != b.Runs {
+				return cmp.Compare(b.Runs, a.Runs)
+			}
+			return strings.Compare(a.ExternalID, b.ExternalID)
+		})
+	}
+	return us
 }

@@ -152,6 +152,10 @@ type Operation struct {
 	Attempts   int
 	LatencyMS  int
 	At         time.Time
+	// DesiredHash fingerprints what the user's planned steps try to apply
+	// (never a secret); user_backoff compares it to tell the same failure
+	// from a new attempt. "" for rows of workers before schema 3.
+	DesiredHash string
 }
 
 // Operation statuses.
