@@ -125,6 +125,28 @@ type Job struct {
 	// job is blocked or fails, when the job is quarantined, and when it
 	// recovers (internal/webhook).
 	Webhook Webhook `yaml:"webhook"`
+
+	// UserBackoff: a user whose write fails the same way run after run is
+	// tried less and less often (internal/sync, backoff.go).
+	UserBackoff UserBackoff `yaml:"user_backoff"`
+}
+
+// UserBackoff says when a user whose write keeps failing the same way (the
+// same 4xx for the same desired attributes) stops being tried at every run.
+// A change of the user's source row (or of the directory) is tried at the
+// next run whatever the back-off says; `worker sync --retry-stuck` tries
+// every user once.
+type UserBackoff struct {
+	// AfterFailures identical failures in a row start the back-off; 0
+	// turns it off.
+	AfterFailures int `yaml:"after_failures"`
+	// Base: the AfterFailures-th identical failure waits 2×Base before the
+	// next attempt, each further one twice as long. 0 means one interval
+	// of the job's schedule (1h without one): the user sits out 1 run,
+	// then 3, 7, ….
+	Base Duration `yaml:"base"`
+	// Max caps the wait.
+	Max Duration `yaml:"max"`
 }
 
 // Webhook is where a job's state changes are POSTed. The payload never

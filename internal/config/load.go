@@ -43,6 +43,7 @@ func DefaultJob() Job {
 		BatchSize:      20,
 		MaxConcurrency: 4,
 		Webhook:        Webhook{Timeout: Duration{Duration: 10 * time.Second}, Retries: 3},
+		UserBackoff:    UserBackoff{AfterFailures: 3, Max: Duration{Duration: 7 * 24 * time.Hour}},
 	}
 }
 

@@ -340,6 +340,7 @@ func (j *Job) validate(v *validator, k string) {
 		v.add(k+".batch_size", "%d is out of range; want 1..20 (Graph $batch takes at most 20 requests)", b)
 	}
 	j.Webhook.validate(v, k+".webhook")
+	j.UserBackoff.validate(v, k+".user_backoff")
 	if c := j.MaxConcurrency; c < 1 || c > 64 {
 		v.add(k+".max_concurrency", "%d is out of range; want 1..64 $batch requests in flight, e.g. 4", c)
 	}
@@ -527,4 +528,19 @@ func isLoopbackHost(h string) bool {
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
+}
+
+func (b UserBackoff) validate(v *validator, k string) {
+	if b.AfterFailures < 0 {
+		v.add(k+".after_failures", "%d is negative; want the number of identical failures in a row after which a user is tried less often (default 3), or 0 to turn the back-off off", b.AfterFailures)
+	}
+	if d := b.Base.Duration; d != 0 && d < time.Minute {
+		v.add(k+".base", "%s is neither 0 (one interval of the job's schedule, the default) nor at least 1m; want e.g. 1h", d)
+	}
+	switch d := b.Max.Duration; {
+	case d < time.Hour:
+		v.add(k+".max", "%s is shorter than 1h; want the longest wait between attempts of a failing user, e.g. 7d (default)", d)
+	case b.Base.Duration > d:
+		v.add(k+".max", "%s is shorter than user_backoff.base (%s); want max >= base", d, b.Base.Duration)
+	}
 }
