@@ -93,6 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sim := graphsim.New(graphsim.Options{
 		TimeScale: *timeScale, Throttling: *throttling, TenantSize: *tenantSize, TokenLifetime: *tokenLifetime,
 		Latency: lat, Faults: flt, ConsistencyDelay: *consistency, ShuffleBatch: *shuffle, Seed: *randSeed,
+		Logger: log, // runtime knobs (quota, secrets, outage) are logged; never a secret value
 	})
 
 	dir := *certDir

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
@@ -56,6 +57,10 @@ type Options struct {
 	// like a duplicate UPN. Default false: Entra ID itself does not require
 	// unique mail nicknames for cloud users (see README, FACTS).
 	UniqueMailNickname bool
+	// Logger receives one line per runtime knob turned through the admin
+	// API (quota cut, secret rotation, outage); nil discards. Secret values
+	// are never logged.
+	Logger *slog.Logger
 }
 
 // Latency models the time Graph takes to answer. Each call takes its mean
@@ -114,6 +119,9 @@ type Sim struct {
 	rng    *mrand.Rand
 	faults atomic.Pointer[Faults]
 	now    func() time.Time
+	log    *slog.Logger
+	// srv is the TLS server StartTLS serves this Sim on, for outages.
+	srv atomic.Pointer[Server]
 }
 
 // New builds an empty Sim; seed it with SeedDefault or AddTenant/AddApp/...
@@ -147,6 +155,10 @@ func New(opts Options) *Sim {
 	}
 	if opts.Now != nil {
 		s.now = opts.Now
+	}
+	s.log = opts.Logger
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.thr = newThrottler(scale)
 	f := opts.Faults

@@ -27,10 +27,22 @@ const (
 )
 
 type bucket struct {
-	capacity float64
+	base     float64       // capacity at quota factor 1 (the documented limit)
+	window   time.Duration // the limit's window, unscaled
+	capacity float64       // base × the quota factor in force
 	tokens   float64
 	rate     float64 // tokens per second (already time-scaled)
 	last     time.Time
+}
+
+// resize applies a limit and a quota factor. Tokens above the new capacity
+// are lost (a cut bites at once); below it they stay and refill at the new
+// rate (a restored quota does not hand out a fresh burst).
+func (b *bucket) resize(base float64, window time.Duration, factor, scale float64) {
+	b.base, b.window = base, window
+	b.capacity = base * factor
+	b.rate = b.capacity / window.Seconds() * scale
+	b.tokens = min(b.tokens, b.capacity)
 }
 
 // refill adds what the time since the last refill earned. Time never runs
@@ -54,10 +66,55 @@ type throttler struct {
 	mu      sync.Mutex
 	scale   float64
 	buckets map[bucketKey]*bucket
+	// factor multiplies every budget (capacity and refill rate) until
+	// until; then it returns to 1 by itself (the /_sim/quota knob).
+	factor float64
+	until  time.Time
 }
 
 func newThrottler(scale float64) *throttler {
-	return &throttler{scale: scale, buckets: map[bucketKey]*bucket{}}
+	return &throttler{scale: scale, buckets: map[bucketKey]*bucket{}, factor: 1}
+}
+
+// setFactor changes the quota factor at time at: every bucket is first
+// refilled up to at under the old factor, then resized.
+func (th *throttler) setFactor(f float64, at, until time.Time) {
+	for _, b := range th.buckets {
+		b.refill(at)
+		b.resize(b.base, b.window, f, th.scale)
+	}
+	th.factor, th.until = f, until
+}
+
+// expire ends a quota cut whose time is up, as of its end time (the
+// buckets earned at the cut rate until then, at the normal rate after).
+func (th *throttler) expire(now time.Time) {
+	if th.factor != 1 && !now.Before(th.until) {
+		th.setFactor(1, th.until, time.Time{})
+	}
+}
+
+// setQuota multiplies the budgets by f from now for d (f = 1 or d <= 0:
+// back to normal now).
+func (th *throttler) setQuota(f float64, d time.Duration, now time.Time) {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	if f == 1 || d <= 0 {
+		th.setFactor(1, now, time.Time{})
+		return
+	}
+	th.setFactor(f, now, now.Add(d))
+}
+
+// quota is the factor in force and how long it still holds.
+func (th *throttler) quota(now time.Time) (float64, time.Duration) {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	th.expire(now)
+	if th.factor == 1 {
+		return 1, 0
+	}
+	return th.factor, th.until.Sub(now)
 }
 
 type decision struct {
@@ -70,16 +127,16 @@ type decision struct {
 
 func (th *throttler) get(k bucketKey, capacity float64, window time.Duration, now time.Time) *bucket {
 	b := th.buckets[k]
-	rate := capacity / window.Seconds() * th.scale
 	if b == nil {
-		b = &bucket{capacity: capacity, tokens: capacity, rate: rate, last: now}
+		b = &bucket{tokens: capacity * th.factor, last: now}
+		b.resize(capacity, window, th.factor, th.scale)
 		th.buckets[k] = b
 		return b
 	}
-	if b.capacity != capacity { // tenant grew into another size class
-		b.capacity, b.rate = capacity, rate
-	}
 	b.refill(now)
+	if b.base != capacity { // tenant grew into another size class
+		b.resize(capacity, window, th.factor, th.scale)
+	}
 	return b
 }
 
@@ -89,6 +146,7 @@ func (th *throttler) admit(app, tid, size string, ru, w float64, now func() time
 	th.mu.Lock()
 	defer th.mu.Unlock()
 	t := now() // read under the lock so bucket time only moves forward
+	th.expire(t)
 	type charge struct {
 		b    *bucket
 		cost float64
@@ -158,7 +216,7 @@ func throttleScope(k bucketKey) string {
 	}
 }
 
-// reset refills every bucket (admin reset).
+// reset refills every bucket (admin reset); a quota cut stays in force.
 func (th *throttler) reset() {
 	th.mu.Lock()
 	defer th.mu.Unlock()

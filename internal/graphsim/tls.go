@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -31,10 +32,17 @@ type Server struct {
 	CAFile        string // CA certificate written to a temp file (removed by Close)
 
 	pool    *x509.CertPool
-	srv     *http.Server
-	ln      net.Listener
+	handler http.Handler
+	tlsCfg  *tls.Config
+	addr    string // bound address, kept across outages
 	ownFile bool
-	done    chan struct{}
+
+	mu      sync.Mutex
+	srv     *http.Server  // the current one: an outage ends it, the return makes a new one
+	done    chan struct{} // closed when srv stops serving
+	closed  bool
+	down    bool
+	upTimer *time.Timer
 }
 
 // StartTLS serves h over TLS on addr ("127.0.0.1:0" for a free port). The
@@ -68,20 +76,97 @@ func StartTLS(h http.Handler, addr string) (*Server, error) {
 	hp := net.JoinHostPort(host, strconv.Itoa(port))
 	s := &Server{
 		URL: "https://" + hp, AuthorityHost: "https://" + hp + "/", GraphURL: "https://" + hp + "/v1.0",
-		CAPEM: caPEM, CAFile: f.Name(), pool: pool, ln: ln, ownFile: true, done: make(chan struct{}),
+		CAPEM: caPEM, CAFile: f.Name(), pool: pool, ownFile: true, handler: h, addr: ln.Addr().String(),
+		tlsCfg: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 	}
-	s.srv = &http.Server{
-		Handler:           h,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+	s.serve(ln)
+	if sim, ok := h.(*Sim); ok {
+		sim.srv.Store(s)
+	}
+	return s, nil
+}
+
+// serve starts a fresh http.Server on ln (one cannot be restarted after
+// Close). Called with s.mu held, or before s is shared.
+func (s *Server) serve(ln net.Listener) {
+	srv := &http.Server{
+		Handler:           s.handler,
+		TLSConfig:         s.tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		// Aborted handlers (dropped-connection faults) are expected noise.
 		ErrorLog: log.New(discard{}, "", 0),
 	}
+	done := make(chan struct{})
+	s.srv, s.done = srv, done
 	go func() {
-		defer close(s.done)
-		_ = s.srv.ServeTLS(ln, "", "")
+		defer close(done)
+		_ = srv.ServeTLS(ln, "", "")
 	}()
-	return s, nil
+}
+
+// ErrAlreadyDown is Outage's answer while an outage is in progress.
+var ErrAlreadyDown = errors.New("graphsim: already in an outage")
+
+// Outage makes the server unreachable for d: the listener and every open
+// connection are closed at once (clients see connection refused or reset,
+// token endpoint included), then it listens again on the same address by
+// itself, serving the same handler and state with the same certificate.
+// Requests being handled when it goes down may still take effect; their
+// answers are lost, as in a real outage. It returns when the server is down.
+func (s *Server) Outage(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("graphsim: outage of %s: want a positive duration", d)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	if s.down {
+		s.mu.Unlock()
+		return ErrAlreadyDown
+	}
+	s.down = true
+	srv, done := s.srv, s.done
+	s.mu.Unlock()
+	_ = srv.Close()
+	<-done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		// The timer starts once the old listener is closed, so the new
+		// one can bind the same port.
+		s.upTimer = time.AfterFunc(d, s.comeBack)
+	}
+	return nil
+}
+
+// comeBack listens again on the server's address, retrying while the port
+// is not free yet, until it succeeds or the server is closed.
+func (s *Server) comeBack() {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return
+		}
+		ln, err := net.Listen("tcp", s.addr)
+		if err == nil {
+			s.serve(ln)
+			s.down = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Down says whether the server is in an outage.
+func (s *Server) Down() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.down
 }
 
 type discard struct{}
@@ -107,13 +192,29 @@ func (s *Server) Transport() *http.Transport {
 // CertPool holds the server's CA.
 func (s *Server) CertPool() *x509.CertPool { return s.pool }
 
-// Addr is the listening address (host:port).
-func (s *Server) Addr() string { return s.ln.Addr().String() }
+// Addr is the listening address (host:port), the same across outages.
+func (s *Server) Addr() string { return s.addr }
+
+// stop marks the server closed (an outage in progress then never ends)
+// and returns the current http.Server.
+func (s *Server) stop() (*http.Server, chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.upTimer != nil {
+		s.upTimer.Stop()
+	}
+	if sim, ok := s.handler.(*Sim); ok {
+		sim.srv.CompareAndSwap(s, nil)
+	}
+	return s.srv, s.done
+}
 
 // Close stops the server at once and removes the CA file.
 func (s *Server) Close() {
-	_ = s.srv.Close()
-	<-s.done
+	srv, done := s.stop()
+	_ = srv.Close()
+	<-done
 	if s.ownFile {
 		_ = os.Remove(s.CAFile)
 	}
@@ -121,8 +222,9 @@ func (s *Server) Close() {
 
 // Shutdown stops accepting and waits for in-flight requests.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	<-s.done
+	srv, done := s.stop()
+	err := srv.Shutdown(ctx)
+	<-done
 	if s.ownFile {
 		_ = os.Remove(s.CAFile)
 	}
