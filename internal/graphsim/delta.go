@@ -190,11 +190,23 @@ func deltaItem(u *user, st deltaState, t *tenant) map[string]any {
 	}
 	o["id"] = u.id
 	if st.N && (!st.Min || st.M != "c" || u.propSeq["manager"] > st.F) {
+		// A soft-deleted or purged manager is no manager, as for $expand
+		// and GET manager.
+		mid := u.managerID
+		if m := t.users[mid]; mid != "" && (m == nil || m.deleted || m.purged) {
+			mid = ""
+		}
+		gone := u.removedManager
+		if gone == "" {
+			gone = u.managerID
+		}
 		switch {
-		case u.managerID != "":
-			o["manager@delta"] = []any{map[string]any{"@odata.type": userType, "id": u.managerID}}
-		case u.removedManager != "" && st.M == "c":
-			o["manager@delta"] = []any{map[string]any{"@odata.type": userType, "id": u.removedManager, "@removed": map[string]any{"reason": "deleted"}}}
+		case mid != "":
+			o["manager@delta"] = []any{map[string]any{"@odata.type": userType, "id": mid}}
+		case gone != "" && st.M == "c":
+			// The shape of a removed link: the old target with @removed
+			// (microsoft/api-guidelines graph/patterns/change-tracking.md).
+			o["manager@delta"] = []any{map[string]any{"@odata.type": userType, "id": gone, "@removed": map[string]any{"reason": "deleted"}}}
 		}
 	}
 	return o
