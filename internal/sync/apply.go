@@ -38,6 +38,15 @@ type pendingUser struct {
 	desired   *store.DesiredUser
 	remaining int
 	dirty     bool
+
+	// Back-off (pass 1 only, when the job backs users off): what the
+	// user's steps ask (hash), the counted failure of lowest seq, whether
+	// every step succeeded, and whether a 404 may be replication lag.
+	backoff     bool
+	hash        string
+	fail        *failure
+	failed      bool
+	justCreated bool
 }
 
 // pendingStep is a step handed to the executor and not yet answered.
@@ -74,6 +83,10 @@ type applyPass struct {
 	started                   time.Time
 
 	deferred map[string]struct{}
+
+	// bo is the per-user back-off of pass 1 (nil: pass 2, or off).
+	bo        *backoffPass
+	succeeded atomic.Int64
 }
 
 // nextSeq numbers operations across the passes of a run.
@@ -92,6 +105,13 @@ func (r *runner) apply(ctx context.Context, pass int, only map[string]struct{}) 
 	p := &applyPass{r: r, pass: pass, ctx: pctx, cancel: cancel,
 		ops: make(chan directory.Operation, size), results: make(chan directory.Result, size),
 		inflight: map[int64]*pendingStep{}, started: time.Now(), deferred: map[string]struct{}{}}
+	if pass == 1 {
+		bo, err := r.newBackoffPass(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p.bo = bo
+	}
 
 	// The executor gets its own context, ended once every operation it
 	// took has its answer: it must then return even if it missed the close
@@ -124,6 +144,7 @@ func (r *runner) apply(ctx context.Context, pass int, only map[string]struct{}) 
 	consErr := <-consumed
 	r.addExecStats(stats)
 	p.report(true)
+	p.saveBackoff(ctx, prodErr == nil && consErr == nil && pctx.Err() == nil)
 
 	if err := errors.Join(prodErr, consErr); err != nil {
 		return nil, err
@@ -132,6 +153,26 @@ func (r *runner) apply(ctx context.Context, pass int, only map[string]struct{}) 
 		return nil, context.Cause(ctx)
 	}
 	return p.deferred, nil
+}
+
+// saveBackoff writes what pass 1 learnt about failing users. A failure to
+// write is logged, not fatal: the history holds the truth, and the worst
+// outcome is one more attempt of a user that should have waited.
+func (p *applyPass) saveBackoff(ctx context.Context, complete bool) {
+	if p.bo == nil {
+		return
+	}
+	r := p.r
+	wctx, cancel := context.WithTimeout(r.wctx, dbTimeout)
+	defer cancel()
+	saved, deleted, err := p.bo.save(wctx, complete, p.succeeded.Load() > 0)
+	if err != nil {
+		r.log.WarnContext(ctx, "could not record user back-offs", "err", err)
+		return
+	}
+	if saved+deleted+p.bo.skipped > 0 {
+		r.log.InfoContext(ctx, "user back-off", "backing_off", p.bo.skipped, "failing_recorded", saved, "cleared", deleted)
+	}
 }
 
 func (r *runner) addExecStats(s directory.Stats) {
@@ -208,16 +249,48 @@ func (p *applyPass) produce(only map[string]struct{}) (err error) {
 			}
 		}
 		p.rows.Add(1)
+		var dec Decision
+		planned := false
 		if p.pass == 1 {
-			if err := r.lookupLostCreate(p.ctx, &row); err != nil {
-				return err
+			if b, ok := p.bo.waiting(row.ExternalID); ok {
+				// A user left alone this run costs no Graph lookup: if the
+				// plan without it asks what failed, it is skipped anyway
+				// (a directory user that appeared since is in the mirror
+				// and changes the plan).
+				if d := Plan(row, r.policy, r.now); DesiredHash(d) == b.DesiredHash {
+					dec, planned = d, true
+				}
+			}
+			if !planned {
+				if err := r.lookupLostCreate(p.ctx, &row); err != nil {
+					return err
+				}
 			}
 		}
-		dec := Plan(row, r.policy, r.now)
+		if !planned {
+			dec = Plan(row, r.policy, r.now)
+		}
 		if p.pass == 2 {
 			switch dec.Primary() {
 			case ActCreate, ActRestore, ActAdopt, ActSkip:
 				return nil // pass 1 did not get this user into the directory
+			}
+		}
+		hash := DesiredHash(dec)
+		if p.pass == 1 {
+			if b, skip := p.bo.check(row.ExternalID, dec, hash); skip {
+				st := dec.Steps[0]
+				rows = append(rows, store.Operation{RunID: r.run.ID, Seq: r.nextSeq(), ExternalID: row.ExternalID,
+					ObjectID: st.ObjectID, Action: st.Action, Changes: st.Changes, Status: store.OpSkipped,
+					Message: backingOffMessage(b, r.job.Name), DesiredHash: hash})
+				r.count("backing_off", 1)
+				r.count(store.OpSkipped, 1)
+				r.log.DebugContext(p.ctx, "user backing off", "external_id", row.ExternalID, "upn", dec.UPN,
+					"failures", b.Failures, "next_attempt_at", b.NextAttemptAt)
+				if len(rows)+len(links) >= r.e.flushSize() {
+					return flush()
+				}
+				return nil
 			}
 		}
 		if p.pass == 1 && dec.Primary() == ActRestore {
@@ -245,10 +318,11 @@ func (p *applyPass) produce(only map[string]struct{}) (err error) {
 			if dec.Link != nil {
 				links = append(links, base)
 			}
-			u := &pendingUser{link: base, desired: dec.Desired}
+			u := &pendingUser{link: base, desired: dec.Desired, backoff: p.bo != nil, hash: hash,
+				justCreated: row.Link != nil && row.Link.State == store.LinkCreating || dec.Primary() == ActAdopt}
 			for _, st := range dec.Steps {
 				op := store.Operation{RunID: r.run.ID, ExternalID: row.ExternalID, ObjectID: st.ObjectID,
-					Action: st.Action, Changes: st.Changes, Message: st.Message}
+					Action: st.Action, Changes: st.Changes, Message: st.Message, DesiredHash: hash}
 				if st.Deferred && p.pass == 1 {
 					p.deferred[row.ExternalID] = struct{}{}
 					continue
@@ -426,6 +500,7 @@ func (p *applyPass) handle(res directory.Result) (store.Operation, *store.Link) 
 		}
 		ps.user.link = ApplyToLink(ps.user.link, ps.step, res.ObjectID, ps.user.desired, r.now)
 		ps.user.dirty = true
+		p.succeeded.Add(1)
 		r.mu.Lock()
 		r.writes++
 		r.mu.Unlock()
@@ -437,14 +512,23 @@ func (p *applyPass) handle(res directory.Result) (store.Operation, *store.Link) 
 		if errors.Is(res.Err, context.Canceled) || errors.Is(res.Err, context.DeadlineExceeded) {
 			c.Status = store.OpInterrupted
 		}
+		status := res.HTTPStatus
 		var ge *directory.GraphError
 		if errors.As(res.Err, &ge) {
 			c.ErrorCode, c.Message = ge.Code, ge.Message
 			if c.RequestID == "" {
 				c.RequestID = ge.RequestID
 			}
+			if ge.Status != 0 {
+				status = ge.Status
+			}
 		} else if res.Err != nil {
 			c.Message = res.Err.Error()
+		}
+		if u := ps.user; c.Status == store.OpFailed && u.backoff && countsForBackoff(status, u.justCreated) &&
+			(u.fail == nil || res.Key < u.fail.seq) {
+			u.fail = &failure{seq: res.Key, action: ps.step.Action, httpStatus: status, code: c.ErrorCode,
+				message: c.Message, requestID: c.RequestID}
 		}
 		if c.Status == store.OpFailed {
 			p.failed.Add(1)
@@ -454,7 +538,13 @@ func (p *applyPass) handle(res directory.Result) (store.Operation, *store.Link) 
 		}
 	}
 	r.count(c.Status, 1)
+	if c.Status != store.OpSucceeded {
+		ps.user.failed = true
+	}
 	ps.user.remaining--
+	if ps.user.remaining == 0 && ps.user.backoff {
+		p.bo.settle(ps.externalID, ps.user.hash, ps.user.fail, !ps.user.failed)
+	}
 	if ps.user.remaining == 0 && ps.user.dirty {
 		l := ps.user.link
 		return c, &l
@@ -474,6 +564,12 @@ func (p *applyPass) report(final bool) {
 // recordPlan plans every user and records the steps with the given status
 // (planned) without sending anything: worker plan, and a blocked run.
 func (r *runner) recordPlan(ctx context.Context, status string) error {
+	// Read only: a dry run says which users a sync would leave alone, and
+	// never changes their back-off.
+	bo, err := r.newBackoffPass(ctx)
+	if err != nil {
+		return err
+	}
 	var rows []store.Operation
 	flush := func() error {
 		if err := r.e.Store.RecordOperations(ctx, rows); err != nil {
@@ -482,7 +578,7 @@ func (r *runner) recordPlan(ctx context.Context, status string) error {
 		rows = rows[:0]
 		return nil
 	}
-	err := r.e.Store.StreamSource(ctx, r.job.Name, r.job.Source, func(row store.SourceRow) error {
+	err = r.e.Store.StreamSource(ctx, r.job.Name, r.job.Source, func(row store.SourceRow) error {
 		if err := r.lookupLostCreate(ctx, &row); err != nil {
 			return err
 		}
@@ -490,9 +586,18 @@ func (r *runner) recordPlan(ctx context.Context, status string) error {
 		if dec.Unchanged() {
 			r.count("unchanged", 1)
 		}
+		hash := DesiredHash(dec)
+		waiting := ""
+		if b, ok := bo.waiting(row.ExternalID); ok && b.DesiredHash == hash && sendable(dec) {
+			waiting = "a sync now would skip this user: " + backingOffMessage(b, r.job.Name)
+			r.count("backing_off", 1)
+		}
 		for _, st := range dec.Steps {
 			op := store.Operation{RunID: r.run.ID, Seq: r.nextSeq(), ExternalID: row.ExternalID, ObjectID: st.ObjectID,
-				Action: st.Action, Changes: st.Changes, Status: status, Message: st.Message}
+				Action: st.Action, Changes: st.Changes, Status: status, Message: st.Message, DesiredHash: hash}
+			if waiting != "" {
+				op.Message = waiting
+			}
 			if st.Failure != "" {
 				op.Status, op.Message = store.OpFailed, st.Failure
 				r.noteFailure(row.ExternalID, st.Failure, false)

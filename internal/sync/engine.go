@@ -80,6 +80,9 @@ type RunOptions struct {
 	// AllowDeletes approves a run whose disables and deletes exceed the
 	// job's deletion_threshold.
 	AllowDeletes bool
+	// RetryStuck tries every user the per-user back-off leaves alone
+	// (backoff.go), whatever its next attempt time.
+	RetryStuck bool
 }
 
 // Progress is a snapshot of a running run for a progress line.
