@@ -87,7 +87,9 @@ func newShowCommand() *cobra.Command {
 			"For one user's history across runs: SELECT * FROM entraprov.user_history WHERE external_id = '…'.\n\n" +
 			"With --stuck, lists instead the users whose operations failed with the same HTTP status and\n" +
 			"Graph error code in each of the job's last N apply runs (--runs, default 3): the last failure,\n" +
-			"how many runs in a row it failed, since when, and the request id to quote to Microsoft.",
+			"how many runs in a row it failed, since when, and the request id to quote to Microsoft.\n" +
+			"A user the job backs off (jobs[].user_backoff) is listed once it failed N times in a row\n" +
+			"the same way, with its next attempt; `worker sync --job X --retry-stuck` tries it now.",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if stuck {
 				return cobra.NoArgs(cmd, args)
@@ -107,7 +109,7 @@ func newShowCommand() *cobra.Command {
 					if err != nil {
 						return withExit(exitFail, err)
 					}
-					return printStuck(cmd.OutOrStdout(), users, job, nRuns, asJSON)
+					return printStuck(cmd.OutOrStdout(), users, job, nRuns, asJSON, time.Now())
 				})
 			}
 			if job != "" || cmd.Flags().Changed("runs") {
@@ -160,15 +162,18 @@ type stuckJSON struct {
 	LastAt     time.Time `json:"last_failure_at"`
 	RunID      int64     `json:"last_run_id"`
 	RequestID  string    `json:"request_id,omitempty"`
+	// From the user's back-off, when the engine leaves it alone for now.
+	Failures      int        `json:"identical_failures,omitempty"`
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
 }
 
-func printStuck(w io.Writer, users []store.StuckUser, job string, n int, asJSON bool) error {
+func printStuck(w io.Writer, users []store.StuckUser, job string, n int, asJSON bool, now time.Time) error {
 	if asJSON {
 		out := make([]stuckJSON, 0, len(users))
 		for _, u := range users {
 			out = append(out, stuckJSON{Job: u.Job, ExternalID: u.ExternalID, Action: u.Action, HTTPStatus: u.HTTPStatus,
 				ErrorCode: u.ErrorCode, Message: u.Message, Runs: u.Runs, FirstAt: u.FirstAt, LastAt: u.LastAt,
-				RunID: u.RunID, RequestID: u.RequestID})
+				RunID: u.RunID, RequestID: u.RequestID, Failures: u.Failures, NextAttemptAt: u.NextAttemptAt})
 		}
 		return writeJSON(w, out)
 	}
@@ -181,7 +186,7 @@ func printStuck(w io.Writer, users []store.StuckUser, job string, n int, asJSON 
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tEXTERNAL_ID\tACTION\tHTTP\tERROR\tRUNS\tFIRST_FAILED\tLAST_FAILED\tLAST_RUN\tREQUEST_ID")
+	fmt.Fprintln(tw, "JOB\tEXTERNAL_ID\tACTION\tHTTP\tERROR\tRUNS\tFIRST_FAILED\tLAST_FAILED\tLAST_RUN\tREQUEST_ID\tNEXT_ATTEMPT")
 	for _, u := range users {
 		http := "-"
 		if u.HTTPStatus != 0 {
@@ -195,8 +200,17 @@ func printStuck(w io.Writer, users []store.StuckUser, job string, n int, asJSON 
 		if u.Runs >= store.StuckWindow {
 			runs += "+"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", u.Job, u.ExternalID, u.Action, http,
-			orDash(oneLine(msg, 80)), runs, fmtTime(u.FirstAt), fmtTime(u.LastAt), u.RunID, orDash(u.RequestID))
+		// NEXT_ATTEMPT: "-" when the user is not backed off (tried at every
+		// run), "next run" when its back-off is due.
+		next := "-"
+		if u.NextAttemptAt != nil {
+			next = "next run"
+			if u.NextAttemptAt.After(now) {
+				next = fmtTime(*u.NextAttemptAt)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", u.Job, u.ExternalID, u.Action, http,
+			orDash(oneLine(msg, 80)), runs, fmtTime(u.FirstAt), fmtTime(u.LastAt), u.RunID, orDash(u.RequestID), next)
 	}
 	return tw.Flush()
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/entraprov/entraprov/internal/store"
 	"github.com/entraprov/entraprov/internal/testdb"
@@ -67,6 +68,21 @@ func TestShowStuckCommand(t *testing.T) {
 			contains: []string{"no user of job other"}},
 	})
 
+	// E300 is backed off: its last runs skipped it, so only its back-off
+	// row says it is stuck, with the next attempt.
+	next := time.Now().Add(50 * time.Hour).UTC().Truncate(time.Second)
+	err := st.SaveUserBackoffs(ctx, []store.UserBackoff{{Job: "nightly", ExternalID: "E300", DesiredHash: "h", Action: "update",
+		HTTPStatus: 400, ErrorCode: "Request_BadRequest", Message: "Invalid value specified for property 'mobilePhone'.",
+		RequestID: "req-e300", Failures: 5, FirstFailedAt: next.Add(-200 * time.Hour), LastFailedAt: next.Add(-50 * time.Hour),
+		LastRunID: last, NextAttemptAt: next}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCases(t, []cliCase{
+		{name: "stuck_lists_the_backed_off_user_with_its_next_attempt", args: []string{"show", "--stuck", "--job", "nightly", db},
+			code: exitOK, contains: []string{"NEXT_ATTEMPT", "E300", "'mobilePhone'", "req-e300", fmtTime(next)}},
+	})
+
 	out, _, err := runWorker(t, "show", "--stuck", "--runs", "4", "--json", db)
 	if err != nil {
 		t.Fatal(err)
@@ -75,8 +91,12 @@ func TestShowStuckCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("show --stuck --json is not JSON: %v\n%s", err, out)
 	}
-	if len(got) != 1 || got[0].ExternalID != "E100" || got[0].Runs != 4 || got[0].RunID != last ||
-		got[0].RequestID != fmt.Sprintf("req-%d", last) || got[0].HTTPStatus != 400 || !got[0].FirstAt.Before(got[0].LastAt) {
-		t.Fatalf("show --stuck --runs 4 --json = %+v; want E100 over 4 runs", got)
+	if len(got) != 2 || got[1].ExternalID != "E100" || got[1].Runs != 4 || got[1].RunID != last ||
+		got[1].RequestID != fmt.Sprintf("req-%d", last) || got[1].HTTPStatus != 400 || !got[1].FirstAt.Before(got[1].LastAt) ||
+		got[1].NextAttemptAt != nil || got[1].Failures != 0 {
+		t.Fatalf("show --stuck --runs 4 --json = %+v; want E100 over 4 runs, not backed off", got)
+	}
+	if e := got[0]; e.ExternalID != "E300" || e.Runs != 5 || e.Failures != 5 || e.NextAttemptAt == nil || !e.NextAttemptAt.Equal(next) {
+		t.Fatalf("show --stuck --json first entry = %+v; want E300 with 5 identical failures and its next attempt %v", e, next)
 	}
 }

@@ -21,7 +21,7 @@ func init() { addCommand(newSyncCommand) }
 
 func newSyncCommand() *cobra.Command {
 	var jobName string
-	var allowDeletes bool
+	var allowDeletes, retryStuck bool
 	cmd := &cobra.Command{
 		Use:   "sync --job NAME",
 		Short: "Run one job now and apply its changes to the directory",
@@ -33,13 +33,18 @@ A run whose disables and deletes exceed the job's deletion_threshold is
 blocked: its plan is stored and nothing is written. Review it with
 ` + "`worker show RUN`" + `, then approve with --allow-deletes.
 
+A user whose write failed the same way several runs in a row is backed off
+(jobs[].user_backoff): runs record it as skipped until its next attempt, or
+until its source row changes. ` + "`worker show --stuck`" + ` lists them; --retry-stuck
+tries them all in this run.
+
 Exit status: 0 when the run succeeded or was partial (some users failed:
 see ` + "`worker show RUN --status failed`" + `), 1 when it failed, was blocked or
 interrupted, 2 on bad flags, 78 on a configuration error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			run, err := runOnce(cmd, jobName, engine.RunOptions{Trigger: engine.TriggerManual, Mode: engine.ModeApply,
-				AllowDeletes: allowDeletes}, nil)
+				AllowDeletes: allowDeletes, RetryStuck: retryStuck}, nil)
 			if err != nil {
 				return err
 			}
@@ -59,6 +64,8 @@ interrupted, 2 on bad flags, 78 on a configuration error.`,
 	cmd.Flags().StringVar(&jobName, "job", "", "the job to run (its name in the configuration)")
 	cmd.Flags().BoolVar(&allowDeletes, "allow-deletes", false,
 		"approve disables and deletes beyond the job's deletion_threshold for this run")
+	cmd.Flags().BoolVar(&retryStuck, "retry-stuck", false,
+		"try the users backed off after repeated identical failures now, instead of at their next attempt")
 	_ = cmd.MarkFlagRequired("job")
 	return cmd
 }

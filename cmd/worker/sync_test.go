@@ -67,6 +67,10 @@ jobs:
 		t.Fatalf("approved sync: %v\n%s\n%s", err, out, errOut)
 	}
 
+	if out, errOut, err = worker("sync", "--job", "hr", "--retry-stuck"); err != nil || !strings.Contains(out, "succeeded") {
+		t.Fatalf("sync --retry-stuck: %v\n%s\n%s", err, out, errOut)
+	}
+
 	_, _, err = worker("sync", "--job", "nope")
 	if exitCodeOf(err) != exitUsage || !strings.Contains(err.Error(), `no job "nope"`) {
 		t.Fatalf("unknown job: exit %d (%v); want 2", exitCodeOf(err), err)
