@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	gosync "sync"
 	"time"
@@ -345,32 +346,14 @@ func (bp *backoffPass) settle(externalID, hash string, f *failure, allSucceeded 
 	}
 }
 
-// save writes the pass's back-off changes. complete says the pass planned
-// every user of the source, so rows of users no longer in it (gone from
-// source and links) are stale. anyWrite says some write of the pass
-// succeeded: without one a 403 is the job's, not the user's, and is not
-// counted (countsForBackoff).
+// save writes the pass's back-off changes (backoffWrites).
 func (bp *backoffPass) save(ctx context.Context, complete, anyWrite bool) (saved, deleted int, err error) {
 	if bp == nil {
 		return 0, 0, nil
 	}
 	bp.mu.Lock()
 	defer bp.mu.Unlock()
-	saves := bp.saves[:0:0]
-	for _, b := range bp.saves {
-		if b.HTTPStatus == http.StatusForbidden && !anyWrite {
-			continue
-		}
-		saves = append(saves, b)
-	}
-	dels := bp.deletes
-	if complete {
-		for id := range bp.rows {
-			if !bp.seen[id] {
-				dels = append(dels, id)
-			}
-		}
-	}
+	saves, dels := backoffWrites(bp.saves, bp.deletes, bp.rows, bp.seen, complete, anyWrite)
 	if err := bp.st.SaveUserBackoffs(ctx, saves); err != nil {
 		return 0, 0, err
 	}
@@ -378,4 +361,32 @@ func (bp *backoffPass) save(ctx context.Context, complete, anyWrite bool) (saved
 		return len(saves), 0, err
 	}
 	return len(saves), len(dels), nil
+}
+
+// backoffWrites is what a pass writes to user_backoff, from the failures
+// it counted (saves), the users it cleared (deletes) and the rows it
+// loaded (rows) of which it planned seen. A 403 is dropped when no write of
+// the pass succeeded (anyWrite false): then the app lacks a permission, and
+// the user must not sit out runs once it is granted. When the pass planned
+// the whole source (complete), the rows of users it never met (gone from
+// the source and the links) are stale and go too.
+func backoffWrites(saves []store.UserBackoff, deletes []string, rows map[string]store.UserBackoff, seen map[string]bool,
+	complete, anyWrite bool) ([]store.UserBackoff, []string) {
+	var out []store.UserBackoff
+	for _, b := range saves {
+		if b.HTTPStatus == http.StatusForbidden && !anyWrite {
+			continue
+		}
+		out = append(out, b)
+	}
+	dels := slices.Clone(deletes)
+	if complete {
+		for id := range rows {
+			if !seen[id] {
+				dels = append(dels, id)
+			}
+		}
+	}
+	slices.Sort(dels)
+	return out, slices.Compact(dels)
 }

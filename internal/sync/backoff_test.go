@@ -202,3 +202,31 @@ func TestSendable(t *testing.T) {
 		})
 	}
 }
+
+func TestBackoffWrites(t *testing.T) {
+	bad := store.UserBackoff{ExternalID: "E1", HTTPStatus: 400, Failures: 1}
+	denied := store.UserBackoff{ExternalID: "E2", HTTPStatus: 403, Failures: 1}
+	rows := map[string]store.UserBackoff{"E1": bad, "E3": {ExternalID: "E3"}, "E4": {ExternalID: "E4"}}
+	seen := map[string]bool{"E1": true, "E3": true}
+	for _, tt := range []struct {
+		name               string
+		complete, anyWrite bool
+		saves              []string
+		deletes            []string
+	}{
+		{"forbidden_counts_when_other_writes_succeeded_and_unseen_rows_go", true, true, []string{"E1", "E2"}, []string{"E3", "E4"}},
+		{"forbidden_everywhere_is_the_jobs_permission", true, false, []string{"E1"}, []string{"E3", "E4"}},
+		{"an_incomplete_pass_keeps_unseen_rows", false, true, []string{"E1", "E2"}, []string{"E3"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			saves, dels := backoffWrites([]store.UserBackoff{bad, denied}, []string{"E3", "E3"}, rows, seen, tt.complete, tt.anyWrite)
+			var ids []string
+			for _, b := range saves {
+				ids = append(ids, b.ExternalID)
+			}
+			if !slices.Equal(ids, tt.saves) || !slices.Equal(dels, tt.deletes) {
+				t.Fatalf("saves %v, deletes %v; want %v, %v", ids, dels, tt.saves, tt.deletes)
+			}
+		})
+	}
+}
