@@ -11,11 +11,24 @@ import (
 	"time"
 
 	abs "github.com/microsoft/kiota-abstractions-go"
+	"golang.org/x/sync/errgroup"
 )
 
 // userSelect are the properties the worker manages and mirrors.
 const userSelect = "id,userPrincipalName,displayName,mailNickname,givenName,surname,jobTitle,department," +
 	"officeLocation,companyName,employeeId,employeeType,usageLocation,mobilePhone,mail,accountEnabled"
+
+// deltaSelect adds the manager to delta: selected, the relationship is
+// tracked like a property and comes back as manager@delta (an array of
+// {"@odata.type","id"}; an entry with "@removed" when the manager was
+// removed). Without it a manager changed by hand could not be seen.
+const deltaSelect = userSelect + ",manager"
+
+// managerMark ends every delta link Delta returns: a link without it was
+// started before the manager was selected (its rounds never carry
+// manager@delta, whatever changes), so Delta reads the tenant again once
+// instead. It is a URL fragment, and is stripped before the link is used.
+const managerMark = "#entraprov-manager"
 
 type userJSON struct {
 	ID                string `json:"id"`
@@ -37,6 +50,14 @@ type userJSON struct {
 	Manager           *struct {
 		ID string `json:"id"`
 	} `json:"manager"`
+	// ManagerDelta is nil when the item has no manager@delta (an
+	// incremental item: the manager did not change), else the entries.
+	ManagerDelta *[]struct {
+		ID      string `json:"id"`
+		Removed *struct {
+			Reason string `json:"reason"`
+		} `json:"@removed"`
+	} `json:"manager@delta"`
 	Removed *struct {
 		Reason string `json:"reason"`
 	} `json:"@removed"`
@@ -53,6 +74,16 @@ func (u userJSON) user() User {
 	}
 	if u.Manager != nil {
 		out.ManagerID = u.Manager.ID
+	}
+	if u.ManagerDelta != nil {
+		// The manager is the entry not marked removed; only removed entries
+		// (or none) mean the user has no manager now.
+		out.ManagerKnown = true
+		for _, m := range *u.ManagerDelta {
+			if m.Removed == nil && m.ID != "" {
+				out.ManagerID = m.ID
+			}
+		}
 	}
 	if u.Removed != nil {
 		out.Removed = u.Removed.Reason
@@ -160,7 +191,9 @@ func (c *Client) ListUsers(ctx context.Context, fn func(User) error) error {
 			return fmt.Errorf("list users: %w", err)
 		}
 		for _, u := range page.Value {
-			if err := fn(u.user()); err != nil {
+			user := u.user()
+			user.ManagerKnown = true // $expand: no manager object means none
+			if err := fn(user); err != nil {
 				return err
 			}
 		}
@@ -174,20 +207,27 @@ func (c *Client) ListUsers(ctx context.Context, fn func(User) error) error {
 // unknown token: 410, or a 400/404 about the sync state), it reads the
 // whole tenant instead: onReset (may be nil) is called once BEFORE the first
 // user of the full read, so the caller can clear its mirror, and full is
-// true. Removed users come with User.Removed set. Manager is not tracked by
-// delta here; ListUsers reads it.
+// true; so does a link from before the manager was selected. Removed users
+// come with User.Removed set. The manager is selected:
+// every user of a full read has ManagerKnown (no manager@delta there means
+// no manager); an incremental item has it only when it carries
+// manager@delta (absent: the manager did not change).
 func (c *Client) Delta(ctx context.Context, deltaLink string, onReset func(context.Context) error, fn func(User) error) (newDeltaLink string, full bool, err error) {
-	start := deltaLink
+	start, tracked := strings.CutSuffix(deltaLink, managerMark)
+	if start != "" && !tracked {
+		c.log.InfoContext(ctx, "the delta link predates manager tracking; reading the whole tenant once")
+		start = ""
+	}
 	if start == "" {
 		full = true
-		start = c.ep.graphURL + "/users/delta?$select=" + userSelect
+		start = c.ep.graphURL + "/users/delta?$select=" + deltaSelect
 	}
 	var page userPage
 	_, err = c.getJSON(ctx, start, nil, &page)
 	if err != nil && !full && deltaRejected(err) {
 		c.log.WarnContext(ctx, "delta link rejected, reading the whole tenant", "err", err)
 		full = true
-		start = c.ep.graphURL + "/users/delta?$select=" + userSelect
+		start = c.ep.graphURL + "/users/delta?$select=" + deltaSelect
 		page = userPage{}
 		_, err = c.getJSON(ctx, start, nil, &page)
 	}
@@ -201,12 +241,16 @@ func (c *Client) Delta(ctx context.Context, deltaLink string, onReset func(conte
 	}
 	for {
 		for _, u := range page.Value {
-			if err := fn(u.user()); err != nil {
+			user := u.user()
+			if full && user.Removed == "" {
+				user.ManagerKnown = true
+			}
+			if err := fn(user); err != nil {
 				return "", full, err
 			}
 		}
 		if page.DeltaLink != "" {
-			return page.DeltaLink, full, nil
+			return page.DeltaLink + managerMark, full, nil
 		}
 		if page.NextLink == "" {
 			return "", full, errors.New("users delta: page has neither nextLink nor deltaLink")
@@ -217,6 +261,53 @@ func (c *Client) Delta(ctx context.Context, deltaLink string, onReset func(conte
 			return "", full, fmt.Errorf("users delta: %w", err)
 		}
 	}
+}
+
+// deletedLookups bounds the deleted-items lookups in flight: they are few
+// (links whose object a full read did not return), each 1 resource unit.
+const deletedLookups = 4
+
+// DeletedUsers looks ids up in /directory/deletedItems and returns those
+// found there (soft-deleted, restorable), with Removed "changed". An id not
+// there (purged, or never deleted) is left out. A full delta read does not
+// return soft-deleted users, so this is how a caller tells "restorable"
+// from "gone for good" for objects the read did not return. Each id is one
+// GET (retried like every read), a few in flight: plain reads keep the
+// retry and throttling handling of getJSON, and the ids are few.
+func (c *Client) DeletedUsers(ctx context.Context, ids []string) ([]User, error) {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(deletedLookups)
+	found := make([]*User, len(ids))
+	for i, id := range ids {
+		g.Go(func() error {
+			var u userJSON
+			_, err := c.getJSON(gctx, c.ep.graphURL+"/directory/deletedItems/"+url.PathEscape(id)+"?$select="+userSelect, nil, &u)
+			var ge *GraphError
+			if errors.As(err, &ge) && ge.Status == http.StatusNotFound {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("look up deleted user %s: %w", id, err)
+			}
+			du := u.user()
+			du.Removed = "changed"
+			if du.ID == "" {
+				du.ID = id
+			}
+			found[i] = &du
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var out []User
+	for _, u := range found {
+		if u != nil {
+			out = append(out, *u)
+		}
+	}
+	return out, nil
 }
 
 // deltaRejected says whether a delta call failed because its token is no

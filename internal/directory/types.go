@@ -96,6 +96,12 @@ type User struct {
 	Mail              string
 	AccountEnabled    bool
 	ManagerID         string
+	// ManagerKnown says ManagerID is the directory's answer ("" then means
+	// no manager): the read selected the manager (ListUsers, a full delta
+	// read, or a delta item carrying manager@delta). An incremental delta
+	// item without manager@delta leaves it false: the manager did not
+	// change, not "none".
+	ManagerKnown bool
 	// Removed is set for a delta "@removed" entry: "changed" (soft-deleted,
 	// restorable) or "deleted" (gone for good).
 	Removed string

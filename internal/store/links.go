@@ -112,7 +112,9 @@ func (s *Store) CountLinks(ctx context.Context, job string) (map[string]int, err
 
 // UpsertDirectoryUsers writes mirror rows of a job in one statement (insert
 // or replace by object id). UpdatedAt is ignored: the row's updated_at
-// becomes now.
+// becomes now. A user whose ManagerKnown is false keeps the row's manager
+// (an incremental delta item without manager@delta: the manager did not
+// change); once known, a row's manager stays known.
 func (s *Store) UpsertDirectoryUsers(ctx context.Context, job string, users []DirectoryUser) error {
 	users = lastByKey(users, func(u DirectoryUser) [2]string { return [2]string{u.ObjectID} })
 	if len(users) == 0 {
@@ -123,20 +125,20 @@ func (s *Store) UpsertDirectoryUsers(ctx context.Context, job string, users []Di
 	for i := range cols {
 		cols[i] = make([]string, n)
 	}
-	enabled, deleted := make([]bool, n), make([]bool, n)
+	enabled, deleted, known := make([]bool, n), make([]bool, n), make([]bool, n)
 	for i, u := range users {
 		for c, v := range []string{u.ObjectID, u.UserPrincipalName, u.DisplayName, u.MailNickname, u.GivenName,
 			u.Surname, u.JobTitle, u.Department, u.OfficeLocation, u.CompanyName, u.EmployeeID, u.EmployeeType,
 			u.UsageLocation, u.MobilePhone, u.Mail, u.ManagerObjectID} {
 			cols[c][i] = v
 		}
-		enabled[i], deleted[i] = u.AccountEnabled, u.Deleted
+		enabled[i], deleted[i], known[i] = u.AccountEnabled, u.Deleted, u.ManagerKnown
 	}
 	args := []any{job}
 	for _, c := range cols {
 		args = append(args, c)
 	}
-	args = append(args, enabled, deleted)
+	args = append(args, enabled, deleted, known)
 	_, err := s.pool.Exec(ctx, upsertMirrorSQL, args...)
 	if err != nil {
 		return fmt.Errorf("upsert %d directory users of job %s: %w", n, job, err)
@@ -145,7 +147,7 @@ func (s *Store) UpsertDirectoryUsers(ctx context.Context, job string, users []Di
 }
 
 // upsertMirrorSQL is built once from mirrorColumns ($2.. in that order, then
-// account_enabled and deleted).
+// account_enabled, deleted and manager_known).
 var upsertMirrorSQL = func() string {
 	var names, selects, params, sets string
 	for i, c := range mirrorColumns {
@@ -155,22 +157,53 @@ var upsertMirrorSQL = func() string {
 		}
 		names += sep + c
 		params += fmt.Sprintf("%s$%d::text[]", sep, i+2)
-		if c == "object_id" {
+		switch c {
+		case "object_id":
 			selects += sep + "u.object_id"
-		} else {
+		case "manager_object_id":
+			selects += fmt.Sprintf("%snullif(u.%s, '')", sep, c)
+			sets += "manager_object_id = CASE WHEN excluded.manager_known THEN excluded.manager_object_id ELSE d.manager_object_id END, "
+		default:
 			selects += fmt.Sprintf("%snullif(u.%s, '')", sep, c)
 			sets += fmt.Sprintf("%s = excluded.%s, ", c, c)
 		}
 	}
 	k := len(mirrorColumns) + 2
 	return fmt.Sprintf(`
-INSERT INTO entraprov.directory_users (job, %[1]s, account_enabled, deleted)
-SELECT $1, %[2]s, u.account_enabled, u.deleted
-  FROM unnest(%[3]s, $%[4]d::boolean[], $%[5]d::boolean[]) AS u(%[1]s, account_enabled, deleted)
+INSERT INTO entraprov.directory_users AS d (job, %[1]s, account_enabled, deleted, manager_known)
+SELECT $1, %[2]s, u.account_enabled, u.deleted, u.manager_known
+  FROM unnest(%[3]s, $%[4]d::boolean[], $%[5]d::boolean[], $%[6]d::boolean[])
+       AS u(%[1]s, account_enabled, deleted, manager_known)
 ON CONFLICT (job, object_id) DO UPDATE
-   SET %[6]saccount_enabled = excluded.account_enabled, deleted = excluded.deleted, updated_at = now()`,
-		names, selects, params, k, k+1, sets)
+   SET %[7]saccount_enabled = excluded.account_enabled, deleted = excluded.deleted,
+       manager_known = d.manager_known OR excluded.manager_known, updated_at = now()`,
+		names, selects, params, k, k+1, k+2, sets)
 }()
+
+// deletedRetention is how long Entra keeps a soft-deleted user restorable.
+const deletedRetention = "30 days"
+
+// LinkedObjectsNotInMirror lists the object ids of a job's links whose
+// object the mirror does not hold: after a full read, those were either
+// soft-deleted (a full read leaves them out) or purged. Links we deleted
+// more than 30 days ago are left out: their objects are purged by now.
+func (s *Store) LinkedObjectsNotInMirror(ctx context.Context, job string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT l.object_id
+  FROM entraprov.directory_links l
+ WHERE l.job = $1 AND l.object_id IS NOT NULL AND l.state <> 'creating'
+   AND (l.state <> 'deleted' OR l.deleted_at IS NULL OR l.deleted_at > now() - interval '`+deletedRetention+`')
+   AND NOT EXISTS (SELECT 1 FROM entraprov.directory_users u WHERE u.job = $1 AND u.object_id = l.object_id)
+ ORDER BY l.object_id`, job)
+	if err != nil {
+		return nil, fmt.Errorf("linked objects missing from the mirror of job %s: %w", job, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("linked objects missing from the mirror of job %s: %w", job, err)
+	}
+	return ids, nil
+}
 
 // DeleteDirectoryUsers removes mirror rows (users hard-deleted from the
 // directory, delta "@removed" reason "deleted").

@@ -257,7 +257,7 @@ func mirrorCols(alias string) string {
 	for _, c := range mirrorColumns {
 		fmt.Fprintf(&b, "coalesce(%s.%s, ''), ", alias, c)
 	}
-	fmt.Fprintf(&b, "coalesce(%[1]s.account_enabled, false), coalesce(%[1]s.deleted, false), %[1]s.updated_at", alias)
+	fmt.Fprintf(&b, "coalesce(%[1]s.account_enabled, false), coalesce(%[1]s.deleted, false), coalesce(%[1]s.manager_known, false), %[1]s.updated_at", alias)
 	return b.String()
 }
 
@@ -267,7 +267,7 @@ func mirrorTargets(u *DirectoryUser, updated *pgtype.Timestamptz) []any {
 		&u.ObjectID, &u.UserPrincipalName, &u.DisplayName, &u.MailNickname, &u.GivenName, &u.Surname,
 		&u.JobTitle, &u.Department, &u.OfficeLocation, &u.CompanyName, &u.EmployeeID, &u.EmployeeType,
 		&u.UsageLocation, &u.MobilePhone, &u.Mail, &u.ManagerObjectID,
-		&u.AccountEnabled, &u.Deleted, updated,
+		&u.AccountEnabled, &u.Deleted, &u.ManagerKnown, updated,
 	}
 }
 

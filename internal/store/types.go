@@ -71,6 +71,11 @@ type DirectoryUser struct {
 	Mail              string
 	AccountEnabled    bool
 	ManagerObjectID   string
+	// ManagerKnown says ManagerObjectID is what the directory holds ("" then
+	// means no manager). False for rows read without the manager (before
+	// schema 4, or a lookup): the planner then trusts the link's record of
+	// the manager it applied.
+	ManagerKnown bool
 	// Deleted is true for a soft-deleted user (delta "@removed" reason
 	// "changed"): restorable for 30 days.
 	Deleted   bool

@@ -39,6 +39,9 @@ type State interface {
 	ResetMirror(ctx context.Context, job string) error
 	GetJobState(ctx context.Context, job string) (store.JobState, error)
 	SaveJobState(ctx context.Context, st store.JobState) error
+	// LinkedObjectsNotInMirror lists linked objects a full read did not
+	// return (soft-deleted or purged).
+	LinkedObjectsNotInMirror(ctx context.Context, job string) ([]string, error)
 }
 
 // Store is everything the engine needs from Postgres (*store.Store).
@@ -53,6 +56,8 @@ type Directory interface {
 	Execute(ctx context.Context, ops <-chan directory.Operation, results chan<- directory.Result) directory.Stats
 	Delta(ctx context.Context, deltaLink string, onReset func(context.Context) error, fn func(directory.User) error) (string, bool, error)
 	FindUsers(ctx context.Context, upn, employeeID string) ([]directory.User, error)
+	// DeletedUsers returns those of ids found in deleted items (restorable).
+	DeletedUsers(ctx context.Context, ids []string) ([]directory.User, error)
 }
 
 // statser is implemented by *directory.Client: cumulative traffic, so a run
@@ -434,8 +439,10 @@ func (r *runner) noteFailure(externalID, msg string, graph bool) {
 }
 
 // refreshMirror brings the job's directory mirror up to date through delta
-// and stores the new delta link. The first run (or an expired link) reads
-// the whole tenant after emptying the mirror.
+// and stores the new delta link. The first run (or an expired link, or a
+// link from before delta selected the manager) reads the whole tenant
+// after emptying the mirror; a full read is followed by a look into deleted
+// items for the linked objects it did not return.
 func (r *runner) refreshMirror(ctx context.Context) error {
 	st, err := r.e.Store.GetJobState(ctx, r.job.Name)
 	if err != nil {
@@ -478,12 +485,42 @@ func (r *runner) refreshMirror(ctx context.Context) error {
 	if err := flush(); err != nil {
 		return fmt.Errorf("refresh the directory mirror: %w", err)
 	}
+	if full {
+		if err := r.findDeleted(ctx); err != nil {
+			return fmt.Errorf("refresh the directory mirror: %w", err)
+		}
+	}
 	st.DeltaLink = link
 	if err := r.e.Store.SaveJobState(ctx, st); err != nil {
 		return err
 	}
 	r.log.DebugContext(ctx, "directory mirror refreshed", "users", n, "full", full)
 	return nil
+}
+
+// findDeleted puts the linked users a full read left out, because they are
+// soft-deleted, into the mirror as deleted: the planner then restores a
+// wanted one instead of creating it again (a new object, a second
+// account), and a leaver's link is marked deleted. Objects not in deleted
+// items are purged: their rows stay absent (the planner creates again).
+// It costs one read per missing link, only after a full read.
+func (r *runner) findDeleted(ctx context.Context) error {
+	ids, err := r.e.Store.LinkedObjectsNotInMirror(ctx, r.job.Name)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	users, err := r.dir.DeletedUsers(ctx, ids)
+	if err != nil {
+		return err
+	}
+	rows := make([]store.DirectoryUser, 0, len(users))
+	for _, u := range users {
+		m := mirrorUser(u)
+		m.Deleted = true
+		rows = append(rows, m)
+	}
+	r.log.InfoContext(ctx, "linked users missing from the full read", "missing", len(ids), "in_deleted_items", len(users))
+	return r.e.Store.UpsertDirectoryUsers(ctx, r.job.Name, rows)
 }
 
 func mirrorUser(u directory.User) store.DirectoryUser {
@@ -493,7 +530,7 @@ func mirrorUser(u directory.User) store.DirectoryUser {
 		Department: u.Department, OfficeLocation: u.OfficeLocation, CompanyName: u.CompanyName,
 		EmployeeID: u.EmployeeID, EmployeeType: u.EmployeeType, UsageLocation: u.UsageLocation,
 		MobilePhone: u.MobilePhone, Mail: u.Mail, AccountEnabled: u.AccountEnabled, ManagerObjectID: u.ManagerID,
-		Deleted: u.Removed == "changed",
+		ManagerKnown: u.ManagerKnown, Deleted: u.Removed == "changed",
 	}
 }
 

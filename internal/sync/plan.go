@@ -299,7 +299,7 @@ func adopt(dec *Decision, row store.SourceRow, d *store.DesiredUser, k *store.Di
 	if row.Link != nil {
 		base = *row.Link
 	}
-	dec.Steps = append(dec.Steps, followUps(row, d, k.ObjectID, base)...)
+	dec.Steps = append(dec.Steps, followUps(row, d, k, k.ObjectID, base)...)
 }
 
 // planLinked handles a managed user that exists (not deleted) and is wanted.
@@ -324,16 +324,14 @@ func planLinked(dec *Decision, row store.SourceRow, d *store.DesiredUser) {
 		nl.State, nl.DisabledAt, nl.DeletedAt = store.LinkActive, nil, nil
 		dec.Link = &nl
 	}
-	dec.Steps = append(dec.Steps, followUps(row, d, l.ObjectID, *l)...)
+	dec.Steps = append(dec.Steps, followUps(row, d, c, l.ObjectID, *l)...)
 }
 
-// followUps are the manager and group steps for an existing object.
-func followUps(row store.SourceRow, d *store.DesiredUser, objectID string, l store.Link) []Step {
+// followUps are the manager and group steps for an existing object; cur is
+// the directory's view of it (the mirror row, or the adopted user).
+func followUps(row store.SourceRow, d *store.DesiredUser, cur *store.DirectoryUser, objectID string, l store.Link) []Step {
 	var steps []Step
-	applied := l.ManagerObjectID
-	if row.Current != nil && row.Current.ManagerObjectID != "" {
-		applied = row.Current.ManagerObjectID
-	}
+	applied := currentManager(cur, l)
 	switch {
 	case d.ManagerExternalID == "" && applied != "":
 		steps = append(steps, Step{Action: ActManager, Kind: directory.OpRemoveManager, ObjectID: objectID,
@@ -366,6 +364,21 @@ func followUps(row store.SourceRow, d *store.DesiredUser, objectID string, l sto
 		}
 	}
 	return steps
+}
+
+// currentManager is the manager the directory holds, as far as we know.
+// A mirror that tracks managers says it outright ("" = none), so a manager
+// removed or changed by hand is seen and put back. Otherwise the link's
+// record of the manager we applied stands in (a manager set by hand
+// elsewhere then goes unseen), unless the row names one anyway.
+func currentManager(cur *store.DirectoryUser, l store.Link) string {
+	switch {
+	case cur != nil && cur.ManagerKnown:
+		return cur.ManagerObjectID
+	case cur != nil && cur.ManagerObjectID != "":
+		return cur.ManagerObjectID
+	}
+	return l.ManagerObjectID
 }
 
 // deferFollowUps queues the manager and group steps of a user whose object

@@ -348,6 +348,72 @@ func TestPlan(t *testing.T) {
 			want: []stepSummary{{Action: ActManager, Kind: directory.OpRemoveManager, ObjectID: oidAlice}},
 		},
 		{
+			name: "manager_removed_by_hand_is_set_again_when_the_mirror_knows_it",
+			row: store.SourceRow{ExternalID: "E1", ManagerObjectID: oidBoss,
+				Current: func() *store.DirectoryUser { c := current(); c.ManagerKnown = true; return c }(),
+				Link:    func() *store.Link { l := link(store.LinkActive); l.ManagerObjectID = oidBoss; return l }(),
+				Desired: func() *store.DesiredUser { d := desired(); d.ManagerExternalID = "B1"; return d }()},
+			want: []stepSummary{{Action: ActManager, Kind: directory.OpSetManager, ObjectID: oidAlice, RelatedID: oidBoss}},
+		},
+		{
+			name: "manager_changed_by_hand_is_set_back_when_the_mirror_knows_it",
+			row: store.SourceRow{ExternalID: "E1", ManagerObjectID: oidBoss,
+				Current: func() *store.DirectoryUser {
+					c := current()
+					c.ManagerKnown, c.ManagerObjectID = true, oidOther
+					return c
+				}(),
+				Link:    func() *store.Link { l := link(store.LinkActive); l.ManagerObjectID = oidBoss; return l }(),
+				Desired: func() *store.DesiredUser { d := desired(); d.ManagerExternalID = "B1"; return d }()},
+			want: []stepSummary{{Action: ActManager, Kind: directory.OpSetManager, ObjectID: oidAlice, RelatedID: oidBoss}},
+		},
+		{
+			name: "manager_unknown_to_the_mirror_falls_back_to_the_link_record",
+			row: store.SourceRow{ExternalID: "E1", ManagerObjectID: oidBoss, Current: current(),
+				Link:    func() *store.Link { l := link(store.LinkActive); l.ManagerObjectID = oidBoss; return l }(),
+				Desired: func() *store.DesiredUser { d := desired(); d.ManagerExternalID = "B1"; return d }()},
+			want: nil,
+		},
+		{
+			name: "manager_the_mirror_knows_matches_though_the_link_lags",
+			row: store.SourceRow{ExternalID: "E1", ManagerObjectID: oidBoss, Link: link(store.LinkActive),
+				Current: func() *store.DirectoryUser {
+					c := current()
+					c.ManagerKnown, c.ManagerObjectID = true, oidBoss
+					return c
+				}(),
+				Desired: func() *store.DesiredUser { d := desired(); d.ManagerExternalID = "B1"; return d }()},
+			want: nil,
+		},
+		{
+			name: "manager_set_by_hand_is_removed_when_the_source_wants_none",
+			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Desired: desired(),
+				Current: func() *store.DirectoryUser {
+					c := current()
+					c.ManagerKnown, c.ManagerObjectID = true, oidOther
+					return c
+				}()},
+			want: []stepSummary{{Action: ActManager, Kind: directory.OpRemoveManager, ObjectID: oidAlice}},
+		},
+		{
+			name:   "adopted_user_keeps_the_manager_it_already_has",
+			policy: func(p *Policy) { p.AdoptBy = AdoptEmployeeID },
+			row: store.SourceRow{ExternalID: "E1", ManagerObjectID: oidBoss,
+				Candidate: func() *store.DirectoryUser {
+					c := current()
+					c.ManagerKnown, c.ManagerObjectID = true, oidBoss
+					return c
+				}(),
+				Desired: func() *store.DesiredUser { d := desired(); d.ManagerExternalID = "B1"; return d }()},
+			want: []stepSummary{{Action: ActAdopt, ObjectID: oidAlice}},
+		},
+		{
+			name: "soft_deleted_linked_user_is_restored_then_updated",
+			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Desired: desired(),
+				Current: func() *store.DirectoryUser { c := current(); c.Deleted = true; return c }()},
+			want: []stepSummary{{Action: ActRestore, Kind: directory.OpRestore, ObjectID: oidAlice}},
+		},
+		{
 			name: "groups_are_added_and_removed_only_among_those_the_worker_manages",
 			row: store.SourceRow{ExternalID: "E1", Current: current(),
 				Link:    func() *store.Link { l := link(store.LinkActive); l.Groups = []string{grpA, grpB}; return l }(),
