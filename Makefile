@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 WITH_PG := scripts/with-postgres --
 
 .DEFAULT_GOAL := help
-.PHONY: help build test lint bench demo fuzz systest clean
+.PHONY: help build test lint bench bench-history demo fuzz systest clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +26,9 @@ lint: ## gofmt (must list nothing) and go vet
 bench: ## Benchmarks: emulator throughput (2s each), then each scenario once (figures are printed per benchmark)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/graphsim/
 	$(WITH_PG) $(GO) test -run '^$$' -bench . -benchtime 1x $$($(GO) list ./... | grep -v '/internal/graphsim$$')
+
+bench-history: ## History at 20M operation rows: worker history/user query p50/p99, prune of 10M under a live run, monthly partitions (~20 min, ~25 GB in /tmp)
+	ENTRAPROV_HISTORY_ROWS=$(or $(HISTORY_ROWS),20000000) $(WITH_PG) $(GO) test -run '^$$' -bench '^BenchmarkHistoryAtScale$$' -benchtime 1x -timeout 90m -v ./internal/store/
 
 demo: ## Throwaway Postgres + Graph emulator + sample users, then check/plan/sync/history
 	scripts/demo.sh
