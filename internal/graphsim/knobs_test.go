@@ -77,7 +77,8 @@ func TestQuotaCut(t *testing.T) {
 	base := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	var off atomic.Int64 // the clock stands still unless moved
 	clock := func() time.Time { return base.Add(time.Duration(off.Load())) }
-	sim, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{Throttling: true, Now: clock})
+	var logs logBuf
+	sim, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{Throttling: true, Now: clock, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	r := newRaw(t, srv, seeded)
 	id := r.mustCreate("quota@" + seeded.Domain)
 	sim.ResetThrottling()
@@ -113,6 +114,9 @@ func TestQuotaCut(t *testing.T) {
 	decode(resp, &q)
 	if q["factor"] != 1.0 || q["left_seconds"] != 0.0 {
 		t.Fatalf("after the cut: %v", q)
+	}
+	if !strings.Contains(logs.String(), "quota cut over") || !strings.Contains(logs.String(), "ended_at=2026-11-27T12:01:00Z") {
+		t.Fatalf("the end of the cut is not logged: %s", logs.String())
 	}
 	// 30 s more at the cut rate (60), then 1 s at the normal rate (20).
 	if n := writesUntilThrottled(t, sim, r.token, id); n < 79 || n > 80 {

@@ -161,6 +161,9 @@ func New(opts Options) *Sim {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.thr = newThrottler(scale)
+	s.thr.onExpire = func(f float64, at time.Time) {
+		s.log.Info("quota cut over: budgets back to normal", "factor_was", f, "ended_at", at.UTC().Format(time.RFC3339Nano))
+	}
 	f := opts.Faults
 	s.faults.Store(&f)
 	return s

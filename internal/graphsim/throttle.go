@@ -70,6 +70,8 @@ type throttler struct {
 	// until; then it returns to 1 by itself (the /_sim/quota knob).
 	factor float64
 	until  time.Time
+	// onExpire is told when a cut ends by itself (the Sim logs it).
+	onExpire func(factor float64, at time.Time)
 }
 
 func newThrottler(scale float64) *throttler {
@@ -90,7 +92,11 @@ func (th *throttler) setFactor(f float64, at, until time.Time) {
 // buckets earned at the cut rate until then, at the normal rate after).
 func (th *throttler) expire(now time.Time) {
 	if th.factor != 1 && !now.Before(th.until) {
-		th.setFactor(1, th.until, time.Time{})
+		f, at := th.factor, th.until
+		th.setFactor(1, at, time.Time{})
+		if th.onExpire != nil {
+			th.onExpire(f, at)
+		}
 	}
 }
 
