@@ -2,31 +2,44 @@
 # systest.sh — the product under faults, as an operator meets it (make systest).
 #
 # Real processes only: the worker and graphsim binaries (built once), a
-# throwaway PostgreSQL (scripts/with-postgres). Scenarios:
+# throwaway PostgreSQL (scripts/with-postgres). Scenarios, in run order:
 #   1. kill -9 of `worker sync` at random points of a SYSTEST_USERS-user
 #      initial run (SYSTEST_KILLS times), restart each time; then
 #      `worker audit` is clean, graphsim holds no duplicate user, every
 #      history operation is final and every killed run is "interrupted".
 #   2. churn (changes, leavers, hires) while graphsim answers 10% 5xx and
 #      drops 1% of answers: the audit sees the drift first, then converges.
-#   3. PostgreSQL restarted mid-run: the worker ends by itself, the next run
-#      converges, no half-written link.
-#   4. bad input: 200 malformed rows among the good ones (only they fail,
+#   3. bad input: 200 malformed rows among the good ones (only they fail,
 #      each message naming the column), a source view with a wrong type, a
 #      database migrated by a newer worker: each a clear message.
-#   5. two `worker sync` of the same job started together: one runs, the
+#   4. two `worker sync` of the same job started together: one runs, the
 #      other does nothing and says so.
-#   6. the client secret is rotated in the emulator between runs: the run
-#      fails with the AADSTS advice; once the configuration points at the
-#      new secret the next run succeeds and the audit is clean.
-#   7. a garbage configuration file: exit 78 naming the bad key.
+#   5. the client secret is rotated in the emulator between runs
+#      (/_sim/secrets, directory kept): the run fails with the AADSTS
+#      advice; once the configuration points at the new secret the next run
+#      succeeds and the audit is clean.
+#   6. a garbage configuration file: exit 78 naming the bad key.
+#   7. throttle storm: churn while the quota is cut to 10% for a minute
+#      (/_sim/quota) and 10% of requests are 5xx: converges; 429 share.
+#   8. graphsim unreachable for a few seconds mid-run (/_sim/outage,
+#      shorter than the worker's retries): the run still succeeds.
+#   9. graphsim unreachable mid-run for longer than the worker's retries
+#      (SYSTEST_OUTAGE s): the run ends by itself saying why, nothing is
+#      recorded succeeded that graphsim did not apply, the next run
+#      converges. It starts before scenario 1 and the others run while it
+#      waits (each on its own emulator and job).
+#  10. PostgreSQL restarted mid-run: the worker ends by itself, the next run
+#      converges, no half-written link (last: it would cut scenario 9).
 # Every scenario is bounded in time; the figures go to stdout and, with
 # SYSTEST_REPORT=FILE, to FILE as markdown rows (docs/reliability.md).
 #
 # Environment: SYSTEST_USERS (10000), SYSTEST_KILLS (5), SYSTEST_SEED
 # (random), SYSTEST_TIME_SCALE (20: the emulator's throttle windows,
-# Retry-After and latency shrink by this factor), SYSTEST_KEEP=1 keeps the
-# temporary directory. Needs jq and psql.
+# Retry-After and latency shrink by this factor), SYSTEST_CHURN_USERS
+# (3000: users of scenarios 7-9), SYSTEST_OUTAGE (130: seconds of the long
+# outage; the worker retries a step 8 times over 61-123 s), SYSTEST_QUOTA_FOR
+# (60s: the quota cut, real time), SYSTEST_KEEP=1 keeps the temporary
+# directory. Needs jq, psql and curl.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -39,6 +52,9 @@ users=${SYSTEST_USERS:-10000}
 kills=${SYSTEST_KILLS:-5}
 seed=${SYSTEST_SEED:-$RANDOM}
 scale=${SYSTEST_TIME_SCALE:-20}
+churn_users=${SYSTEST_CHURN_USERS:-3000}
+outage_long=${SYSTEST_OUTAGE:-130}
+quota_for=${SYSTEST_QUOTA_FOR:-60s}
 RANDOM=$seed
 started=$SECONDS
 
@@ -132,7 +148,7 @@ EOF
 }
 
 # --------------------------------------------------------------------------
-say "Scenario 1: kill -9 during a $users-user initial sync"
+say "Setup: graphsim and $users desired users for job hr"
 secret1="Sys~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf '%s\n' "$secret1" >"$tmp/hr-secret"
 chmod 600 "$tmp/hr-secret"
@@ -154,6 +170,40 @@ SELECT 'E' || lpad(i::text, 6, '0'), 'user' || lpad(i::text, 6, '0') || '@$domai
   FROM generate_series(1, $users) AS i;
 SQL
 
+# --------------------------------------------------------------------------
+# Scenario 9 starts first: its outage outlasts the worker's retries (about
+# two minutes), and scenarios 1-8 run meanwhile, each on its own emulator
+# and job (the PostgreSQL restart waits until it is over).
+say "Scenario 9 (starts now, checked after scenario 8): graphsim unreachable for $outage_long s in the middle of a $churn_users-change run"
+start_sim out "$secret1"
+out_admin=$sim_admin out_ca=$tmp/out-ca.pem
+psql_q <<SQL
+CREATE TABLE public.out_users (LIKE entraprov.desired_users INCLUDING DEFAULTS);
+INSERT INTO public.out_users (external_id, user_principal_name, display_name, job_title, employee_id, usage_location, account_enabled)
+SELECT 'O' || lpad(i::text, 6, '0'), 'out' || lpad(i::text, 6, '0') || '@$domain', 'Out ' || i, 'Clerk',
+       'O' || lpad(i::text, 6, '0'), 'DE', true
+  FROM generate_series(1, $churn_users) AS i;
+SQL
+job_yaml out public.out_users "$tmp/hr-secret" "$sim_authority" "$sim_graph" "$out_ca" >>"$tmp/config.yaml"
+worker sync --job out >"$tmp/worker-out-0.log" 2>&1 || die "out: the initial sync failed: $(tail -n 5 "$tmp/worker-out-0.log")"
+psql_q -c "UPDATE public.out_users SET job_title = 'Clerk after outage'"
+out_writes=$(sim_get "$out_admin" "$out_ca" counters | jq .writes)
+out_cut=$((churn_users / 10))
+"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job out >"$tmp/worker-out-1.log" 2>&1 &
+out_wp=$!
+pids+=("$out_wp")
+for _ in $(seq 1 600); do
+	kill -0 "$out_wp" 2>/dev/null || break
+	(($(sim_get "$out_admin" "$out_ca" counters | jq .writes) >= out_writes + out_cut)) && break
+	sleep 0.05
+done
+kill -0 "$out_wp" 2>/dev/null || die "out: the run ended before graphsim could be taken down"
+curl -fsS --cacert "$out_ca" -X POST -d "{\"for\":\"${outage_long}s\"}" "${out_admin}outage" >/dev/null
+out_t0=$(date +%s.%N)
+note "graphsim 'out' goes down for $outage_long s after $out_cut of the run's writes; the worker keeps running"
+
+# --------------------------------------------------------------------------
+say "Scenario 1: kill -9 during a $users-user initial sync"
 t1=$SECONDS
 killed=0
 attempt=0
@@ -212,12 +262,13 @@ dup_created=$(jq '[.created // {} | to_entries[] | select(.value > 1)] | length'
 throttled=$(jq '.throttled' "$tmp/sim-counters.json")
 steps=$(jq '.batch_steps' "$tmp/sim-counters.json")
 nonfinal=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations o JOIN entraprov.sync_runs r ON r.id = o.run_id
-                      WHERE o.status = 'pending' OR (o.status = 'planned' AND r.mode = 'apply')")
+                      WHERE r.job = 'hr' AND (o.status = 'pending' OR (o.status = 'planned' AND r.mode = 'apply'))")
 interrupted=$(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE job = 'hr' AND status = 'interrupted'")
-running=$(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE status = 'running'")
+running=$(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE job = 'hr' AND status = 'running'")
 int_ops=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations o JOIN entraprov.sync_runs r ON r.id = o.run_id
                      WHERE r.status = 'interrupted' AND o.status = 'interrupted'")
-failed_ops=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE status = 'failed'")
+failed_ops=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations o JOIN entraprov.sync_runs r ON r.id = o.run_id
+                        WHERE r.job = 'hr' AND o.status = 'failed'")
 note "audit findings $findings; directory users $live (want $users); duplicate employeeIds $dup_emp; UPNs created twice $dup_created"
 note "non-final operations $nonfinal; interrupted runs $interrupted (want $killed); running $running; interrupted operations $int_ops; failed operations $failed_ops"
 note "graphsim: $steps batch steps, $throttled throttled (429)"
@@ -238,7 +289,7 @@ audit_counts() {
 	counts=$(jq -c '.counts' "$tmp/audit.json" 2>/dev/null || cat "$tmp/audit.err")
 }
 nonfinal_sql="SELECT count(*) FROM entraprov.sync_operations o JOIN entraprov.sync_runs r ON r.id = o.run_id
-              WHERE o.status = 'pending' OR (o.status = 'planned' AND r.mode = 'apply')"
+              WHERE r.job = 'hr' AND (o.status = 'pending' OR (o.status = 'planned' AND r.mode = 'apply'))"
 
 # --------------------------------------------------------------------------
 say "Scenario 2: churn under 10% 5xx and 1% dropped answers"
@@ -272,6 +323,7 @@ while :; do
 	((runs4 < 4)) || die "no convergence after $runs4 runs under faults: $after"
 done
 t4=$((SECONDS - t4))
+statuses=${statuses% }
 sim_get "$hr_admin" "$hr_ca" "counters" >"$tmp/sim-counters.json"
 sim_get "$hr_admin" "$hr_ca" "users?tenant=$tenant" >"$tmp/sim-users.json"
 curl -fsS --cacert "$hr_ca" -X POST -d '{}' "${hr_admin}faults" >/dev/null
@@ -290,46 +342,7 @@ row "churn under 5xx and dropped answers" "$chg department changes, $lv leavers,
 	"converged in $runs4 run(s) ($statuses) in $t4 s through $faults injected 5xx and $dropped dropped answers; audit clean; $enabled enabled users, 0 duplicate employeeIds; 0 non-final operations; 429 share $share"
 
 # --------------------------------------------------------------------------
-say "Scenario 3: PostgreSQL restarted mid-run"
-pg_ctl_bin=$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort -V | tail -n 1)
-pg_as() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-retitled=$users cut=$((users / 10))
-psql_q -c "UPDATE entraprov.desired_users SET job_title = 'Senior ' || coalesce(job_title, 'Staff') WHERE external_id <= 'E' || lpad('$retitled', 6, '0')"
-"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-pg-1.log" 2>&1 &
-wp=$!
-pids+=("$wp")
-target=$(($(sim_get "$hr_admin" "$hr_ca" counters | jq .writes) + cut))
-for _ in $(seq 1 600); do
-	kill -0 "$wp" 2>/dev/null || break
-	(($(sim_get "$hr_admin" "$hr_ca" counters | jq .writes) >= target)) && break
-	sleep 0.05
-done
-kill -0 "$wp" 2>/dev/null || die "the run ended before PostgreSQL could be restarted"
-pg_as "$pg_ctl_bin" -D "$WITH_POSTGRES_DIR/data" -m fast -w -t 60 restart >/dev/null
-note "PostgreSQL restarted after $cut writes of the run"
-rc=0
-for _ in $(seq 1 1200); do kill -0 "$wp" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$wp" 2>/dev/null; then kill -9 "$wp"; die "the worker did not end within 120 s of the restart"; fi
-wait "$wp" || rc=$?
-first=$(psql_q -c "SELECT status || ': ' || left(coalesce(error_summary, ''), 140) FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 1")
-said=$(grep -m1 '^worker:' "$tmp/worker-pg-1.log" | head -c 200 || true)
-note "the run during the restart: exit $rc, recorded as $first; the worker said: $said"
-worker sync --job hr >"$tmp/worker-pg-2.log" 2>&1 || die "the next run failed: $(tail -n 5 "$tmp/worker-pg-2.log")"
-audit_counts
-after=$counts
-[[ $audit_rc -eq 0 ]] || die "audit after the PostgreSQL restart: $after"
-halfway=$(psql_q -c "SELECT count(*) FROM entraprov.directory_links WHERE job = 'hr' AND (state = 'creating' OR (state <> 'deleted' AND object_id IS NULL))")
-running=$(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE status = 'running'")
-nonfinal=$(psql_q -c "$nonfinal_sql")
-[[ "$halfway" == 0 && "$running" == 0 && "$nonfinal" == 0 ]] || die "after the restart: $halfway half-written links, $running running runs, $nonfinal non-final operations"
-runs_after=$(psql_q -c "SELECT status FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 2" | tac | tr '\n' ' ')
-note "next run succeeded; audit clean; 0 half-written links; runs: $runs_after"
-row "PostgreSQL restarted mid-run" "$retitled job-title changes; \`pg_ctl restart -m fast\` after $cut writes of the run; then one more \`worker sync\`" \
-	"the worker ends by itself (≤120 s) with a clear status; \`worker audit\`; links left \`creating\` or without object; runs left running; operations not final" \
-	"worker exit $rc: \`${said#worker: }\`; run row ${first%%:*} (then marked by the next run: ${runs_after%% *}); next run succeeded; audit clean; 0 half-written links, 0 running runs, 0 non-final operations"
-
-# --------------------------------------------------------------------------
-say "Scenario 4: bad input — malformed rows, a source of wrong types, a newer schema"
+say "Scenario 3: bad input — malformed rows, a source of wrong types, a newer schema"
 psql_q <<SQL
 INSERT INTO entraprov.desired_users (external_id, user_principal_name, display_name, usage_location, account_enabled)
 SELECT 'B' || lpad(i::text, 6, '0'),
@@ -379,7 +392,7 @@ row "bad input" "200 malformed rows (domain not allowed, no @, usage location XX
 	"run $bad_run, exit 0: exactly the 200 bad rows failed, each message naming the column (e.g. \`$example\`), 0 good rows failed; audit: invalid 200 and nothing else. Wrong types: exit $rc, \`$typed_msg\`. Newer schema: exit $rc, \`$newer_msg\`. Audit clean afterwards"
 
 # --------------------------------------------------------------------------
-say "Scenario 5: two workers start the same job at once"
+say "Scenario 4: two workers start the same job at once"
 psql_q -c "UPDATE entraprov.desired_users SET office_location = 'Lyon' WHERE external_id <= 'E' || lpad('$((users / 10))', 6, '0')"
 runs_before=$(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE job = 'hr'")
 "$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-twin-a.log" 2>&1 &
@@ -403,43 +416,54 @@ row "two workers at once" "$((users / 10)) office changes; two \`worker sync --j
 	"one run recorded and applied the $patched updates (exit 0); the other did nothing and said \`another worker is running this job; nothing was done\` (exit 1); audit clean"
 
 # --------------------------------------------------------------------------
-say "Scenario 6: the client secret rotated between runs"
-port=$((20000 + RANDOM % 20000))
+say "Scenario 5: the client secret rotated between runs"
 rot_old="Old~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 rot_new="New~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf '%s\n' "$rot_old" >"$tmp/rot-secret-old"
 printf '%s\n' "$rot_new" >"$tmp/rot-secret-new"
 chmod 600 "$tmp"/rot-secret-*
-start_sim rot "$rot_old" "$port"
-rot_pid=$sim_pid
+start_sim rot "$rot_old"
+rot_admin=$sim_admin rot_ca=$tmp/rot-ca.pem
 psql_q -c "CREATE VIEW public.rot_users AS SELECT * FROM entraprov.desired_users WHERE external_id <= 'E000200'"
-job_yaml rot public.rot_users "$tmp/rot-secret-old" "$sim_authority" "$sim_graph" "$tmp/rot-ca.pem" >>"$tmp/config.yaml"
+job_yaml rot public.rot_users "$tmp/rot-secret-old" "$sim_authority" "$sim_graph" "$rot_ca" >>"$tmp/config.yaml"
 worker sync --job rot >"$tmp/worker-rot-1.log" 2>&1 || die "rot: first sync failed: $(tail -n 5 "$tmp/worker-rot-1.log")"
 note "old secret: run succeeded"
-# Rotation: the app now has only the new secret (the emulator restarts
-# with it; the old one is revoked).
-kill -TERM "$rot_pid"
-wait "$rot_pid" 2>/dev/null || true
-start_sim rot "$rot_new" "$port"
+# Rotation without a restart: the app gets the new secret and loses the
+# old one; its directory stays. The values go through files, never on a
+# command line.
+jq -n --arg c "$client" --rawfile a "$tmp/rot-secret-new" --rawfile r "$tmp/rot-secret-old" \
+	'{client_id: $c, add: ($a | rtrimstr("\n")), revoke: ($r | rtrimstr("\n"))}' >"$tmp/rot-rotation.json"
+curl -fsS --cacert "$rot_ca" -X POST --data-binary @"$tmp/rot-rotation.json" "${rot_admin}secrets" >"$tmp/rot-rotation-answer.json" ||
+	die "rot: /_sim/secrets refused the rotation"
+rm -f "$tmp/rot-rotation.json"
+[[ $(jq -c '[.added, .revoked, .secrets]' "$tmp/rot-rotation-answer.json") == '[true,true,1]' ]] ||
+	die "rot: rotation answered $(cat "$tmp/rot-rotation-answer.json")"
 rc=0
 worker sync --job rot >"$tmp/worker-rot-2.log" 2>&1 || rc=$?
 [[ $rc -eq 1 ]] || die "rot: with the revoked secret, exit $rc; want 1"
 grep -q 'AADSTS7000215' "$tmp/worker-rot-2.log" || die "rot: no AADSTS7000215 in: $(tail -n 5 "$tmp/worker-rot-2.log")"
 grep -q "rot-secret-old" "$tmp/worker-rot-2.log" || die "rot: the advice does not name the secret's source: $(tail -n 5 "$tmp/worker-rot-2.log")"
-grep -qF "$rot_old" "$tmp/worker-rot-2.log" && die "rot: the secret value was printed"
-advice=$(grep -m1 -o 'AADSTS7000215[^"]*' "$tmp/worker-rot-2.log" | head -c 160)
+for v in "$rot_old" "$rot_new"; do
+	grep -qF "$v" "$tmp"/worker-rot-*.log "$tmp/rot.log" "$tmp/rot-rotation-answer.json" && die "rot: a secret value was printed"
+done
+advice=$(grep -m1 -o 'sign-in failed (AADSTS7000215)[^"]*' "$tmp/worker-rot-2.log" |
+	sed -E "s#$tmp#\$TMP#g; s/for app [0-9a-f-]+ in tenant [0-9a-f-]+/for app … in tenant …/")
 failed_status=$(psql_q -c "SELECT status FROM entraprov.sync_runs WHERE job = 'rot' ORDER BY id DESC LIMIT 1")
 note "revoked secret: exit 1, run $failed_status: $advice"
 sed -i "s#$tmp/rot-secret-old#$tmp/rot-secret-new#" "$tmp/config.yaml"
 worker sync --job rot >"$tmp/worker-rot-3.log" 2>&1 || die "rot: sync with the new secret failed: $(tail -n 5 "$tmp/worker-rot-3.log")"
+rot_creates=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE action = 'create' AND run_id =
+                         (SELECT max(id) FROM entraprov.sync_runs WHERE job = 'rot')")
+rot_live=$(sim_get "$rot_admin" "$rot_ca" "users?tenant=$tenant" | jq '[.[] | select(.Deleted | not)] | length')
 worker audit --job rot >"$tmp/audit-rot.txt" 2>&1 || die "rot: audit after rotation: $(head -n 5 "$tmp/audit-rot.txt")"
-note "new secret: run succeeded, audit clean"
-row "client secret rotated" "job of 200 users synced with secret A; the emulator restarted with only secret B (A revoked; it keeps no users across a restart); sync; config pointed at B; sync" \
-	"exit codes, the run's status and message, that the secret value is never printed, \`worker audit\`" \
-	"with A: exit 1, run $failed_status, message carries AADSTS7000215 and names the secret file; with B: exit 0, audit clean"
+[[ "$rot_creates" == 0 && "$rot_live" == 200 ]] || die "rot: the directory was not kept: $rot_creates creates, $rot_live users"
+note "new secret: run succeeded with $rot_creates creates (directory kept: $rot_live users), audit clean; no secret value in any output"
+row "client secret rotated" "job of 200 users synced with secret A; then \`POST /_sim/secrets\` added B and revoked A (no restart: the directory is kept); sync; config pointed at B; sync" \
+	"exit codes, the run's status and message, that neither secret value appears in the worker's output, graphsim's log or answer, \`worker audit\`" \
+	"with A: exit 1, run $failed_status: \`$advice\`; with B: exit 0, $rot_creates creates ($rot_live users kept), audit clean"
 
 # --------------------------------------------------------------------------
-say "Scenario 7: a garbage configuration file"
+say "Scenario 6: a garbage configuration file"
 printf 'database:\n  url: "%s"\njobs:\n  - name: hr\n    batch_size: lots\n    sauce: ketchup\n' "$DATABASE_URL" >"$tmp/garbage.yaml"
 rc=0
 "$tmp/bin/worker" --config "$tmp/garbage.yaml" sync --job hr >"$tmp/garbage.log" 2>&1 || rc=$?
@@ -448,6 +472,203 @@ grep -q 'batch_size' "$tmp/garbage.log" || die "garbage config: batch_size not n
 msg=$(grep -m1 'batch_size' "$tmp/garbage.log" | sed 's/^ *//' | head -c 200)
 note "exit 78: $msg"
 row "garbage configuration" "\`batch_size: lots\` and an unknown key \`sauce\` in a job" "exit code and message" "exit 78; the message names batch_size: $msg"
+
+# applied RUN STATUS USERS_JSON TITLE: of RUN's update operations with
+# STATUS, how many graphsim holds with jobTitle TITLE ("applied/total").
+applied() {
+	psql_q -c "SELECT external_id FROM entraprov.sync_operations WHERE run_id = $1 AND action = 'update' AND status = '$2'" >"$tmp/ops-$2.txt"
+	jq -r --rawfile ids "$tmp/ops-$2.txt" --arg v "$4" '
+		([.[] | select(.Deleted | not) | {key: .EmployeeID, value: (.Properties.jobTitle // "")}] | from_entries) as $m
+		| ($ids | split("\n") | map(select(. != ""))) as $s
+		| "\([$s[] | select($m[.] == $v)] | length)/\($s | length)"' "$3"
+}
+# run_figures JOB: the latest run of JOB as "id|status|seconds|error".
+run_figures() {
+	psql_q -c "SELECT id, status, round(extract(epoch FROM finished_at - started_at)), coalesce(left(error_summary, 240), '')
+	             FROM entraprov.sync_runs WHERE job = '$1' ORDER BY id DESC LIMIT 1"
+}
+op_counts() {
+	psql_q -c "SELECT coalesce(string_agg(n || ' ' || status, ', ' ORDER BY status DESC), 'none')
+	             FROM (SELECT status, count(*) n FROM entraprov.sync_operations WHERE run_id = $1 GROUP BY status) x"
+}
+
+# --------------------------------------------------------------------------
+say "Scenario 7: throttle storm — quota cut to 10% for $quota_for and 10% 5xx during churn"
+start_sim storm "$secret1"
+storm_admin=$sim_admin storm_ca=$tmp/storm-ca.pem
+s_chg=$((churn_users * 8 / 10)) s_lv=$((churn_users / 10))
+psql_q <<SQL
+CREATE TABLE public.storm_users (LIKE entraprov.desired_users INCLUDING DEFAULTS);
+INSERT INTO public.storm_users (external_id, user_principal_name, display_name, job_title, department, employee_id, usage_location, account_enabled)
+SELECT 'S' || lpad(i::text, 6, '0'), 'storm' || lpad(i::text, 6, '0') || '@$domain', 'Storm ' || i, 'Clerk', 'Ops',
+       'S' || lpad(i::text, 6, '0'), 'DE', true
+  FROM generate_series(1, $churn_users) AS i;
+SQL
+job_yaml storm public.storm_users "$tmp/hr-secret" "$sim_authority" "$sim_graph" "$storm_ca" >>"$tmp/config.yaml"
+worker sync --job storm >"$tmp/worker-storm-0.log" 2>&1 || die "storm: the initial sync failed: $(tail -n 5 "$tmp/worker-storm-0.log")"
+# Churn: department changes, leavers, hires (each with a manager).
+psql_q <<SQL
+UPDATE public.storm_users SET department = 'Field Ops' WHERE external_id <= 'S' || lpad('$s_chg', 6, '0');
+DELETE FROM public.storm_users WHERE external_id > 'S' || lpad('$((churn_users - s_lv))', 6, '0');
+INSERT INTO public.storm_users (external_id, user_principal_name, display_name, job_title, department, employee_id, usage_location, account_enabled, manager_external_id)
+SELECT 'T' || lpad(i::text, 6, '0'), 'stormhire' || lpad(i::text, 6, '0') || '@$domain', 'Storm hire ' || i, 'Clerk', 'Ops',
+       'T' || lpad(i::text, 6, '0'), 'FR', true, 'S' || lpad((1 + i % 50)::text, 6, '0')
+  FROM generate_series(1, $s_lv) AS i;
+SQL
+curl -fsS --cacert "$storm_ca" -X POST -d '{"rate_5xx":0.1,"commit_before_fault":0.5}' "${storm_admin}faults" >/dev/null
+curl -fsS --cacert "$storm_ca" -X POST "${storm_admin}reset" >/dev/null
+curl -fsS --cacert "$storm_ca" -X POST -d "{\"factor\":0.1,\"for\":\"$quota_for\"}" "${storm_admin}quota" >/dev/null
+t7=$SECONDS
+runs7=0 statuses=''
+while :; do
+	runs7=$((runs7 + 1))
+	worker sync --job storm >"$tmp/worker-storm-$runs7.log" 2>&1 || true
+	IFS='|' read -r s_run s_status s_secs _ <<<"$(run_figures storm)"
+	statuses+="$s_status in $s_secs s, "
+	[[ $runs7 == 1 ]] && cut_left=$(sim_get "$storm_admin" "$storm_ca" quota | jq -r .left)
+	rc=0
+	worker audit --job storm --json >"$tmp/audit-storm.json" 2>"$tmp/audit-storm.err" || rc=$?
+	[[ $rc -eq 0 ]] && break
+	((runs7 < 4)) || die "storm: no convergence after $runs7 runs: $(jq -c .counts "$tmp/audit-storm.json" 2>/dev/null) $(head -c 300 "$tmp/audit-storm.err")"
+done
+t7=$((SECONDS - t7))
+statuses=${statuses%, }
+sim_get "$storm_admin" "$storm_ca" counters >"$tmp/storm-counters.json"
+sim_get "$storm_admin" "$storm_ca" "users?tenant=$tenant" >"$tmp/storm-users.json"
+curl -fsS --cacert "$storm_ca" -X POST -d '{}' "${storm_admin}faults" >/dev/null
+curl -fsS --cacert "$storm_ca" -X POST -d '{"factor":1}' "${storm_admin}quota" >/dev/null
+throttled=$(jq '.throttled' "$tmp/storm-counters.json")
+steps=$(jq '.batch_steps' "$tmp/storm-counters.json")
+faults=$(jq '.faults' "$tmp/storm-counters.json")
+writes=$(jq '.writes' "$tmp/storm-counters.json")
+share=$(awk -v t="$throttled" -v s="$steps" 'BEGIN { if (s > 0) printf "%.1f%%", 100 * t / s; else print "0%" }')
+dup_emp=$(jq '[.[] | select(.Deleted | not) | .EmployeeID] | group_by(.) | map(select(length > 1)) | length' "$tmp/storm-users.json")
+enabled=$(jq '[.[] | select((.Deleted | not) and .AccountEnabled)] | length' "$tmp/storm-users.json")
+nonfinal=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations o JOIN entraprov.sync_runs r ON r.id = o.run_id
+                      WHERE r.job = 'storm' AND o.status IN ('pending', 'planned')")
+note "converged in $runs7 run(s) ($statuses), $t7 s in all; cut still in force after the first run: $cut_left"
+note "graphsim: $writes writes, $steps batch steps, $throttled throttled (429 share $share), $faults injected 5xx; $enabled enabled users, $dup_emp duplicate employeeIds, $nonfinal non-final operations"
+[[ "$dup_emp" == 0 && "$nonfinal" == 0 && "$enabled" == "$churn_users" ]] ||
+	die "storm: $dup_emp duplicate employeeIds, $nonfinal non-final operations, $enabled enabled users (want $churn_users)"
+((throttled > 0)) || die "storm: no 429 under a 10% quota; the cut did not bite"
+row "throttle storm" "$churn_users users; $s_chg department changes, $s_lv leavers, $s_lv hires with a manager; graphsim's quota cut to 10% for $quota_for real time (\`POST /_sim/quota\`: 300 writes per 7.5 s at time scale $scale) and 10% of requests 5xx (half after committing the write); \`worker sync\` until the audit is clean" \
+	"\`worker audit\`; run statuses and durations; graphsim's 429s per batch step; users, employeeIds; operations not final" \
+	"converged in $runs7 run(s) ($statuses), $t7 s in all; $writes writes accepted; 429 share $share ($throttled of $steps steps), $faults injected 5xx; audit clean, $enabled enabled users, 0 duplicates, 0 non-final operations"
+
+# --------------------------------------------------------------------------
+say "Scenario 8: graphsim unreachable for 10 s mid-run (shorter than the worker's retries)"
+psql_q -c "UPDATE public.storm_users SET job_title = 'Clerk after blip'"
+w0=$(sim_get "$storm_admin" "$storm_ca" counters | jq .writes)
+blip_cut=$((churn_users / 10))
+"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job storm >"$tmp/worker-blip.log" 2>&1 &
+wp=$!
+pids+=("$wp")
+for _ in $(seq 1 600); do
+	kill -0 "$wp" 2>/dev/null || break
+	(($(sim_get "$storm_admin" "$storm_ca" counters | jq .writes) >= w0 + blip_cut)) && break
+	sleep 0.02
+done
+kill -0 "$wp" 2>/dev/null || die "blip: the run ended before graphsim could be taken down"
+curl -fsS --cacert "$storm_ca" -X POST -d '{"for":"10s"}' "${storm_admin}outage" >/dev/null
+for _ in $(seq 1 1800); do kill -0 "$wp" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$wp" 2>/dev/null; then kill -9 "$wp"; die "blip: the worker did not end within 180 s"; fi
+rc=0
+wait "$wp" || rc=$?
+IFS='|' read -r b_run b_status b_secs b_err <<<"$(run_figures storm)"
+b_retried=$(psql_q -c "SELECT retried FROM entraprov.sync_runs WHERE id = $b_run")
+sim_get "$storm_admin" "$storm_ca" "users?tenant=$tenant" >"$tmp/storm-users.json"
+b_applied=$(applied "$b_run" succeeded "$tmp/storm-users.json" 'Clerk after blip')
+b_ops=$(op_counts "$b_run")
+audit_rc=0
+worker audit --job storm >"$tmp/audit-blip.txt" 2>&1 || audit_rc=$?
+note "worker exit $rc, run $b_status in $b_secs s ($b_ops; $b_retried step attempts retried); succeeded updates applied in graphsim: $b_applied; audit exit $audit_rc"
+[[ $rc -eq 0 && "$b_status" == succeeded && $audit_rc -eq 0 ]] || die "blip: exit $rc, run $b_status ($b_err), audit exit $audit_rc"
+[[ "${b_applied%/*}" == "${b_applied#*/}" ]] || die "blip: succeeded updates not applied: $b_applied"
+row "graphsim unreachable briefly" "$churn_users job-title changes; after $blip_cut writes of the run, \`POST /_sim/outage {\"for\":\"10s\"}\`: listener and open connections closed (connection refused/reset, token endpoint included), then back with the same state" \
+	"exit code, run status and duration, retries, succeeded operations vs graphsim's users, \`worker audit\`" \
+	"exit 0, run succeeded in $b_secs s ($b_ops; $b_retried attempts retried); $b_applied succeeded updates found applied in graphsim; audit clean"
+
+# --------------------------------------------------------------------------
+say "Scenario 9 (continued): the run that met the $outage_long s outage"
+while kill -0 "$out_wp" 2>/dev/null; do
+	if (($(date +%s) - ${out_t0%.*} > outage_long + 300)); then
+		kill -9 "$out_wp"
+		die "out: the worker did not end within $((outage_long + 300)) s of the outage's start"
+	fi
+	sleep 0.5
+done
+out_rc=0
+wait "$out_wp" || out_rc=$?
+IFS='|' read -r o_run o_status o_secs o_err <<<"$(run_figures out)"
+o_end=$(psql_q -c "SELECT round(extract(epoch FROM finished_at) - $out_t0) FROM entraprov.sync_runs WHERE id = $o_run")
+o_said=$(grep -m1 -E '^ *error ' "$tmp/worker-out-1.log" | sed 's/^ *error *//' | head -c 240 || true)
+for _ in $(seq 1 600); do sim_get "$out_admin" "$out_ca" counters >/dev/null 2>&1 && break; sleep 0.5; done
+sim_get "$out_admin" "$out_ca" "users?tenant=$tenant" >"$tmp/out-users.json" || die "out: graphsim did not come back"
+o_ops=$(op_counts "$o_run")
+o_nonfinal=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = $o_run AND status IN ('pending', 'planned')")
+o_ok=$(applied "$o_run" succeeded "$tmp/out-users.json" 'Clerk after outage')
+o_failed=$(applied "$o_run" failed "$tmp/out-users.json" 'Clerk after outage')
+o_lost=$((${o_ok#*/} - ${o_ok%/*}))
+note "worker exit $out_rc; run $o_run $o_status, ended $o_end s after the outage began (${o_secs} s run): $o_err"
+note "operations: $o_ops; non-final $o_nonfinal; succeeded updates applied in graphsim $o_ok (lost $o_lost); failed updates applied anyway (answer lost) $o_failed"
+[[ "$o_nonfinal" == 0 ]] || die "out: $o_nonfinal operations not final"
+[[ "$o_lost" == 0 ]] || die "out: $o_lost operations recorded succeeded that graphsim did not apply"
+case $o_status in
+succeeded) [[ $out_rc -eq 0 ]] || die "out: run succeeded but exit $out_rc" ;;
+partial | failed)
+	grep -Eqi 'connection refused|connection reset|EOF|dial tcp' <<<"$o_err" || die "out: run $o_status without naming the cause: $o_err"
+	[[ $o_status == partial || $out_rc -ne 0 ]] || die "out: run failed but exit 0"
+	;;
+*) die "out: run ended $o_status: $o_err" ;;
+esac
+worker sync --job out >"$tmp/worker-out-2.log" 2>&1 || die "out: the next run failed: $(tail -n 5 "$tmp/worker-out-2.log")"
+IFS='|' read -r o2_run o2_status o2_secs _ <<<"$(run_figures out)"
+o2_updates=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = $o2_run AND action = 'update' AND status = 'succeeded'")
+worker audit --job out >"$tmp/audit-out.txt" 2>&1 || die "out: audit after the next run: $(head -n 5 "$tmp/audit-out.txt")"
+note "next run $o2_status in $o2_secs s with $o2_updates updates; audit clean"
+o_quote=$(sed -E 's#127\.0\.0\.1:[0-9]+#127.0.0.1:PORT#g' <<<"${o_err:-$o_said}")
+row "graphsim unreachable beyond the retries" "$churn_users job-title changes; after $out_cut writes of the run, \`POST /_sim/outage {\"for\":\"${outage_long}s\"}\` (longer than a step's 8 attempts, 61–123 s of backoff); the other scenarios ran meanwhile; then one more \`worker sync\`" \
+	"the run ends by itself with a clear status and message; exit code; every operation final; succeeded updates vs graphsim's users (recorded done but not done = lost); the next run and \`worker audit\`" \
+	"run $o_status, exit $out_rc, ended $o_end s after the outage began: \`$o_quote\`; operations $o_ops, 0 non-final; $o_ok succeeded updates found applied (lost = $o_lost); $o_failed failed updates had been applied anyway (answer lost in the outage); next run $o2_status ($o2_updates updates), audit clean"
+
+# --------------------------------------------------------------------------
+say "Scenario 10: PostgreSQL restarted mid-run"
+pg_ctl_bin=$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort -V | tail -n 1)
+pg_as() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+retitled=$users cut=$((users / 10))
+psql_q -c "UPDATE entraprov.desired_users SET job_title = 'Senior ' || coalesce(job_title, 'Staff') WHERE external_id <= 'E' || lpad('$retitled', 6, '0')"
+"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-pg-1.log" 2>&1 &
+wp=$!
+pids+=("$wp")
+target=$(($(sim_get "$hr_admin" "$hr_ca" counters | jq .writes) + cut))
+for _ in $(seq 1 600); do
+	kill -0 "$wp" 2>/dev/null || break
+	(($(sim_get "$hr_admin" "$hr_ca" counters | jq .writes) >= target)) && break
+	sleep 0.05
+done
+kill -0 "$wp" 2>/dev/null || die "the run ended before PostgreSQL could be restarted"
+pg_as "$pg_ctl_bin" -D "$WITH_POSTGRES_DIR/data" -m fast -w -t 60 restart >/dev/null
+note "PostgreSQL restarted after $cut writes of the run"
+rc=0
+for _ in $(seq 1 1200); do kill -0 "$wp" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$wp" 2>/dev/null; then kill -9 "$wp"; die "the worker did not end within 120 s of the restart"; fi
+wait "$wp" || rc=$?
+first=$(psql_q -c "SELECT status || ': ' || left(replace(coalesce(error_summary, ''), E'\n', ' '), 140) FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 1")
+said=$(grep -m1 '^worker:' "$tmp/worker-pg-1.log" | head -c 200 || true)
+note "the run during the restart: exit $rc, recorded as $first; the worker said: $said"
+worker sync --job hr >"$tmp/worker-pg-2.log" 2>&1 || die "the next run failed: $(tail -n 5 "$tmp/worker-pg-2.log")"
+audit_counts
+after=$counts
+[[ $audit_rc -eq 0 ]] || die "audit after the PostgreSQL restart: $after"
+halfway=$(psql_q -c "SELECT count(*) FROM entraprov.directory_links WHERE job = 'hr' AND (state = 'creating' OR (state <> 'deleted' AND object_id IS NULL))")
+running=$(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE status = 'running'")
+nonfinal=$(psql_q -c "$nonfinal_sql")
+[[ "$halfway" == 0 && "$running" == 0 && "$nonfinal" == 0 ]] || die "after the restart: $halfway half-written links, $running running runs, $nonfinal non-final operations"
+runs_after=$(psql_q -c "SELECT status FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 2" | tac | tr '\n' ' ')
+note "next run succeeded; audit clean; 0 half-written links; runs: $runs_after"
+row "PostgreSQL restarted mid-run" "$retitled job-title changes; \`pg_ctl restart -m fast\` after $cut writes of the run; then one more \`worker sync\`" \
+	"the worker ends by itself (≤120 s) with a clear status; \`worker audit\`; links left \`creating\` or without object; runs left running; operations not final" \
+	"worker exit $rc: \`${said#worker: }\`; run row ${first%%:*} (runs in order: ${runs_after% }); next run succeeded; audit clean; 0 half-written links, 0 running runs, 0 non-final operations"
 
 # --------------------------------------------------------------------------
 say "All scenarios passed in $((SECONDS - started)) s"
