@@ -46,5 +46,8 @@ fuzz: ## Fuzz config loader, row validator, Graph error and batch response parse
 systest: ## Real worker + graphsim + Postgres under faults: kill -9, secret rotation, PG restart, 5xx, bad config (~2 min)
 	scripts/systest.sh
 
+soak: ## Two worker daemons, 48 scheduled cycles of churn and faults, audit after each (~4 min; SOAK_CYCLES, SOAK_SEED)
+	scripts/soak.sh
+
 clean: ## Remove bin/
 	rm -rf bin
