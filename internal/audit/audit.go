@@ -172,14 +172,11 @@ func check(row store.SourceRow, live *index, linked map[string]bool, p esync.Pol
 	row.Current, row.Candidate = nil, nil
 	if row.Link != nil && row.Link.ObjectID != "" {
 		if u, ok := live.byID[strings.ToLower(row.Link.ObjectID)]; ok {
-			c := toStore(u)
+			// The live read carries the manager ($expand): it is known,
+			// so the planner compares with it, not with the link's record.
+			c := esync.MirrorUser(u)
+			c.ManagerKnown = true
 			row.Current = &c
-			// The live read carries the manager ($expand), so an empty one
-			// means none; the planner falls back to the link's record only
-			// because delta (the mirror) does not track managers.
-			l := *row.Link
-			l.ManagerObjectID = c.ManagerObjectID
-			row.Link = &l
 		}
 	}
 	if linked != nil && row.Desired != nil {
@@ -277,21 +274,10 @@ func (x *index) candidate(d *store.DesiredUser, linked map[string]bool) *store.D
 	}
 	for _, id := range ids {
 		if !linked[id] {
-			c := toStore(x.byID[id])
+			c := esync.MirrorUser(x.byID[id])
+			c.ManagerKnown = true
 			return &c
 		}
 	}
 	return nil
-}
-
-// toStore is a directory user in the shape the planner compares.
-func toStore(u directory.User) store.DirectoryUser {
-	return store.DirectoryUser{
-		ObjectID: u.ID, UserPrincipalName: u.UserPrincipalName, DisplayName: u.DisplayName,
-		MailNickname: u.MailNickname, GivenName: u.GivenName, Surname: u.Surname, JobTitle: u.JobTitle,
-		Department: u.Department, OfficeLocation: u.OfficeLocation, CompanyName: u.CompanyName,
-		EmployeeID: u.EmployeeID, EmployeeType: u.EmployeeType, UsageLocation: u.UsageLocation,
-		MobilePhone: u.MobilePhone, Mail: u.Mail, AccountEnabled: u.AccountEnabled, ManagerObjectID: u.ManagerID,
-		Deleted: u.Removed == "changed",
-	}
 }

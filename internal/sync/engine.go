@@ -457,7 +457,7 @@ func (r *runner) refreshMirror(ctx context.Context) error {
 				dels = append(dels, id)
 				continue
 			}
-			ups = append(ups, mirrorUser(u))
+			ups = append(ups, MirrorUser(u))
 		}
 		clear(pending)
 		if err := r.e.Store.UpsertDirectoryUsers(ctx, r.job.Name, ups); err != nil {
@@ -515,7 +515,7 @@ func (r *runner) findDeleted(ctx context.Context) error {
 	}
 	rows := make([]store.DirectoryUser, 0, len(users))
 	for _, u := range users {
-		m := mirrorUser(u)
+		m := MirrorUser(u)
 		m.Deleted = true
 		rows = append(rows, m)
 	}
@@ -523,7 +523,10 @@ func (r *runner) findDeleted(ctx context.Context) error {
 	return r.e.Store.UpsertDirectoryUsers(ctx, r.job.Name, rows)
 }
 
-func mirrorUser(u directory.User) store.DirectoryUser {
+// MirrorUser is a directory user in the shape the planner compares (a row
+// of the job's mirror). internal/audit uses it on live reads too, so the
+// audit and a run judge a user alike.
+func MirrorUser(u directory.User) store.DirectoryUser {
 	return store.DirectoryUser{
 		ObjectID: u.ID, UserPrincipalName: u.UserPrincipalName, DisplayName: u.DisplayName,
 		MailNickname: u.MailNickname, GivenName: u.GivenName, Surname: u.Surname, JobTitle: u.JobTitle,
@@ -535,7 +538,7 @@ func mirrorUser(u directory.User) store.DirectoryUser {
 }
 
 func storeCandidate(u directory.User) *store.DirectoryUser {
-	m := mirrorUser(u)
+	m := MirrorUser(u)
 	return &m
 }
 
