@@ -430,6 +430,8 @@ func benchUserHistory(ctx context.Context, b *testing.B, st *store.Store, tables
 		b.Logf("history of one user on %s: %d calls, %.0f rows each, p50 %.2f ms, p99 %.2f ms, max %.2f ms; plan:\n%s",
 			table, len(lat[i]), perQuery, ms(lat[i].pct(.5)), ms(lat[i].pct(.99)), ms(lat[i].max()),
 			explain(ctx, b, st, userHistorySQL(table), ext))
+		b.Logf("history of a user not queried before on %s, first execution (pages not in shared_buffers):\n%s",
+			table, explainFirst(ctx, b, st, userHistorySQL(table), quote(fmt.Sprintf("E%06d", rng.IntN(historyUsers)))))
 		if p := lat[i].pct(.5); p > 100*time.Millisecond {
 			b.Errorf("user history on %s: p50 = %v; want < 100 ms", table, p)
 		}
@@ -490,6 +492,33 @@ func explain(ctx context.Context, b *testing.B, st *store.Store, sql string, arg
 		b.Fatal(err)
 	}
 	return strings.TrimSpace(sql) + "\n" + strings.Join(lines, "\n")
+}
+
+// explainFirst is EXPLAIN (ANALYZE, BUFFERS) of the first execution of sql
+// on a new prepared statement, with the time spent reading pages that were
+// not in shared_buffers (track_io_timing).
+func explainFirst(ctx context.Context, b *testing.B, st *store.Store, sql string, args ...string) string {
+	b.Helper()
+	conn, err := st.Pool().Acquire(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Release()
+	for _, s := range []string{`SET track_io_timing = on`, `PREPARE bench_first AS ` + sql} {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			b.Fatalf("%s: %v", s, err)
+		}
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `DEALLOCATE bench_first; RESET track_io_timing`) //nolint:errcheck
+	rows, err := conn.Query(ctx, `EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_first(`+strings.Join(args, ", ")+`)`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		b.Fatal(err)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // writerApp is the application_name of the emulated run's connections, so
