@@ -440,7 +440,9 @@ dup_emp=$(jq '[.[] | select(.Deleted | not) | .EmployeeID] | group_by(.) | map(s
 dup_upn=$(jq '[.[] | .UserPrincipalName | ascii_downcase] | group_by(.) | map(select(length > 1)) | length' "$tmp/sim-users.json")
 dup_created=$(jq '[.created // {} | to_entries[] | select(.value > 1)] | length' "$tmp/sim-counters.json")
 desired=$(psql_q -c "SELECT count(*) FROM entraprov.desired_users")
-enabled_want=$(psql_q -c "SELECT count(*) FROM entraprov.desired_users WHERE account_enabled")
+# The tenant holds only the job's users; a row still invalid (the last
+# cycle's bad hire) was never created.
+enabled_want=$(psql_q -c "SELECT count(*) FROM entraprov.desired_users WHERE account_enabled AND usage_location IS DISTINCT FROM 'XX'")
 enabled=$(jq '[.[] | select((.Deleted | not) and .AccountEnabled)] | length' "$tmp/sim-users.json")
 throttled=$(jq '.throttled' "$tmp/sim-counters.json")
 steps=$(jq '.batch_steps' "$tmp/sim-counters.json")
@@ -465,6 +467,7 @@ note "audits: $dirty_cycles of $cycles with findings, $explained_total finding(s
 ((per_daemon[0] > 0 && per_daemon[1] > 0)) || die "runs per daemon ${per_daemon[0]} and ${per_daemon[1]}: want both > 0"
 [[ "$dup_emp" == 0 && "$dup_upn" == 0 && "$dup_created" == 0 ]] || die "duplicates in graphsim: $dup_emp employeeIds, $dup_upn UPNs, $dup_created UPNs created twice"
 [[ "$nonfinal" == 0 ]] || die "$nonfinal operation(s) not final"
+[[ "$enabled" == "$enabled_want" ]] || die "graphsim holds $enabled enabled users; the source wants $enabled_want"
 
 say "Soak passed in $duration s"
 row="| $cycles-cycle soak, two daemons | two \`worker run\` daemons on one configuration, job on \`@every $every\`, $users users (managers, 2 groups); $cycles cycles of random churn (in all $tot_hires hires, $tot_bad invalid hires fixed the next cycle, $tot_leavers leavers, $tot_rehires rehires, $tot_changes attribute changes, $tot_moves manager moves, $tot_groups group changes) with graphsim faults in $faulted_cycles cycles (2–10% 5xx and up to 2% dropped answers, or a ${storm_secs}-s storm of 30% 5xx and 5% drops; half after committing; $injected 5xx and $dropped drops injected); seed $seed, ${duration} s | after each cycle's run \`worker audit\` (faults off): clean or each finding a user whose operation failed in that run; occurrences with two runs; runs per daemon; graphsim duplicates (employeeId, UPN, creates per UPN); non-final operations; SIGTERM exit codes | $runs runs ($by_status), 0 occurrences run twice, $skipped skipped; daemons ran ${per_daemon[0]} and ${per_daemon[1]}; audits: $((cycles - dirty_cycles)) of $cycles clean, $explained_total finding(s) in $dirty_cycles, all explained; $failed_runs run(s) failed whole; ops: $ops; $failed_ops failed ($failed_by); $live users, 0 duplicates; 0 non-final operations; 429 share $share ($throttled of $steps steps); both daemons exit 0 on SIGTERM |"
