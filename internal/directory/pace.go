@@ -34,11 +34,14 @@ type controller struct {
 	lastEvent time.Time // last throttle event we reacted to
 	accepted  int       // steps the service accepted (not 429/5xx) since lastEvent
 	lastCreep time.Time
-	measured  bool      // rate comes from a measurement, not a first guess
-	lastSeen  time.Time // last answer observed
-	lastCut   time.Time // last cut of a first guess
-	start     time.Time // first send
-	total     int       // steps accepted since start
+	cycle     time.Duration // time between the two events of the last measurement
+	probing   bool          // the pace grew fast since lastEvent (see observe)
+	peak      float64       // highest measured rate of this run
+	measured  bool          // rate comes from a measurement, not a first guess
+	lastSeen  time.Time     // last answer observed
+	lastCut   time.Time     // last cut of a first guess
+	start     time.Time     // first send
+	total     int           // steps accepted since start
 
 	pacerWaited bool // the pacer held back a batch since the last adjustment
 }
@@ -54,6 +57,12 @@ const (
 	firstGuessShare = 0.5
 	guessCreep      = 1.0
 	minRate         = 0.5 // steps/s; a floor so a bad window cannot stall the run
+	// After cleanCycles measurement cycles without a throttle event the
+	// creep grows with the cube of the clean time, up to maxCreep per
+	// second.
+	cleanCycles = 2
+	maxCreep    = 0.5
+	probeBelow  = 0.8 // of the run's peak measured rate
 )
 
 func newController(maxInflight int) *controller {
@@ -133,6 +142,15 @@ func (c *controller) observe(sent, now time.Time, accepted, throttled int) {
 				g := rateCreep
 				if !c.measured {
 					g = guessCreep
+				} else if clean := now.Sub(c.lastEvent); c.rate < probeBelow*c.peak && c.cycle > 0 && clean > cleanCycles*c.cycle {
+					// Below a rate the service gave earlier in this run and
+					// far longer without a throttle event than the last
+					// measurement took: the quota has likely grown back (a
+					// cut ended, other apps went quiet). Probe faster the
+					// longer it stays clean; an overshoot costs one event.
+					k := clean.Seconds() / c.cycle.Seconds()
+					g = math.Min(maxCreep, rateCreep*k*k*k)
+					c.probing = true
 				}
 				c.rate *= 1 + g*now.Sub(c.lastCreep).Seconds()
 			}
@@ -159,6 +177,17 @@ func (c *controller) observe(sent, now time.Time, accepted, throttled int) {
 		return
 	}
 	el := now.Sub(c.lastEvent)
+	if c.probing {
+		// The event ends a probe after a long clean spell, during which
+		// the bucket may have overflowed: accepted/elapsed would
+		// understate the refill. The bucket is empty now, as at a first
+		// event: guess half the pace that emptied it and let the next
+		// event measure.
+		c.probing, c.measured = false, false
+		c.rate = math.Max(minRate, firstGuessShare*c.rate)
+		c.lastEvent, c.lastCut, c.lastCreep, c.accepted = now, now, now, 0
+		return
+	}
 	if el < minMeasure || c.accepted < minSample {
 		// Too small a sample to measure: batch granularity would dominate
 		// it (a near-empty bucket throttles part of a batch even under the
@@ -175,7 +204,8 @@ func (c *controller) observe(sent, now time.Time, accepted, throttled int) {
 	c.measured = true
 	// Bucket empty at both events: accepted/elapsed is the refill rate.
 	c.rate = math.Max(minRate, rateHeadroom*float64(c.accepted)/el.Seconds())
-	c.lastEvent, c.accepted = now, 0
+	c.lastEvent, c.accepted, c.cycle = now, 0, el
+	c.peak = math.Max(c.peak, c.rate)
 	c.lastCreep = now
 	c.pacerWaited = false
 }
