@@ -71,9 +71,10 @@ func historyRows(b *testing.B) int {
 // sync_operations (same queries, prune by DETACH/DROP PARTITION), and
 // PruneHistory of everything older than 400 days while a run writes.
 //
-// Run it with -benchtime 1x: its sub-benchmarks are stages of one scenario
-// (the prunes are destructive); each takes more than a second, so go test
-// does not repeat them anyway.
+// Run it with -benchtime 1x: its sub-benchmarks are stages of one scenario.
+// The query stages loop b.N times over their calls; the prune stages are
+// destructive and run once, which go test's default -benchtime also does,
+// since each takes more than a second.
 func BenchmarkHistoryAtScale(b *testing.B) {
 	rows := historyRows(b)
 	ctx, cancel := context.WithCancel(context.Background())
