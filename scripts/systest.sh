@@ -33,7 +33,7 @@
 # Every scenario is bounded in time; the figures go to stdout and, with
 # SYSTEST_REPORT=FILE, to FILE as markdown rows (docs/reliability.md).
 #
-# Environment: SYSTEST_USERS (10000), SYSTEST_KILLS (5), SYSTEST_SEED
+# Environment: SYSTEST_USERS (10000), SYSTEST_KILLS (10), SYSTEST_SEED
 # (random), SYSTEST_TIME_SCALE (20: the emulator's throttle windows,
 # Retry-After and latency shrink by this factor), SYSTEST_CHURN_USERS
 # (3000: users of scenarios 7-9), SYSTEST_OUTAGE (130: seconds of the long
@@ -49,7 +49,7 @@ if [[ "${ENTRAPROV_SYSTEST_INNER:-}" != 1 ]]; then
 fi
 
 users=${SYSTEST_USERS:-10000}
-kills=${SYSTEST_KILLS:-5}
+kills=${SYSTEST_KILLS:-10}
 seed=${SYSTEST_SEED:-$RANDOM}
 scale=${SYSTEST_TIME_SCALE:-20}
 churn_users=${SYSTEST_CHURN_USERS:-3000}
