@@ -19,7 +19,7 @@ type RunHealth struct {
 	Status       string
 	StartedAt    time.Time
 	Succeeded    int // operations that succeeded (counts["succeeded"])
-	Failed       int // operations that failed (counts["failed"])
+	Failed       int // operations Graph refused or lost (counts["failed"] - counts["failed_unsent"])
 	ErrorSummary string
 }
 
@@ -31,7 +31,8 @@ type RunHealth struct {
 func (s *Store) RecentRunHealth(ctx context.Context, job string, limit int) ([]RunHealth, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT r.id, r.status, r.started_at, coalesce((r.counts->>'succeeded')::int, 0),
-       coalesce((r.counts->>'failed')::int, 0), coalesce(r.error_summary, '')
+       greatest(0, coalesce((r.counts->>'failed')::int, 0) - coalesce((r.counts->>'failed_unsent')::int, 0)),
+       coalesce(r.error_summary, '')
   FROM entraprov.sync_runs r
   LEFT JOIN entraprov.job_state j ON j.job = r.job
  WHERE r.job = $1 AND r.mode = 'apply' AND r.status IN ('succeeded', 'partial', 'failed')

@@ -174,6 +174,12 @@ const (
 	OpInterrupted = "interrupted"
 )
 
+// CountFailedUnsent is the key of Run.Counts for the failed operations
+// that never reached Graph (rows the planner refused, conflicts found in
+// the mirror). They are part of counts["failed"]; quarantine leaves them
+// out.
+const CountFailedUnsent = "failed_unsent"
+
 // JobState is the job_state row of a job: where its delta sync stands and
 // whether it is quarantined after repeated failures.
 type JobState struct {

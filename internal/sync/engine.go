@@ -432,6 +432,11 @@ func (r *runner) noteFailure(externalID, msg string, graph bool) {
 	r.failures++
 	if graph {
 		r.graphFails++
+	} else {
+		// Failed before any request (a bad row, a UPN an unmanaged user
+		// holds): quarantine judges a job by what Graph refused, so one
+		// HR typo cannot hold back every other user's changes.
+		r.run.Counts[store.CountFailedUnsent]++
 	}
 	if r.firstFailure == "" {
 		r.firstFailure = externalID + ": " + msg

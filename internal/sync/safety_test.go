@@ -128,6 +128,11 @@ func TestMalformedRows(t *testing.T) {
 	if len(byUser) != len(want) {
 		t.Errorf("%d users failed; want %d", len(byUser), len(want))
 	}
+	// None of them reached Graph: quarantine must not count them.
+	if r.Counts[store.CountFailedUnsent] != len(failed) || r.Counts[store.OpFailed] != len(failed) {
+		t.Errorf("counts failed %d, failed_unsent %d; want both %d (no bad row is sent)",
+			r.Counts[store.OpFailed], r.Counts[store.CountFailedUnsent], len(failed))
+	}
 	live := e.live()
 	for _, p := range good {
 		if _, ok := live[strings.ToLower(p.UPN)]; !ok {
