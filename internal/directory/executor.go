@@ -350,7 +350,7 @@ func (e *execution) runBatch(ctx context.Context, batch []*task) []*task {
 			e.throttled(1)
 			e.ctl.observe(sent, now, 0, len(batch))
 			if ge.RetryAfter > 0 {
-				e.ctl.pause(now.Add(ge.RetryAfter))
+				e.ctl.pause(now, now.Add(ge.RetryAfter))
 			}
 		}
 		for _, t := range batch {
@@ -430,7 +430,7 @@ func (e *execution) runBatch(ctx context.Context, batch []*task) []*task {
 	if throttled > 0 {
 		e.throttled(throttled)
 		if pauseFor > 0 {
-			e.ctl.pause(now.Add(pauseFor))
+			e.ctl.pause(now, now.Add(pauseFor))
 		}
 	}
 	e.ctl.observe(sent, now, accepted, throttled)

@@ -31,17 +31,16 @@ type controller struct {
 	rate float64 // steps per second; 0 = unpaced
 	next time.Time
 
-	lastEvent time.Time // last throttle event we reacted to
-	accepted  int       // steps the service accepted (not 429/5xx) since lastEvent
-	lastCreep time.Time
-	cycle     time.Duration // time between the two events of the last measurement
-	probing   bool          // the pace grew fast since lastEvent (see observe)
-	peak      float64       // highest measured rate of this run
-	measured  bool          // rate comes from a measurement, not a first guess
-	lastSeen  time.Time     // last answer observed
-	lastCut   time.Time     // last cut of a first guess
-	start     time.Time     // first send
-	total     int           // steps accepted since start
+	lastEvent  time.Time // last throttle event we reacted to
+	accepted   int       // steps the service accepted (not 429/5xx) since lastEvent
+	lastCreep  time.Time
+	retryAfter time.Duration // of the last pause
+	probing    bool          // the pace grew fast since lastEvent (see observe)
+	measured   bool          // rate comes from a measurement, not a first guess
+	lastSeen   time.Time     // last answer observed
+	lastCut    time.Time     // last cut of a first guess
+	start      time.Time     // first send
+	total      int           // steps accepted since start
 
 	pacerWaited bool // the pacer held back a batch since the last adjustment
 }
@@ -57,12 +56,10 @@ const (
 	firstGuessShare = 0.5
 	guessCreep      = 1.0
 	minRate         = 0.5 // steps/s; a floor so a bad window cannot stall the run
-	// After cleanCycles measurement cycles without a throttle event the
-	// creep grows with the cube of the clean time, up to maxCreep per
-	// second.
-	cleanCycles = 2
+	// Clean for cleanBounds times cleanBound (see there) the creep grows
+	// with the fourth power of the clean time, up to maxCreep per second.
+	cleanBounds = 2
 	maxCreep    = 0.5
-	probeBelow  = 0.8 // of the run's peak measured rate
 )
 
 func newController(maxInflight int) *controller {
@@ -114,11 +111,13 @@ func (c *controller) take(now time.Time, n int) {
 	c.next = c.next.Add(time.Duration(float64(n) / c.rate * float64(time.Second)))
 }
 
-// pause holds every send until t (a throttled batch's Retry-After): the
-// service said the bucket is empty, sending earlier only buys more 429s.
-func (c *controller) pause(t time.Time) {
+// pause holds every send until t (a throttled batch's Retry-After, asked
+// at now): the service said the bucket is empty, sending earlier only buys
+// more 429s.
+func (c *controller) pause(now, t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.retryAfter = t.Sub(now)
 	if t.After(c.next) {
 		c.next = t
 	}
@@ -142,14 +141,13 @@ func (c *controller) observe(sent, now time.Time, accepted, throttled int) {
 				g := rateCreep
 				if !c.measured {
 					g = guessCreep
-				} else if clean := now.Sub(c.lastEvent); c.rate < probeBelow*c.peak && c.cycle > 0 && clean > cleanCycles*c.cycle {
-					// Below a rate the service gave earlier in this run and
-					// far longer without a throttle event than the last
-					// measurement took: the quota has likely grown back (a
-					// cut ended, other apps went quiet). Probe faster the
-					// longer it stays clean; an overshoot costs one event.
-					k := clean.Seconds() / c.cycle.Seconds()
-					g = math.Min(maxCreep, rateCreep*k*k*k)
+				} else if clean, bound := now.Sub(c.lastEvent), c.cleanBound(); clean > cleanBounds*bound {
+					// Far longer without a throttle event than an
+					// unchanged quota allows: it has grown (a cut ended,
+					// other apps went quiet). Probe faster the longer it
+					// stays clean; the overshoot costs one event.
+					k := clean.Seconds() / bound.Seconds()
+					g = math.Min(maxCreep, rateCreep*k*k*k*k)
 					c.probing = true
 				}
 				c.rate *= 1 + g*now.Sub(c.lastCreep).Seconds()
@@ -204,10 +202,22 @@ func (c *controller) observe(sent, now time.Time, accepted, throttled int) {
 	c.measured = true
 	// Bucket empty at both events: accepted/elapsed is the refill rate.
 	c.rate = math.Max(minRate, rateHeadroom*float64(c.accepted)/el.Seconds())
-	c.lastEvent, c.accepted, c.cycle = now, 0, el
-	c.peak = math.Max(c.peak, c.rate)
+	c.lastEvent, c.accepted = now, 0
 	c.lastCreep = now
 	c.pacerWaited = false
+}
+
+// cleanBound is how long the pace can stay clean after a measurement when
+// the quota has not changed: the creep takes it from rateHeadroom to the
+// refill rate, then spends what the bucket gained while the sends waited
+// out the last Retry-After (refill × retryAfter); the excess grows
+// linearly, so that takes sqrt(2 × retryAfter / rateCreep). Clean much
+// longer than that, the quota must have grown. Independent of the rate,
+// so a noisy measurement does not set off a probe.
+func (c *controller) cleanBound() time.Duration {
+	ra := math.Max(1, c.retryAfter.Seconds())
+	s := math.Log(1/rateHeadroom)/rateCreep + math.Sqrt(2*ra/rateCreep)
+	return time.Duration(s * float64(time.Second))
 }
 
 // idleSince is how long since the controller last saw an answer.

@@ -256,7 +256,7 @@ func TestController(t *testing.T) {
 	})
 	t.Run("pause_holds_sends_until_retry_after", func(t *testing.T) {
 		c := newController(2)
-		c.pause(t0.Add(3 * time.Second))
+		c.pause(t0, t0.Add(3*time.Second))
 		if d := c.delay(t0, 1); d != 3*time.Second {
 			t.Fatalf("delay = %v, want 3s", d)
 		}
