@@ -464,7 +464,7 @@ func (e *execution) schedule(t *task, class retryClass, retryAfter time.Duration
 		}
 	case retryTransient:
 		if t.attempts-t.throttles >= o.MaxAttempts {
-			e.finish(t, Failed, t.lastStatus, "", t.lastErr)
+			e.finish(t, Failed, t.lastStatus, "", gaveUp(t, now))
 			return retry
 		}
 		wait = max(backoff(t.attempts-t.throttles, o.MinBackoff, o.MaxBackoff), retryAfter)
@@ -484,6 +484,18 @@ func (e *execution) schedule(t *task, class retryClass, retryAfter time.Duration
 	}
 	t.notBefore = now.Add(wait)
 	return append(retry, t)
+}
+
+// gaveUp is the error of a step whose transient retries ran out, in the
+// words an operator acts on. A step Graph never answered (network, TLS,
+// DNS) says Graph was unreachable and for how long, so an outage is not
+// mistaken for a bad user; the cause stays wrapped for errors.As.
+func gaveUp(t *task, now time.Time) error {
+	if t.lastStatus != 0 || t.lastErr == nil {
+		return t.lastErr
+	}
+	return fmt.Errorf("Graph unreachable: %d attempts over %s got no answer (%w); check the network path to Graph (proxy, firewall, DNS, TLS inspection); nothing is lost, the next run plans this user again",
+		t.attempts, now.Sub(t.first).Round(time.Second), t.lastErr)
 }
 
 // alreadyDone says whether a failure of a retried step whose earlier

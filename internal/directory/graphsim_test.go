@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -603,5 +604,38 @@ func TestExecuteReturnsWhenOpsCloseWithNothingInFlight(t *testing.T) {
 		if len(results) != n {
 			t.Errorf("%d ops: got %d results", n, len(results))
 		}
+	}
+}
+
+// A step Graph never answers (the service unreachable for longer than the
+// retries) fails saying Graph was unreachable and what to check, with the
+// transport error still inside: an outage must not read like a bad user.
+func TestUnreachableGraphFailsWithAdvice(t *testing.T) {
+	e := newEnv(t, graphsim.Options{}, func(_ *config.Job, o *directory.Options) { o.MaxAttempts = 3 })
+	ctx := context.Background()
+	// A first write fetches the token while the emulator is up.
+	if res, _ := run(t, ctx, e.c, []directory.Operation{createOp(1, e.seeded.Domain, 1)}); res[1].Outcome != directory.Succeeded {
+		t.Fatalf("first create: %s %v", res[1].Outcome, res[1].Err)
+	}
+	if err := e.srv.Outage(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100 && !e.srv.Down(); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	res, _ := run(t, ctx, e.c, []directory.Operation{createOp(2, e.seeded.Domain, 2)})
+	r := res[2]
+	if r.Outcome != directory.Failed || r.Err == nil {
+		t.Fatalf("create during the outage: %s %v; want failed", r.Outcome, r.Err)
+	}
+	msg := r.Err.Error()
+	for _, want := range []string{"Graph unreachable: 3 attempts", "check the network path", "the next run plans this user again"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q lacks %q", msg, want)
+		}
+	}
+	var ne net.Error
+	if !errors.As(r.Err, &ne) {
+		t.Errorf("error %q does not wrap the transport error", msg)
 	}
 }
