@@ -78,7 +78,7 @@ func New() *Metrics {
 		}, []string{"job"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "last_success_timestamp_seconds",
-			Help: "Unix time at which the job's last succeeded run finished.",
+			Help: "Unix time at which the job's last completed run (succeeded, or partial: some users failed) finished.",
 		}, []string{"job"}),
 		lastRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "last_run_timestamp_seconds",
@@ -117,7 +117,11 @@ func (m *Metrics) ObserveRun(r store.Run) {
 		m.runDuration.WithLabelValues(job).Observe(end.Sub(r.StartedAt).Seconds())
 	}
 	m.lastRun.WithLabelValues(job).Set(float64(end.Unix()))
-	if r.Status == store.RunSucceeded {
+	// A partial run completed: the users that failed are another
+	// alert's business (EntraprovOperationsFailing, worker show --stuck).
+	// Counting it as no success would page every night for one HR typo.
+	// job_state.last_success_at counts it alike.
+	if r.Status == store.RunSucceeded || r.Status == store.RunPartial {
 		m.lastSuccess.WithLabelValues(job).Set(float64(end.Unix()))
 	}
 	if r.Stats.Retried > 0 {

@@ -25,6 +25,8 @@ func TestObserveRun(t *testing.T) {
 		Job: "hr", Status: store.RunSucceeded, StartedAt: start, FinishedAt: &end,
 		Stats: store.RunStats{Requests: 12, Batches: 10, Throttled: 3, Retried: 4},
 	})
+	partialEnd := end.Add(time.Minute)
+	m.ObserveRun(store.Run{Job: "hr", Status: store.RunPartial, StartedAt: start, FinishedAt: &partialEnd})
 	later := end.Add(time.Hour)
 	m.ObserveRun(store.Run{Job: "hr", Status: store.RunFailed, StartedAt: start, FinishedAt: &later})
 	m.ObserveSkipped("hr")
@@ -37,8 +39,9 @@ func TestObserveRun(t *testing.T) {
 		{"failed runs", testutil.ToFloat64(m.runs.WithLabelValues("hr", "failed")), 1},
 		{"skipped runs", testutil.ToFloat64(m.runs.WithLabelValues("hr", "skipped")), 1},
 		{"retries", testutil.ToFloat64(m.retries.WithLabelValues("hr")), 4},
-		// A failed run after a success must not move the last-success time.
-		{"last success is the succeeded run's end", testutil.ToFloat64(m.lastSuccess.WithLabelValues("hr")), float64(end.Unix())},
+		// A partial run completed (one bad user must not read as an
+		// outage); a failed run after it must not move the time.
+		{"last success is the partial run's end", testutil.ToFloat64(m.lastSuccess.WithLabelValues("hr")), float64(partialEnd.Unix())},
 		{"last run is the failed run's end", testutil.ToFloat64(m.lastRun.WithLabelValues("hr")), float64(later.Unix())},
 	}
 	for _, c := range checks {
