@@ -213,9 +213,10 @@ func (c *controller) observe(sent, now time.Time, accepted, throttled int) {
 // out the last Retry-After (refill × retryAfter); the excess grows
 // linearly, so that takes sqrt(2 × retryAfter / rateCreep). Clean much
 // longer than that, the quota must have grown. Independent of the rate,
-// so a noisy measurement does not set off a probe.
+// so a noisy measurement does not set off a probe. The floor is below
+// Graph's whole seconds for the emulator's scaled-down Retry-After.
 func (c *controller) cleanBound() time.Duration {
-	ra := math.Max(1, c.retryAfter.Seconds())
+	ra := math.Max(0.1, c.retryAfter.Seconds())
 	s := math.Log(1/rateHeadroom)/rateCreep + math.Sqrt(2*ra/rateCreep)
 	return time.Duration(s * float64(time.Second))
 }
