@@ -43,7 +43,7 @@ fuzz: ## Fuzz config loader, row validator, Graph error and batch response parse
 		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(or $(FUZZTIME),30s) $${t#*:}; \
 	done
 
-systest: ## Real worker + graphsim + Postgres under faults: kill -9, secret rotation, PG restart, 5xx, bad config (~2 min)
+systest: ## Real worker + graphsim + Postgres under faults: kill -9, Graph outage, quota cut, secret rotation, PG restart, 5xx, bad input (~5 min)
 	scripts/systest.sh
 
 soak: ## Two worker daemons, 48 scheduled cycles of churn and faults, audit after each (~4 min; SOAK_CYCLES, SOAK_SEED)

@@ -41,35 +41,11 @@ scale=${SOAK_TIME_SCALE:-20}
 RANDOM=$seed
 started=$SECONDS
 
-say() { printf '\n== %s\n' "$*"; }
-note() { printf '   %s\n' "$*"; }
-die() { printf 'soak: FAIL: %s\n' "$*" >&2; exit 1; }
-psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
-for tool in jq psql curl; do command -v "$tool" >/dev/null || die "$tool is required"; done
+harness_name=soak harness_keep=${SOAK_KEEP:-} harness_logs='daemon-*.log'
+# shellcheck source=scripts/lib/harness.sh
+. scripts/lib/harness.sh
 [[ "$cycles" =~ ^[0-9]+$ && "$users" =~ ^[0-9]+$ && "$users" -ge 300 ]] || die "SOAK_CYCLES must be a number and SOAK_USERS a number >= 300"
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/entraprov-soak.XXXXXX")
-pids=()
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	for p in "${pids[@]}"; do
-		if kill -0 "$p" 2>/dev/null; then kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; fi
-	done
-	if [[ $rc -ne 0 ]]; then
-		printf '\nsoak failed (exit %d, seed %s). Last daemon log lines:\n' "$rc" "$seed" >&2
-		tail -n 8 "$tmp"/daemon-*.log 2>/dev/null >&2 || true
-	fi
-	if [[ "${SOAK_KEEP:-}" == 1 || $rc -ne 0 ]]; then printf 'kept %s\n' "$tmp" >&2; else rm -rf "$tmp"; fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# --------------------------------------------------------------------------
-say "Build the worker and graphsim binaries once"
-go build -o "$tmp/bin/" ./cmd/worker ./cmd/graphsim
+harness_init
 worker() { "$tmp/bin/worker" --config "$tmp/config.yaml" "$@"; }
 note "seed $seed (SOAK_SEED=$seed to repeat), $cycles cycles, $users users, schedule @every $every, emulator time scale $scale"
 
@@ -89,17 +65,7 @@ cat >"$tmp/sim-seed.json" <<EOF
   "apps":[{"client_id":"$client","display_name":"entraprov","client_secret":"$secret",
            "roles":["User.ReadWrite.All","GroupMember.ReadWrite.All"]}]}]}
 EOF
-"$tmp/bin/graphsim" --seed "$tmp/sim-seed.json" --listen 127.0.0.1:0 --time-scale "$scale" \
-	--ca-file "$tmp/sim-ca.pem" --random-seed "$seed" >"$tmp/sim.json" 2>>"$tmp/sim.log" &
-sim_pid=$!
-pids+=("$sim_pid")
-for _ in $(seq 1 100); do
-	[[ -s "$tmp/sim.json" ]] && break
-	kill -0 "$sim_pid" 2>/dev/null || die "graphsim exited: $(tail -n 5 "$tmp/sim.log")"
-	sleep 0.1
-done
-[[ -s "$tmp/sim.json" ]] || die "graphsim printed nothing in 10s"
-sim_admin=$(jq -r .admin_url "$tmp/sim.json")
+start_graphsim sim "$tmp/sim-seed.json"
 sim_ca=$tmp/sim-ca.pem
 sim() { curl -fsS --max-time 30 --cacert "$sim_ca" "$@"; }
 set_faults() { sim -X POST -d "$1" "${sim_admin}faults" >/dev/null || die "POST ${sim_admin}faults $1 failed"; }

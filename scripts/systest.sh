@@ -58,37 +58,10 @@ quota_for=${SYSTEST_QUOTA_FOR:-60s}
 RANDOM=$seed
 started=$SECONDS
 
-say() { printf '\n== %s\n' "$*"; }
-note() { printf '   %s\n' "$*"; }
-die() { printf 'systest: FAIL: %s\n' "$*" >&2; exit 1; }
-psql_q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
-for tool in jq psql curl; do command -v "$tool" >/dev/null || die "$tool is required"; done
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/entraprov-systest.XXXXXX")
-pids=()
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	for p in "${pids[@]}"; do
-		if kill -0 "$p" 2>/dev/null; then kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; fi
-	done
-	if [[ $rc -ne 0 ]]; then
-		printf '\nsystest failed (exit %d, seed %s). Last worker log lines:\n' "$rc" "$seed" >&2
-		tail -n 15 "$tmp"/worker-*.log 2>/dev/null >&2 || true
-	fi
-	if [[ "${SYSTEST_KEEP:-}" == 1 || $rc -ne 0 ]]; then printf 'kept %s\n' "$tmp" >&2; else rm -rf "$tmp"; fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-report_rows=()
-row() { report_rows+=("| $1 | $2 | $3 | $4 |"); }
-
-# --------------------------------------------------------------------------
-say "Build the worker and graphsim binaries once"
-go build -o "$tmp/bin/" ./cmd/worker ./cmd/graphsim
+harness_name=systest harness_keep=${SYSTEST_KEEP:-} harness_logs='worker-*.log'
+# shellcheck source=scripts/lib/harness.sh
+. scripts/lib/harness.sh
+harness_init
 worker() { "$tmp/bin/worker" --config "$tmp/config.yaml" "$@"; }
 note "seed $seed, $users users, $kills kills, emulator time scale $scale"
 
@@ -100,26 +73,13 @@ domain=contoso.example
 # SECRET; sets sim_admin, sim_authority, sim_graph. Its CA goes to
 # $tmp/NAME-ca.pem (the same path across restarts).
 start_sim() {
-	local name=$1 secret=$2 listen=127.0.0.1:${3:-0}
+	local name=$1 secret=$2
 	cat >"$tmp/$name-seed.json" <<EOF
 {"tenants":[{"id":"$tenant","domains":["$domain"],
   "apps":[{"client_id":"$client","display_name":"entraprov","client_secret":"$secret",
            "roles":["User.ReadWrite.All","GroupMember.ReadWrite.All"]}]}]}
 EOF
-	: >"$tmp/$name.json"
-	"$tmp/bin/graphsim" --seed "$tmp/$name-seed.json" --listen "$listen" --time-scale "$scale" \
-		--ca-file "$tmp/$name-ca.pem" --random-seed "$seed" >"$tmp/$name.json" 2>>"$tmp/$name.log" &
-	sim_pid=$!
-	pids+=("$sim_pid")
-	for _ in $(seq 1 100); do
-		[[ -s "$tmp/$name.json" ]] && break
-		kill -0 "$sim_pid" 2>/dev/null || die "graphsim exited: $(tail -n 5 "$tmp/$name.log")"
-		sleep 0.1
-	done
-	[[ -s "$tmp/$name.json" ]] || die "graphsim printed nothing in 10s"
-	sim_admin=$(jq -r .admin_url "$tmp/$name.json")
-	sim_authority=$(jq -r .authority_host "$tmp/$name.json")
-	sim_graph=$(jq -r .graph_url "$tmp/$name.json")
+	start_graphsim "$name" "$tmp/$name-seed.json" "${3:-0}"
 }
 
 sim_get() { curl -fsS --cacert "$2" "$1$3"; }
