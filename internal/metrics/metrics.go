@@ -37,6 +37,7 @@ type Metrics struct {
 	lastRun       *prometheus.GaugeVec
 	nextRun       *prometheus.GaugeVec
 	running       *prometheus.GaugeVec
+	backingOff    *prometheus.GaugeVec
 }
 
 // New registers the worker's collectors, plus the Go runtime and process
@@ -92,9 +93,13 @@ func New() *Metrics {
 			Namespace: namespace, Name: "run_in_progress",
 			Help: "1 while this process runs the job, else 0.",
 		}, []string{"job"}),
+		backingOff: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "users_backing_off",
+			Help: "Users the job's last completed apply run skipped because their writes failed the same way run after run (worker show --stuck lists them).",
+		}, []string{"job"}),
 	}
 	m.reg.MustRegister(m.runs, m.operations, m.graphRequests, m.graphLatency, m.throttled, m.retries,
-		m.runDuration, m.lastSuccess, m.lastRun, m.nextRun, m.running,
+		m.runDuration, m.lastSuccess, m.lastRun, m.nextRun, m.running, m.backingOff,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -123,6 +128,9 @@ func (m *Metrics) ObserveRun(r store.Run) {
 	// job_state.last_success_at counts it alike.
 	if r.Status == store.RunSucceeded || r.Status == store.RunPartial {
 		m.lastSuccess.WithLabelValues(job).Set(float64(end.Unix()))
+	}
+	if r.Mode == "apply" && (r.Status == store.RunSucceeded || r.Status == store.RunPartial) {
+		m.backingOff.WithLabelValues(job).Set(float64(r.Counts[store.CountBackingOff]))
 	}
 	if r.Stats.Retried > 0 {
 		m.retries.WithLabelValues(job).Add(float64(r.Stats.Retried))
@@ -159,4 +167,5 @@ func (m *Metrics) SetRunning(job string, running bool) {
 func (m *Metrics) ForgetJob(job string) {
 	m.nextRun.DeleteLabelValues(job)
 	m.running.DeleteLabelValues(job)
+	m.backingOff.DeleteLabelValues(job)
 }

@@ -26,7 +26,8 @@ func TestObserveRun(t *testing.T) {
 		Stats: store.RunStats{Requests: 12, Batches: 10, Throttled: 3, Retried: 4},
 	})
 	partialEnd := end.Add(time.Minute)
-	m.ObserveRun(store.Run{Job: "hr", Status: store.RunPartial, StartedAt: start, FinishedAt: &partialEnd})
+	m.ObserveRun(store.Run{Job: "hr", Mode: "apply", Status: store.RunPartial, StartedAt: start, FinishedAt: &partialEnd,
+		Counts: map[string]int{store.CountBackingOff: 3, "unchanged": 100}})
 	later := end.Add(time.Hour)
 	m.ObserveRun(store.Run{Job: "hr", Status: store.RunFailed, StartedAt: start, FinishedAt: &later})
 	m.ObserveSkipped("hr")
@@ -42,6 +43,7 @@ func TestObserveRun(t *testing.T) {
 		// A partial run completed (one bad user must not read as an
 		// outage); a failed run after it must not move the time.
 		{"last success is the partial run's end", testutil.ToFloat64(m.lastSuccess.WithLabelValues("hr")), float64(partialEnd.Unix())},
+		{"users backing off after the last completed apply run", testutil.ToFloat64(m.backingOff.WithLabelValues("hr")), 3},
 		{"last run is the failed run's end", testutil.ToFloat64(m.lastRun.WithLabelValues("hr")), float64(later.Unix())},
 	}
 	for _, c := range checks {

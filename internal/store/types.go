@@ -180,6 +180,10 @@ const (
 // out.
 const CountFailedUnsent = "failed_unsent"
 
+// CountBackingOff is the key of Run.Counts for the users a run skipped
+// because they are backing off after identical failures (user_backoff).
+const CountBackingOff = "backing_off"
+
 // JobState is the job_state row of a job: where its delta sync stands and
 // whether it is quarantined after repeated failures.
 type JobState struct {

@@ -283,7 +283,7 @@ func (p *applyPass) produce(only map[string]struct{}) (err error) {
 				rows = append(rows, store.Operation{RunID: r.run.ID, Seq: r.nextSeq(), ExternalID: row.ExternalID,
 					ObjectID: st.ObjectID, Action: st.Action, Changes: st.Changes, Status: store.OpSkipped,
 					Message: backingOffMessage(b, r.job.Name), DesiredHash: hash})
-				r.count("backing_off", 1)
+				r.count(store.CountBackingOff, 1)
 				r.count(store.OpSkipped, 1)
 				r.log.DebugContext(p.ctx, "user backing off", "external_id", row.ExternalID, "upn", dec.UPN,
 					"failures", b.Failures, "next_attempt_at", b.NextAttemptAt)
@@ -590,7 +590,7 @@ func (r *runner) recordPlan(ctx context.Context, status string) error {
 		waiting := ""
 		if b, ok := bo.waiting(row.ExternalID); ok && b.DesiredHash == hash && sendable(dec) {
 			waiting = "a sync now would skip this user: " + backingOffMessage(b, r.job.Name)
-			r.count("backing_off", 1)
+			r.count(store.CountBackingOff, 1)
 		}
 		for _, st := range dec.Steps {
 			op := store.Operation{RunID: r.run.ID, Seq: r.nextSeq(), ExternalID: row.ExternalID, ObjectID: st.ObjectID,
