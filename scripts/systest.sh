@@ -84,6 +84,23 @@ EOF
 
 sim_get() { curl -fsS --cacert "$2" "$1$3"; }
 
+# writes_of ADMIN CA: the writes graphsim has accepted so far.
+writes_of() { sim_get "$1" "$2" counters | jq .writes; }
+
+# await_writes PID ADMIN CA TARGET [POLL]: wait, at most 600 polls of POLL
+# seconds (0.05), until graphsim has accepted TARGET writes in all or the
+# worker PID has ended. True if the worker is still running then: the
+# scenarios' way of striking (kill -9, outage, restart) mid-run.
+await_writes() {
+	local pid=$1 admin=$2 ca=$3 target=$4 poll=${5:-0.05}
+	for _ in $(seq 1 600); do
+		kill -0 "$pid" 2>/dev/null || return 1
+		(($(writes_of "$admin" "$ca") >= target)) && return 0
+		sleep "$poll"
+	done
+	kill -0 "$pid" 2>/dev/null
+}
+
 # job_yaml NAME SOURCE SECRET_FILE AUTHORITY GRAPH CA
 job_yaml() {
 	cat <<EOF
@@ -147,17 +164,13 @@ SQL
 job_yaml out public.out_users "$tmp/hr-secret" "$sim_authority" "$sim_graph" "$out_ca" >>"$tmp/config.yaml"
 worker sync --job out >"$tmp/worker-out-0.log" 2>&1 || die "out: the initial sync failed: $(tail -n 5 "$tmp/worker-out-0.log")"
 psql_q -c "UPDATE public.out_users SET job_title = 'Clerk after outage'"
-out_writes=$(sim_get "$out_admin" "$out_ca" counters | jq .writes)
+out_writes=$(writes_of "$out_admin" "$out_ca")
 out_cut=$((churn_users / 10))
 "$tmp/bin/worker" --config "$tmp/config.yaml" sync --job out >"$tmp/worker-out-1.log" 2>&1 &
 out_wp=$!
 pids+=("$out_wp")
-for _ in $(seq 1 600); do
-	kill -0 "$out_wp" 2>/dev/null || break
-	(($(sim_get "$out_admin" "$out_ca" counters | jq .writes) >= out_writes + out_cut)) && break
-	sleep 0.05
-done
-kill -0 "$out_wp" 2>/dev/null || die "out: the run ended before graphsim could be taken down"
+await_writes "$out_wp" "$out_admin" "$out_ca" $((out_writes + out_cut)) ||
+	die "out: the run ended before graphsim could be taken down"
 curl -fsS --cacert "$out_ca" -X POST -d "{\"for\":\"${outage_long}s\"}" "${out_admin}outage" >/dev/null
 out_t0=$(date +%s.%N)
 note "graphsim 'out' goes down for $outage_long s after $out_cut of the run's writes; the worker keeps running"
@@ -184,15 +197,10 @@ while ((killed < kills)); do
 	# The kill point: a random number of further writes accepted by the
 	# emulator (so every restart has made progress), wherever the run is
 	# then (creates, manager references, history writes).
-	writes() { sim_get "$hr_admin" "$hr_ca" counters | jq .writes; }
 	step=$((100 + RANDOM % 1900))
-	target=$(($(writes) + step))
+	target=$(($(writes_of "$hr_admin" "$hr_ca") + step))
 	t0=$(date +%s%N)
-	for _ in $(seq 1 600); do
-		kill -0 "$wp" 2>/dev/null || break
-		(($(writes) >= target)) && break
-		sleep 0.05
-	done
+	await_writes "$wp" "$hr_admin" "$hr_ca" "$target" || true
 	ms=$((($(date +%s%N) - t0) / 1000000))
 	if kill -0 "$wp" 2>/dev/null; then
 		kill -9 "$wp"
@@ -520,17 +528,13 @@ row "throttle storm" "$churn_users users; $s_chg department changes, $s_lv leave
 # --------------------------------------------------------------------------
 say "Scenario 8: graphsim unreachable for 10 s mid-run (shorter than the worker's retries)"
 psql_q -c "UPDATE public.storm_users SET job_title = 'Clerk after blip'"
-w0=$(sim_get "$storm_admin" "$storm_ca" counters | jq .writes)
+w0=$(writes_of "$storm_admin" "$storm_ca")
 blip_cut=$((churn_users / 10))
 "$tmp/bin/worker" --config "$tmp/config.yaml" sync --job storm >"$tmp/worker-blip.log" 2>&1 &
 wp=$!
 pids+=("$wp")
-for _ in $(seq 1 600); do
-	kill -0 "$wp" 2>/dev/null || break
-	(($(sim_get "$storm_admin" "$storm_ca" counters | jq .writes) >= w0 + blip_cut)) && break
-	sleep 0.02
-done
-kill -0 "$wp" 2>/dev/null || die "blip: the run ended before graphsim could be taken down"
+await_writes "$wp" "$storm_admin" "$storm_ca" $((w0 + blip_cut)) 0.02 ||
+	die "blip: the run ended before graphsim could be taken down"
 curl -fsS --cacert "$storm_ca" -X POST -d '{"for":"10s"}' "${storm_admin}outage" >/dev/null
 for _ in $(seq 1 1800); do kill -0 "$wp" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$wp" 2>/dev/null; then kill -9 "$wp"; die "blip: the worker did not end within 180 s"; fi
@@ -602,13 +606,8 @@ psql_q -c "UPDATE entraprov.desired_users SET job_title = 'Senior ' || coalesce(
 "$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-pg-1.log" 2>&1 &
 wp=$!
 pids+=("$wp")
-target=$(($(sim_get "$hr_admin" "$hr_ca" counters | jq .writes) + cut))
-for _ in $(seq 1 600); do
-	kill -0 "$wp" 2>/dev/null || break
-	(($(sim_get "$hr_admin" "$hr_ca" counters | jq .writes) >= target)) && break
-	sleep 0.05
-done
-kill -0 "$wp" 2>/dev/null || die "the run ended before PostgreSQL could be restarted"
+target=$(($(writes_of "$hr_admin" "$hr_ca") + cut))
+await_writes "$wp" "$hr_admin" "$hr_ca" "$target" || die "the run ended before PostgreSQL could be restarted"
 pg_as "$pg_ctl_bin" -D "$WITH_POSTGRES_DIR/data" -m fast -w -t 60 restart >/dev/null
 note "PostgreSQL restarted after $cut writes of the run"
 rc=0
