@@ -310,6 +310,24 @@ func printRun(w io.Writer, r store.Run, ops []store.Operation, status string, as
 		}
 		return writeJSON(w, out)
 	}
+	if err := printRunHeader(w, r, now); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	if len(ops) == 0 {
+		msg := "no operations"
+		if status != "" {
+			msg = "no " + status + " operations"
+		}
+		_, err := fmt.Fprintln(w, msg)
+		return err
+	}
+	return printRunOperations(w, ops)
+}
+
+// printRunHeader is the run's summary, one field a line: what `worker
+// show` prints above the operations and `worker sync` after a run.
+func printRunHeader(w io.Writer, r store.Run, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "run\t%d\n", r.ID)
 	fmt.Fprintf(tw, "job\t%s\n", r.Job)
@@ -335,19 +353,12 @@ func printRun(w io.Writer, r store.Run, ops []store.Operation, status string, as
 	if r.ErrorSummary != "" {
 		fmt.Fprintf(tw, "error\t%s\n", r.ErrorSummary)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintln(w)
-	if len(ops) == 0 {
-		msg := "no operations"
-		if status != "" {
-			msg = "no " + status + " operations"
-		}
-		_, err := fmt.Fprintln(w, msg)
-		return err
-	}
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	return tw.Flush()
+}
+
+// printRunOperations is the operations table of printRun.
+func printRunOperations(w io.Writer, ops []store.Operation) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tEXTERNAL_ID\tACTION\tSTATUS\tHTTP\tOBJECT_ID\tCHANGES\tERROR\tREQUEST_ID")
 	for _, o := range ops {
 		http := "-"

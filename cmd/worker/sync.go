@@ -48,8 +48,14 @@ interrupted, 2 on bad flags, 78 on a configuration error.`,
 			if err != nil {
 				return err
 			}
-			if err := printRun(cmd.OutOrStdout(), run, nil, "", false, time.Now()); err != nil {
+			// The summary only: the run's operations are `worker show`'s
+			// (printRun here ended with a misleading "no operations").
+			out := cmd.OutOrStdout()
+			if err := printRunHeader(out, run, time.Now()); err != nil {
 				return err
+			}
+			if run.Counts[store.OpFailed] > 0 {
+				fmt.Fprintf(out, "\nfailed operations: worker show %d --status failed\n", run.ID)
 			}
 			switch run.Status {
 			case store.RunSucceeded, store.RunPartial:

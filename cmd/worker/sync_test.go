@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -69,6 +70,19 @@ jobs:
 
 	if out, errOut, err = worker("sync", "--job", "hr", "--retry-stuck"); err != nil || !strings.Contains(out, "succeeded") {
 		t.Fatalf("sync --retry-stuck: %v\n%s\n%s", err, out, errOut)
+	}
+
+	// A bad row: the run is partial, and its summary points at the failed
+	// operations rather than saying there are none.
+	if _, err := st.Pool().Exec(context.Background(), `INSERT INTO entraprov.desired_users
+		(external_id, user_principal_name, display_name, usage_location, account_enabled)
+		VALUES ('E99999', 'no-at-sign', 'Bad Row', 'XX', true)`); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err = worker("sync", "--job", "hr")
+	if err != nil || !strings.Contains(out, "partial") || strings.Contains(out, "no operations") ||
+		!regexp.MustCompile(`failed operations: worker show \d+ --status failed`).MatchString(out) {
+		t.Fatalf("partial sync: %v\n%s\n%s", err, out, errOut)
 	}
 
 	_, _, err = worker("sync", "--job", "nope")
