@@ -1,6 +1,12 @@
 # entraprov — `make help` lists the targets (from the ## comments below).
 
 GO      ?= go
+# The Go release builds are made with: 1.27.3 carries the standard-library
+# security fixes released after 1.26.8 (x509 among them). The go command
+# fetches it from the module proxy once (~76 MB); a machine's own Go ignores
+# go.mod's toolchain line, so it is exported here and in every script.
+GOTOOLCHAIN ?= go1.27.3
+export GOTOOLCHAIN
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # Throwaway PostgreSQL for tests unless DATABASE_URL is set (see the script).

@@ -12,6 +12,7 @@
 # Environment: DEMO_USERS (default 1000), DEMO_CYCLES (default 3),
 # DEMO_KEEP=1 keeps the temporary directory (config, logs) for a look.
 set -euo pipefail
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}" # see the Makefile: the Go release builds are made with
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -10,6 +10,8 @@
 # and gets: $tmp, pids (append the pids of children to stop), say, note,
 # die, psql_q, row/report_rows, $tmp/bin/{worker,graphsim}, start_graphsim.
 
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}" # see the Makefile: the Go release builds are made with
+
 say() { printf '\n== %s\n' "$*"; }
 note() { printf '   %s\n' "$*"; }
 die() { printf '%s: FAIL: %s\n' "$harness_name" "$*" >&2; exit 1; }
