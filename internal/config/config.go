@@ -120,6 +120,11 @@ type Job struct {
 	BatchSize int `yaml:"batch_size"`
 	// MaxConcurrency bounds the $batch requests in flight.
 	MaxConcurrency int `yaml:"max_concurrency"`
+	// MaxRunDuration is the overall deadline of one run: past it the run
+	// stops as if cancelled and ends interrupted, so a hostile or broken
+	// endpoint (answers trickling in, throttling without end) cannot hold
+	// the job's lock forever.
+	MaxRunDuration Duration `yaml:"max_run_duration"`
 
 	// Webhook, when its URL is set, receives a JSON POST when a run of the
 	// job is blocked or fails, when the job is quarantined, and when it

@@ -42,6 +42,7 @@ func DefaultJob() Job {
 		Password:       Password{ForceChangeNextSignIn: true, Length: 16},
 		BatchSize:      20,
 		MaxConcurrency: 4,
+		MaxRunDuration: Duration{Duration: 6 * time.Hour},
 		Webhook:        Webhook{Timeout: Duration{Duration: 10 * time.Second}, Retries: 3},
 		UserBackoff:    UserBackoff{AfterFailures: 3, Max: Duration{Duration: 7 * 24 * time.Hour}},
 	}

@@ -158,6 +158,8 @@ func TestLoad_rejectsBadConfig(t *testing.T) {
 		{"batch_size_zero_is_not_default", jobYAML("batch_size: 0"), "jobs[0].batch_size", "0 is out of range; want 1..20"},
 		{"batch_size_not_integer", jobYAML("batch_size: twenty"), "jobs[0].batch_size", "want an integer, got a string"},
 		{"max_concurrency_over_64", jobYAML("max_concurrency: 100"), "jobs[0].max_concurrency", "want 1..64"},
+		{"max_run_duration_zero_is_not_unbounded", jobYAML("max_run_duration: 0s"), "jobs[0].max_run_duration", "0s is shorter than 1m; want the longest a run may take"},
+		{"max_run_duration_negative", jobYAML("max_run_duration: -1h"), "jobs[0].max_run_duration", "is shorter than 1m"},
 		{"job_name_uppercase", jobYAML("name: Nightly"), "jobs[0].name", `"Nightly" is not a valid job name`},
 		{"job_name_missing", jobYAML("-name"), "jobs[0].name", "required"},
 		{"source_not_relation", jobYAML("source: hr.users; drop table x"), "jobs[0].source", "is not a relation name"},

@@ -344,6 +344,9 @@ func (j *Job) validate(v *validator, k string) {
 	if c := j.MaxConcurrency; c < 1 || c > 64 {
 		v.add(k+".max_concurrency", "%d is out of range; want 1..64 $batch requests in flight, e.g. 4", c)
 	}
+	if d := j.MaxRunDuration.Duration; d < time.Minute {
+		v.add(k+".max_run_duration", "%s is shorter than 1m; want the longest a run may take before it is stopped, e.g. 6h (default)", j.MaxRunDuration)
+	}
 }
 
 func allIdents(parts []string) bool {

@@ -52,6 +52,9 @@ type Options struct {
 	// CancelGrace is how long in-flight batches may run after ctx is
 	// cancelled before they are aborted (default 15 s).
 	CancelGrace time.Duration
+	// MaxRetryAfter bounds the Retry-After honoured (default and ceiling
+	// MaxRetryAfter); a larger value is clamped and logged once.
+	MaxRetryAfter time.Duration
 }
 
 // Metrics is an optional observer (Prometheus in the worker).
@@ -79,6 +82,8 @@ type Client struct {
 
 	ctlMu sync.Mutex
 	ctl   *controller
+
+	clampLogged atomic.Bool // a clamped Retry-After was logged
 }
 
 // Stats counts a client's Graph traffic.
@@ -134,6 +139,9 @@ func New(ctx context.Context, job config.Job, opts Options) (*Client, error) {
 	if opts.CancelGrace <= 0 {
 		opts.CancelGrace = 15 * time.Second
 	}
+	if opts.MaxRetryAfter <= 0 || opts.MaxRetryAfter > MaxRetryAfter {
+		opts.MaxRetryAfter = MaxRetryAfter
+	}
 	base, err := transportClient(job.CAFile, opts.HTTPClient)
 	if err != nil {
 		return nil, err
@@ -154,6 +162,9 @@ func New(ctx context.Context, job config.Job, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("graph auth provider: %w", err)
 	}
+	// Redirects are refused here and nowhere followed: Graph does not
+	// redirect API calls, and following one would carry the bearer token
+	// (or the request body) to whatever host a proxy names.
 	httpClient := &http.Client{
 		Timeout:       base.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -186,15 +197,18 @@ func parentTransport(c *http.Client) http.RoundTripper {
 //   - no CompressionHandler: request bodies are small and gzip on upload is
 //     not documented by Graph;
 //   - no UserAgentHandler: ours names entraprov and its version;
+//   - no RedirectHandler: it follows a 3xx inside the pipeline, before the
+//     http.Client's CheckRedirect can refuse it, and before kiota-http-go
+//     1.5.5 it kept the Authorization header across hosts (the module
+//     proxy serves 1.5.4). A 3xx answer reaches the caller as an error;
 //   - kept: Graph telemetry (client-request-id per request, correlates with
-//     Graph's logs), redirect, parameter-name decoding ($select stays
-//     readable), headers inspection.
+//     Graph's logs), parameter-name decoding ($select stays readable),
+//     headers inspection.
 func (c *Client) middleware() []khttp.Middleware {
 	opts := msgraph.GetDefaultClientOptions()
 	return []khttp.Middleware{
 		headerHandler{userAgent: c.opts.UserAgent},
 		msgraphcore.NewGraphTelemetryHandler(&opts),
-		khttp.NewRedirectHandler(),
 		khttp.NewParametersNameDecodingHandler(),
 		khttp.NewHeadersInspectionHandler(),
 	}
@@ -346,6 +360,21 @@ func jwtClaims(token string) (tokenClaims, error) {
 	return c, nil
 }
 
+// graphError parses an error answer (see parseGraphError) and bounds its
+// Retry-After to Options.MaxRetryAfter, logging the first clamp of the
+// client: a header asking for more is a broken proxy or a hostile
+// endpoint, worth one warning, not one per step.
+func (c *Client) graphError(ctx context.Context, status int, header http.Header, body []byte, now time.Time) *GraphError {
+	ge := parseGraphError(status, header, body, now)
+	ge.clampRetryAfter(c.opts.MaxRetryAfter)
+	if ge.retryAfterAsked > 0 && c.clampLogged.CompareAndSwap(false, true) {
+		c.log.WarnContext(ctx, "Retry-After clamped: Graph (or a proxy) asked for a longer wait than the worker honours; later clamps are not logged",
+			"status", status, "asked", ge.retryAfterAsked.String(), "honoured", ge.RetryAfter.String(),
+			"request_id", ge.RequestID)
+	}
+	return ge
+}
+
 // asGraphError converts an SDK error into a *GraphError when it is one.
 func asGraphError(err error) (*GraphError, bool) {
 	var ge *GraphError
@@ -366,6 +395,7 @@ func asGraphError(err error) (*GraphError, bool) {
 				ge.RequestID = *ie.GetRequestId()
 			}
 		}
+		ge.sanitize()
 		return ge, true
 	}
 	return nil, false

@@ -34,8 +34,10 @@
 // and does not look inside a batch), no CompressionHandler (gzip request
 // bodies are not documented by Graph and batches are small), our own
 // User-Agent (entraprov/<version>) and x-ms-throttle-priority: low on every
-// request, Graph telemetry (a client-request-id per request), redirect,
-// parameter-name decoding and headers inspection kept. The kiota auth
+// request, Graph telemetry (a client-request-id per request),
+// parameter-name decoding and headers inspection kept; no RedirectHandler
+// either: a 3xx is refused by the http.Client and reported as an error, so
+// neither a request nor its token follows a redirect. The kiota auth
 // provider's valid hosts hold the Graph host without port, so the bearer
 // token is attached to Graph and nowhere else. The base URL is set on the
 // adapter before the GraphServiceClient is built.
@@ -64,7 +66,8 @@
 // creates) starts at it; after 30 s idle it is forgotten (the bucket has
 // refilled).
 //
-// Retries. 429 → after Retry-After (bounded by MaxThrottled); 5xx, 424,
+// Retries. 429 → after Retry-After (bounded by MaxThrottled; a Retry-After
+// longer than MaxRetryAfter, 5 minutes, is clamped to it); 5xx, 424,
 // lost answers and transport errors → jittered capped exponential backoff
 // (bounded by MaxAttempts); 404 on a patch or reference write → a few
 // backoff retries (a just-created object may not be visible yet); 401 →

@@ -3,10 +3,12 @@ package directory
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ErrThrottled marks a failure caused by Graph throttling (HTTP 429) that
@@ -40,7 +42,9 @@ type odataError struct {
 // parseGraphError builds a *GraphError from a status, the response headers
 // (may be nil) and the body. It never fails: a body that is not an OData
 // error still yields a GraphError carrying the status and a bounded excerpt.
-// This is the one place that interprets Graph's error body.
+// This is the one place that interprets Graph's error body, so it is also
+// where the text from the wire is made safe to store (see cleanText) and
+// where Retry-After is bounded (MaxRetryAfter).
 func parseGraphError(status int, header http.Header, body []byte, now time.Time) *GraphError {
 	ge := &GraphError{Status: status}
 	var oe odataError
@@ -54,7 +58,7 @@ func parseGraphError(status int, header http.Header, body []byte, now time.Time)
 		}
 	} else {
 		ge.Code = http.StatusText(status)
-		ge.Message = excerpt(body)
+		ge.Message = string(body)
 	}
 	if header != nil {
 		if ge.RequestID == "" {
@@ -64,43 +68,99 @@ func parseGraphError(status int, header http.Header, body []byte, now time.Time)
 			ge.RetryAfter = d
 		}
 	}
+	ge.clampRetryAfter(MaxRetryAfter)
+	ge.sanitize()
 	return ge
 }
 
-func excerpt(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > 200 {
-		s = s[:200] + "…"
+// Bounds of the text a GraphError carries. Graph's own messages are one
+// sentence; anything longer is a proxy's page or garbage.
+const (
+	maxMessageLen = 1000 // an OData message
+	maxExcerptLen = 200  // a body that is not an OData error
+	maxFieldLen   = 200  // code, target, detail code, request id
+)
+
+// sanitize makes every text field safe to store and print: PostgreSQL text
+// rejects NUL and invalid UTF-8, and a history row that cannot be written
+// loses the very failure it should record. Graph answers with clean JSON;
+// a proxy's HTML page cut mid-character, or a JSON string holding \u0000,
+// does not.
+func (e *GraphError) sanitize() {
+	bound := maxMessageLen
+	if e.Code == http.StatusText(e.Status) {
+		bound = maxExcerptLen
 	}
-	return s
+	e.Message = cleanText(strings.TrimSpace(e.Message), bound)
+	e.Code = cleanText(e.Code, maxFieldLen)
+	e.Target = cleanText(e.Target, maxFieldLen)
+	e.DetailCode = cleanText(e.DetailCode, maxFieldLen)
+	e.RequestID = cleanText(e.RequestID, maxFieldLen)
+}
+
+// cleanText returns s as valid UTF-8 (invalid sequences become U+FFFD)
+// without NUL or other control characters except tab and newline (an
+// escape sequence in a message would also reach the operator's terminal
+// through `worker show`), cut at a rune boundary to at most max bytes
+// plus "…".
+func cleanText(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\t' && r != '\n' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// MaxRetryAfter is the longest Retry-After the worker honours (Options can
+// lower it, not raise it). Graph asks for seconds, rarely a minute; a
+// header asking for hours or days comes from a broken proxy or a hostile
+// endpoint and must not park a run, so a larger value is clamped to this
+// (and the client logs it once). The run's own deadline
+// (jobs[].max_run_duration) bounds the sum of the waits.
+const MaxRetryAfter = 5 * time.Minute
+
+// clampRetryAfter bounds RetryAfter to limit, remembering what was asked.
+func (e *GraphError) clampRetryAfter(limit time.Duration) {
+	if e.RetryAfter > limit {
+		if e.retryAfterAsked == 0 {
+			e.retryAfterAsked = e.RetryAfter
+		}
+		e.RetryAfter = limit
+	}
 }
 
 // parseRetryAfter reads a Retry-After value: delay-seconds, possibly
 // fractional (observed in practice although RFC 9110 says integer; kiota
-// truncates "0.5" to 0), or an HTTP-date.
-// maxRetryAfter bounds a Retry-After the executor will honour; past it the
-// header is ignored and the usual backoff applies.
-const maxRetryAfter = 24 * time.Hour
-
+// truncates "0.5" to 0), or an HTTP-date. A delay too large for a
+// time.Duration saturates; the caller clamps it to MaxRetryAfter.
 func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false
 	}
-	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		if f < 0 || f != f || f > maxRetryAfter.Seconds() {
+	// A number out of float64's range (1e400) parses as ±Inf with ErrRange:
+	// still a number, saturated below.
+	if f, err := strconv.ParseFloat(v, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		if f < 0 || f != f {
 			return 0, false
+		}
+		if f >= float64(math.MaxInt64)/float64(time.Second) {
+			return math.MaxInt64, true
 		}
 		return time.Duration(f * float64(time.Second)), true
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		d := t.Sub(now)
-		if d > maxRetryAfter {
-			// The same bound as the seconds form: a far-future date is a
-			// broken header, not a reason to stall the run for days.
-			return 0, false
-		}
-		return max(d, 0), true
+		return max(t.Sub(now), 0), true
 	}
 	return 0, false
 }

@@ -343,7 +343,7 @@ func (e *execution) runBatch(ctx context.Context, batch []*task) []*task {
 	}
 	batchReqID := resp.header.Get("request-id")
 	if resp.status != http.StatusOK {
-		ge := parseGraphError(resp.status, resp.header, resp.body, now)
+		ge := c.graphError(ctx, resp.status, resp.header, resp.body, now)
 		class := classify("batch", resp.status)
 		c.log.DebugContext(ctx, "$batch refused", "status", resp.status, "code", ge.Code, "request_id", ge.RequestID)
 		if class == retryThrottled {
@@ -392,7 +392,7 @@ func (e *execution) runBatch(ctx context.Context, batch []*task) []*task {
 			e.succeed(t, a.Status, id, false)
 			continue
 		}
-		ge := parseGraphError(a.Status, a.header(), a.Body, now)
+		ge := c.graphError(ctx, a.Status, a.header(), a.Body, now)
 		if ge.RequestID == "" {
 			ge.RequestID = batchReqID
 		}

@@ -3,14 +3,17 @@ package directory
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // FuzzParseGraphError feeds arbitrary error answers to the one place that
 // reads Graph's error body. It must never fail or panic, keep the status,
-// bound what it copies from a body that is not an OData error, and never
-// produce a negative Retry-After.
+// bound what it copies from a body that is not an OData error, never
+// produce a negative Retry-After or one past MaxRetryAfter, and only ever
+// carry text PostgreSQL accepts (valid UTF-8, no NUL).
 func FuzzParseGraphError(f *testing.F) {
 	f.Add(400, `{"error":{"code":"Request_BadRequest","message":"Another object with the same value for property userPrincipalName already exists.","details":[{"code":"ObjectConflict","target":"userPrincipalName"}],"innerError":{"request-id":"r1"}}}`, "", "")
 	f.Add(429, `{"error":{"code":"TooManyRequests","message":"Too many requests"}}`, "2.5", "rid")
@@ -18,6 +21,8 @@ func FuzzParseGraphError(f *testing.F) {
 	f.Add(404, ``, "-1", "")
 	f.Add(500, `{"error":{"code":""}}`, "NaN", "")
 	f.Add(0, `{"error":{"code":"x","details":[]}}`, "1e400", "")
+	f.Add(502, "<html>\x00Bad gateway \xe2\x82", "86400", "r\x00\xff")
+	f.Add(400, `{"error":{"code":"a\u0000","message":"\ud800\u0000"}}`, "Fri, 27 Nov 2099 12:00:05 GMT", "")
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, status int, body, retryAfter, requestID string) {
 		h := http.Header{}
@@ -30,8 +35,13 @@ func FuzzParseGraphError(f *testing.F) {
 		if ge.Status != status {
 			t.Fatalf("status %d; want %d", ge.Status, status)
 		}
-		if ge.RetryAfter < 0 {
-			t.Fatalf("negative Retry-After %v from %q", ge.RetryAfter, retryAfter)
+		if ge.RetryAfter < 0 || ge.RetryAfter > MaxRetryAfter {
+			t.Fatalf("Retry-After %v from %q; want 0..%v", ge.RetryAfter, retryAfter, MaxRetryAfter)
+		}
+		for _, v := range []string{ge.Code, ge.Message, ge.Target, ge.DetailCode, ge.RequestID} {
+			if !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+				t.Fatalf("unstorable text %q from body %q", v, body)
+			}
 		}
 		if ge.Code == "" && http.StatusText(status) != "" {
 			t.Fatalf("no code for status %d body %q", status, body)

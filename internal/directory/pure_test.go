@@ -3,10 +3,12 @@ package directory
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestParseRetryAfter(t *testing.T) {
@@ -26,8 +28,10 @@ func TestParseRetryAfter(t *testing.T) {
 		{"empty_is_absent", "", 0, false},
 		{"negative_is_invalid", "-1", 0, false},
 		{"garbage_is_invalid", "soon", 0, false},
-		{"absurdly_long_is_invalid", "1e9", 0, false},
-		{"far_future_http_date_is_invalid", now.Add(30 * 24 * time.Hour).Format(http.TimeFormat), 0, false},
+		{"a_day_is_read_as_asked", "86400", 24 * time.Hour, true},
+		{"too_long_for_a_duration_saturates", "1e300", math.MaxInt64, true},
+		{"out_of_float_range_saturates", "1e400", math.MaxInt64, true},
+		{"far_future_http_date_is_read_as_asked", now.Add(30 * 24 * time.Hour).Format(http.TimeFormat), 30 * 24 * time.Hour, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,6 +76,41 @@ func TestParseGraphError(t *testing.T) {
 			t.Fatal("400 is ErrThrottled")
 		}
 	})
+	t.Run("retry_after_past_the_cap_is_clamped", func(t *testing.T) {
+		for _, v := range []string{"86400", "1e12", now.Add(400 * 24 * time.Hour).UTC().Format(http.TimeFormat)} {
+			h := http.Header{}
+			h.Set("Retry-After", v)
+			ge := parseGraphError(429, h, nil, now)
+			if ge.RetryAfter != MaxRetryAfter || ge.retryAfterAsked <= MaxRetryAfter {
+				t.Fatalf("Retry-After %q: RetryAfter %v (asked %v); want %v", v, ge.RetryAfter, ge.retryAfterAsked, MaxRetryAfter)
+			}
+		}
+	})
+	t.Run("hostile_text_is_made_storable", func(t *testing.T) {
+		// A proxy's page cut mid-character (\xe2\x82 is the start of "€"),
+		// with NUL bytes and a terminal escape, and an OData error whose
+		// JSON strings hold \u0000.
+		html := append([]byte("<html>\x00Bad gateway \x1b[31m"), []byte(strings.Repeat("x", 300))...)
+		html = append(html, 0xe2, 0x82)
+		odata := `{"error":{"code":"Bad\u0000Code","message":"boom\u0000 \ud800","innerError":{"request-id":"r\u0000id"},"details":[{"target":"t\u0000","code":"c\u0000"}]}}`
+		for name, ge := range map[string]*GraphError{
+			"html":  parseGraphError(502, nil, html, now),
+			"odata": parseGraphError(400, nil, []byte(odata), now),
+		} {
+			for field, v := range map[string]string{"code": ge.Code, "message": ge.Message, "target": ge.Target,
+				"detail": ge.DetailCode, "request_id": ge.RequestID} {
+				if !utf8.ValidString(v) || strings.ContainsAny(v, "\x00\x1b") {
+					t.Errorf("%s: %s = %q; want valid UTF-8 without NUL or escape", name, field, v)
+				}
+			}
+		}
+		if m := parseGraphError(502, nil, html, now).Message; len(m) > 200+len("…") || !strings.HasPrefix(m, "<html>Bad gateway [31m") {
+			t.Errorf("html excerpt %q (%d bytes); want the page's start, at most 200 bytes", m, len(m))
+		}
+		if m := parseGraphError(400, nil, []byte(odata), now).Message; m != "boom \uFFFD" {
+			t.Errorf("odata message %q; want %q", m, "boom \uFFFD")
+		}
+	})
 	t.Run("non_json_body_keeps_status_and_request_id_header", func(t *testing.T) {
 		h := http.Header{}
 		h.Set("request-id", "hdr-id")
@@ -80,6 +119,28 @@ func TestParseGraphError(t *testing.T) {
 			t.Fatalf("got %+v", ge)
 		}
 	})
+}
+
+func TestCleanText(t *testing.T) {
+	tests := []struct {
+		name, in string
+		max      int
+		want     string
+	}{
+		{"clean_text_is_kept", "Property userPrincipalName is invalid.", 100, "Property userPrincipalName is invalid."},
+		{"tab_and_newline_are_kept", "a\tb\nc", 100, "a\tb\nc"},
+		{"nul_and_controls_are_dropped", "a\x00b\x1bc\rd\x7f", 100, "abcd"},
+		{"invalid_utf8_becomes_replacement", "caf\xc3", 100, "caf\uFFFD"},
+		{"cut_at_a_rune_boundary", "ab€", 3, "ab…"},
+		{"exact_length_is_not_cut", "abc", 3, "abc"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := cleanText(tt.in, tt.max); got != tt.want {
+				t.Fatalf("cleanText(%q, %d) = %q; want %q", tt.in, tt.max, got, tt.want)
+			}
+		})
+	}
 }
 
 func TestClassify(t *testing.T) {

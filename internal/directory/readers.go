@@ -129,7 +129,7 @@ func (c *Client) getJSON(ctx context.Context, rawURL string, headers map[string]
 			}
 			return resp.body, nil
 		default:
-			ge := parseGraphError(resp.status, resp.header, resp.body, time.Now())
+			ge := c.graphError(ctx, resp.status, resp.header, resp.body, time.Now())
 			lastErr = ge
 			switch classify("read", resp.status) {
 			case retryThrottled:

@@ -115,7 +115,12 @@ type GraphError struct {
 	Target     string // details[0].target, e.g. userPrincipalName
 	DetailCode string // details[0].code, e.g. ObjectConflict
 	RequestID  string
+	// RetryAfter is the wait Graph asked for, at most MaxRetryAfter (or
+	// Options.MaxRetryAfter).
 	RetryAfter time.Duration
+	// retryAfterAsked is the larger wait the header asked for when
+	// RetryAfter was clamped; 0 otherwise.
+	retryAfterAsked time.Duration
 }
 
 func (e *GraphError) Error() string {

@@ -216,8 +216,15 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 
 	r := &runner{e: e, job: job, opts: opts, run: run, log: log, policy: PolicyFor(job), now: e.now(),
 		wctx: context.WithoutCancel(ctx)}
-	runErr := r.execute(ctx)
-	r.finish(ctx, runErr)
+	// The run's overall deadline stops it like a cancellation (in-flight
+	// batches get their grace, the history is written, status interrupted)
+	// whatever Graph or a proxy does: answers that trickle in, throttling
+	// that never ends. The cause tells the operator which key to raise.
+	limit := runDeadline(job)
+	rctx, cancelRun := context.WithTimeoutCause(ctx, limit, &DeadlineError{Job: job.Name, Limit: limit})
+	runErr := r.execute(rctx)
+	r.finish(rctx, runErr)
+	cancelRun()
 
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
 	defer cancel()
@@ -239,6 +246,30 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 		return *run, fmt.Errorf("run %d of job %s %s: %s", run.ID, job.Name, run.Status, run.ErrorSummary)
 	}
 	return *run, nil
+}
+
+// DeadlineError is the cause of a run stopped by its job's
+// max_run_duration. It matches context.DeadlineExceeded.
+type DeadlineError struct {
+	Job   string
+	Limit time.Duration
+}
+
+func (e *DeadlineError) Error() string {
+	return fmt.Sprintf("the run's deadline passed: it ran for jobs[%s].max_run_duration (%s); what was sent is recorded and the next run resumes, but raise max_run_duration if runs of this job legitimately take longer",
+		e.Job, e.Limit)
+}
+
+func (e *DeadlineError) Unwrap() error { return context.DeadlineExceeded }
+
+// runDeadline is the job's max_run_duration; a Job built in code without
+// one (config validation refuses less than a minute) gets the default,
+// so no run is unbounded.
+func runDeadline(job config.Job) time.Duration {
+	if d := job.MaxRunDuration.Duration; d > 0 {
+		return d
+	}
+	return config.DefaultJob().MaxRunDuration.Duration
 }
 
 // runner is the state of one run.
