@@ -3,8 +3,10 @@ package directory
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -67,6 +69,15 @@ func parseGraphError(status int, header http.Header, body []byte, now time.Time)
 		if d, ok := parseRetryAfter(header.Get("Retry-After"), now); ok {
 			ge.RetryAfter = d
 		}
+	}
+	if status >= 300 && status < 400 {
+		// The client follows no redirect (see middleware); say so rather
+		// than quote the redirect page.
+		where := "elsewhere"
+		if u, err := url.Parse(header.Get("Location")); err == nil && u.Host != "" {
+			where = u.Scheme + "://" + u.Host // never the path or query: they may carry a token
+		}
+		ge.Message = fmt.Sprintf("redirect to %s not followed: Graph does not redirect API calls; check graph_url and any proxy in between", where)
 	}
 	ge.clampRetryAfter(MaxRetryAfter)
 	ge.sanitize()

@@ -53,7 +53,24 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func newEnv(t testing.TB, so graphsim.Options, tune func(*config.Job, *directory.Options)) *env {
 	t.Helper()
-	sim, srv, seeded := graphsim.NewTestServer(t, so)
+	return newEnvBehind(t, so, nil, tune)
+}
+
+// newEnvBehind is newEnv with the emulator served behind front (a hostile
+// proxy rewriting some answers); nil serves it directly.
+func newEnvBehind(t testing.TB, so graphsim.Options, front func(http.Handler) http.Handler, tune func(*config.Job, *directory.Options)) *env {
+	t.Helper()
+	sim := graphsim.New(so)
+	seeded := sim.SeedDefault()
+	var h http.Handler = sim
+	if front != nil {
+		h = front(sim)
+	}
+	srv, err := graphsim.StartTLS(h, "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("graphsim: %v", err)
+	}
+	t.Cleanup(srv.Close)
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secretFile, []byte(seeded.ClientSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
