@@ -100,6 +100,9 @@ func NewCredential(job config.Job, httpClient *http.Client) (azcore.TokenCredent
 			return nil, err
 		}
 	}
+	// azcore's retry policy bounds the token path's Retry-After: one past
+	// MaxRetryDelay (default 60 s, 25 s for IMDS) ends the retries with an
+	// error instead of waiting, so a hostile authority cannot park a run.
 	co := azcore.ClientOptions{Cloud: ep.cloud, Transport: httpClient}
 	a := job.Auth
 	tenant := job.TenantID
