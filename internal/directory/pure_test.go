@@ -160,6 +160,14 @@ func TestBatchBody(t *testing.T) {
 		if (r.Body != nil) != (r.Headers["Content-Type"] == "application/json") {
 			t.Errorf("step %d: body without Content-Type or the reverse", i)
 		}
+		// Graph refuses the whole batch when a write step lacks either
+		// (json-batching: "only body can be an empty object"); DELETE has none.
+		if write := r.Method != "DELETE"; write != (r.Body != nil) {
+			t.Errorf("step %d %s: body %v, want one exactly for POST/PATCH/PUT", i, r.Method, r.Body)
+		}
+	}
+	if b := got.Requests[3].Body; b == nil || len(b) != 0 {
+		t.Errorf("restore body = %v, want {}", b)
 	}
 	pp, _ := got.Requests[0].Body["passwordProfile"].(map[string]any)
 	if pp["password"] != "S3cret!pw" || pp["forceChangePasswordNextSignIn"] != true {
