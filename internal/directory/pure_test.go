@@ -3,6 +3,7 @@ package directory
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -293,5 +294,28 @@ func TestJWTClaims(t *testing.T) {
 	}
 	if _, err := jwtClaims("secret-looking-but-not-a-jwt"); err == nil || strings.Contains(err.Error(), "secret-looking") {
 		t.Fatalf("error %v must not echo the token", err)
+	}
+}
+
+func TestDeltaRejected(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"users_expired_400_syncStateNotFound", &GraphError{Status: 400, Code: "syncStateNotFound", Message: "The sync state generation is not found. The delta token is expired and data must be synchronized again."}, true},
+		{"other_resources_410_gone", &GraphError{Status: 410, Code: "SyncStateNotFound"}, true},
+		{"wrapped_410", fmt.Errorf("users delta: %w", &GraphError{Status: 410}), true},
+		{"404_naming_the_token", &GraphError{Status: 404, Code: "ResourceNotFound", Message: "Invalid delta token."}, true},
+		{"other_400_is_not_a_reset", &GraphError{Status: 400, Code: "Request_BadRequest", Message: "Invalid filter clause"}, false},
+		{"403_is_not_a_reset", &GraphError{Status: 403, Code: "Authorization_RequestDenied"}, false},
+		{"transport_error", errors.New("connection reset"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := deltaRejected(tt.err); got != tt.want {
+				t.Fatalf("deltaRejected(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
 	}
 }
