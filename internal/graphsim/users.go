@@ -682,6 +682,8 @@ func (s *Sim) restoreUser(t *tenant, c *call) *response {
 		return conflict("userPrincipalName")
 	}
 	u.deleted, u.deletedAt = false, time.Time{}
+	// A restored user replicates like a new one.
+	u.visibleAt = s.now().Add(s.opts.ConsistencyDelay)
 	delete(u.props, "deletedDateTime")
 	t.index(u)
 	t.touch(u)
