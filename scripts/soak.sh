@@ -22,7 +22,9 @@
 # SOAK_EVERY (3s: the job's schedule is "@every $SOAK_EVERY"), SOAK_JITTER
 # (1s: the job's start jitter),
 # SOAK_TIME_SCALE (20: the emulator's throttle windows, Retry-After and
-# latency shrink by this factor), SOAK_KEEP=1 keeps the temporary directory.
+# latency shrink by this factor), GRAPHSIM_CONSISTENCY_DELAY (2: seconds a
+# new user stays invisible, see scripts/lib/harness.sh), SOAK_KEEP=1 keeps
+# the temporary directory.
 # Needs jq, psql and curl.
 set -euo pipefail
 
@@ -188,6 +190,7 @@ wait_run() {
 # findings, explained and audit_counts; dies on an unexplained finding.
 audit_check() {
 	local cycle=$1 run=$2 rc=0
+	settle
 	timeout 120 "$tmp/bin/worker" --config "$tmp/config.yaml" audit --job soak --json \
 		>"$tmp/audit-$cycle.json" 2>"$tmp/audit-$cycle.err" || rc=$?
 	[[ $rc -eq 0 || $rc -eq 1 ]] || die "cycle $cycle: worker audit exit $rc: $(tail -n 3 "$tmp/audit-$cycle.err")"

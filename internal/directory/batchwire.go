@@ -76,7 +76,9 @@ func stepRequest(op Operation, graphURL string) (batchStep, error) {
 	case OpDelete:
 		s = batchStep{Method: http.MethodDelete, URL: "/users/" + esc(op.ObjectID)}
 	case OpRestore:
-		s = batchStep{Method: http.MethodPost, URL: "/directory/deletedItems/" + esc(op.ObjectID) + "/restore"}
+		// restore takes no payload, but a batch write step must carry one
+		// (see below).
+		s = batchStep{Method: http.MethodPost, URL: "/directory/deletedItems/" + esc(op.ObjectID) + "/restore", Body: map[string]any{}}
 	case OpSetManager:
 		if op.RelatedID == "" {
 			return s, fmt.Errorf("%s: manager id missing", op.Kind)
@@ -102,7 +104,15 @@ func stepRequest(op Operation, graphURL string) (batchStep, error) {
 	if op.Kind != OpCreate && op.ObjectID == "" {
 		return s, fmt.Errorf("%s: object id missing", op.Kind)
 	}
-	if s.Body != nil {
+	// Graph refuses the WHOLE batch (400 "Write request id : N does not
+	// contain Content-Type header or body.") when a POST, PATCH or PUT step
+	// lacks either, even if its target takes no payload: json-batching.md
+	// says to send the headers and a body "where only body can be an empty
+	// object". DELETE steps carry neither.
+	if s.Method != http.MethodDelete && s.Method != http.MethodGet {
+		if s.Body == nil {
+			s.Body = map[string]any{}
+		}
 		s.Headers = map[string]string{"Content-Type": "application/json"}
 	}
 	return s, nil

@@ -88,9 +88,10 @@
 // get Options.CancelGrace to bring back their real outcome. Every operation
 // gets exactly one Result: Succeeded, Failed, or NotStarted.
 //
-// Readers. ListUsers selects the managed properties, $top=999, and expands
-// manager($select=id): +1 resource unit per page of 999, not per user.
-// Delta does not track the manager. A rejected delta link falls back to a
+// Readers. ListUsers selects the managed properties, $top=100 (the page cap
+// with $expand), and expands manager($select=id): +1 resource unit per
+// page, not per user. Delta selects the manager, which comes back as
+// manager@delta. A rejected delta link falls back to a
 // full read, and the caller's onReset runs before the first user of it.
 // Readers use the same SDK pipeline with raw JSON pages: they need the
 // response status and Retry-After for their own retries and the delta

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,10 +37,11 @@ type env struct {
 // recorder observes the requests leaving the SDK pipeline (it does not
 // change them): what headers Graph really gets.
 type recorder struct {
-	next http.RoundTripper
-	mu   sync.Mutex
-	reqs []http.Header
-	urls []string
+	next    http.RoundTripper
+	mu      sync.Mutex
+	reqs    []http.Header
+	urls    []string
+	queries []string
 }
 
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -46,6 +49,7 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.mu.Lock()
 		r.reqs = append(r.reqs, req.Header.Clone())
 		r.urls = append(r.urls, req.URL.Path)
+		r.queries = append(r.queries, req.URL.RawQuery)
 		r.mu.Unlock()
 	}
 	return r.next.RoundTrip(req)
@@ -461,11 +465,26 @@ func TestReaders(t *testing.T) {
 		e.sim.AddUser(e.seeded.TenantID, graphsim.UserSeed{UserPrincipalName: fmt.Sprintf("r%04d@%s", i, e.seeded.Domain), DisplayName: "R", EmployeeID: fmt.Sprintf("E%04d", i), AccountEnabled: i%2 == 0, ManagerID: mgr})
 	}
 	n := 0
+	e.rec.mu.Lock()
+	before := len(e.rec.urls)
+	e.rec.mu.Unlock()
 	if err := e.c.ListUsers(ctx, func(u directory.User) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if n != 1201 {
 		t.Fatalf("ListUsers saw %d users, want 1201 (paging)", n)
+	}
+	// With $expand Graph pages at 100 whatever $top says: the full read asks
+	// for what it gets, 13 pages for 1,201 users.
+	e.rec.mu.Lock()
+	pages := e.rec.queries[before:]
+	e.rec.mu.Unlock()
+	if len(pages) != 13 || !strings.Contains(pages[0], "%24top=100&") && !strings.Contains(pages[0], "$top=100&") {
+		t.Fatalf("ListUsers sent %d requests, first query %q; want 13 pages of $top=100", len(pages), pages[0])
+	}
+	// UPN or employeeId: default filter clauses, no advanced parameters.
+	if found, err := e.c.FindUsers(ctx, "r0003@"+e.seeded.Domain, "E0004"); err != nil || len(found) != 2 {
+		t.Fatalf("FindUsers by UPN or employeeId = %+v, %v", found, err)
 	}
 	found, err := e.c.FindUsers(ctx, "", "E0007")
 	if err != nil || len(found) != 1 || found[0].UserPrincipalName != "r0007@"+e.seeded.Domain || found[0].AccountEnabled {
@@ -654,5 +673,108 @@ func TestUnreachableGraphFailsWithAdvice(t *testing.T) {
 	var ne net.Error
 	if !errors.As(r.Err, &ne) {
 		t.Errorf("error %q does not wrap the transport error", msg)
+	}
+}
+
+// Invariant: a rehire restores the deleted user through a $batch step that
+// Graph accepts: POST …/restore carries Content-Type and body {} (without
+// them Graph refuses the whole batch), alongside other writes in the same
+// batch.
+func TestRestoreDeletedUserThroughBatch(t *testing.T) {
+	e := newEnv(t, graphsim.Options{}, nil)
+	ctx := context.Background()
+	res, _ := run(t, ctx, e.c, []directory.Operation{createOp(1, e.seeded.Domain, 1), createOp(2, e.seeded.Domain, 2)})
+	a, b := res[1].ObjectID, res[2].ObjectID
+	if a == "" || b == "" {
+		t.Fatalf("creates: %+v", res)
+	}
+	res, _ = run(t, ctx, e.c, []directory.Operation{{Key: 1, Kind: directory.OpDelete, ObjectID: a}})
+	if res[1].Outcome != directory.Succeeded {
+		t.Fatalf("delete: %+v", res[1])
+	}
+	res, _ = run(t, ctx, e.c, []directory.Operation{
+		{Key: 1, Kind: directory.OpRestore, ObjectID: a},
+		{Key: 2, Kind: directory.OpUpdate, ObjectID: b, Fields: map[string]any{"jobTitle": "Lead"}},
+	})
+	for k, r := range res {
+		if r.Outcome != directory.Succeeded || r.Attempts != 1 {
+			t.Errorf("op %d %s: %s after %d attempts: %v", k, r.Kind, r.Outcome, r.Attempts, r.Err)
+		}
+	}
+	if u, ok := e.sim.User(e.seeded.TenantID, a); !ok || u.Deleted {
+		t.Fatalf("user %s after the restore: %+v", a, u)
+	}
+	if u, _ := e.sim.User(e.seeded.TenantID, b); u.Properties["jobTitle"] != "Lead" {
+		t.Fatalf("update in the same batch: %+v", u.Properties)
+	}
+	if c := e.sim.Counters(); c.Steps["POST /v1.0/directory/deletedItems/{id}/restore 200"] != 1 {
+		t.Fatalf("restore steps: %v", c.Steps)
+	}
+}
+
+// goneDelta answers an expired delta link the way other Graph resources
+// reset a sync (410 Gone), instead of the 400 syncStateNotFound graphsim
+// gives for users, so the worker is held to accept both.
+type goneDelta struct {
+	next http.RoundTripper
+	gone *atomic.Int32 // answers turned into 410
+}
+
+func (g goneDelta) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := g.next.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusBadRequest || !strings.HasSuffix(req.URL.Path, "/users/delta") {
+		return resp, err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if bytes.Contains(b, []byte("syncStateNotFound")) {
+		g.gone.Add(1)
+		resp.StatusCode, resp.Status = http.StatusGone, "410 Gone"
+		b = []byte(`{"error":{"code":"SyncStateNotFound","message":"The sync state is not found."}}`)
+		resp.Header.Del("Content-Encoding")
+		resp.ContentLength = int64(len(b))
+		resp.Header.Set("Content-Length", fmt.Sprint(len(b)))
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return resp, nil
+}
+
+// Invariant: an expired delta link answered 400 syncStateNotFound (users,
+// as documented) or 410 Gone (other resources) makes Delta read the whole
+// tenant again, announced once before the first user.
+func TestDeltaResetOnBothExpiryAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wrap bool
+	}{{"400_syncStateNotFound", false}, {"410_gone", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var gone atomic.Int32
+			e := newEnv(t, graphsim.Options{}, func(_ *config.Job, o *directory.Options) {
+				if tc.wrap {
+					o.HTTPClient.Transport = goneDelta{next: o.HTTPClient.Transport, gone: &gone}
+				}
+			})
+			ctx := context.Background()
+			for i := 0; i < 3; i++ {
+				e.sim.AddUser(e.seeded.TenantID, graphsim.UserSeed{UserPrincipalName: fmt.Sprintf("d%d@%s", i, e.seeded.Domain), DisplayName: "D", AccountEnabled: true})
+			}
+			link, _, err := e.c.Delta(ctx, "", nil, func(directory.User) error { return nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.sim.ExpireDeltaTokens(e.seeded.TenantID)
+			resets, seen := 0, 0
+			next, full, err := e.c.Delta(ctx, link, func(context.Context) error { resets++; return nil }, func(directory.User) error { seen++; return nil })
+			if err != nil || !full || resets != 1 || seen != 3 || next == "" {
+				t.Fatalf("expired link: full %v resets %d seen %d next %q err %v", full, resets, seen, next, err)
+			}
+			// The fallback was driven by the answer under test.
+			if c := e.sim.Counters().Requests["GET /v1.0/users/delta 400"]; c != 1 {
+				t.Fatalf("graphsim refused %d delta links, want 1", c)
+			}
+			if want := map[bool]int32{false: 0, true: 1}[tc.wrap]; gone.Load() != want {
+				t.Fatalf("%d answers turned into 410, want %d", gone.Load(), want)
+			}
+		})
 	}
 }

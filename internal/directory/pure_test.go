@@ -3,6 +3,7 @@ package directory
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"strings"
@@ -221,6 +222,14 @@ func TestBatchBody(t *testing.T) {
 		if (r.Body != nil) != (r.Headers["Content-Type"] == "application/json") {
 			t.Errorf("step %d: body without Content-Type or the reverse", i)
 		}
+		// Graph refuses the whole batch when a write step lacks either
+		// (json-batching: "only body can be an empty object"); DELETE has none.
+		if write := r.Method != "DELETE"; write != (r.Body != nil) {
+			t.Errorf("step %d %s: body %v, want one exactly for POST/PATCH/PUT", i, r.Method, r.Body)
+		}
+	}
+	if b := got.Requests[3].Body; b == nil || len(b) != 0 {
+		t.Errorf("restore body = %v, want {}", b)
 	}
 	pp, _ := got.Requests[0].Body["passwordProfile"].(map[string]any)
 	if pp["password"] != "S3cret!pw" || pp["forceChangePasswordNextSignIn"] != true {
@@ -346,5 +355,28 @@ func TestJWTClaims(t *testing.T) {
 	}
 	if _, err := jwtClaims("secret-looking-but-not-a-jwt"); err == nil || strings.Contains(err.Error(), "secret-looking") {
 		t.Fatalf("error %v must not echo the token", err)
+	}
+}
+
+func TestDeltaRejected(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"users_expired_400_syncStateNotFound", &GraphError{Status: 400, Code: "syncStateNotFound", Message: "The sync state generation is not found. The delta token is expired and data must be synchronized again."}, true},
+		{"other_resources_410_gone", &GraphError{Status: 410, Code: "SyncStateNotFound"}, true},
+		{"wrapped_410", fmt.Errorf("users delta: %w", &GraphError{Status: 410}), true},
+		{"404_naming_the_token", &GraphError{Status: 404, Code: "ResourceNotFound", Message: "Invalid delta token."}, true},
+		{"other_400_is_not_a_reset", &GraphError{Status: 400, Code: "Request_BadRequest", Message: "Invalid filter clause"}, false},
+		{"403_is_not_a_reset", &GraphError{Status: 403, Code: "Authorization_RequestDenied"}, false},
+		{"transport_error", errors.New("connection reset"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := deltaRejected(tt.err); got != tt.want {
+				t.Fatalf("deltaRejected(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
 	}
 }

@@ -72,8 +72,17 @@ func (s *Sim) serveBatch(c *call) *response {
 				return batchErr(fmt.Sprintf("Request '%s' depends on '%s', which is not an earlier request of the batch.", st.ID, d))
 			}
 		}
-		if hasBody(st.Body) && headerValue(st.Headers, "Content-Type") == "" {
-			return batchErr(fmt.Sprintf("Write request id : %s does not contain Content-Type header or body.", st.ID))
+		// A step with a body needs Content-Type (json-batching: "When a body is
+		// included with the request, the headers object must contain a value
+		// for Content-Type"), and a write step needs both even when the target
+		// takes no payload ("you must still specify the headers and body
+		// parameters where only body can be an empty object"). Graph refuses
+		// the whole batch, not the step (msgraph-sdk-dotnet issue 2628).
+		// DELETE carries no body (the page's own example).
+		if needsBody(st.Method) || hasBody(st.Body) {
+			if !hasBody(st.Body) || headerValue(st.Headers, "Content-Type") == "" {
+				return batchErr(fmt.Sprintf("Write request id : %s does not contain Content-Type header or body.", st.ID))
+			}
 		}
 		seen[key] = i
 	}
@@ -104,6 +113,15 @@ func (s *Sim) serveBatch(c *call) *response {
 		s.rngMu.Unlock()
 	}
 	return &response{status: 200, body: map[string]any{"responses": answers}, lat: s.jitter(s.opts.Latency.Batch) + slowest}
+}
+
+// needsBody says whether a batch step of this method must carry a body.
+func needsBody(method string) bool {
+	switch strings.ToUpper(method) {
+	case http.MethodPost, http.MethodPatch, http.MethodPut:
+		return true
+	}
+	return false
 }
 
 func hasBody(b json.RawMessage) bool {

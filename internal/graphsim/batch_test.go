@@ -270,6 +270,10 @@ func TestThrottleHeadersDirect(t *testing.T) {
 	if last.Header().Get("x-ms-throttle-information") != "WriteLimitExceeded" || last.Header().Get("Retry-After") == "" {
 		t.Fatalf("%v", last.Header())
 	}
+	// <Scope>/<Limit>/<ApplicationId>/<TenantId> (throttling-limits.md).
+	if got, want := last.Header().Get("x-ms-throttle-scope"), "Tenant_Application/Write/"+seeded.ClientID+"/"+seeded.TenantID; got != want {
+		t.Fatalf("x-ms-throttle-scope %q, want %q", got, want)
+	}
 	var body map[string]map[string]any
 	_ = json.Unmarshal(last.Body.Bytes(), &body)
 	if body["error"]["code"] != "TooManyRequests" || body["error"]["message"] != "Please retry again later." {

@@ -54,10 +54,11 @@ func (s *Sim) decodeDelta(tok string) (deltaState, bool) {
 }
 
 func syncStateGone() *response {
-	// Directory delta tokens live 7 days; the service's answer to an
-	// expired one is not pinned down in the docs. Outlook answers 410 Gone
-	// SyncStateNotFound (microsoft-graph-docs issue 2350); emulate that.
-	return gErr(410, "syncStateNotFound", "The sync state is not found or has expired. Start a full synchronization without a delta token.")
+	// Delta tokens of identity resources live 7 days; an expired one is
+	// answered 400 BadRequest, code syncStateNotFound (Microsoft 365
+	// Developer Blog, "Duration of change tracking tokens for identity and
+	// education resources"). Outlook resources answer 410 Gone instead.
+	return gErr(400, "syncStateNotFound", "The sync state generation is not found. The delta token is expired and data must be synchronized again.")
 }
 
 // deltaUsers serves GET /users/delta: an initial full read in pages, then

@@ -10,6 +10,9 @@ import (
 type filter struct {
 	eval     func(u *user) bool
 	advanced bool // needs ConsistencyLevel: eventual + $count=true
+	// advWhy names the first clause that needs the advanced parameters,
+	// unsupported the first clause the service refuses even with them.
+	advWhy, unsupported string
 	// eqProp/eqVals are set when the whole filter is one "prop eq 'v'" or
 	// "prop in ('a','b')", letting the handler use an index, not a scan.
 	eqProp string
@@ -17,9 +20,31 @@ type filter struct {
 }
 
 type fparser struct {
-	toks []string
-	pos  int
-	adv  bool
+	toks        []string
+	pos         int
+	adv         bool
+	advWhy      string
+	unsupported string
+}
+
+// need records what a clause "prop op" requires of the request, from the
+// documented table of user properties (filterSupport).
+func (p *fparser) need(prop, op string) {
+	head, _, _ := strings.Cut(prop, "/")
+	switch filterSupport(head, op) {
+	case supAdvanced:
+		p.adv = true
+		if p.advWhy == "" {
+			p.advWhy = head
+			if op == "ne" || op == "endsWith" {
+				p.advWhy = op
+			}
+		}
+	case supNone:
+		if p.unsupported == "" {
+			p.unsupported = head
+		}
+	}
 }
 
 func parseFilter(s string) (*filter, error) {
@@ -35,7 +60,7 @@ func parseFilter(s string) (*filter, error) {
 	if p.pos != len(p.toks) {
 		return nil, fmt.Errorf("syntax error at position %d in '%s'", p.pos, s)
 	}
-	f := &filter{eval: ev, advanced: p.adv}
+	f := &filter{eval: ev, advanced: p.adv, advWhy: p.advWhy, unsupported: p.unsupported}
 	if len(toks) == 3 && strings.EqualFold(toks[1], "eq") && strings.HasPrefix(toks[2], "'") {
 		if d, ok := resolveProp(toks[0]); ok {
 			f.eqProp, f.eqVals = d, []string{unquote(toks[2])}
@@ -160,6 +185,9 @@ func (p *fparser) unary() (func(*user) bool, error) {
 	if strings.EqualFold(p.peek(), "not") {
 		p.next()
 		p.adv = true
+		if p.advWhy == "" {
+			p.advWhy = "not"
+		}
 		e, err := p.unary()
 		if err != nil {
 			return nil, err
@@ -197,9 +225,10 @@ func (p *fparser) primary() (func(*user) bool, error) {
 		}
 		v := strings.ToLower(unquote(lit))
 		if fn == "endswith" {
-			p.adv = true
+			p.need(name, "endsWith")
 			return func(u *user) bool { return strings.HasSuffix(strings.ToLower(propString(u, name)), v) }, nil
 		}
+		p.need(name, "startsWith")
 		return func(u *user) bool { return strings.HasPrefix(strings.ToLower(propString(u, name)), v) }, nil
 	}
 	name, ok := resolveProp(t)
@@ -214,8 +243,15 @@ func (p *fparser) primary() (func(*user) bool, error) {
 		if err != nil {
 			return nil, err
 		}
+		switch {
+		case op == "ne":
+			p.need(name, "ne")
+		case want == nil:
+			p.need(name, "null")
+		default:
+			p.need(name, "eq")
+		}
 		if op == "ne" {
-			p.adv = true
 			return func(u *user) bool { return !propEquals(u, name, want) }, nil
 		}
 		return func(u *user) bool { return propEquals(u, name, want) }, nil
@@ -239,6 +275,7 @@ func (p *fparser) primary() (func(*user) bool, error) {
 		if err := p.expect(")"); err != nil {
 			return nil, err
 		}
+		p.need(name, "in")
 		return func(u *user) bool {
 			for _, w := range set {
 				if propEquals(u, name, w) {

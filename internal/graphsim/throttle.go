@@ -189,7 +189,7 @@ func (th *throttler) admit(app, tid, size string, ru, w float64, now func() time
 			wait := time.Duration((c.cost - c.b.tokens) / c.b.rate * float64(time.Second))
 			if d.ok || wait > d.retryAfter {
 				d.retryAfter = wait
-				d.scope = throttleScope(c.k)
+				d.scope = throttleScope(c.k, app, tid)
 				d.info = c.k.limit + "LimitExceeded"
 			}
 			d.ok = false
@@ -205,21 +205,18 @@ func (th *throttler) admit(app, tid, size string, ru, w float64, now func() time
 	return d
 }
 
-// throttleScope renders x-ms-throttle-scope:
-// <Scope>/<Limit>/<ApplicationId>/<TenantId>.
-func throttleScope(k bucketKey) string {
+// throttleScope renders x-ms-throttle-scope in the documented format
+// <Scope>/<Limit>/<ApplicationId>/<TenantId|UserId|ResourceId>, both ids
+// "required" whatever the scope (throttling-limits, "Throttled responses
+// requests"): the Tenant scope still names the calling app, and the
+// Application scope the tenant of the request (the page gives no example
+// of either; the request's own ids are the emulator's choice).
+func throttleScope(k bucketKey, app, tid string) string {
 	limit := k.limit
 	if limit == "ResourceUnit" || limit == "Request" {
 		limit = "ReadWrite"
 	}
-	switch k.scope {
-	case "Tenant":
-		return "Tenant/" + limit + "/" + k.tid
-	case "Application":
-		return "Application/" + limit + "/" + k.app
-	default:
-		return "Tenant_Application/" + limit + "/" + k.app + "/" + k.tid
-	}
+	return k.scope + "/" + limit + "/" + app + "/" + tid
 }
 
 // reset refills every bucket (admin reset); a quota cut stays in force.

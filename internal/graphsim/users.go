@@ -84,13 +84,21 @@ func project(u *user, sel []string) map[string]any {
 		case "passwordProfile":
 			out[k] = nil
 		default:
-			out[k] = u.props[k]
+			v := u.props[k]
+			if v == nil {
+				// A collection is never null: an unset one is [] (the
+				// create-user response example: "businessPhones": []).
+				if d := userProps[strings.ToLower(k)]; d.kind == kStringList || d.kind == kObjectList {
+					v = []any{}
+				}
+			}
+			out[k] = v
 		}
 	}
 	return out
 }
 
-// full renders every stored property (create and restore answers).
+// full renders every stored property (the restore answer).
 func full(u *user) map[string]any {
 	out := maps.Clone(u.props)
 	out["id"] = u.id
@@ -199,7 +207,10 @@ func (s *Sim) createUser(t *tenant, c *call) *response {
 	}
 	u := t.newUser(uuid.NewString(), props, now)
 	u.visibleAt = now.Add(s.opts.ConsistencyDelay)
-	out := full(u)
+	// The 201 body is the default property set, unset ones null, like a GET
+	// without $select (user-post-users, example 1 response), not every
+	// property written.
+	out := project(u, nil)
 	t.mu.Unlock()
 	s.ctr.addCreated(upn)
 	out["@odata.context"] = c.base + "/$metadata#users/$entity"
@@ -402,9 +413,11 @@ func (s *Sim) pageUsers(t *tenant, c *call, path string, deleted bool) *response
 	}
 	eventual := strings.EqualFold(c.header.Get("ConsistencyLevel"), "eventual")
 	wantCount := strings.EqualFold(c.query.Get("$count"), "true")
-	if wantCount && !eventual {
-		return badRequest("$count is not currently supported.")
-	}
+	// ?$count=true without ConsistencyLevel is silently ignored: 200 and no
+	// @odata.count (aad-advanced-queries, "Error handling"); only the
+	// /$count segment is refused.
+	advancedParams := wantCount && eventual
+	wantCount = advancedParams
 	var f *filter
 	if fq := c.query.Get("$filter"); fq != "" {
 		var err error
@@ -416,13 +429,25 @@ func (s *Sim) pageUsers(t *tenant, c *call, path string, deleted bool) *response
 			}
 			return badRequest("Invalid filter clause: " + err.Error())
 		}
-		if f.advanced && !(eventual && wantCount) {
-			return gErr(400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause specified for property of resource 'User'.")
+		if f.unsupported != "" {
+			return unsupportedFilter(f.unsupported)
+		}
+		if f.advanced && !advancedParams {
+			if op := f.advWhy; op == "ne" || op == "not" || op == "endsWith" {
+				return gErr(400, "Request_UnsupportedQuery", "Operator '"+op+"' is not supported because the required parameters might be missing. Try adding $count=true query parameter and ConsistencyLevel:eventual header. Refer to https://aka.ms/graph-docs/advanced-queries for more information")
+			}
+			return unsupportedFilter(f.advWhy)
 		}
 	}
 	expand, msel, r := parseExpand(c.query.Get("$expand"))
 	if r != nil {
 		return r
+	}
+	if expand && top > maxExpandPage {
+		// With $expand a page of directory objects holds at most 100,
+		// whatever $top asks (known issue 13635 as observed; the nextLink
+		// carries on from there).
+		top = maxExpandPage
 	}
 	var after int64
 	if tok := c.query.Get("$skiptoken"); tok != "" {
@@ -484,6 +509,15 @@ func (s *Sim) pageUsers(t *tenant, c *call, path string, deleted bool) *response
 	return &response{status: 200, body: out}
 }
 
+// maxExpandPage caps a user list page that carries $expand.
+const maxExpandPage = 100
+
+// unsupportedFilter is the documented refusal of a filter clause on a
+// property (aad-advanced-queries, "Error handling for advanced queries").
+func unsupportedFilter(prop string) *response {
+	return gErr(400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause specified for property '"+prop+"' of resource 'User'.")
+}
+
 // indexed returns, in creation order, the only users a filter of one
 // equality (or "in") on an indexed property can match; other properties
 // get the full scan. Caller holds t.mu.
@@ -519,7 +553,7 @@ func (t *tenant) indexed(prop string, vals []string) []*user {
 
 func (s *Sim) countUsers(t *tenant, c *call) *response {
 	if !strings.EqualFold(c.header.Get("ConsistencyLevel"), "eventual") {
-		return badRequest("Count is not currently supported without ConsistencyLevel:eventual.")
+		return badRequest("$count is not currently supported.") // aad-advanced-queries, "Error handling"
 	}
 	t.mu.RLock()
 	n := t.active
@@ -648,6 +682,8 @@ func (s *Sim) restoreUser(t *tenant, c *call) *response {
 		return conflict("userPrincipalName")
 	}
 	u.deleted, u.deletedAt = false, time.Time{}
+	// A restored user replicates like a new one.
+	u.visibleAt = s.now().Add(s.opts.ConsistencyDelay)
 	delete(u.props, "deletedDateTime")
 	t.index(u)
 	t.touch(u)

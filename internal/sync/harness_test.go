@@ -49,6 +49,9 @@ type env struct {
 	passwords []string
 	// wrapDir, if set, wraps the Graph client handed to the engine.
 	wrapDir func(esync.Directory) esync.Directory
+	// minBackoff, maxBackoff bound the client's retry backoff (short for
+	// tests; 0 is the worker's defaults, 1 s and 60 s).
+	minBackoff, maxBackoff time.Duration
 }
 
 // syncBuffer is a goroutine-safe log sink.
@@ -71,7 +74,8 @@ func (b *syncBuffer) String() string {
 
 func newEnv(t testing.TB, opts graphsim.Options) *env {
 	t.Helper()
-	e := &env{t: t, ctx: context.Background(), logs: &syncBuffer{}, now: time.Now().UTC().Truncate(time.Second)}
+	e := &env{t: t, ctx: context.Background(), logs: &syncBuffer{}, now: time.Now().UTC().Truncate(time.Second),
+		minBackoff: 5 * time.Millisecond, maxBackoff: 100 * time.Millisecond}
 	e.dbURL = testdb.NewURL(t)
 	st, err := store.Open(e.ctx, e.dbURL)
 	if err != nil {
@@ -106,7 +110,7 @@ func newEnv(t testing.TB, opts graphsim.Options) *env {
 		},
 		Connect: func(ctx context.Context, job config.Job) (esync.Directory, error) {
 			c, err := directory.New(ctx, job, directory.Options{HTTPClient: e.srv.Client(), Logger: logger,
-				MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, CancelGrace: 2 * time.Second})
+				MinBackoff: e.minBackoff, MaxBackoff: e.maxBackoff, CancelGrace: 2 * time.Second})
 			if err != nil {
 				return nil, err
 			}

@@ -8,7 +8,18 @@
 #   harness_logs   glob, relative to $tmp, of the logs shown on failure
 #   seed           printed on failure, to repeat the run
 # and gets: $tmp, pids (append the pids of children to stop), say, note,
-# die, psql_q, row/report_rows, $tmp/bin/{worker,graphsim}, start_graphsim.
+# die, psql_q, row/report_rows, $tmp/bin/{worker,graphsim}, start_graphsim,
+# settle.
+#
+# Replication lag is on by default: every graphsim started here hides a new
+# user from reads, lists and reference writes (manager, group member) for
+# GRAPHSIM_CONSISTENCY_DELAY seconds (default 2; 0 turns it off), as Entra ID
+# does while a write replicates ("a newly created object [may] return a
+# 'Not Found'", Microsoft identity blog "Designing for Eventual Consistency
+# for Microsoft Entra", 2026-03-24; Microsoft gives no figure beyond
+# "seconds", so 2 s is the emulator's choice). It is real time, not divided
+# by the time scale.
+consistency_delay=${GRAPHSIM_CONSISTENCY_DELAY:-2}
 
 export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}" # see the Makefile: the Go release builds are made with
 
@@ -58,7 +69,7 @@ start_graphsim() {
 	local name=$1 seedfile=$2 listen=127.0.0.1:${3:-0}
 	: >"$tmp/$name.json"
 	"$tmp/bin/graphsim" --seed "$seedfile" --listen "$listen" --time-scale "$scale" \
-		--ca-file "$tmp/$name-ca.pem" --random-seed "$seed" >"$tmp/$name.json" 2>>"$tmp/$name.log" &
+		--consistency-delay "${consistency_delay}s" --ca-file "$tmp/$name-ca.pem" --random-seed "$seed" >"$tmp/$name.json" 2>>"$tmp/$name.log" &
 	sim_pid=$!
 	pids+=("$sim_pid")
 	for _ in $(seq 1 100); do
@@ -71,3 +82,8 @@ start_graphsim() {
 	sim_authority=$(jq -r .authority_host "$tmp/$name.json")
 	sim_graph=$(jq -r .graph_url "$tmp/$name.json")
 }
+
+# settle: wait out the replication lag before a read that must see every
+# write so far (an audit): a user created a moment ago is not listed yet,
+# on graphsim as on Entra ID.
+settle() { sleep "$consistency_delay"; }
