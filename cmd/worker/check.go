@@ -219,6 +219,7 @@ func checkJob(ctx context.Context, job config.Job, st *store.Store, rep *checkRe
 				groupsKnown = true
 			}
 			rep.add(checkItem{Name: "source", Job: name, Status: checkOK, Detail: detail})
+			checkSourceContract(sctx, job, st, rep, uses)
 		}
 		cancel()
 	}
