@@ -12,6 +12,11 @@
 #   3. bad input: 200 malformed rows among the good ones (only they fail,
 #      each message naming the column), a source view with a wrong type, a
 #      database migrated by a newer worker: each a clear message.
+#  3b. duplicate ids: a source view whose UNION ALL repeats 50 external_ids
+#      (for half of them the twin says account_enabled = false): both rows
+#      of each fail naming the count, Graph gets no write for them (none is
+#      disabled as a leaver), the other changes go through, `worker check`
+#      fails naming the ids.
 #   4. two `worker sync` of the same job started together: one runs, the
 #      other does nothing and says so.
 #   5. the client secret is rotated in the emulator between runs
@@ -362,6 +367,53 @@ worker audit --job hr >/dev/null 2>&1 || die "audit after the bad-input scenario
 row "bad input" "200 malformed rows (domain not allowed, no @, usage location XX, a tab in the name) among $users good ones; a source view whose department is an integer; the schema version raised by one" \
 	"the run's status and exit code, the failed operations and their messages, \`worker audit\`; the exit code and message of a sync on the wrong source and on the newer schema" \
 	"run $bad_run, exit 0: exactly the 200 bad rows failed, each message naming the column (e.g. \`$example\`), 0 good rows failed; audit: invalid 200 and nothing else. Wrong types: exit $rc, \`$typed_msg\`. Newer schema: exit $rc, \`$newer_msg\`. Audit clean afterwards"
+
+# --------------------------------------------------------------------------
+say "Scenario 3b: duplicate ids — a source view whose UNION ALL repeats 50 external_ids"
+# Half of the second rows also say account_enabled = false: taken alone
+# they would make leavers of active users. 10 other users change.
+psql_q <<SQL
+CREATE TABLE public.dup_extra (LIKE entraprov.desired_users INCLUDING DEFAULTS);
+INSERT INTO public.dup_extra
+SELECT external_id, 'twin.' || user_principal_name, 'Twin ' || display_name, mail_nickname, given_name, surname,
+       job_title, department, office_location, company_name, employee_id, employee_type, usage_location, mobile_phone,
+       external_id > 'E000125', manager_external_id, groups
+  FROM entraprov.desired_users WHERE external_id BETWEEN 'E000101' AND 'E000150';
+CREATE VIEW public.people_dup AS
+SELECT * FROM entraprov.desired_users UNION ALL SELECT * FROM public.dup_extra;
+UPDATE entraprov.desired_users SET job_title = 'Duplicate-scenario title' WHERE external_id BETWEEN 'E000201' AND 'E000210';
+SQL
+sed 's#source: entraprov.desired_users#source: public.people_dup#' "$tmp/config.yaml" >"$tmp/config-dup.yaml"
+dup_writes0=$(writes_of "$hr_admin" "$hr_ca")
+rc=0
+"$tmp/bin/worker" --config "$tmp/config-dup.yaml" sync --job hr >"$tmp/worker-dup.log" 2>&1 || rc=$?
+dup_writes=$(($(writes_of "$hr_admin" "$hr_ca") - dup_writes0))
+dup_run=$(psql_q -c "SELECT id || ' ' || status FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 1")
+dup_failed=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${dup_run%% *} AND status = 'failed'
+                        AND external_id BETWEEN 'E000101' AND 'E000150' AND message ~ '^external_id E0001[0-9]{2} appears 2 times in public.people_dup'")
+dup_other=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${dup_run%% *}
+                       AND (status = 'failed') <> (external_id BETWEEN 'E000101' AND 'E000150')")
+dup_sent=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${dup_run%% *} AND status = 'succeeded'")
+dup_links=$(psql_q -c "SELECT count(*) FROM entraprov.directory_links WHERE job = 'hr' AND state = 'active'
+                       AND external_id BETWEEN 'E000101' AND 'E000150'")
+dup_example=$(psql_q -c "SELECT left(message, 120) FROM entraprov.sync_operations WHERE run_id = ${dup_run%% *} AND external_id = 'E000101' LIMIT 1")
+check_rc=0
+"$tmp/bin/worker" --config "$tmp/config-dup.yaml" check --job hr --json >"$tmp/check-dup.json" 2>"$tmp/check-dup.err" || check_rc=$?
+dup_check=$(jq -r '.checks[] | select(.name == "source_ids") | .status + ": " + .detail' "$tmp/check-dup.json" 2>/dev/null || echo "?")
+note "run $dup_run, exit $rc; $dup_failed failed operations naming the count (want 100), $dup_other others failed or duplicates not failed; $dup_sent succeeded, $dup_writes Graph writes (want 10); $dup_links of 50 duplicated users still active"
+note "e.g. E000101: $dup_example"
+note "worker check: exit $check_rc, $dup_check"
+[[ $rc -eq 0 && "${dup_run#* }" == partial && "$dup_failed" == 100 && "$dup_other" == 0 ]] ||
+	die "duplicate ids: exit $rc, run $dup_run, $dup_failed duplicate rows failed (want 100), $dup_other wrong outcomes"
+[[ "$dup_writes" == 10 && "$dup_sent" == 10 && "$dup_links" == 50 ]] ||
+	die "duplicate ids: $dup_writes writes and $dup_sent successes (want 10 each), $dup_links of 50 links active"
+[[ $check_rc -ne 0 && "$dup_check" == "fail: 50 external_id(s) appear more than once in public.people_dup (100 rows): "* ]] ||
+	die "duplicate ids: worker check exit $check_rc: $dup_check"
+psql_q -c "DROP VIEW public.people_dup; DROP TABLE public.dup_extra"
+worker audit --job hr >/dev/null 2>&1 || die "audit after the duplicate-ids scenario is not clean"
+row "duplicate ids" "a source view whose \`UNION ALL\` repeats 50 of $users external_ids (a renamed twin row; for 25 of them the twin has \`account_enabled = false\`); 10 other users changed" \
+	"the run's status and exit code, the failed operations and their messages, graphsim's writes, the duplicated users' links, \`worker check\`" \
+	"run $dup_run, exit $rc: both rows of each of the 50 ids failed (\`$dup_example…\`), 0 other failures; $dup_writes Graph writes (the 10 changes), none for the duplicated ids, their 50 links still active (none treated as a leaver); \`worker check\` exit $check_rc: \`${dup_check:0:110}…\`. Audit clean afterwards"
 
 # --------------------------------------------------------------------------
 say "Scenario 4: two workers start the same job at once"

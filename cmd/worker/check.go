@@ -35,7 +35,7 @@ const (
 
 // checkItem is one line of the preflight checklist.
 type checkItem struct {
-	Name       string   `json:"name"` // config, database, schema, source, token, permissions, graph, clock
+	Name       string   `json:"name"` // config, database, schema, source, source_ids, groups, token, permissions, graph, clock
 	Job        string   `json:"job,omitempty"`
 	Status     string   `json:"status"`
 	Detail     string   `json:"detail"`
@@ -97,7 +97,8 @@ func newCheckCommand() *cobra.Command {
 		Short: "Preflight: configuration, database, source, sign-in, permissions, Graph, clock",
 		Long: `check verifies everything a run needs, without changing anything:
 the configuration; the database connection and schema version; each job's
-source relation (columns and types); that a token can be acquired (failures
+source relation (columns and types, one row per external_id, groups within
+allowed_groups); that a token can be acquired (failures
 explained from their AADSTS code); that the token carries the application
 permissions the job needs (each missing one named, with the tenant's
 admin-consent URL); a GET /users?$top=1 probe; and the clock against the
@@ -219,6 +220,7 @@ func checkJob(ctx context.Context, job config.Job, st *store.Store, rep *checkRe
 				groupsKnown = true
 			}
 			rep.add(checkItem{Name: "source", Job: name, Status: checkOK, Detail: detail})
+			checkSourceContract(sctx, job, st, rep, uses)
 		}
 		cancel()
 	}

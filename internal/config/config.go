@@ -110,6 +110,11 @@ type Job struct {
 	Source string `yaml:"source"`
 	// AllowedDomains are the UPN domains this job may write.
 	AllowedDomains []string `yaml:"allowed_domains"`
+	// AllowedGroups, when set, are the group object ids the job may add
+	// users to or remove them from; a row naming another group fails for
+	// that user. Unset (nil) honours any group id of the source, as before
+	// the key existed; `worker check` warns about it.
+	AllowedGroups []string `yaml:"allowed_groups,omitempty"`
 
 	Leaver    Leaver    `yaml:"leaver"`
 	Threshold Threshold `yaml:"deletion_threshold"`

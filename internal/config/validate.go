@@ -307,6 +307,8 @@ func (j *Job) validate(v *validator, k string) {
 		seen[strings.ToLower(d)] = true
 	}
 
+	j.validateAllowedGroups(v, k)
+
 	switch j.Leaver.Action {
 	case "disable", "ignore":
 		if j.Leaver.DeleteAfter.Duration != 0 {

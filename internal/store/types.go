@@ -100,6 +100,10 @@ type SourceRow struct {
 	// DuplicateUPN is true when another source row of the job wants the same
 	// userPrincipalName (case-insensitive): both rows fail validation.
 	DuplicateUPN bool
+	// SourceRows is how many rows of the source relation carry this
+	// external_id (0 when Desired is nil). More than 1 breaks the source
+	// contract: the planner fails every one of them and writes nothing.
+	SourceRows int
 }
 
 // Run is a sync_runs row.

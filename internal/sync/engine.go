@@ -582,7 +582,8 @@ func storeCandidate(u directory.User) *store.DirectoryUser {
 // made, when the mirror shows none: delta may lag a create by a moment, and
 // creating again blindly is how duplicates are born.
 func (r *runner) lookupLostCreate(ctx context.Context, row *store.SourceRow) error {
-	if row.Link == nil || row.Link.State != store.LinkCreating || row.Candidate != nil || row.Desired == nil {
+	if row.Link == nil || row.Link.State != store.LinkCreating || row.Candidate != nil || row.Desired == nil ||
+		row.SourceRows > 1 { // a duplicated id is planned as a failure: nothing to look up
 		return nil
 	}
 	upn := row.Link.UserPrincipalName

@@ -85,11 +85,17 @@ func (d Decision) Primary() string {
 
 // Plan decides what to do for one row of the job's ordered join. It is pure:
 // the same row, policy and time give the same decision.
-func Plan(row store.SourceRow, p Policy, now time.Time) Decision {
-	dec := Decision{ExternalID: row.ExternalID}
+func Plan(row store.SourceRow, p Policy, now time.Time) (dec Decision) {
+	dec = Decision{ExternalID: row.ExternalID}
 	if row.Link != nil {
 		dec.UPN = row.Link.UserPrincipalName
 	}
+	if row.SourceRows > 1 {
+		planDuplicate(&dec, row, p)
+		return dec
+	}
+	// On the named result, whichever branch below returns.
+	defer dropUnmanagedRemovals(&dec, p)
 	leaver := row.Desired == nil || !row.Desired.AccountEnabled
 	if leaver {
 		planLeaver(&dec, row, p, now)

@@ -37,6 +37,13 @@ type Policy struct {
 	AdoptBy string
 	// ForceChangePassword sets forceChangePasswordNextSignIn on creates.
 	ForceChangePassword bool
+	// Source names the job's source relation in messages about its
+	// contract (duplicate external_id).
+	Source string
+	// AllowedGroups, when not nil, are the lower-case group object ids the
+	// job may add users to or remove them from (jobs[].allowed_groups);
+	// nil honours any group id of the source (contract.go).
+	AllowedGroups map[string]bool
 }
 
 // PolicyFor derives the planner policy of a job. Empty settings get the
@@ -49,6 +56,8 @@ func PolicyFor(job config.Job) Policy {
 		DeleteAfter:         job.Leaver.DeleteAfter.Duration,
 		AdoptBy:             strings.ToLower(strings.TrimSpace(job.Matching.AdoptBy)),
 		ForceChangePassword: job.Password.ForceChangeNextSignIn,
+		Source:              job.Source,
+		AllowedGroups:       allowedGroups(job.AllowedGroups),
 	}
 	for _, d := range job.AllowedDomains {
 		if d = strings.ToLower(strings.TrimSpace(d)); d != "" {

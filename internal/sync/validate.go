@@ -102,6 +102,7 @@ func Validate(row store.SourceRow, p Policy) (store.DesiredUser, []string) {
 			add("groups: %q is not a group object id (a GUID such as 3f2a0c1e-5b6d-4e7f-8a9b-0c1d2e3f4a5b)", g)
 		}
 	}
+	problems = append(problems, p.groupProblems(d.Groups)...)
 	return d, problems
 }
 
