@@ -75,7 +75,7 @@ func TestLoad_minimalJobGetsEveryDefault(t *testing.T) {
 	want := DefaultJob()
 	j := c.Jobs[0]
 	if j.Cloud != "public" || j.BatchSize != 20 || j.MaxConcurrency != 4 || j.Leaver.Action != "disable" ||
-		j.Threshold.MaxCount != 500 || j.Threshold.MaxPercent != 10 || j.Matching.AdoptBy != "none" ||
+		j.Budget != DefaultBudget() || j.Threshold != nil || j.Matching.AdoptBy != "none" ||
 		j.Password.Length != 16 || !j.Password.ForceChangeNextSignIn || !j.CatchUp || j.Source != "entraprov.desired_users" {
 		t.Errorf("job defaults not applied:\n got %+v\nwant %+v", j, want)
 	}
@@ -93,12 +93,12 @@ func TestLoad_explicitValueBeatsDefault(t *testing.T) {
 	c := mustParse(t, "metrics: {listen: \"\"}\n"+jobYAML("catch_up: false", "deletion_threshold: {max_count: 0}",
 		"password: {force_change_next_sign_in: false}", "leaver: {action: delete, delete_after: 30d}"))
 	j := c.Jobs[0]
-	if j.CatchUp || j.Threshold.MaxCount != 0 || j.Password.ForceChangeNextSignIn || c.Metrics.Listen != "" {
+	if j.CatchUp || j.Budget.Disables.MaxCount != 0 || j.Password.ForceChangeNextSignIn || c.Metrics.Listen != "" {
 		t.Errorf("explicit values overwritten by defaults: catch_up=%v max_count=%d force=%v listen=%q",
-			j.CatchUp, j.Threshold.MaxCount, j.Password.ForceChangeNextSignIn, c.Metrics.Listen)
+			j.CatchUp, j.Budget.Disables.MaxCount, j.Password.ForceChangeNextSignIn, c.Metrics.Listen)
 	}
-	if j.Threshold.MaxPercent != 10 || j.Password.Length != 16 {
-		t.Errorf("sibling defaults lost: %+v %+v", j.Threshold, j.Password)
+	if j.Budget.Disables.MaxPercent != 10 || j.Budget.Deletes != j.Budget.Disables || j.Password.Length != 16 {
+		t.Errorf("sibling defaults lost: %+v %+v", j.Budget, j.Password)
 	}
 	if j.Leaver.DeleteAfter.Duration != 30*24*time.Hour {
 		t.Errorf("delete_after = %v, want 720h", j.Leaver.DeleteAfter)
@@ -151,7 +151,7 @@ func TestLoad_rejectsBadConfig(t *testing.T) {
 		{"delete_without_grace", jobYAML("leaver: {action: delete}"), "jobs[0].leaver.delete_after", "required and > 0 with action: delete"},
 		{"delete_after_without_delete", jobYAML("leaver: {delete_after: 30d}"), "jobs[0].leaver.delete_after", "only used with action: delete"},
 		{"bad_duration", jobYAML("leaver: {action: delete, delete_after: 30 days}"), "jobs[0].leaver.delete_after", `"30 days" is not a duration`},
-		{"threshold_percent_over_100", jobYAML("deletion_threshold: {max_percent: 150}"), "jobs[0].deletion_threshold.max_percent", "want 0 (no percent bound) to 100"},
+		{"threshold_percent_over_100", jobYAML("deletion_threshold: {max_percent: 150}"), "jobs[0].deletion_threshold.max_percent", "want 0 (no percent bound, the count bound stays) to 100"},
 		{"threshold_count_negative", jobYAML("deletion_threshold: {max_count: -1}"), "jobs[0].deletion_threshold.max_count", "is negative"},
 		{"adopt_by_unknown", jobYAML("matching: {adopt_by: mail}"), "jobs[0].matching.adopt_by", "want none (never adopt), employee_id or user_principal_name"},
 		{"batch_size_over_20", jobYAML("batch_size: 50"), "jobs[0].batch_size", "50 is out of range; want 1..20"},
