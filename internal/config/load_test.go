@@ -176,6 +176,17 @@ func TestLoad_rejectsBadConfig(t *testing.T) {
 		{"database_url_bad_scheme", "database: {url: 'mysql://db/x'}\n" + jobYAML(), "database.url", "unsupported scheme"},
 		{"key_twice", jobYAML() + "    batch_size: 10\n    batch_size: 12\n", "jobs[0].batch_size", "key appears twice"},
 		{"two_documents", jobYAML() + "---\nlog: {level: info}\n", "", "more than one YAML document"},
+		// The change budget: two zeros never mean "off"; the old key's
+		// problems are named under it.
+		{"budget_two_zeros", jobYAML("change_budget: {disables: {max_count: 0, max_percent: 0}}"), "jobs[0].change_budget.disables",
+			"max_count and max_percent are both 0, which would allow any number of changes; set a bound (e.g. max_count: 500, max_percent: 10) or, to turn this bound off, say so: off: true"},
+		{"budget_two_zeros_in_the_old_key", jobYAML("deletion_threshold: {max_count: 0, max_percent: 0}"), "jobs[0].deletion_threshold", "off: true"},
+		{"budget_negative_count", jobYAML("change_budget: {manager_removals: {max_count: -3}}"), "jobs[0].change_budget.manager_removals.max_count", "is negative"},
+		{"budget_percent_over_100", jobYAML("change_budget: {group_removals: {max_percent: 120}}"), "jobs[0].change_budget.group_removals.max_percent", "out of range"},
+		{"budget_negative_floor", jobYAML("change_budget: {percent_floor: -1}"), "jobs[0].change_budget.percent_floor", "is negative"},
+		{"budget_and_old_key", jobYAML("deletion_threshold: {max_count: 5}", "change_budget: {disables: {max_count: 7}}"), "jobs[0].deletion_threshold",
+			"deletion_threshold is the older name of change_budget.disables and .deletes"},
+		{"budget_unknown_kind", jobYAML("change_budget: {disable: {max_count: 7}}"), "jobs[0].change_budget.disable", "did you mean disables?"},
 		{"managed_identity_client_id_not_guid", jobYAML("auth: {method: managed_identity, managed_identity_client_id: abc}"), "jobs[0].auth.managed_identity_client_id", `"abc" is not a GUID`},
 	}
 	for _, tt := range tests {

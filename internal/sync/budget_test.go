@@ -136,25 +136,31 @@ func TestAllowDeletesIsRecorded(t *testing.T) {
 	}
 }
 
-// shrinkingStore empties the source table (committed, from another
-// session) just before every read after the first: an ETL's truncate and
-// reload caught between the budget's read and the apply pass.
-type shrinkingStore struct {
+// rereadStore counts the reads of the source and lets a test change the
+// world before a read (before) or what a read returns (row: false drops
+// the row).
+type rereadStore struct {
 	*store.Store
-	e     *env
-	mu    gosync.Mutex
-	reads int
+	before func(read int)
+	row    func(read int, row *store.SourceRow) bool
+	mu     gosync.Mutex
+	reads  int
 }
 
-func (s *shrinkingStore) StreamSource(ctx context.Context, job, relation string, fn func(store.SourceRow) error) error {
+func (s *rereadStore) StreamSource(ctx context.Context, job, relation string, fn func(store.SourceRow) error) error {
 	s.mu.Lock()
 	s.reads++
 	n := s.reads
 	s.mu.Unlock()
-	if n == 2 {
-		s.e.exec(`DELETE FROM entraprov.desired_users`)
+	if s.before != nil {
+		s.before(n)
 	}
-	return s.Store.StreamSource(ctx, job, relation, fn)
+	return s.Store.StreamSource(ctx, job, relation, func(row store.SourceRow) error {
+		if s.row != nil && !s.row(n, &row) {
+			return nil
+		}
+		return fn(row)
+	})
 }
 
 // TestSnapshotCoversATableEmptiedBetweenReads: the budget's read and pass 1
@@ -163,7 +169,13 @@ func (s *shrinkingStore) StreamSource(ctx context.Context, job, relation string,
 func TestSnapshotCoversATableEmptiedBetweenReads(t *testing.T) {
 	t.Parallel()
 	e, _ := budgetEnv(t, 100)
-	ss := &shrinkingStore{Store: e.st, e: e}
+	// An ETL's truncate and reload caught between the budget's read and
+	// the apply pass: the table is emptied, committed, from another session.
+	ss := &rereadStore{Store: e.st, before: func(read int) {
+		if read == 2 {
+			e.exec(`DELETE FROM entraprov.desired_users`)
+		}
+	}}
 	e.eng.Store = ss
 	e.sim.ResetCounters()
 	r := e.run(esync.RunOptions{}, store.RunSucceeded)
@@ -176,38 +188,20 @@ func TestSnapshotCoversATableEmptiedBetweenReads(t *testing.T) {
 	}
 }
 
-// vanishingStore hides every source row from every read after the first,
-// as a view over a volatile function or a foreign table may (no snapshot
-// covers them): the budget's read sees everyone, pass 1 no one.
-type vanishingStore struct {
-	*store.Store
-	mu    gosync.Mutex
-	reads int
-}
-
-func (s *vanishingStore) StreamSource(ctx context.Context, job, relation string, fn func(store.SourceRow) error) error {
-	s.mu.Lock()
-	s.reads++
-	n := s.reads
-	s.mu.Unlock()
-	return s.Store.StreamSource(ctx, job, relation, func(row store.SourceRow) error {
-		if n > 1 {
-			if row.Link == nil {
-				return nil
-			}
-			row.Desired = nil // what the FULL JOIN yields for a row gone from the source
-		}
-		return fn(row)
-	})
-}
-
 // TestBudgetHoldsInTheApplyPass: whatever the second read returns, the
 // apply pass sends at most the bound and the run ends blocked, its
 // withheld operations recorded as planned.
 func TestBudgetHoldsInTheApplyPass(t *testing.T) {
 	t.Parallel()
 	e, _ := budgetEnv(t, 100)
-	e.eng.Store = &vanishingStore{Store: e.st}
+	// Every read after the first sees no source row, as a view over a
+	// volatile function or a foreign table may: no snapshot covers them.
+	e.eng.Store = &rereadStore{Store: e.st, row: func(read int, row *store.SourceRow) bool {
+		if read > 1 {
+			row.Desired = nil // what the FULL JOIN yields for a row gone from the source
+		}
+		return row.Link != nil || read == 1
+	}}
 	e.sim.ResetCounters()
 	r := e.run(esync.RunOptions{}, store.RunBlocked)
 	disabled := 0
