@@ -124,9 +124,8 @@ jobs:
     allowed_domains: [$domain]
     leaver:
       action: disable
-    deletion_threshold:
-      max_count: 100
-      max_percent: 10
+    change_budget:
+      disables: {max_count: 100, max_percent: 10}
 EOF
 sed 's/^/   /' "$tmp/config.yaml" | grep -v '^\s*$'
 worker() { bin/worker --config "$tmp/config.yaml" "$@"; }

@@ -35,6 +35,10 @@
 #      waits (each on its own emulator and job).
 #  10. PostgreSQL restarted mid-run: the worker ends by itself, the next run
 #      converges, no half-written link (last: it would cut scenario 9).
+#  11. (runs after 6) vanishing source: a view over a volatile function
+#      returns every user to the change budget's read and none to the apply
+#      pass: at most the bound is disabled, the run ends blocked, the rest
+#      is withheld; with the source back the next run re-enables them.
 # Every scenario is bounded in time; the figures go to stdout and, with
 # SYSTEST_REPORT=FILE, to FILE as markdown rows (docs/reliability.md).
 #
@@ -496,6 +500,57 @@ grep -q 'batch_size' "$tmp/garbage.log" || die "garbage config: batch_size not n
 msg=$(grep -m1 'batch_size' "$tmp/garbage.log" | sed 's/^ *//' | head -c 200)
 note "exit 78: $msg"
 row "garbage configuration" "\`batch_size: lots\` and an unknown key \`sauce\` in a job" "exit code and message" "exit 78; the message names batch_size: $msg"
+
+# --------------------------------------------------------------------------
+say "Scenario 11: the source vanishes between the change budget's read and the apply pass"
+vanish_users=1000
+start_sim vanish "$secret1"
+vanish_admin=$sim_admin vanish_ca=$tmp/vanish-ca.pem
+# The function must remember its first call across transactions and
+# sessions from inside the worker's read-only source transaction, where
+# nextval() and UPDATE are refused: a session advisory lock, taken on the
+# worker's pooled connection and released when the worker exits, does.
+psql_q <<SQL
+CREATE TABLE public.vanish_users (LIKE entraprov.desired_users INCLUDING DEFAULTS);
+INSERT INTO public.vanish_users (external_id, user_principal_name, display_name, job_title, employee_id, usage_location, account_enabled)
+SELECT 'V' || lpad(i::text, 6, '0'), 'vanish' || lpad(i::text, 6, '0') || '@$domain', 'Vanish ' || i, 'Clerk',
+       'V' || lpad(i::text, 6, '0'), 'DE', true
+  FROM generate_series(1, $vanish_users) AS i;
+CREATE FUNCTION public.vanishing_users() RETURNS SETOF public.vanish_users LANGUAGE plpgsql VOLATILE AS \$fn\$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_locks
+                WHERE locktype = 'advisory' AND classid = 4242 AND objid = 4242 AND objsubid = 2
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) THEN
+        RETURN; -- not the first call: the source is empty
+    END IF;
+    PERFORM pg_advisory_lock(4242, 4242);
+    RETURN QUERY SELECT * FROM public.vanish_users;
+END \$fn\$;
+CREATE VIEW public.vanishing AS SELECT * FROM public.vanishing_users();
+SQL
+job_yaml vanish public.vanish_users "$tmp/hr-secret" "$sim_authority" "$sim_graph" "$vanish_ca" >>"$tmp/config.yaml"
+worker sync --job vanish >"$tmp/worker-vanish-1.log" 2>&1 || die "vanish: first sync failed: $(tail -n 5 "$tmp/worker-vanish-1.log")"
+sed 's#source: public.vanish_users#source: public.vanishing#' "$tmp/config.yaml" >"$tmp/config-vanish.yaml"
+disabled_in_sim() { sim_get "$vanish_admin" "$vanish_ca" "users?tenant=$tenant" | jq '[.[] | select(.AccountEnabled | not)] | length'; }
+rc=0
+"$tmp/bin/worker" --config "$tmp/config-vanish.yaml" sync --job vanish >"$tmp/worker-vanish-2.log" 2>&1 || rc=$?
+vanish_disabled=$(disabled_in_sim)
+vanish_run=$(psql_q -c "SELECT id || ' ' || status FROM entraprov.sync_runs WHERE job = 'vanish' ORDER BY id DESC LIMIT 1")
+vanish_withheld=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${vanish_run%% *} AND status = 'planned' AND message LIKE 'withheld:%'")
+vanish_msg=$(psql_q -c "SELECT left(error_summary, 150) FROM entraprov.sync_runs WHERE id = ${vanish_run%% *}")
+note "vanishing source: exit $rc, run $vanish_run, $vanish_disabled of $vanish_users disabled, $vanish_withheld withheld: $vanish_msg"
+[[ $rc -eq 1 && "${vanish_run#* }" == blocked && "$vanish_disabled" == $((vanish_users / 10)) && "$vanish_withheld" == $((vanish_users - vanish_users / 10)) ]] ||
+	die "vanishing source: exit $rc, run $vanish_run, $vanish_disabled disabled, $vanish_withheld withheld; want exit 1, blocked, $((vanish_users / 10)) disabled (the default bound), the rest withheld"
+# The source is back: the next ordinary run wants everyone and enables the
+# users the vanishing read disabled.
+worker sync --job vanish >"$tmp/worker-vanish-3.log" 2>&1 || die "vanish: the run after the source came back failed: $(tail -n 5 "$tmp/worker-vanish-3.log")"
+vanish_after=$(disabled_in_sim)
+worker audit --job vanish >"$tmp/audit-vanish.txt" 2>&1 || die "vanish: audit after recovery: $(head -n 5 "$tmp/audit-vanish.txt")"
+[[ "$vanish_after" == 0 ]] || die "vanish: $vanish_after users still disabled after the source came back"
+note "source back: next run re-enabled them, audit clean"
+row "vanishing source" "job of $vanish_users users synced; its source then switched to a view over a VOLATILE plpgsql function returning every row on its first call and none after (no snapshot covers it); \`worker sync\`; the ordinary source again; sync" \
+	"exit code, the run's status and message, users disabled in graphsim, operations withheld, \`worker audit\`" \
+	"exit $rc, run ${vanish_run#* }: \`$vanish_msg…\`; $vanish_disabled of $vanish_users disabled (the default bound, 10 %), $vanish_withheld withheld (recorded planned, never sent); next run re-enabled them, audit clean"
 
 # applied RUN STATUS USERS_JSON TITLE: of RUN's update operations with
 # STATUS, how many graphsim holds with jobTitle TITLE ("applied/total").

@@ -42,7 +42,7 @@ SELECT 'E' || lpad(i::text, 6, '0'), 'user' || i || '@`+graphsim.DefaultDomain+`
 		}
 		st.Close()
 		job, sim := simJob(b, graphsim.Options{Throttling: true, TimeScale: scale, Latency: graphsim.DefaultLatency(), Seed: 5}, "bench", "@daily")
-		job += "    max_concurrency: 8\n    deletion_threshold: {max_count: 0, max_percent: 0}\n"
+		job += "    max_concurrency: 8\n    deletion_threshold: {off: true}\n"
 		cfg := fmt.Sprintf("database:\n  url: %q\nmetrics:\n  listen: \"\"\nlog:\n  format: json\n  level: warn\njobs:\n%s", dbURL, job)
 		cfgPath := filepath.Join(b.TempDir(), "config.yaml")
 		writeFile(b, cfgPath, cfg)

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/entraprov/entraprov/internal/store"
+	engine "github.com/entraprov/entraprov/internal/sync"
 )
 
 func init() {
@@ -345,6 +346,12 @@ func printRunHeader(w io.Writer, r store.Run, now time.Time) error {
 	}
 	fmt.Fprintf(tw, "duration\t%s\n", fmtDuration(r, now))
 	fmt.Fprintf(tw, "counts\t%s\n", orDash(formatCounts(r.Counts)))
+	if id := r.Counts[engine.CountApprovedRun]; id != 0 {
+		fmt.Fprintf(tw, "approval\tapplied the reviewed plan of run %d (--approve)\n", id)
+	}
+	if r.Counts[engine.CountAllowDeletes] != 0 {
+		fmt.Fprintf(tw, "approval\t--allow-deletes: disable and delete bounds lifted without a reviewed plan\n")
+	}
 	fmt.Fprintf(tw, "graph\t%d requests, %d batches, %d throttled, %d retried\n",
 		r.Stats.Requests, r.Stats.Batches, r.Stats.Throttled, r.Stats.Retried)
 	if r.Host != "" {

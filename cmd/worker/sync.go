@@ -22,16 +22,23 @@ func init() { addCommand(newSyncCommand) }
 func newSyncCommand() *cobra.Command {
 	var jobName string
 	var allowDeletes, retryStuck bool
+	var approve int64
 	cmd := &cobra.Command{
 		Use:   "sync --job NAME",
 		Short: "Run one job now and apply its changes to the directory",
 		Long: `sync runs one job once, now, exactly as the schedule would (recorded with
 trigger "manual"): refresh the directory mirror, plan every user, check the
-deletion threshold, apply, and record the run and its operations.
+change budget, apply, and record the run and its operations.
 
-A run whose disables and deletes exceed the job's deletion_threshold is
-blocked: its plan is stored and nothing is written. Review it with
-` + "`worker show RUN`" + `, then approve with --allow-deletes.
+A run whose plan is over the job's change_budget (disables, deletes, group
+removals, attribute clears, UPN renames, manager removals) is blocked: its
+plan is stored and nothing is written. Review it with ` + "`worker show RUN`" + `,
+then approve it with --approve RUN: the new run applies it only if its own
+plan holds no destructive change the reviewed one did not (otherwise it is
+blocked in turn, listing what changed). While applying, a run never sends
+more of a kind than its bound allows, whatever the source returns then.
+--allow-deletes lifts the disable and delete bounds without a reviewed plan;
+it is kept for scripts, logged as a warning and recorded on the run.
 
 A user whose write failed the same way several runs in a row is backed off
 (jobs[].user_backoff): runs record it as skipped until its next attempt, or
@@ -43,8 +50,11 @@ see ` + "`worker show RUN --status failed`" + `), 1 when it failed, was blocked 
 interrupted, 2 on bad flags, 78 on a configuration error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if approve < 0 {
+				return withExit(exitUsage, fmt.Errorf("--approve %d: want the id of a blocked run (worker history --job %s)", approve, jobName))
+			}
 			run, err := runOnce(cmd, jobName, engine.RunOptions{Trigger: engine.TriggerManual, Mode: engine.ModeApply,
-				AllowDeletes: allowDeletes, RetryStuck: retryStuck}, nil)
+				AllowDeletes: allowDeletes, Approve: approve, RetryStuck: retryStuck}, nil)
 			if err != nil {
 				return err
 			}
@@ -68,8 +78,10 @@ interrupted, 2 on bad flags, 78 on a configuration error.`,
 		},
 	}
 	cmd.Flags().StringVar(&jobName, "job", "", "the job to run (its name in the configuration)")
+	cmd.Flags().Int64Var(&approve, "approve", 0,
+		"apply the reviewed plan of this blocked run of the job (refused if the plan has grown since)")
 	cmd.Flags().BoolVar(&allowDeletes, "allow-deletes", false,
-		"approve disables and deletes beyond the job's deletion_threshold for this run")
+		"lift the change budget's disable and delete bounds for this run, unreviewed (logged, recorded; prefer --approve)")
 	cmd.Flags().BoolVar(&retryStuck, "retry-stuck", false,
 		"try the users backed off after repeated identical failures now, instead of at their next attempt")
 	_ = cmd.MarkFlagRequired("job")
@@ -108,6 +120,17 @@ func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
 		return store.Run{}, withExit(exitFail, err)
 	}
 
+	if opts.Approve != 0 {
+		// A wrong run id is the operator's typo: say so without recording a
+		// failed run (which would count towards quarantine).
+		ar, err := st.GetRun(ctx, opts.Approve)
+		if err == nil {
+			err = engine.CheckApprovable(ar, job.Name)
+		}
+		if err != nil {
+			return store.Run{}, withExit(exitUsage, fmt.Errorf("--approve: %w", err))
+		}
+	}
 	stderr := cmd.ErrOrStderr()
 	log := daemonLogger(cfg.Log, stderr)
 	eng := newEngine(st, nil, log)

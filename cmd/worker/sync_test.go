@@ -13,7 +13,8 @@ import (
 )
 
 // TestPlanThenSync: plan records a dry run and writes nothing; sync applies
-// it; a mass leave is blocked (exit 1) until --allow-deletes.
+// it; a mass leave is blocked (exit 1) until --allow-deletes (budget_test.go
+// has --approve).
 func TestPlanThenSync(t *testing.T) {
 	dbURL := testdb.NewURL(t)
 	st := openStore(t, dbURL)
@@ -60,7 +61,7 @@ jobs:
 	}
 	out, _, err = worker("sync", "--job", "hr")
 	if exitCodeOf(err) != exitFail || !strings.Contains(out, "blocked") ||
-		!strings.Contains(out, "worker sync --job hr --allow-deletes") {
+		!strings.Contains(out, "--approve") {
 		t.Fatalf("blocked sync: exit %d (%v)\n%s", exitCodeOf(err), err, out)
 	}
 	out, errOut, err = worker("sync", "--job", "hr", "--allow-deletes")

@@ -116,10 +116,15 @@ type Job struct {
 	// the key existed; `worker check` warns about it.
 	AllowedGroups []string `yaml:"allowed_groups,omitempty"`
 
-	Leaver    Leaver    `yaml:"leaver"`
-	Threshold Threshold `yaml:"deletion_threshold"`
-	Matching  Matching  `yaml:"matching"`
-	Password  Password  `yaml:"password"`
+	Leaver Leaver `yaml:"leaver"`
+	// Budget bounds the destructive changes of one run, per kind.
+	Budget ChangeBudget `yaml:"change_budget"`
+	// Threshold is the older name of Budget.Disables and Budget.Deletes
+	// (both get its bound). Load copies it into Budget and leaves it nil:
+	// the engine and the effective config know Budget only.
+	Threshold *Bound   `yaml:"deletion_threshold,omitempty"`
+	Matching  Matching `yaml:"matching"`
+	Password  Password `yaml:"password"`
 
 	// BatchSize is the number of steps per $batch request (1..20).
 	BatchSize int `yaml:"batch_size"`
@@ -206,10 +211,37 @@ type Leaver struct {
 	DeleteAfter Duration `yaml:"delete_after"` // with delete: grace period while disabled
 }
 
-// Threshold blocks a run whose disables+deletes exceed either bound.
-type Threshold struct {
-	MaxCount   int     `yaml:"max_count"`   // 0: no count bound
+// ChangeBudget bounds, per kind, how many managed users one run may change
+// destructively. A run over any bound is blocked with its plan stored
+// (internal/sync, budget.go); the apply pass also stops sending a kind once
+// its bound is reached, whatever a later read of the source says. Counts
+// are users (a user removed from three groups is one group removal).
+type ChangeBudget struct {
+	// PercentFloor: a percent bound applies only when the count is above
+	// this many users, so a small job's first leaver is not a mass event.
+	PercentFloor int `yaml:"percent_floor"`
+	// Disables: users whose account is disabled.
+	Disables Bound `yaml:"disables"`
+	// Deletes: users soft-deleted (leaver.action delete).
+	Deletes Bound `yaml:"deletes"`
+	// GroupRemovals: users removed from at least one group.
+	GroupRemovals Bound `yaml:"group_removals"`
+	// AttributeClears: users with a present attribute set to null.
+	AttributeClears Bound `yaml:"attribute_clears"`
+	// UPNRenames: users whose userPrincipalName changes.
+	UPNRenames Bound `yaml:"upn_renames"`
+	// ManagerRemovals: users whose manager is removed (not replaced).
+	ManagerRemovals Bound `yaml:"manager_removals"`
+}
+
+// Bound is one kind's share of the change budget: a run is over it when
+// the count exceeds MaxCount, or when it exceeds the budget's PercentFloor
+// and MaxPercent of the job's managed users. 0 turns that half off; both 0
+// is refused: turning the bound off is said with Off.
+type Bound struct {
+	MaxCount   int     `yaml:"max_count"`   // users; 0: no count bound
 	MaxPercent float64 `yaml:"max_percent"` // of managed users; 0: no percent bound
+	Off        bool    `yaml:"off"`         // no bound at all for this kind
 }
 
 // Matching is the rule for adopting a pre-existing unlinked directory user.

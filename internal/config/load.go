@@ -37,7 +37,7 @@ func DefaultJob() Job {
 		CatchUp:        true,
 		Source:         "entraprov.desired_users",
 		Leaver:         Leaver{Action: "disable"},
-		Threshold:      Threshold{MaxCount: 500, MaxPercent: 10},
+		Budget:         DefaultBudget(),
 		Matching:       Matching{AdoptBy: "none"},
 		Password:       Password{ForceChangeNextSignIn: true, Length: 16},
 		BatchSize:      20,
@@ -46,6 +46,16 @@ func DefaultJob() Job {
 		Webhook:        Webhook{Timeout: Duration{Duration: 10 * time.Second}, Retries: 3},
 		UserBackoff:    UserBackoff{AfterFailures: 3, Max: Duration{Duration: 7 * 24 * time.Hour}},
 	}
+}
+
+// DefaultBudget is the change budget of a job that sets none: 500 users or
+// 10 % of the managed users of each kind, percent bounds applying above 10
+// users. A renaming of every UPN or a reorganisation of groups needs an
+// approval (worker sync --approve RUN); a night's leavers do not.
+func DefaultBudget() ChangeBudget {
+	b := Bound{MaxCount: 500, MaxPercent: 10}
+	return ChangeBudget{PercentFloor: 10, Disables: b, Deletes: b, GroupRemovals: b, AttributeClears: b,
+		UPNRenames: b, ManagerRemovals: b}
 }
 
 // Environment variables that override database.url, strongest first.
@@ -161,9 +171,51 @@ func decode(data []byte) (*Config, *index, []Problem, error) {
 	fillDefaults(reflect.ValueOf(cfg).Elem(), reflect.ValueOf(def), "", ix.present)
 	defJob := DefaultJob()
 	for i := range cfg.Jobs {
-		fillDefaults(reflect.ValueOf(&cfg.Jobs[i]).Elem(), reflect.ValueOf(defJob), fmt.Sprintf("jobs[%d]", i), ix.present)
+		k := fmt.Sprintf("jobs[%d]", i)
+		fillDefaults(reflect.ValueOf(&cfg.Jobs[i]).Elem(), reflect.ValueOf(defJob), k, ix.present)
+		problems = append(problems, legacyThreshold(&cfg.Jobs[i], k, ix)...)
 	}
 	return cfg, ix, problems, nil
+}
+
+// legacyThreshold maps deletion_threshold (the older, narrower key) onto
+// change_budget.disables and .deletes, so files written for it keep their
+// meaning. Its absent halves take the default bound's, as they always did.
+// Setting both names is refused: which one wins would be a guess. It
+// leaves Threshold nil: the engine and config show know Budget only.
+func legacyThreshold(j *Job, k string, ix *index) []Problem {
+	if j.Threshold == nil {
+		return nil
+	}
+	def := DefaultBudget().Disables
+	if !ix.present[k+".deletion_threshold.max_count"] {
+		j.Threshold.MaxCount = def.MaxCount
+	}
+	if !ix.present[k+".deletion_threshold.max_percent"] {
+		j.Threshold.MaxPercent = def.MaxPercent
+	}
+	var ps []Problem
+	for _, kind := range []string{"disables", "deletes"} {
+		if ix.present[k+".change_budget."+kind] {
+			key := k + ".deletion_threshold"
+			j.Threshold = nil
+			return []Problem{{Key: key, Line: ix.lineOf(key),
+				Msg: fmt.Sprintf("set together with change_budget.%s; deletion_threshold is the older name of change_budget.disables and .deletes: move its values there and remove it", kind)}}
+		}
+	}
+	// Checked here, under the key the file uses; the effective config
+	// (config show) then holds change_budget only, and loads back alike.
+	v := &validator{}
+	v.bound(k+".deletion_threshold", *j.Threshold)
+	for _, p := range v.ps {
+		p.Line = ix.lineOf(p.Key)
+		ps = append(ps, p)
+	}
+	if len(ps) == 0 {
+		j.Budget.Disables, j.Budget.Deletes = *j.Threshold, *j.Threshold
+	}
+	j.Threshold = nil
+	return ps
 }
 
 var (

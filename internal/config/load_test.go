@@ -75,7 +75,7 @@ func TestLoad_minimalJobGetsEveryDefault(t *testing.T) {
 	want := DefaultJob()
 	j := c.Jobs[0]
 	if j.Cloud != "public" || j.BatchSize != 20 || j.MaxConcurrency != 4 || j.Leaver.Action != "disable" ||
-		j.Threshold.MaxCount != 500 || j.Threshold.MaxPercent != 10 || j.Matching.AdoptBy != "none" ||
+		j.Budget != DefaultBudget() || j.Threshold != nil || j.Matching.AdoptBy != "none" ||
 		j.Password.Length != 16 || !j.Password.ForceChangeNextSignIn || !j.CatchUp || j.Source != "entraprov.desired_users" {
 		t.Errorf("job defaults not applied:\n got %+v\nwant %+v", j, want)
 	}
@@ -93,12 +93,12 @@ func TestLoad_explicitValueBeatsDefault(t *testing.T) {
 	c := mustParse(t, "metrics: {listen: \"\"}\n"+jobYAML("catch_up: false", "deletion_threshold: {max_count: 0}",
 		"password: {force_change_next_sign_in: false}", "leaver: {action: delete, delete_after: 30d}"))
 	j := c.Jobs[0]
-	if j.CatchUp || j.Threshold.MaxCount != 0 || j.Password.ForceChangeNextSignIn || c.Metrics.Listen != "" {
+	if j.CatchUp || j.Budget.Disables.MaxCount != 0 || j.Password.ForceChangeNextSignIn || c.Metrics.Listen != "" {
 		t.Errorf("explicit values overwritten by defaults: catch_up=%v max_count=%d force=%v listen=%q",
-			j.CatchUp, j.Threshold.MaxCount, j.Password.ForceChangeNextSignIn, c.Metrics.Listen)
+			j.CatchUp, j.Budget.Disables.MaxCount, j.Password.ForceChangeNextSignIn, c.Metrics.Listen)
 	}
-	if j.Threshold.MaxPercent != 10 || j.Password.Length != 16 {
-		t.Errorf("sibling defaults lost: %+v %+v", j.Threshold, j.Password)
+	if j.Budget.Disables.MaxPercent != 10 || j.Budget.Deletes != j.Budget.Disables || j.Password.Length != 16 {
+		t.Errorf("sibling defaults lost: %+v %+v", j.Budget, j.Password)
 	}
 	if j.Leaver.DeleteAfter.Duration != 30*24*time.Hour {
 		t.Errorf("delete_after = %v, want 720h", j.Leaver.DeleteAfter)
@@ -155,7 +155,7 @@ func TestLoad_rejectsBadConfig(t *testing.T) {
 		{"delete_without_grace", jobYAML("leaver: {action: delete}"), "jobs[0].leaver.delete_after", "required and > 0 with action: delete"},
 		{"delete_after_without_delete", jobYAML("leaver: {delete_after: 30d}"), "jobs[0].leaver.delete_after", "only used with action: delete"},
 		{"bad_duration", jobYAML("leaver: {action: delete, delete_after: 30 days}"), "jobs[0].leaver.delete_after", `"30 days" is not a duration`},
-		{"threshold_percent_over_100", jobYAML("deletion_threshold: {max_percent: 150}"), "jobs[0].deletion_threshold.max_percent", "want 0 (no percent bound) to 100"},
+		{"threshold_percent_over_100", jobYAML("deletion_threshold: {max_percent: 150}"), "jobs[0].deletion_threshold.max_percent", "want 0 (no percent bound, the count bound stays) to 100"},
 		{"threshold_count_negative", jobYAML("deletion_threshold: {max_count: -1}"), "jobs[0].deletion_threshold.max_count", "is negative"},
 		{"adopt_by_unknown", jobYAML("matching: {adopt_by: mail}"), "jobs[0].matching.adopt_by", "want none (never adopt), employee_id or user_principal_name"},
 		{"batch_size_over_20", jobYAML("batch_size: 50"), "jobs[0].batch_size", "50 is out of range; want 1..20"},
@@ -182,6 +182,17 @@ func TestLoad_rejectsBadConfig(t *testing.T) {
 		{"database_url_bad_scheme", "database: {url: 'mysql://db/x'}\n" + jobYAML(), "database.url", "unsupported scheme"},
 		{"key_twice", jobYAML() + "    batch_size: 10\n    batch_size: 12\n", "jobs[0].batch_size", "key appears twice"},
 		{"two_documents", jobYAML() + "---\nlog: {level: info}\n", "", "more than one YAML document"},
+		// The change budget: two zeros never mean "off"; the old key's
+		// problems are named under it.
+		{"budget_two_zeros", jobYAML("change_budget: {disables: {max_count: 0, max_percent: 0}}"), "jobs[0].change_budget.disables",
+			"max_count and max_percent are both 0, which would allow any number of changes; set a bound (e.g. max_count: 500, max_percent: 10) or, to turn this bound off, say so: off: true"},
+		{"budget_two_zeros_in_the_old_key", jobYAML("deletion_threshold: {max_count: 0, max_percent: 0}"), "jobs[0].deletion_threshold", "off: true"},
+		{"budget_negative_count", jobYAML("change_budget: {manager_removals: {max_count: -3}}"), "jobs[0].change_budget.manager_removals.max_count", "is negative"},
+		{"budget_percent_over_100", jobYAML("change_budget: {group_removals: {max_percent: 120}}"), "jobs[0].change_budget.group_removals.max_percent", "out of range"},
+		{"budget_negative_floor", jobYAML("change_budget: {percent_floor: -1}"), "jobs[0].change_budget.percent_floor", "is negative"},
+		{"budget_and_old_key", jobYAML("deletion_threshold: {max_count: 5}", "change_budget: {disables: {max_count: 7}}"), "jobs[0].deletion_threshold",
+			"deletion_threshold is the older name of change_budget.disables and .deletes"},
+		{"budget_unknown_kind", jobYAML("change_budget: {disable: {max_count: 7}}"), "jobs[0].change_budget.disable", "did you mean disables?"},
 		{"managed_identity_client_id_not_guid", jobYAML("auth: {method: managed_identity, managed_identity_client_id: abc}"), "jobs[0].auth.managed_identity_client_id", `"abc" is not a GUID`},
 	}
 	for _, tt := range tests {

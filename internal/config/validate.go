@@ -322,12 +322,7 @@ func (j *Job) validate(v *validator, k string) {
 		v.add(k+".leaver.action", "%q is not a leaver action; want disable, delete (with delete_after: 30d) or ignore", j.Leaver.Action)
 	}
 
-	if j.Threshold.MaxCount < 0 {
-		v.add(k+".deletion_threshold.max_count", "%d is negative; want 0 (no count bound) or a number of users such as 500", j.Threshold.MaxCount)
-	}
-	if p := j.Threshold.MaxPercent; p < 0 || p > 100 || p != p {
-		v.add(k+".deletion_threshold.max_percent", "%v is out of range; want 0 (no percent bound) to 100, e.g. 10", p)
-	}
+	v.budget(k, j)
 
 	switch j.Matching.AdoptBy {
 	case "none", "employee_id", "user_principal_name":
@@ -547,5 +542,35 @@ func (b UserBackoff) validate(v *validator, k string) {
 		v.add(k+".max", "%s is shorter than 1h; want the longest wait between attempts of a failing user, e.g. 7d (default)", d)
 	case b.Base.Duration > d:
 		v.add(k+".max", "%s is shorter than user_backoff.base (%s); want max >= base", d, b.Base.Duration)
+	}
+}
+
+// budget checks the change budget (deletion_threshold, its older name, is
+// checked by legacyThreshold when the file is read).
+func (v *validator) budget(k string, j *Job) {
+	b := j.Budget
+	if b.PercentFloor < 0 {
+		v.add(k+".change_budget.percent_floor", "%d is negative; want 0 (percent bounds always apply) or a number of users such as 10", b.PercentFloor)
+	}
+	kinds := []struct {
+		name string
+		b    Bound
+	}{{"disables", b.Disables}, {"deletes", b.Deletes}, {"group_removals", b.GroupRemovals},
+		{"attribute_clears", b.AttributeClears}, {"upn_renames", b.UPNRenames}, {"manager_removals", b.ManagerRemovals}}
+	for _, kd := range kinds {
+		v.bound(k+".change_budget."+kd.name, kd.b)
+	}
+}
+
+func (v *validator) bound(key string, b Bound) {
+	if b.MaxCount < 0 {
+		v.add(key+".max_count", "%d is negative; want a number of users such as 500 (0: no count bound, the percent bound stays)", b.MaxCount)
+	}
+	if p := b.MaxPercent; p < 0 || p > 100 || p != p {
+		v.add(key+".max_percent", "%v is out of range; want 0 (no percent bound, the count bound stays) to 100, e.g. 10", p)
+	}
+	if !b.Off && b.MaxCount == 0 && b.MaxPercent == 0 {
+		v.add(key, "max_count and max_percent are both 0, which would allow any number of changes; "+
+			"set a bound (e.g. max_count: 500, max_percent: 10) or, to turn this bound off, say so: off: true")
 	}
 }

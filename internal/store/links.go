@@ -90,7 +90,7 @@ SELECT coalesce(object_id, ''), coalesce(user_principal_name, ''), state, coales
 }
 
 // CountLinks counts a job's links per state (the managed population the
-// deletion threshold's percentage refers to).
+// change budget's percentages refer to).
 func (s *Store) CountLinks(ctx context.Context, job string) (map[string]int, error) {
 	rows, err := s.pool.Query(ctx,
 		`SELECT state, count(*) FROM entraprov.directory_links WHERE job = $1 GROUP BY state`, job)

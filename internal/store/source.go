@@ -292,10 +292,11 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 	if err != nil {
 		return err
 	}
-	// A read-only transaction only to scope work_mem: with PostgreSQL's 4 MB
+	// A read-only transaction to scope work_mem (with PostgreSQL's 4 MB
 	// default the join, sort and duplicate-UPN aggregate of 100k users spill
-	// to disk (measured ~15% slower).
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	// to disk, measured ~15% slower), in the run's shared snapshot if ctx
+	// carries one (WithSnapshot).
+	tx, err := s.beginSourceTx(ctx)
 	if err != nil {
 		return fmt.Errorf("stream source %s for job %s: %w", relation, job, err)
 	}

@@ -332,7 +332,12 @@ func (p *applyPass) produce(only map[string]struct{}) (err error) {
 				}
 				op.Seq = r.nextSeq()
 				r.count(st.Action, 1)
+				withheld := p.withhold(row.ExternalID, st)
 				switch {
+				case withheld != "":
+					op.Status, op.Message = store.OpPlanned, withheld
+					r.count(store.OpPlanned, 1)
+					r.count(CountWithheld, 1)
 				case st.Failure != "":
 					op.Status, op.Message = store.OpFailed, st.Failure
 					r.count(store.OpFailed, 1)
@@ -387,6 +392,27 @@ func (p *applyPass) produce(only map[string]struct{}) (err error) {
 		return fmt.Errorf("pass %d: %w", p.pass, err)
 	}
 	return nil
+}
+
+// withhold asks the change budget whether step st of user xid may be
+// sent; when it may not, it returns the message recorded on the withheld
+// operation (planned, never sent) and logs the first refusal of each kind.
+func (p *applyPass) withhold(xid string, st Step) string {
+	r := p.r
+	if r.budget == nil || st.Failure != "" {
+		return ""
+	}
+	ok, kind := r.budget.admit(xid, st)
+	if ok {
+		return ""
+	}
+	limit, _ := r.budget.limit(kind)
+	if r.budget.withheld[kind] == 1 {
+		r.log.WarnContext(p.ctx, "change budget reached while applying: withholding further operations of this kind",
+			"kind", kind, "sent", r.budget.count[kind], "bound", limit, "managed", r.budget.managed, "pass", p.pass)
+	}
+	return fmt.Sprintf("withheld: jobs[%s].change_budget.%s allows %d users for %d managed users and this run reached it; not sent",
+		r.job.Name, kind, limit, r.budget.managed)
 }
 
 func deferredFailure(st Step, job string) string {

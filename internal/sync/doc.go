@@ -7,16 +7,22 @@
 // request) comes out; it does no I/O, reads no clock and draws no random
 // numbers, so every transition is a table test. The Engine wraps it with the
 // I/O of a run: job lock, run row, mirror refresh through delta, streaming the
-// source, the deletion threshold, feeding the directory's batch executor and
+// source, the change budget (budget.go), feeding the directory's batch executor and
 // writing links, operation rows and job state as results come back.
 //
 // A run in apply mode: MarkInterrupted (runs of dead workers), TryLockJob
 // (held elsewhere: skipped, nothing recorded), StartRun, a delta refresh of
-// the mirror, CheckSource, then — when the job has a deletion_threshold and
-// the run is not approved — one planning pass that only counts disables and
-// deletes (over the threshold: the plan is recorded "planned", the run is
-// "blocked", nothing is written). Pass 1 streams the source, plans each
-// user and feeds the executor while later users are still being planned;
+// the mirror, CheckSource, then one planning pass that only counts the
+// destructive changes per kind against the job's change budget (over a
+// bound, or with --approve a plan holding changes the approved one did not:
+// the plan is recorded "planned", the run is "blocked", nothing is
+// written). That pass, the stored plan and pass 1 read one exported
+// snapshot. Pass 1 streams the source, plans each user and feeds the
+// executor while later users are still being planned; every destructive
+// step asks the budget first, and past a bound it is recorded "planned"
+// (withheld) instead of sent and the run ends "blocked" — so a source that
+// changes between the reads (a volatile function, a foreign table) cannot
+// disable more than the bound;
 // a create's "creating" link is durable before the create is sent, and
 // links and operation rows are written in batches as results arrive. Steps
 // that need an object created or restored in pass 1 (managers, groups, the

@@ -82,9 +82,15 @@ type RunOptions struct {
 	// ScheduledFor is the cron occurrence served (nil for manual runs); two
 	// workers never both run the same occurrence.
 	ScheduledFor *time.Time
-	// AllowDeletes approves a run whose disables and deletes exceed the
-	// job's deletion_threshold.
+	// AllowDeletes lifts the disable and delete bounds of the job's change
+	// budget for this run, without a reviewed plan (kept for scripts; it is
+	// logged as a warning and recorded on the run). Prefer Approve.
 	AllowDeletes bool
+	// Approve is the id of a blocked run of the job whose stored plan an
+	// operator reviewed: its destructive changes are applied whatever the
+	// budget, provided this run's plan holds no destructive change that
+	// plan did not (otherwise the run is blocked, listing what changed).
+	Approve int64
 	// RetryStuck tries every user the per-user back-off leaves alone
 	// (backoff.go), whatever its next attempt time.
 	RetryStuck bool
@@ -170,7 +176,7 @@ func (e *Engine) retryFinal(ctx context.Context, log *slog.Logger, what string, 
 }
 
 // Run performs one run of job: lock, record, refresh the mirror, plan every
-// user, check the deletion threshold, apply, and record the outcome. The
+// user, check the change budget, apply, and record the outcome. The
 // returned run is final; its Status says how it went (skipped when another
 // worker holds the job). The error is non-nil when the run could not be
 // recorded or did not complete (failed, interrupted); a blocked or partial
@@ -286,6 +292,7 @@ type runner struct {
 	wctx context.Context
 
 	dir       Directory
+	budget    *budget // the change budget of the apply passes (apply mode)
 	baseStats directory.Stats
 	execStats directory.Stats
 
@@ -323,17 +330,24 @@ func (r *runner) execute(ctx context.Context) error {
 	if r.opts.Mode == ModePlan {
 		return r.recordPlan(ctx, store.OpPlanned)
 	}
-	if r.thresholdSet() && !r.opts.AllowDeletes {
-		msg, err := r.checkThreshold(ctx)
-		if err != nil {
-			return err
-		}
-		if msg != "" {
-			r.blocked = msg
-			return r.recordPlan(ctx, store.OpPlanned)
-		}
+	// The planning read, the stored plan and pass 1 read one snapshot of
+	// the source where it is a table or view (not of a volatile function
+	// or a foreign table: the budget in the apply pass is what holds then).
+	sctx, release := r.shareSnapshot(ctx)
+	defer release()
+	if err := r.startBudget(ctx); err != nil {
+		return err
 	}
-	deferred, err := r.apply(ctx, 1, nil)
+	msg, err := r.checkBudget(sctx)
+	if err != nil {
+		return err
+	}
+	if msg != "" {
+		r.blocked = msg
+		return r.recordPlan(sctx, store.OpPlanned)
+	}
+	deferred, err := r.apply(sctx, 1, nil)
+	release()
 	if err != nil {
 		return err
 	}
@@ -346,6 +360,9 @@ func (r *runner) execute(ctx context.Context) error {
 			return err
 		}
 	}
+	if len(r.budget.withheld) > 0 {
+		r.blocked = r.budget.stoppedMessage(r.job.Name, r.run.ID)
+	}
 	if r.writes > 0 {
 		// Read our own changes now, so the next run's delta carries only
 		// what others changed: a quiet night costs one request.
@@ -354,42 +371,6 @@ func (r *runner) execute(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func (r *runner) thresholdSet() bool {
-	return r.job.Threshold.MaxCount > 0 || r.job.Threshold.MaxPercent > 0
-}
-
-// checkThreshold plans every user without writing anything and returns a
-// message when the disables and deletes exceed the job's threshold.
-func (r *runner) checkThreshold(ctx context.Context) (string, error) {
-	var destructive, managed int
-	err := r.e.Store.StreamSource(ctx, r.job.Name, r.job.Source, func(row store.SourceRow) error {
-		if row.Link != nil && (row.Link.State == store.LinkActive || row.Link.State == store.LinkDisabled) {
-			managed++
-		}
-		switch Plan(row, r.policy, r.now).Primary() {
-		case ActDisable, ActDelete:
-			destructive++
-		}
-		return nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("plan for the deletion threshold: %w", err)
-	}
-	t := r.job.Threshold
-	over := t.MaxCount > 0 && destructive > t.MaxCount
-	pct := 0.0
-	if managed > 0 {
-		pct = float64(destructive) * 100 / float64(managed)
-		over = over || t.MaxPercent > 0 && pct > t.MaxPercent
-	}
-	if !over {
-		return "", nil
-	}
-	return fmt.Sprintf("blocked: %d disables/deletes of %d managed users (%.1f%%) exceed jobs[%s].deletion_threshold (max_count %d, max_percent %g); "+
-		"review the plan (worker show %d), then run `worker sync --job %s --allow-deletes` or raise jobs[%s].deletion_threshold",
-		destructive, managed, pct, r.job.Name, t.MaxCount, t.MaxPercent, r.run.ID, r.job.Name, r.job.Name), nil
 }
 
 // finish sets the run's final status, counts, stats and summary.

@@ -98,6 +98,8 @@ func newEnv(t testing.TB, opts graphsim.Options) *env {
 		Matching:       config.Matching{AdoptBy: "none"},
 		Password:       config.Password{ForceChangeNextSignIn: true, Length: 16},
 		BatchSize:      20, MaxConcurrency: 4,
+		// No change budget: the tests of it set their own (budget_test.go).
+		Budget: noBudget(),
 	}
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.eng = &esync.Engine{

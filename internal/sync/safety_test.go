@@ -5,22 +5,23 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/graphsim"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
 )
 
-// TestThresholdBlocksMassDisable: a source that suddenly loses many users
+// TestBudgetBlocksMassDisable: a source that suddenly loses many users
 // (a broken view, an empty HR export) must not disable them; the plan is
-// stored for review and nothing is written until an operator approves.
-func TestThresholdBlocksMassDisable(t *testing.T) {
+// stored for review and nothing is written until an operator approves it.
+func TestBudgetBlocksMassDisable(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, graphsim.Options{})
-	e.job.Threshold.MaxCount = 10
-	e.job.Threshold.MaxPercent = 50
 	e.insert(e.people(100, 1)...)
 	e.run(esync.RunOptions{}, store.RunSucceeded)
 
+	e.job.Budget.Disables = config.Bound{MaxCount: 10, MaxPercent: 50}
+	e.job.Budget.PercentFloor = 10
 	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id <= 'E000030'`)
 	e.exec(`UPDATE entraprov.desired_users SET job_title = 'Changed' WHERE external_id = 'E000050'`)
 	e.sim.ResetCounters()
@@ -28,8 +29,8 @@ func TestThresholdBlocksMassDisable(t *testing.T) {
 	if w := e.sim.Counters().Writes; w != 0 {
 		t.Fatalf("a blocked run wrote %d times", w)
 	}
-	if !strings.Contains(r.ErrorSummary, "30 disables/deletes of 100 managed users (30.0%) exceed jobs[hr].deletion_threshold") ||
-		!strings.Contains(r.ErrorSummary, "`worker sync --job hr --allow-deletes`") {
+	if !strings.Contains(r.ErrorSummary, "30 disables of 100 managed users (30.0%) exceed jobs[hr].change_budget.disables (max_count 10, max_percent 50; percent bounds apply above 10 users): at most 10") ||
+		!strings.Contains(r.ErrorSummary, fmt.Sprintf("`worker sync --job hr --approve %d`", r.ID)) {
 		t.Fatalf("summary %q; want the numbers and how to approve", r.ErrorSummary)
 	}
 	planned := e.ops(r.ID, store.OpPlanned)
@@ -49,13 +50,13 @@ func TestThresholdBlocksMassDisable(t *testing.T) {
 	}
 
 	// Below the count bound but above the percentage: still blocked.
-	e.job.Threshold.MaxCount, e.job.Threshold.MaxPercent = 0, 20
-	e.run(esync.RunOptions{}, store.RunBlocked)
+	e.job.Budget.Disables = config.Bound{MaxPercent: 20}
+	r = e.run(esync.RunOptions{}, store.RunBlocked)
 
-	// Approved.
-	r = e.run(esync.RunOptions{AllowDeletes: true}, store.RunSucceeded)
-	if r.Counts["disable"] != 30 || r.Counts["update"] != 1 {
-		t.Fatalf("counts %v; want 30 disables and the update", r.Counts)
+	// Approved: the reviewed plan is applied, and the run says so.
+	a := e.run(esync.RunOptions{Approve: r.ID}, store.RunSucceeded)
+	if a.Counts["disable"] != 30 || a.Counts["update"] != 1 || a.Counts[esync.CountApprovedRun] != int(r.ID) {
+		t.Fatalf("counts %v; want 30 disables, the update and approved_run %d", a.Counts, r.ID)
 	}
 }
 

@@ -1,5 +1,5 @@
 // Package webhook tells an operator's endpoint when a job needs attention:
-// a JSON POST when a run is blocked by the deletion threshold or fails,
+// a JSON POST when a run is blocked by the change budget or fails,
 // when the job is quarantined, and when it recovers.
 //
 // It owns the payload, the rule that picks the event from a run's outcome
