@@ -144,6 +144,16 @@ func runCheck(cmd *cobra.Command, jobName string, asJSON bool) error {
 		}
 	}
 	rep.add(checkItem{Name: "config", Status: checkOK, Detail: fmt.Sprintf("%s: %d job(s) valid", globals.configPath, len(cfg.Jobs))})
+	// Risky but valid settings (endpoints outside the cloud, secret files
+	// others can read): top-level ones here, a job's with its checks.
+	warnings := map[string][]string{}
+	for _, p := range cfg.Warnings() {
+		j := jobOfKey(cfg, p.Key)
+		warnings[j] = append(warnings[j], p.String())
+	}
+	for _, w := range warnings[""] {
+		rep.add(checkItem{Name: "config", Status: checkWarn, Detail: w})
+	}
 
 	st := checkDatabase(ctx, cfg, rep)
 	if st != nil {
@@ -153,9 +163,22 @@ func runCheck(cmd *cobra.Command, jobName string, asJSON bool) error {
 		if st != nil {
 			checkQuarantine(ctx, job.Name, st, rep)
 		}
+		for _, w := range warnings[job.Name] {
+			rep.add(checkItem{Name: "config", Job: job.Name, Status: checkWarn, Detail: w})
+		}
 		checkJob(ctx, job, st, rep)
 	}
 	return finishCheck(out, rep, asJSON, exitFail)
+}
+
+// jobOfKey names the job a key path such as jobs[2].graph_url belongs to
+// ("" for a top-level key).
+func jobOfKey(cfg *config.Config, key string) string {
+	var i int
+	if _, err := fmt.Sscanf(key, "jobs[%d]", &i); err == nil && i >= 0 && i < len(cfg.Jobs) {
+		return cfg.Jobs[i].Name
+	}
+	return ""
 }
 
 // checkDatabase checks the connection and the schema version; it returns

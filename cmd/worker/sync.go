@@ -110,6 +110,7 @@ func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
 
 	stderr := cmd.ErrOrStderr()
 	log := daemonLogger(cfg.Log, stderr)
+	logConfigWarnings(log, cfg)
 	eng := newEngine(st, nil, log)
 	if opts.Mode == engine.ModeApply {
 		note, err := releaseForManualRun(ctx, st, job.Name)

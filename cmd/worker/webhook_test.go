@@ -41,7 +41,7 @@ func TestDaemonSendsWebhookEvents(t *testing.T) {
 
 	job := config.DefaultJob()
 	job.Name = "nightly"
-	job.Webhook = config.Webhook{URL: srv.URL, Timeout: config.Duration{Duration: time.Second}, Retries: 2}
+	job.Webhook = config.Webhook{URL: config.URLRef{Literal: srv.URL}, Timeout: config.Duration{Duration: time.Second}, Retries: 2}
 	cfg := &config.Config{Jobs: []config.Job{job}, Quarantine: config.Default().Quarantine}
 	d := &workerd{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: cfg,
 		hooks: &hookState{unwell: map[string]bool{}, sender: &webhook.Sender{FirstWait: time.Millisecond}}}

@@ -129,7 +129,7 @@ func TestLoad_rejectsBadConfig(t *testing.T) {
 		{"bad_every_descriptor", jobYAML(`schedule: "@every soon"`), "jobs[0].schedule", "is not a valid schedule"},
 		{"tenant_not_guid_or_domain", jobYAML("tenant_id: not a tenant"), "jobs[0].tenant_id", "neither a GUID"},
 		{"tenant_common_refused", jobYAML("tenant_id: organizations"), "jobs[0].tenant_id", "app-only sign-in needs the tenant id"},
-		{"client_id_not_guid", jobYAML("auth: {method: certificate, client_id: my-app, certificate_file: /etc/passwd}"), "jobs[0].auth.client_id", `"my-app" is not a GUID`},
+		{"client_id_not_guid", jobYAML("auth: {method: certificate, client_id: my-app, certificate_file: /etc/passwd}"), "jobs[0].auth.client_id", "is not a GUID; want the application (client) id"},
 		{"cloud_unknown", jobYAML("cloud: germany"), "jobs[0].cloud", "want public, usgov or china"},
 		{"auth_method_unknown", jobYAML("auth: {method: password, client_id: " + testClientID + "}"), "jobs[0].auth.method", `"password" is not an auth method`},
 		{"secret_method_without_secret", jobYAML("auth: {method: secret, client_id: " + testClientID + "}"), "jobs[0].auth.client_secret", "required with method: secret"},
@@ -176,7 +176,7 @@ func TestLoad_rejectsBadConfig(t *testing.T) {
 		{"database_url_bad_scheme", "database: {url: 'mysql://db/x'}\n" + jobYAML(), "database.url", "unsupported scheme"},
 		{"key_twice", jobYAML() + "    batch_size: 10\n    batch_size: 12\n", "jobs[0].batch_size", "key appears twice"},
 		{"two_documents", jobYAML() + "---\nlog: {level: info}\n", "", "more than one YAML document"},
-		{"managed_identity_client_id_not_guid", jobYAML("auth: {method: managed_identity, managed_identity_client_id: abc}"), "jobs[0].auth.managed_identity_client_id", `"abc" is not a GUID`},
+		{"managed_identity_client_id_not_guid", jobYAML("auth: {method: managed_identity, managed_identity_client_id: abc}"), "jobs[0].auth.managed_identity_client_id", "is not a GUID; want the user-assigned identity's client id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
