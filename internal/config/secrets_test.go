@@ -118,7 +118,9 @@ func TestDatabaseURL_secretParametersRefusedAndRedacted(t *testing.T) {
 // journal): the message names the key and what is wrong.
 func TestValidation_neverEchoesValuesOfFieldsThatMayHoldASecret(t *testing.T) {
 	const secret = "Zx8Q~N0tAGuid.S3cr3t-Value_0123456789ab"
-	auth := func(rest string) string { return "auth: {method: secret, client_id: " + testClientID + ", " + rest + "}" }
+	auth := func(rest string) string {
+		return "auth: {method: secret, client_id: " + testClientID + ", " + rest + "}"
+	}
 	tests := []struct{ name, yaml, key string }{
 		{"client_id", jobYAML("auth: {method: secret, client_id: '" + secret + "', client_secret: {env: GRAPH_SECRET}}"), "jobs[0].auth.client_id"},
 		{"tenant_id", jobYAML("tenant_id: '" + secret + "'"), "jobs[0].tenant_id"},
