@@ -95,6 +95,9 @@ func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	stderr := cmd.ErrOrStderr()
+	log := daemonLogger(cfg.Log, stderr)
+	logConfigWarnings(log, cfg)
 	dsn, err := cfg.Database.ConnString(ctx)
 	if err != nil {
 		return store.Run{}, withExit(exitConfig, err)
@@ -108,9 +111,6 @@ func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
 		return store.Run{}, withExit(exitFail, err)
 	}
 
-	stderr := cmd.ErrOrStderr()
-	log := daemonLogger(cfg.Log, stderr)
-	logConfigWarnings(log, cfg)
 	eng := newEngine(st, nil, log)
 	if opts.Mode == engine.ModeApply {
 		note, err := releaseForManualRun(ctx, st, job.Name)
