@@ -167,6 +167,7 @@ func runCheck(cmd *cobra.Command, jobName string, asJSON bool) error {
 			rep.add(checkItem{Name: "config", Job: job.Name, Status: checkWarn, Detail: w})
 		}
 		checkJob(ctx, job, st, rep)
+		checkWebhook(ctx, job, rep)
 	}
 	return finishCheck(out, rep, asJSON, exitFail)
 }
@@ -308,6 +309,29 @@ func checkJob(ctx context.Context, job config.Job, st *store.Store, rep *checkRe
 		rep.add(checkItem{Name: "graph", Job: name, Status: checkOK, Detail: "GET " + client.GraphURL() + "/users?$top=1 answered"})
 	}
 	checkClock(tctx, job, rep)
+}
+
+// checkWebhook reads the job's webhook URL, as a delivery would, and checks
+// its form; it sends nothing. The URL is shown as scheme and host only.
+func checkWebhook(ctx context.Context, job config.Job, rep *checkReport) {
+	u := job.Webhook.URL
+	if u.IsZero() {
+		return
+	}
+	target, err := u.Resolve(ctx)
+	if err != nil {
+		// Not a failure: under systemd the service may read what this
+		// shell cannot ({credential: …}).
+		rep.add(checkItem{Name: "webhook", Job: job.Name, Status: checkWarn, Detail: "url not readable here: " + err.Error(),
+			Advice: "the service must be able to read it, or alerts are lost"})
+		return
+	}
+	shown := config.URLRef{Literal: target}.String()
+	if msg := config.WebhookURLProblem(target, false); msg != "" {
+		rep.add(checkItem{Name: "webhook", Job: job.Name, Status: checkFail, Detail: fmt.Sprintf("url (%s): %s", u, msg)})
+		return
+	}
+	rep.add(checkItem{Name: "webhook", Job: job.Name, Status: checkOK, Detail: fmt.Sprintf("events go to %s (url %s; not sent by check)", shown, u)})
 }
 
 // checkClock compares the local clock with the Date header of the identity

@@ -20,10 +20,13 @@ import (
 
 // secretsJob is a valid job (client secret from $TEST_GRAPH_SECRET) with
 // each "key: value" of extra added or replacing the line with that key.
+// Its endpoints refuse connections at once (check stays offline and fast).
 func secretsJob(extra ...string) string {
 	lines := []string{
 		"name: staff",
 		"tenant_id: 4f1c7c3a-9a43-4d5e-8d57-0c2b0d3f1a11",
+		"authority_host: https://127.0.0.1:1/",
+		"graph_url: https://127.0.0.1:1/v1.0",
 		"auth: {method: secret, client_id: 7d0e2a51-2b1f-4c3e-9b8a-5e6f7a8b9c0d, client_secret: {env: TEST_GRAPH_SECRET}}",
 		`schedule: "0 2 * * *"`,
 		"catch_up: false",
@@ -50,7 +53,8 @@ func secretsEnv(t *testing.T) {
 	t.Setenv("ENTRAPROV_CONFIG", "")
 	t.Setenv("DATABASE_URL", "postgres://app@127.0.0.1:1/entraprov?connect_timeout=2")
 	t.Setenv("ENTRAPROV_DATABASE_URL", "")
-	t.Setenv("TEST_GRAPH_SECRET", "graph-Secret-Value-7")
+	// No TEST_GRAPH_SECRET: check's sign-in then fails before any network retry.
+	t.Setenv("TEST_GRAPH_SECRET", "")
 }
 
 // An endpoint outside the job's cloud is refused (the client secret would
@@ -244,10 +248,10 @@ func TestRunWarnsAtStartAndReloadNeverEchoesSecrets(t *testing.T) {
 func TestSecretFilePermissionWarning(t *testing.T) {
 	secretsEnv(t)
 	dir := t.TempDir()
-	secretFile := writeFile(t, filepath.Join(dir, "graph-secret"), "graph-Secret-Value-9\n")
+	// Empty: check's sign-in fails before any network retry.
+	secretFile := writeFile(t, filepath.Join(dir, "graph-secret"), "\n")
 	cfg := writeFile(t, filepath.Join(dir, "c.yaml"), "metrics: {listen: ''}\njobs:\n"+secretsJob(
-		"auth: {method: secret, client_id: 7d0e2a51-2b1f-4c3e-9b8a-5e6f7a8b9c0d, client_secret: {file: "+secretFile+"}}",
-		"authority_host: https://127.0.0.1:1/", "graph_url: https://127.0.0.1:1/v1.0"))
+		"auth: {method: secret, client_id: 7d0e2a51-2b1f-4c3e-9b8a-5e6f7a8b9c0d, client_secret: {file: "+secretFile+"}}"))
 	const want = "jobs[0].auth.client_secret.file: "
 	if _, stderr, err := runWorker(t, "config", "validate", "--config", cfg); err != nil || strings.Contains(stderr, "warning") {
 		t.Fatalf("0600: %v, warnings:\n%s", err, stderr)
@@ -266,9 +270,6 @@ func TestSecretFilePermissionWarning(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("check has no permission warning:\n%s", out)
-	}
-	if strings.Contains(stderr+out, "graph-Secret-Value-9") {
-		t.Errorf("the secret is printed:\n%s%s", stderr, out)
 	}
 }
 
@@ -295,8 +296,18 @@ func TestWebhookURLFromFileIsUsedAndRedacted(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s: config validate: %v", tc.name, err)
 		}
-		if strings.Contains(stdout+stderr+vout, "Hook-Token-Value") {
-			t.Errorf("%s: the webhook URL is printed:\n%s%s%s", tc.name, stdout, stderr, vout)
+		rep, _, cout := runCheckJSON(t, "--config", cfg)
+		if it := findCheck(rep, "webhook"); it.Status != checkOK || !strings.Contains(it.Detail, "events go to https://hooks.example/…") {
+			t.Errorf("%s: check's webhook item: %+v", tc.name, it)
 		}
+		if strings.Contains(stdout+stderr+vout+cout, "Hook-Token-Value") {
+			t.Errorf("%s: the webhook URL is printed:\n%s%s%s%s", tc.name, stdout, stderr, vout, cout)
+		}
+	}
+	// What the file holds is checked by check, not echoed.
+	writeFile(t, urlFile, "ftp://hooks.example/Hook-Token-Value\n")
+	rep, _, cout := runCheckJSON(t, "--config", filepath.Join(dir, "file.yaml"))
+	if it := findCheck(rep, "webhook"); it.Status != checkFail || !strings.Contains(it.Detail, "not an http(s) URL") || strings.Contains(cout, "Hook-Token-Value") {
+		t.Errorf("a file holding a bad URL: %+v\n%s", it, cout)
 	}
 }
