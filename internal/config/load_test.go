@@ -478,6 +478,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("jobs:\n  - <<: {name: a}\n    auth: {client_secret: x}\n"))
 	f.Add([]byte(jobYAML(`schedule: "TZ=UTC"`)))
 	f.Add([]byte("database: {url: 'postgres://%zz'}\n"))
+	f.Add([]byte(jobYAML("webhook: {url: {env: WEBHOOK_URL}}", "unsafe_custom_endpoints: true", "graph_url: https://proxy.example/v1.0")))
+	f.Add([]byte(jobYAML("webhook: {url: 'https://hooks.example.com/x'}", "authority_host: https://127.0.0.1:8443/")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)
 		if (c == nil) == (err == nil) {
