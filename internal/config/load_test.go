@@ -443,6 +443,11 @@ func TestDatabase_ConnStringAndRedaction(t *testing.T) {
 		"host=db password=secret":      "host=db password=xxxxx",
 		"host=db password='se cret' x": "host=db password=xxxxx x",
 		"postgres://app@db/x":          "postgres://app@db/x",
+		"postgres://app@db/x?sslmode=require&sslpassword=s&application_name=a": "postgres://app@db/x?sslmode=require&sslpassword=xxxxx&application_name=a",
+		"postgres://app:p@db/x?password=s":                                     "postgres://app:xxxxx@db/x?password=xxxxx",
+		"postgres://app@db/x?pass%77ord=s&oauth_client_secret=o":               "postgres://app@db/x?pass%77ord=xxxxx&oauth_client_secret=xxxxx",
+		"host=db sslpassword='a b' dbname=x":                                   "host=db sslpassword=xxxxx dbname=x",
+		"postgres://app@db/x?passfile=/p":                                      "postgres://app@db/x?passfile=/p",
 	} {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
