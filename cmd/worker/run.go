@@ -184,6 +184,11 @@ func runDaemon(cmd *cobra.Command, stopTimeout time.Duration) error {
 		}, log)
 		if err != nil {
 			st.Close()
+			if errors.Is(err, syscall.EPERM) {
+				// What the shipped unit's SocketBindDeny=any answers for
+				// any other port.
+				err = fmt.Errorf("%w; under systemd, the unit must allow this port: SocketBindAllow=tcp:PORT (the shipped unit allows tcp:9464, the default metrics.listen)", err)
+			}
 			return withExit(exitFail, err)
 		}
 		msrv.Serve()

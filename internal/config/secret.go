@@ -212,12 +212,16 @@ func urlSecret(s string) string {
 		if _, ok := u.User.Password(); ok {
 			return "user:password@"
 		}
-		// ParseQuery decodes the keys (pass%77ord is password); a query it
-		// cannot decode is checked key by key, as RedactURL masks it.
+		// Keys are compared decoded (pass%77ord is password); one that does
+		// not decode may be anything, and RedactURL masks it too.
 		for _, p := range strings.Split(u.RawQuery, "&") {
 			k, _, _ := strings.Cut(p, "=")
-			if dk, err := url.QueryUnescape(k); err != nil || isDBSecretParam(dk) {
-				return strings.ToLower(orStr(dk, "a query parameter")) + "="
+			dk, err := url.QueryUnescape(k)
+			switch {
+			case err != nil:
+				return "an undecodable query parameter"
+			case isDBSecretParam(dk):
+				return strings.ToLower(dk) + "="
 			}
 		}
 		return ""
