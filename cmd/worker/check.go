@@ -145,6 +145,16 @@ func runCheck(cmd *cobra.Command, jobName string, asJSON bool) error {
 		}
 	}
 	rep.add(checkItem{Name: "config", Status: checkOK, Detail: fmt.Sprintf("%s: %d job(s) valid", globals.configPath, len(cfg.Jobs))})
+	// Risky but valid settings (endpoints outside the cloud, secret files
+	// others can read): top-level ones here, a job's with its checks.
+	warnings := map[string][]string{}
+	for _, p := range cfg.Warnings() {
+		j := jobOfKey(cfg, p.Key)
+		warnings[j] = append(warnings[j], p.String())
+	}
+	for _, w := range warnings[""] {
+		rep.add(checkItem{Name: "config", Status: checkWarn, Detail: w})
+	}
 
 	st := checkDatabase(ctx, cfg, rep)
 	if st != nil {
@@ -154,9 +164,23 @@ func runCheck(cmd *cobra.Command, jobName string, asJSON bool) error {
 		if st != nil {
 			checkQuarantine(ctx, job.Name, st, rep)
 		}
+		for _, w := range warnings[job.Name] {
+			rep.add(checkItem{Name: "config", Job: job.Name, Status: checkWarn, Detail: w})
+		}
 		checkJob(ctx, job, st, rep)
+		checkWebhook(ctx, job, rep)
 	}
 	return finishCheck(out, rep, asJSON, exitFail)
+}
+
+// jobOfKey names the job a key path such as jobs[2].graph_url belongs to
+// ("" for a top-level key).
+func jobOfKey(cfg *config.Config, key string) string {
+	var i int
+	if _, err := fmt.Sscanf(key, "jobs[%d]", &i); err == nil && i >= 0 && i < len(cfg.Jobs) {
+		return cfg.Jobs[i].Name
+	}
+	return ""
 }
 
 // checkDatabase checks the connection and the schema version; it returns
@@ -287,6 +311,29 @@ func checkJob(ctx context.Context, job config.Job, st *store.Store, rep *checkRe
 		rep.add(checkItem{Name: "graph", Job: name, Status: checkOK, Detail: "GET " + client.GraphURL() + "/users?$top=1 answered"})
 	}
 	checkClock(tctx, job, rep)
+}
+
+// checkWebhook reads the job's webhook URL, as a delivery would, and checks
+// its form; it sends nothing. The URL is shown as scheme and host only.
+func checkWebhook(ctx context.Context, job config.Job, rep *checkReport) {
+	u := job.Webhook.URL
+	if u.IsZero() {
+		return
+	}
+	target, err := u.Resolve(ctx)
+	if err != nil {
+		// Not a failure: under systemd the service may read what this
+		// shell cannot ({credential: …}).
+		rep.add(checkItem{Name: "webhook", Job: job.Name, Status: checkWarn, Detail: "url not readable here: " + err.Error(),
+			Advice: "the service must be able to read it, or alerts are lost"})
+		return
+	}
+	shown := config.URLRef{Literal: target}.String()
+	if msg := config.WebhookURLProblem(target, false); msg != "" {
+		rep.add(checkItem{Name: "webhook", Job: job.Name, Status: checkFail, Detail: fmt.Sprintf("url (%s): %s", u, msg)})
+		return
+	}
+	rep.add(checkItem{Name: "webhook", Job: job.Name, Status: checkOK, Detail: fmt.Sprintf("events go to %s (url %s; not sent by check)", shown, u)})
 }
 
 // checkClock compares the local clock with the Date header of the identity

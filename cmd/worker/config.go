@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -87,14 +88,21 @@ func init() {
 				if err != nil {
 					return err
 				}
-				return printConfigSummary(cmd.Context(), cmd.OutOrStdout(), cfg, time.Now())
+				if err := printConfigSummary(cmd.Context(), cmd.OutOrStdout(), cfg, time.Now()); err != nil {
+					return err
+				}
+				for _, p := range cfg.Warnings() {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", p)
+				}
+				return nil
 			},
 		})
 		c.AddCommand(&cobra.Command{
 			Use:   "show",
 			Short: "Print the effective configuration: the file with defaults and overrides applied",
-			Long: "Prints the configuration as the worker sees it, every default filled in and the\n" +
-				"database URL's password masked. Secret references are shown, never their values.",
+			Long: "Prints the configuration as the worker sees it, every default filled in, the\n" +
+				"database URL's secrets masked and a literal webhook URL cut to its scheme and host.\n" +
+				"Secret references are shown, never their values.",
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				cfg, err := loadConfig(cmd)
@@ -193,10 +201,25 @@ func printConfigSummary(ctx context.Context, w io.Writer, cfg *config.Config, no
 			lines = append(lines, fmt.Sprintf("  %s: workload identity, token file %s", j.Name, f))
 		}
 	}
+	for _, j := range cfg.Jobs {
+		switch u := j.Webhook.URL; {
+		case u.Literal != "":
+			lines = append(lines, fmt.Sprintf("  %s: webhook %s", j.Name, u))
+		case !u.Ref.IsZero():
+			lines = append(lines, fmt.Sprintf("  %s: webhook url %s", j.Name, secretStatus(ctx, u.Ref)))
+		}
+	}
 	if len(lines) > 0 {
 		fmt.Fprintf(w, "\ncredentials:\n%s\n", strings.Join(lines, "\n"))
 	}
 	return nil
+}
+
+// logConfigWarnings logs what config.Warnings finds (start-up, reload).
+func logConfigWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, p := range cfg.Warnings() {
+		log.Warn("configuration: "+p.Msg, "key", p.Key)
+	}
 }
 
 // secretStatus names a secret reference and says whether it can be read

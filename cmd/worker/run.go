@@ -135,6 +135,7 @@ func runDaemon(cmd *cobra.Command, stopTimeout time.Duration) error {
 	}
 	log := daemonLogger(cfg.Log, cmd.ErrOrStderr())
 	slog.SetDefault(log)
+	logConfigWarnings(log, cfg)
 
 	// Everything that can be wrong is checked before READY=1: systemd then
 	// reports a failed start instead of a service that fails at 02:00.
@@ -183,6 +184,11 @@ func runDaemon(cmd *cobra.Command, stopTimeout time.Duration) error {
 		}, log)
 		if err != nil {
 			st.Close()
+			if errors.Is(err, syscall.EPERM) {
+				// What the shipped unit's SocketBindDeny=any answers for
+				// any other port.
+				err = fmt.Errorf("%w; under systemd, the unit must allow this port: SocketBindAllow=tcp:PORT (the shipped unit allows tcp:9464, the default metrics.listen)", err)
+			}
 			return withExit(exitFail, err)
 		}
 		msrv.Serve()
@@ -274,6 +280,7 @@ func (d *workerd) reload(ctx context.Context) {
 		d.log.Error("reload refused: the new configuration is invalid; keeping the running jobs", "err", err)
 		return
 	}
+	logConfigWarnings(d.log, cfg)
 	diff, err := d.sched.Reload(ctx, cfg.Jobs)
 	if err != nil {
 		d.log.Error("reload refused; keeping the running jobs", "err", err)

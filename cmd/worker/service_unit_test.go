@@ -8,21 +8,32 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/entraprov/entraprov/internal/config"
 )
 
 const unitFile = "../../configs/entraprov-worker.service"
 
-// maxExposure is systemd-analyze security's "OK" bound; the unit must stay
-// at or under it as directives are added.
-const maxExposure = 2.5
+// maxExposure is what the unit achieves in `systemd-analyze security`
+// (1.1 with systemd 252, Debian 12): removing any hardening directive raises
+// it (PrivateMounts=yes alone is worth 0.1), so a regression fails here.
+// What remains is what the worker needs: Internet sockets (PostgreSQL,
+// Entra ID, Graph), AF_UNIX (sd_notify, a local PostgreSQL), the host's
+// network and root directory, no IP allow list (Microsoft's addresses
+// change).
+const maxExposure = 1.1
 
-// The unit must pass `systemd-analyze verify` and rate "OK" or better in
-// `systemd-analyze security`. systemd-analyze is part of systemd; on a host
-// without it there is nothing to run.
+// The unit must pass `systemd-analyze verify` and keep its exposure in
+// `systemd-analyze security`. systemd-analyze is part of systemd (CI
+// installs it, see .ci/run); a host without it fails this test rather
+// than skip it silently, unless ENTRAPROV_NO_SYSTEMD=1 says so explicitly.
 func TestServiceUnitVerifiesAndIsHardened(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skip("systemd-analyze not installed (apt-get install systemd)")
+		if os.Getenv("ENTRAPROV_NO_SYSTEMD") == "1" {
+			t.Skip("ENTRAPROV_NO_SYSTEMD=1: the unit is not analysed on this host")
+		}
+		t.Fatal("systemd-analyze not found: install systemd (apt-get install systemd), or set ENTRAPROV_NO_SYSTEMD=1 to skip the unit analysis on this host")
 	}
 	unit, err := os.ReadFile(unitFile)
 	if err != nil {
@@ -74,6 +85,9 @@ func TestServiceUnitContract(t *testing.T) {
 		"ExecStart=/usr/local/bin/worker run --config /etc/entraprov/config.yaml",
 		"ExecReload=/bin/kill -HUP $MAINPID", "LoadCredential=graph-secret:",
 		"RestartPreventExitStatus=78", "DynamicUser=yes", "StateDirectory=entraprov",
+		"PrivateMounts=yes", "SocketBindDeny=any",
+		// The default metrics.listen's port: the only bind allowed.
+		"SocketBindAllow=tcp:" + strings.TrimPrefix(config.Default().Metrics.Listen, "127.0.0.1:"),
 	} {
 		if !strings.Contains(string(unit), "\n"+line) {
 			t.Errorf("unit lacks %q", line)

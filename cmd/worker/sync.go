@@ -107,6 +107,9 @@ func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	stderr := cmd.ErrOrStderr()
+	log := daemonLogger(cfg.Log, stderr)
+	logConfigWarnings(log, cfg)
 	dsn, err := cfg.Database.ConnString(ctx)
 	if err != nil {
 		return store.Run{}, withExit(exitConfig, err)
@@ -131,8 +134,6 @@ func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
 			return store.Run{}, withExit(exitUsage, fmt.Errorf("--approve: %w", err))
 		}
 	}
-	stderr := cmd.ErrOrStderr()
-	log := daemonLogger(cfg.Log, stderr)
 	eng := newEngine(st, nil, log)
 	if opts.Mode == engine.ModeApply {
 		note, err := releaseForManualRun(ctx, st, job.Name)

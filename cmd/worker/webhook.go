@@ -39,7 +39,7 @@ func (d *workerd) sendWebhook(res jobs.Result) {
 	}
 	policy := jobs.PolicyFrom(d.cfg.Quarantine)
 	d.mu.Unlock()
-	if job.Webhook.URL == "" {
+	if job.Webhook.URL.IsZero() {
 		return
 	}
 	h := d.hooks
@@ -61,7 +61,19 @@ func (d *workerd) sendWebhook(res jobs.Result) {
 		budget := time.Duration(job.Webhook.Retries+1)*job.Webhook.Timeout.Duration + time.Minute
 		ctx, cancel := context.WithTimeout(context.Background(), budget)
 		defer cancel()
-		if err := h.sender.Send(ctx, job.Webhook.URL, job.Webhook.Timeout.Duration, job.Webhook.Retries, p); err != nil {
+		// Read at each event, like the Graph credential: a rotated URL file
+		// applies without a reload. The URL may hold a token: not logged.
+		target, err := job.Webhook.URL.Resolve(ctx)
+		if err == nil {
+			if msg := config.WebhookURLProblem(target, false); msg != "" {
+				err = fmt.Errorf("webhook url (%s): %s", job.Webhook.URL, msg)
+			}
+		}
+		if err != nil {
+			d.log.Error("webhook not delivered", "job", res.Job, "event", ev, "run_id", res.Run.ID, "err", err)
+			return
+		}
+		if err := h.sender.Send(ctx, target, job.Webhook.Timeout.Duration, job.Webhook.Retries, p); err != nil {
 			d.log.Error("webhook not delivered", "job", res.Job, "event", ev, "run_id", res.Run.ID, "err", err)
 		}
 	}()

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -41,7 +42,9 @@ func TestDaemonSendsWebhookEvents(t *testing.T) {
 
 	job := config.DefaultJob()
 	job.Name = "nightly"
-	job.Webhook = config.Webhook{URL: srv.URL, Timeout: config.Duration{Duration: time.Second}, Retries: 2}
+	// The URL from a file, as for a receiver whose URL embeds its token.
+	urlFile := writeFile(t, filepath.Join(t.TempDir(), "webhook-url"), srv.URL+"/hook\n")
+	job.Webhook = config.Webhook{URL: config.URLRef{Ref: config.SecretRef{File: urlFile}}, Timeout: config.Duration{Duration: time.Second}, Retries: 2}
 	cfg := &config.Config{Jobs: []config.Job{job}, Quarantine: config.Default().Quarantine}
 	d := &workerd{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: cfg,
 		hooks: &hookState{unwell: map[string]bool{}, sender: &webhook.Sender{FirstWait: time.Millisecond}}}

@@ -89,10 +89,16 @@ type Job struct {
 	// Cloud is public | usgov | china; it selects the authority host and the
 	// Graph base URL.
 	Cloud string `yaml:"cloud"`
-	// AuthorityHost and GraphURL override the cloud's endpoints (the
-	// emulator, a sovereign proxy). GraphURL ends in /v1.0.
+	// AuthorityHost and GraphURL override the cloud's endpoints. GraphURL
+	// ends in /v1.0. They may name only the cloud's own hosts (see Clouds)
+	// or a loopback address (the emulator): the client secret, the signed
+	// certificate assertion and the Graph tokens go wherever they point.
 	AuthorityHost string `yaml:"authority_host"`
 	GraphURL      string `yaml:"graph_url"`
+	// UnsafeCustomEndpoints lets AuthorityHost and GraphURL name any https
+	// host (a proxy the operator trusts with the job's credentials); every
+	// start-up, check and validate then prints a warning.
+	UnsafeCustomEndpoints bool `yaml:"unsafe_custom_endpoints"`
 	// CAFile adds a PEM CA bundle trusted for the endpoints (the emulator).
 	CAFile string `yaml:"ca_file"`
 
@@ -165,9 +171,11 @@ type UserBackoff struct {
 }
 
 // Webhook is where a job's state changes are POSTed. The payload never
-// holds a secret; the URL must not carry credentials (user:password@).
+// holds a secret; the URL often does (most alerting systems put a token in
+// its path or query), so it may be given by reference, and a literal one
+// must not carry user:password@ or a query string.
 type Webhook struct {
-	URL     string   `yaml:"url"`     // https (http only to a loopback address); "" : off
+	URL     URLRef   `yaml:"url"`     // https (http only to a loopback address); unset: off
 	Timeout Duration `yaml:"timeout"` // per attempt
 	Retries int      `yaml:"retries"` // further attempts after a 5xx, 429 or network error
 }

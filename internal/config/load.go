@@ -162,9 +162,9 @@ func decode(data []byte) (*Config, *index, []Problem, error) {
 
 	// A password inside the file's URL is a literal secret; the same URL
 	// from the environment is the operator's choice.
-	if urlHasPassword(cfg.Database.URL) {
+	if what := urlSecret(cfg.Database.URL); what != "" {
 		problems = append(problems, Problem{Key: "database.url", Line: ix.lineOf("database.url"),
-			Msg: "contains a password; a literal secret is not allowed; remove it and use database.password: {file: /etc/entraprov/db-password} or {credential: db-password}, a ~/.pgpass file, or set ENTRAPROV_DATABASE_URL in the service environment"})
+			Msg: "contains a password; a literal secret is not allowed in the file, which is world-readable (" + what + "); remove it and use database.password: {file: /etc/entraprov/db-password} or {credential: db-password}, a passfile (~/.pgpass or passfile=), or set ENTRAPROV_DATABASE_URL in the service environment"})
 	}
 
 	def := Default()

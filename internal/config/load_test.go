@@ -129,7 +129,7 @@ func TestLoad_rejectsBadConfig(t *testing.T) {
 		{"bad_every_descriptor", jobYAML(`schedule: "@every soon"`), "jobs[0].schedule", "is not a valid schedule"},
 		{"tenant_not_guid_or_domain", jobYAML("tenant_id: not a tenant"), "jobs[0].tenant_id", "neither a GUID"},
 		{"tenant_common_refused", jobYAML("tenant_id: organizations"), "jobs[0].tenant_id", "app-only sign-in needs the tenant id"},
-		{"client_id_not_guid", jobYAML("auth: {method: certificate, client_id: my-app, certificate_file: /etc/passwd}"), "jobs[0].auth.client_id", `"my-app" is not a GUID`},
+		{"client_id_not_guid", jobYAML("auth: {method: certificate, client_id: my-app, certificate_file: /etc/passwd}"), "jobs[0].auth.client_id", "is not a GUID; want the application (client) id"},
 		{"cloud_unknown", jobYAML("cloud: germany"), "jobs[0].cloud", "want public, usgov or china"},
 		{"auth_method_unknown", jobYAML("auth: {method: password, client_id: " + testClientID + "}"), "jobs[0].auth.method", `"password" is not an auth method`},
 		{"secret_method_without_secret", jobYAML("auth: {method: secret, client_id: " + testClientID + "}"), "jobs[0].auth.client_secret", "required with method: secret"},
@@ -193,7 +193,7 @@ func TestLoad_rejectsBadConfig(t *testing.T) {
 		{"budget_and_old_key", jobYAML("deletion_threshold: {max_count: 5}", "change_budget: {disables: {max_count: 7}}"), "jobs[0].deletion_threshold",
 			"deletion_threshold is the older name of change_budget.disables and .deletes"},
 		{"budget_unknown_kind", jobYAML("change_budget: {disable: {max_count: 7}}"), "jobs[0].change_budget.disable", "did you mean disables?"},
-		{"managed_identity_client_id_not_guid", jobYAML("auth: {method: managed_identity, managed_identity_client_id: abc}"), "jobs[0].auth.managed_identity_client_id", `"abc" is not a GUID`},
+		{"managed_identity_client_id_not_guid", jobYAML("auth: {method: managed_identity, managed_identity_client_id: abc}"), "jobs[0].auth.managed_identity_client_id", "is not a GUID; want the user-assigned identity's client id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -460,6 +460,11 @@ func TestDatabase_ConnStringAndRedaction(t *testing.T) {
 		"host=db password=secret":      "host=db password=xxxxx",
 		"host=db password='se cret' x": "host=db password=xxxxx x",
 		"postgres://app@db/x":          "postgres://app@db/x",
+		"postgres://app@db/x?sslmode=require&sslpassword=s&application_name=a": "postgres://app@db/x?sslmode=require&sslpassword=xxxxx&application_name=a",
+		"postgres://app:p@db/x?password=s":                                     "postgres://app:xxxxx@db/x?password=xxxxx",
+		"postgres://app@db/x?pass%77ord=s&oauth_client_secret=o":               "postgres://app@db/x?pass%77ord=xxxxx&oauth_client_secret=xxxxx",
+		"host=db sslpassword='a b' dbname=x":                                   "host=db sslpassword=xxxxx dbname=x",
+		"postgres://app@db/x?passfile=/p":                                      "postgres://app@db/x?passfile=/p",
 	} {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
@@ -495,6 +500,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("jobs:\n  - <<: {name: a}\n    auth: {client_secret: x}\n"))
 	f.Add([]byte(jobYAML(`schedule: "TZ=UTC"`)))
 	f.Add([]byte("database: {url: 'postgres://%zz'}\n"))
+	f.Add([]byte(jobYAML("webhook: {url: {env: WEBHOOK_URL}}", "unsafe_custom_endpoints: true", "graph_url: https://proxy.example/v1.0")))
+	f.Add([]byte(jobYAML("webhook: {url: 'https://hooks.example.com/x'}", "authority_host: https://127.0.0.1:8443/")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)
 		if (c == nil) == (err == nil) {

@@ -158,30 +158,78 @@ func (r *SecretRef) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-var dsnPassword = regexp.MustCompile(`(?i)(^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S*)`)
+// dbSecretParams are the connection parameters (libpq's, which pgx
+// follows) whose value is a secret: the password, the client key's
+// passphrase, and the OAuth client secret of PostgreSQL 18. passfile,
+// sslkey and sslcert name files and are not secrets.
+var dbSecretParams = []string{"password", "sslpassword", "oauth_client_secret"}
 
-// RedactURL hides a password in a postgres:// URL or a key=value DSN.
-func RedactURL(s string) string {
-	if isURL(s) {
-		if u, err := url.Parse(s); err == nil {
-			return u.Redacted()
+// dsnSecret matches a secret parameter of a key=value connection string,
+// its value quoted or not.
+var dsnSecret = regexp.MustCompile(`(?i)(^|\s)(` + strings.Join(dbSecretParams, "|") + `)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)`)
+
+func isDBSecretParam(key string) bool {
+	for _, p := range dbSecretParams {
+		if strings.EqualFold(key, p) {
+			return true
 		}
-		return "(unparsable URL)"
 	}
-	return dsnPassword.ReplaceAllString(s, "${1}password=xxxxx")
+	return false
 }
 
-// urlHasPassword reports a password inside the database URL or DSN.
-func urlHasPassword(s string) bool {
+// RedactURL hides the secrets of a postgres:// URL (user:password@ and the
+// query parameters password, sslpassword, oauth_client_secret) or of a
+// key=value DSN, keeping the rest readable.
+func RedactURL(s string) string {
 	if isURL(s) {
 		u, err := url.Parse(s)
 		if err != nil {
-			return false
+			return "(unparsable URL)"
 		}
-		_, ok := u.User.Password()
-		return ok
+		if u.RawQuery != "" {
+			parts := strings.Split(u.RawQuery, "&")
+			for i, p := range parts {
+				k, _, _ := strings.Cut(p, "=")
+				if dk, err := url.QueryUnescape(k); err != nil || isDBSecretParam(dk) {
+					parts[i] = k + "=xxxxx"
+				}
+			}
+			u.RawQuery = strings.Join(parts, "&")
+		}
+		return u.Redacted()
 	}
-	return dsnPassword.MatchString(s)
+	return dsnSecret.ReplaceAllString(s, "${1}${2}=xxxxx")
+}
+
+// urlSecret names the secret a database URL or DSN carries ("" if none):
+// "user:password@" or the parameter (sslpassword=, ...).
+func urlSecret(s string) string {
+	if isURL(s) {
+		u, err := url.Parse(s)
+		if err != nil {
+			return ""
+		}
+		if _, ok := u.User.Password(); ok {
+			return "user:password@"
+		}
+		// Keys are compared decoded (pass%77ord is password); one that does
+		// not decode may be anything, and RedactURL masks it too.
+		for _, p := range strings.Split(u.RawQuery, "&") {
+			k, _, _ := strings.Cut(p, "=")
+			dk, err := url.QueryUnescape(k)
+			switch {
+			case err != nil:
+				return "an undecodable query parameter"
+			case isDBSecretParam(dk):
+				return strings.ToLower(dk) + "="
+			}
+		}
+		return ""
+	}
+	if m := dsnSecret.FindStringSubmatch(s); m != nil {
+		return strings.ToLower(m[2]) + "="
+	}
+	return ""
 }
 
 func isURL(s string) bool {
@@ -215,8 +263,75 @@ func (d Database) ConnString(ctx context.Context) (string, error) {
 }
 
 // Redacted returns a copy safe to print: the database URL loses its
-// password. Secret references hold no secrets and are kept.
+// secrets and a literal webhook URL keeps only its scheme and host. Secret
+// references hold no secrets and are kept.
 func (c Config) Redacted() Config {
 	c.Database.URL = RedactURL(c.Database.URL)
+	c.Jobs = append([]Job(nil), c.Jobs...)
+	for i := range c.Jobs {
+		if l := c.Jobs[i].Webhook.URL.Literal; l != "" {
+			c.Jobs[i].Webhook.URL.Literal = redactHTTPURL(l)
+		}
+	}
 	return c
+}
+
+// URLRef is a URL written in the file or, since most alerting systems put
+// a bearer token in their webhook URLs (path or query), a reference to a
+// secret holding it: {file: PATH}, {env: NAME} or {credential: NAME}.
+type URLRef struct {
+	Literal string    `yaml:"-"`
+	Ref     SecretRef `yaml:"-"`
+}
+
+// IsZero reports whether no URL is configured.
+func (u URLRef) IsZero() bool { return u.Literal == "" && u.Ref.IsZero() }
+
+// Resolve returns the URL, reading the reference if it is one. The result
+// may hold a credential: never log it.
+func (u URLRef) Resolve(ctx context.Context) (string, error) {
+	if u.Literal != "" {
+		return u.Literal, nil
+	}
+	return u.Ref.Read(ctx)
+}
+
+// String says where the URL is without its credential: scheme and host of
+// a literal, the location of a reference.
+func (u URLRef) String() string {
+	if u.Literal != "" {
+		return redactHTTPURL(u.Literal)
+	}
+	return u.Ref.String()
+}
+
+// MarshalYAML writes the literal (Config.Redacted shortens it first) or
+// the reference.
+func (u URLRef) MarshalYAML() (any, error) {
+	if u.Literal != "" {
+		return u.Literal, nil
+	}
+	return u.Ref.MarshalYAML()
+}
+
+// UnmarshalYAML takes a string as a literal URL and a mapping as a secret
+// reference.
+func (u *URLRef) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		if n.Tag != "!!null" {
+			u.Literal = n.Value
+		}
+		return nil
+	}
+	return u.Ref.UnmarshalYAML(n)
+}
+
+// redactHTTPURL keeps the scheme and host: the path and query of a webhook
+// URL often carry its token.
+func redactHTTPURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return "(invalid URL)"
+	}
+	return u.Scheme + "://" + u.Host + "/…"
 }

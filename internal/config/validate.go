@@ -66,11 +66,60 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Clouds are the national clouds: authority host and Graph base URL.
-var Clouds = map[string]struct{ AuthorityHost, GraphURL string }{
-	"public": {"https://login.microsoftonline.com/", "https://graph.microsoft.com/v1.0"},
-	"usgov":  {"https://login.microsoftonline.us/", "https://graph.microsoft.us/v1.0"},
-	"china":  {"https://login.chinacloudapi.cn/", "https://microsoftgraph.chinacloudapi.cn/v1.0"},
+// Cloud is a national cloud: its default endpoints, and the hosts that
+// authority_host and graph_url may name without unsafe_custom_endpoints.
+type Cloud struct {
+	AuthorityHost, GraphURL    string
+	AuthorityHosts, GraphHosts []string
+}
+
+// Clouds are the national clouds, with the endpoints Microsoft documents
+// (learn.microsoft.com/graph/deployments): usgov has a Graph for GCC High
+// and one for DoD.
+var Clouds = map[string]Cloud{
+	"public": {"https://login.microsoftonline.com/", "https://graph.microsoft.com/v1.0",
+		[]string{"login.microsoftonline.com"}, []string{"graph.microsoft.com"}},
+	"usgov": {"https://login.microsoftonline.us/", "https://graph.microsoft.us/v1.0",
+		[]string{"login.microsoftonline.us"}, []string{"graph.microsoft.us", "dod-graph.microsoft.us"}},
+	"china": {"https://login.chinacloudapi.cn/", "https://microsoftgraph.chinacloudapi.cn/v1.0",
+		[]string{"login.chinacloudapi.cn"}, []string{"microsoftgraph.chinacloudapi.cn"}},
+}
+
+// foreignHost returns the host of rawURL when it is neither one of hosts
+// nor a loopback address, and "" otherwise (or when rawURL does not parse:
+// the URL check reports that).
+func foreignHost(rawURL string, hosts []string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	h := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if isLoopbackHost(h) {
+		return ""
+	}
+	for _, ok := range hosts {
+		if h == ok {
+			return ""
+		}
+	}
+	return h
+}
+
+// foreignEndpoints returns the hosts of the job's endpoint overrides that
+// are outside its cloud and loopback ("" for each that is not): allowed
+// only with unsafe_custom_endpoints.
+func (j Job) foreignEndpoints() (authority, graph string) {
+	c, ok := Clouds[j.Cloud]
+	if !ok {
+		return "", ""
+	}
+	if j.AuthorityHost != "" {
+		authority = foreignHost(j.AuthorityHost, c.AuthorityHosts)
+	}
+	if j.GraphURL != "" {
+		graph = foreignHost(j.GraphURL, c.GraphHosts)
+	}
+	return authority, graph
 }
 
 // Endpoints returns the authority host and Graph base URL (ending in
@@ -255,16 +304,31 @@ func (j *Job) validate(v *validator, k string) {
 	case t == "common" || t == "organizations" || t == "consumers":
 		v.add(k+".tenant_id", "%q is not a tenant; app-only sign-in needs the tenant id GUID or a domain such as contoso.onmicrosoft.com", t)
 	case !reGUID.MatchString(t) && !isDomain(t):
-		v.add(k+".tenant_id", "%q is neither a GUID (%s) nor a domain such as contoso.onmicrosoft.com", t, exampleGUID)
+		// Not echoed, like every value that may be a secret pasted into
+		// the wrong field: the key and line locate it.
+		v.add(k+".tenant_id", "is neither a GUID (%s) nor a domain such as contoso.onmicrosoft.com", exampleGUID)
 	}
 
 	if _, ok := Clouds[j.Cloud]; !ok {
 		v.add(k+".cloud", "%q is not a cloud; want public, usgov or china", j.Cloud)
 	}
-	v.httpsURL(k+".authority_host", j.AuthorityHost, "https://login.microsoftonline.com/")
-	if v.httpsURL(k+".graph_url", j.GraphURL, "https://graph.microsoft.com/v1.0") {
+	authOK := v.httpsURL(k+".authority_host", j.AuthorityHost, "https://login.microsoftonline.com/")
+	graphOK := v.httpsURL(k+".graph_url", j.GraphURL, "https://graph.microsoft.com/v1.0")
+	if graphOK {
 		if u, _ := url.Parse(j.GraphURL); !strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/v1.0") {
 			v.add(k+".graph_url", "%q must end in /v1.0, e.g. https://graph.microsoft.com/v1.0", j.GraphURL)
+		}
+	}
+	// Whoever can edit this (world-readable, secret-free) file must not be
+	// able to receive the job's credential or a Graph token by pointing an
+	// endpoint at their own host.
+	if fa, fg := j.foreignEndpoints(); !j.UnsafeCustomEndpoints {
+		c := Clouds[j.Cloud]
+		if authOK && fa != "" {
+			v.add(k+".authority_host", "host %s is neither cloud %s's token authority (%s) nor a loopback address: the client secret or signed assertion would be sent there; remove it, or for a proxy you trust set unsafe_custom_endpoints: true", fa, j.Cloud, strings.Join(c.AuthorityHosts, ", "))
+		}
+		if graphOK && fg != "" {
+			v.add(k+".graph_url", "host %s is neither cloud %s's Graph (%s) nor a loopback address: Graph tokens would be sent there; remove it, or for a proxy you trust set unsafe_custom_endpoints: true", fg, j.Cloud, strings.Join(c.GraphHosts, ", "))
 		}
 	}
 	if j.CAFile != "" {
@@ -381,11 +445,11 @@ func (a *Auth) validate(v *validator, k string) {
 				v.fileExists(k+".key_file", a.KeyFile)
 			}
 			if a.KeyCredential != "" && !reCredName.MatchString(a.KeyCredential) {
-				v.add(k+".key_credential", "%q is not a systemd credential name (letters, digits, - _ . @)", a.KeyCredential)
+				v.add(k+".key_credential", "is not a systemd credential name (letters, digits, - _ . @), e.g. app-key")
 			}
 		case a.KeyCredential != "":
 			if !reCredName.MatchString(a.KeyCredential) {
-				v.add(k+".key_credential", "%q is not a systemd credential name (letters, digits, - _ . @)", a.KeyCredential)
+				v.add(k+".key_credential", "is not a systemd credential name (letters, digits, - _ . @), e.g. app-key")
 			}
 		default:
 			v.add(k+".certificate_file", "required with method: certificate; give certificate_file (PEM with certificate and key, or with key_file / key_credential) or pfx_file")
@@ -400,7 +464,7 @@ func (a *Auth) validate(v *validator, k string) {
 		needClientID = false
 		used["managed_identity_client_id"] = true
 		if id := a.ManagedIdentityClientID; id != "" && !reGUID.MatchString(id) {
-			v.add(k+".managed_identity_client_id", "%q is not a GUID; want the user-assigned identity's client id, e.g. %s, or leave it out for the system-assigned identity", id, exampleGUID)
+			v.add(k+".managed_identity_client_id", "is not a GUID; want the user-assigned identity's client id, e.g. %s, or leave it out for the system-assigned identity", exampleGUID)
 		}
 		if a.ClientID != "" {
 			v.add(k+".client_id", "not used with managed_identity; for a user-assigned identity set managed_identity_client_id")
@@ -422,7 +486,7 @@ func (a *Auth) validate(v *validator, k string) {
 		case a.ClientID == "":
 			v.add(k+".client_id", "required with method: %s; the app registration's application (client) id, e.g. %s", a.Method, exampleGUID)
 		case !reGUID.MatchString(a.ClientID):
-			v.add(k+".client_id", "%q is not a GUID; want the application (client) id, e.g. %s", a.ClientID, exampleGUID)
+			v.add(k+".client_id", "is not a GUID; want the application (client) id, e.g. %s (a client secret belongs in client_secret: {file: ...})", exampleGUID)
 		}
 	}
 	if a.Method == "secret" {
@@ -453,26 +517,31 @@ func (v *validator) secretRef(k string, r SecretRef) {
 		}
 	}
 	if n > 1 {
-		v.add(k, "set exactly one of file, env, credential (got %s)", r)
+		v.add(k, "set exactly one of file, env, credential")
 		return
 	}
+	// The names are not echoed: a secret written where its name belongs
+	// ({env: <the secret>}) must not reach the terminal or the journal.
 	switch {
 	case r.Env != "" && !reEnvName.MatchString(r.Env):
-		v.add(k+".env", "%q is not an environment variable name; want e.g. GRAPH_CLIENT_SECRET", r.Env)
+		v.add(k+".env", "is not an environment variable name; want e.g. GRAPH_CLIENT_SECRET (the name of the variable holding the secret, not the secret)")
 	case r.Credential != "" && !reCredName.MatchString(r.Credential):
-		v.add(k+".credential", "%q is not a systemd credential name (letters, digits, - _ . @), e.g. graph-secret", r.Credential)
+		v.add(k+".credential", "is not a systemd credential name (letters, digits, - _ . @), e.g. graph-secret (the LoadCredential= name, not the secret)")
 	case r.File != "":
 		v.fileExists(k+".file", r.File)
 	}
 }
 
+// fileExists checks a file of the auth section or a secret reference; the
+// path is not echoed (a secret pasted in its place must not be), the key
+// and line locate it.
 func (v *validator) fileExists(k, path string) {
 	fi, err := os.Stat(path)
 	switch {
 	case err != nil:
-		v.add(k, "cannot use %s: %v", path, errNoPath(err))
+		v.add(k, "cannot use the file named here: %v", errNoPath(err))
 	case fi.IsDir():
-		v.add(k, "%s is a directory; want a file", path)
+		v.add(k, "names a directory; want a file")
 	}
 }
 
@@ -501,18 +570,32 @@ func errNoPath(err error) error {
 	return err
 }
 
+// WebhookURLProblem says what is wrong with a webhook URL ("" if nothing),
+// without echoing it. A literal (written in the file) must not carry a
+// credential; one read from a secret reference may.
+func WebhookURLProblem(s string, literal bool) string {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		return "not an http(s) URL; want e.g. https://alerts.example.com/entraprov"
+	case literal && u.User != nil:
+		return "contains user:password@; a literal secret is not allowed in the file — put the URL in a file or systemd credential: url: {credential: webhook-url}"
+	case literal && (u.RawQuery != "" || u.ForceQuery):
+		return "has a query string, where alerting systems put their token; a literal secret is not allowed in the file — put the URL in a file or systemd credential: url: {credential: webhook-url}"
+	case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+		return "http is only allowed to a loopback address (payloads name users' jobs and errors); use https"
+	}
+	return ""
+}
+
 func (w Webhook) validate(v *validator, k string) {
-	if w.URL != "" {
-		u, err := url.Parse(w.URL)
-		switch {
-		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-			v.add(k+".url", "not an http(s) URL; want e.g. https://alerts.example.com/entraprov")
-		case u.User != nil:
-			// Never echo it: the user info is a credential.
-			v.add(k+".url", "contains user:password@; a literal secret is not allowed in the file — use an endpoint that needs no credentials in the URL")
-		case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
-			v.add(k+".url", "http is only allowed to a loopback address (payloads name users' jobs and errors); use https://%s%s", u.Host, u.Path)
+	switch {
+	case w.URL.Literal != "":
+		if msg := WebhookURLProblem(w.URL.Literal, true); msg != "" {
+			v.add(k+".url", "%s", msg)
 		}
+	case !w.URL.Ref.IsZero():
+		v.secretRef(k+".url", w.URL.Ref)
 	}
 	if t := w.Timeout.Duration; t < time.Second || t > 5*time.Minute {
 		v.add(k+".timeout", "%s is not in 1s..5m; want the time one POST may take, e.g. 10s (default)", t)

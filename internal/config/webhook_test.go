@@ -8,10 +8,10 @@ import (
 
 func TestWebhookDefaultsAndValidation(t *testing.T) {
 	c := mustParse(t, jobYAML("webhook: {url: 'https://hooks.example.com/entraprov'}"))
-	if w := c.Jobs[0].Webhook; w.URL != "https://hooks.example.com/entraprov" || w.Timeout.Duration != 10*time.Second || w.Retries != 3 {
+	if w := c.Jobs[0].Webhook; w.URL.Literal != "https://hooks.example.com/entraprov" || w.Timeout.Duration != 10*time.Second || w.Retries != 3 {
 		t.Fatalf("webhook = %+v; want the URL with 10s and 3 retries", w)
 	}
-	if w := mustParse(t, jobYAML()).Jobs[0].Webhook; w.URL != "" {
+	if w := mustParse(t, jobYAML()).Jobs[0].Webhook; !w.URL.IsZero() {
 		t.Fatalf("webhook without config = %+v; want off", w)
 	}
 	mustParse(t, jobYAML("webhook: {url: 'http://127.0.0.1:9000/hook'}"))

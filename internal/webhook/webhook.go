@@ -4,7 +4,8 @@
 //
 // It owns the payload, the rule that picks the event from a run's outcome
 // (EventFor, pure) and the delivery (Sender: per-attempt timeout, retries
-// with doubling waits on network errors, 429 and 5xx). It must not put a
+// with doubling waits on network errors, 429 and 5xx; redirects are not
+// followed). It must not put a
 // secret, a token or a user's personal data in a payload — job name, run
 // id, status, counts and the run's error summary only — nor log the URL
 // beyond its scheme and host (webhook URLs often embed a token).
@@ -79,8 +80,10 @@ func EventFor(healthy bool, status string, enteredQuarantine bool) (Event, bool)
 
 // Sender delivers payloads.
 type Sender struct {
-	// Client sends the requests (nil: a client without cookies or
-	// redirects followed across hosts beyond net/http's defaults).
+	// Client sends the requests (nil: http.DefaultClient's transport).
+	// Whatever its CheckRedirect, Send follows no redirect: the URL is a
+	// credential, and a 3xx would send the payload (and, for a same-host
+	// redirect, any header) to wherever the answer points.
 	Client *http.Client
 	Log    *slog.Logger
 	// FirstWait is the wait before the first retry (0: 1s); it doubles.
@@ -98,10 +101,12 @@ func (s *Sender) Send(ctx context.Context, rawURL string, timeout time.Duration,
 	if err != nil {
 		return fmt.Errorf("webhook %s: encode payload: %w", p.Event, err)
 	}
-	client := s.Client
-	if client == nil {
-		client = http.DefaultClient
+	client := &http.Client{}
+	if s.Client != nil {
+		c := *s.Client
+		client = &c
 	}
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	wait := s.FirstWait
 	if wait <= 0 {
 		wait = time.Second
@@ -162,6 +167,8 @@ func (s *Sender) post(ctx context.Context, client *http.Client, rawURL string, t
 		return false, nil
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return true, fmt.Errorf("answered %s", resp.Status)
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return false, fmt.Errorf("answered %s: redirects are not followed; configure the URL it redirects to", resp.Status)
 	default:
 		return false, fmt.Errorf("answered %s (not retried)", resp.Status)
 	}

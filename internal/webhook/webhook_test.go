@@ -135,3 +135,42 @@ func TestSendTimesOutEachAttempt(t *testing.T) {
 		t.Fatalf("hanging endpoint: err %v after %v; want a timeout error within ~200ms", err, time.Since(start))
 	}
 }
+
+// The URL is a credential and the payload names jobs and errors: a 3xx
+// answer (a compromised or misconfigured endpoint) must not move either to
+// another server. The redirect is not followed, not retried, and the
+// delivery fails naming the answer; with a caller's client that would
+// follow redirects too.
+func TestSendFollowsNoRedirect(t *testing.T) {
+	var mu sync.Mutex
+	hits := 0
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits++
+		mu.Unlock()
+	}))
+	defer elsewhere.Close()
+	for _, code := range []int{http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		attempts := 0
+		redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			attempts++
+			http.Redirect(w, r, elsewhere.URL+"/collect?token=x", code)
+		}))
+		for _, client := range []*http.Client{nil, {}} {
+			s := &Sender{Client: client, FirstWait: time.Millisecond}
+			err := s.Send(context.Background(), redirector.URL+"/hook", time.Second, 2, Payload{Event: EventFailed, Job: "nightly"})
+			if err == nil || !strings.Contains(err.Error(), "redirects are not followed") {
+				t.Errorf("%d: Send = %v; want a failure saying redirects are not followed", code, err)
+			}
+		}
+		redirector.Close()
+		if attempts != 2 {
+			t.Errorf("%d: %d attempts for 2 sends; a redirect is not worth a retry", code, attempts)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if hits != 0 {
+		t.Errorf("the redirect target was hit %d times; want 0", hits)
+	}
+}
