@@ -50,8 +50,8 @@ func TestConformance(t *testing.T) {
 		name string
 		fn   func(*script, *testing.T)
 	}{
-		{"sign-in/secret", func(s *script, t *testing.T) { s.signIn(t, credSecret) }},
-		{"sign-in/certificate", func(s *script, t *testing.T) { s.signIn(t, credCert) }},
+		{"sign-in-secret", func(s *script, t *testing.T) { s.signIn(t, credSecret) }},
+		{"sign-in-certificate", func(s *script, t *testing.T) { s.signIn(t, credCert) }},
 		{"sweep-leftovers", (*script).sweepLeftovers},
 		{"create", (*script).create},
 		{"minimal-update", (*script).minimalUpdate},
