@@ -14,8 +14,10 @@
 //
 // It drives the worker's own code: internal/directory's Client (Execute,
 // FindUsers, Delta, DeletedUsers) and internal/sync's Engine, with the real
-// azidentity and msgraph-sdk-go clients. Only the suite's own bookkeeping
-// (listing and permanently deleting its users) calls the SDK directly.
+// azidentity and msgraph-sdk-go clients. Only what the worker has no call
+// for goes through the SDK directly, on the same client: read-backs of a
+// manager and of group membership, and the suite's bookkeeping (listing its
+// users, deleting them permanently from deleted items).
 //
 // Against a tenant it touches only users whose userPrincipalName starts with
 // the marker "entraprov-conf-" followed by a per-run random part; it removes
