@@ -10,8 +10,9 @@
 // source, the deletion threshold, feeding the directory's batch executor and
 // writing links, operation rows and job state as results come back.
 //
-// A run in apply mode: MarkInterrupted (runs of dead workers), TryLockJob
-// (held elsewhere: skipped, nothing recorded), StartRun, a delta refresh of
+// A run in apply mode: MarkInterrupted (runs of dead workers), LeaseJob
+// (held elsewhere: skipped, nothing recorded; see lease.go for the fence
+// and the watchdog that stop a run which lost its lock), StartRun, a delta refresh of
 // the mirror, CheckSource, then — when the job has a deletion_threshold and
 // the run is not approved — one planning pass that only counts disables and
 // deletes (over the threshold: the plan is recorded "planned", the run is

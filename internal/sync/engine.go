@@ -22,7 +22,8 @@ type Source interface {
 
 // History holds the job lock and records runs and operations.
 type History interface {
-	TryLockJob(ctx context.Context, job string) (unlock func(), ok bool, err error)
+	// LeaseJob takes the job's lock and a new fence (lease.go).
+	LeaseJob(ctx context.Context, job string) (lease *store.Lease, ok bool, err error)
 	MarkInterrupted(ctx context.Context, job string) (int, error)
 	StartRun(ctx context.Context, r *store.Run) error
 	FinishRun(ctx context.Context, r *store.Run) error
@@ -189,7 +190,7 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 	} else if n > 0 {
 		log.WarnContext(ctx, "marked runs of a dead worker interrupted", "runs", n)
 	}
-	unlock, ok, err := e.Store.TryLockJob(ctx, job.Name)
+	lease, ok, err := e.Store.LeaseJob(ctx, job.Name)
 	if err != nil {
 		return store.Run{}, fmt.Errorf("run job %s: %w", job.Name, err)
 	}
@@ -198,7 +199,8 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 		return store.Run{Job: job.Name, Trigger: opts.Trigger, Mode: opts.Mode, ScheduledFor: opts.ScheduledFor,
 			Status: store.RunSkipped, ErrorSummary: "another worker is running this job"}, nil
 	}
-	defer unlock()
+	defer lease.Release()
+	ctx = store.Fenced(ctx, lease) // every write of the run holds the job's fence
 
 	run := &store.Run{Job: job.Name, TenantID: job.TenantID, Trigger: opts.Trigger, Mode: opts.Mode,
 		ScheduledFor: opts.ScheduledFor, Counts: map[string]int{}}
@@ -216,7 +218,7 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 
 	r := &runner{e: e, job: job, opts: opts, run: run, log: log, policy: PolicyFor(job), now: e.now(),
 		wctx: context.WithoutCancel(ctx)}
-	runErr := r.execute(ctx)
+	runErr := e.underLease(ctx, lease, r)
 	r.finish(ctx, runErr)
 
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
@@ -253,6 +255,9 @@ type runner struct {
 	// wctx outlives cancellation: the history of what happened is written
 	// even while the run is being stopped.
 	wctx context.Context
+
+	// lost is why the run's job lease was lost (ErrJobLockLost), if it was.
+	lost error
 
 	dir       Directory
 	baseStats directory.Stats
@@ -377,6 +382,9 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 			Throttled: int(r.execStats.Throttled), Retried: int(r.execStats.Retried)}
 	}
 	switch {
+	case r.lockLost(runErr):
+		run.Status = store.RunInterrupted
+		run.ErrorSummary = "interrupted: " + r.lost.Error()
 	case ctx.Err() != nil:
 		run.Status = store.RunInterrupted
 		run.ErrorSummary = "interrupted: " + context.Cause(ctx).Error()
