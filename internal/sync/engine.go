@@ -381,10 +381,11 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 		run.Stats = store.RunStats{Requests: int(r.execStats.Requests), Batches: int(r.execStats.Batches),
 			Throttled: int(r.execStats.Throttled), Retried: int(r.execStats.Retried)}
 	}
+	lost := r.lockLost(runErr)
 	switch {
-	case r.lockLost(runErr):
+	case lost != nil:
 		run.Status = store.RunInterrupted
-		run.ErrorSummary = "interrupted: " + r.lost.Error()
+		run.ErrorSummary = "interrupted: " + lost.Error()
 	case ctx.Err() != nil:
 		run.Status = store.RunInterrupted
 		run.ErrorSummary = "interrupted: " + context.Cause(ctx).Error()
@@ -405,7 +406,7 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 	default:
 		run.Status = store.RunSucceeded
 	}
-	if runErr != nil && run.Status == store.RunInterrupted && !errors.Is(runErr, context.Canceled) && !errors.Is(runErr, context.DeadlineExceeded) {
+	if runErr != nil && run.Status == store.RunInterrupted && lost == nil && !errors.Is(runErr, context.Canceled) && !errors.Is(runErr, context.DeadlineExceeded) {
 		run.ErrorSummary += "; " + runErr.Error()
 	}
 }

@@ -33,11 +33,19 @@ func (e *Engine) underLease(ctx context.Context, lease *store.Lease, r *runner) 
 	return r.execute(wctx)
 }
 
-// lockLost says whether the run stopped because its lease was lost, rather
-// than for a failure it met first (a database that went away ends the lock's
-// session too, but the run's own error is the better summary then). A run
-// that completed before the loss was seen is judged by what it did.
-func (r *runner) lockLost(runErr error) bool {
-	return r.lost != nil && runErr != nil &&
-		(errors.Is(runErr, store.ErrJobLockLost) || errors.Is(runErr, context.Canceled))
+// lockLost returns why the run stopped if it stopped because it lost its
+// job lease: the watchdog saw the loss, or a write was refused by a newer
+// holder's fence first. A run that failed for another reason first (a
+// database that went away ends the lock's session too) is judged by that
+// error, and one that completed before the loss was seen by what it did.
+func (r *runner) lockLost(runErr error) error {
+	switch {
+	case runErr == nil:
+		return nil
+	case r.lost != nil && (errors.Is(runErr, store.ErrJobLockLost) || errors.Is(runErr, context.Canceled)):
+		return r.lost
+	case errors.Is(runErr, store.ErrJobLockLost):
+		return runErr
+	}
+	return nil
 }
