@@ -154,7 +154,8 @@ SQL
 	lockpid=$(psql_q -c "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
 	                     AND objid = hashtext('lk')::oid AND objsubid = 2")
 	[[ -n "$lockpid" ]] || die "lock lost: no session holds job lk's lock"
-	psql_q -c "SELECT pg_terminate_backend($lockpid)" >/dev/null
+	# With a timeout it waits until the session is gone, its lock with it.
+	[[ $(psql_q -c "SELECT pg_terminate_backend($lockpid, 10000)") == t ]] || die "lock lost: session $lockpid did not end"
 	at_strike=$(writes_of "$lk_admin" "$lk_ca")
 	"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job lk >"$tmp/worker-lk-b.log" 2>&1 &
 	wb=$!

@@ -11,11 +11,12 @@ import (
 )
 
 // terminateLockSession ends the session holding job's advisory lock, as
-// idle_session_timeout, a TCP reset or an operator would.
+// idle_session_timeout, a TCP reset or an operator would, and waits until
+// it is gone (its locks with it).
 func terminateLockSession(t *testing.T, st *store.Store, job string) {
 	t.Helper()
 	var n int
-	err := st.Pool().QueryRow(ctxT(t), `SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+	err := st.Pool().QueryRow(ctxT(t), `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) FROM pg_locks
 		WHERE locktype = 'advisory' AND granted AND objid = hashtext($1)::oid AND objsubid = 2`, job).Scan(&n)
 	if err != nil || n != 1 {
 		t.Fatalf("terminate the lock session of %s: %d sessions, %v; want 1", job, n, err)

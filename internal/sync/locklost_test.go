@@ -112,7 +112,7 @@ func TestLockLostMidRunNeverTwoWriters(t *testing.T) {
 	clockB := &writeClock{}
 	strike := func() {
 		var n int64
-		err := stB.Pool().QueryRow(e.ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+		err := stB.Pool().QueryRow(e.ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) FROM pg_locks
 			WHERE locktype = 'advisory' AND granted AND objid = hashtext($1)::oid AND objsubid = 2`, e.job.Name).Scan(&n)
 		if err != nil {
 			t.Errorf("terminate the lock session: %v", err)
