@@ -39,6 +39,11 @@
 #      returns every user to the change budget's read and none to the apply
 #      pass: at most the bound is disabled, the run ends blocked, the rest
 #      is withheld; with the source back the next run re-enables them.
+#  12. lock lost (runs after scenario 4): the session holding a `worker
+#      sync`'s job lock is terminated mid-run (pg_terminate_backend) and a
+#      second `worker sync` of the job starts at once: graphsim's creation
+#      times show no write of the first after the second's first; the first
+#      ends interrupted with the cause; no duplicate; audit clean.
 # Every scenario is bounded in time; the figures go to stdout and, with
 # SYSTEST_REPORT=FILE, to FILE as markdown rows (docs/reliability.md).
 #
@@ -49,8 +54,9 @@
 # outage; the worker retries a step 8 times over 61-123 s), SYSTEST_QUOTA_FOR
 # (60s: the quota cut, real time), GRAPHSIM_CONSISTENCY_DELAY (2: seconds a
 # new user stays invisible to reads and reference writes, replication lag as
-# on Entra ID; see scripts/lib/harness.sh), SYSTEST_KEEP=1 keeps the
-# temporary directory. Needs jq, psql and curl.
+# on Entra ID; see scripts/lib/harness.sh), SYSTEST_ONLY="lock lost" runs the
+# setup and that scenario alone, SYSTEST_KEEP=1 keeps the temporary
+# directory. Needs jq, psql and curl.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -135,6 +141,72 @@ job_yaml() {
 EOF
 }
 
+# scenario_lock_lost: scenario 11, on its own emulator (latency at real
+# time, so the first run is still writing when its lock goes) and job lk.
+scenario_lock_lost() {
+	local n=1500 lk_admin lk_ca wa wb rca=0 rcb=0 lockpid at_strike ra rb a_row b_row gap overlap
+	local scale=1 # start_graphsim reads it: real-time latency for this emulator
+	say "Scenario 11: the job lock's session terminated mid-run while a second worker starts"
+	start_sim lk "$secret1"
+	lk_admin=$sim_admin lk_ca=$tmp/lk-ca.pem
+	psql_q <<SQL
+CREATE TABLE public.lk_users (LIKE entraprov.desired_users INCLUDING DEFAULTS);
+INSERT INTO public.lk_users (external_id, user_principal_name, display_name, job_title, employee_id, usage_location, account_enabled)
+SELECT 'L' || lpad(i::text, 6, '0'), 'lk' || lpad(i::text, 6, '0') || '@$domain', 'Lk ' || i, 'Clerk',
+       'L' || lpad(i::text, 6, '0'), 'DE', true
+  FROM generate_series(1, $n) AS i;
+SQL
+	job_yaml lk public.lk_users "$tmp/hr-secret" "$sim_authority" "$sim_graph" "$lk_ca" |
+		sed 's/max_concurrency: 4/max_concurrency: 2/' >>"$tmp/config.yaml"
+	"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job lk >"$tmp/worker-lk-a.log" 2>&1 &
+	wa=$!
+	pids+=("$wa")
+	await_writes "$wa" "$lk_admin" "$lk_ca" $((n / 5)) || die "lock lost: the run ended before its lock could be taken away"
+	lockpid=$(psql_q -c "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+	                     AND objid = hashtext('lk')::oid AND objsubid = 2")
+	[[ -n "$lockpid" ]] || die "lock lost: no session holds job lk's lock"
+	# With a timeout it waits until the session is gone, its lock with it.
+	[[ $(psql_q -c "SELECT pg_terminate_backend($lockpid, 10000)") == t ]] || die "lock lost: session $lockpid did not end"
+	at_strike=$(writes_of "$lk_admin" "$lk_ca")
+	"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job lk >"$tmp/worker-lk-b.log" 2>&1 &
+	wb=$!
+	pids+=("$wb")
+	wait "$wa" || rca=$?
+	wait "$wb" || rcb=$?
+	ra=$(psql_q -c "SELECT min(id) FROM entraprov.sync_runs WHERE job = 'lk'")
+	rb=$(psql_q -c "SELECT max(id) FROM entraprov.sync_runs WHERE job = 'lk'")
+	a_row=$(psql_q -c "SELECT status || ' | ' || left(coalesce(error_summary, ''), 160) FROM entraprov.sync_runs WHERE id = $ra")
+	b_row=$(psql_q -c "SELECT status FROM entraprov.sync_runs WHERE id = $rb")
+	# Who wrote what, from graphsim's own clock: every user is created once
+	# (checked below), by run B if B's history says so, else by run A.
+	sim_get "$lk_admin" "$lk_ca" "users?tenant=$tenant" | jq -r '.[] | [.ID, .CreatedAt] | @tsv' >"$tmp/lk-created.tsv"
+	IFS='|' read -r gap overlap < <(psql_q <<SQL
+CREATE TEMP TABLE created (object_id text, at timestamptz);
+\copy created FROM '$tmp/lk-created.tsv'
+CREATE TEMP TABLE by_b AS SELECT c.* FROM created c JOIN entraprov.sync_operations o
+    ON o.object_id = c.object_id AND o.run_id = $rb AND o.action = 'create' AND o.status = 'succeeded';
+SELECT round(extract(epoch FROM (SELECT min(at) FROM by_b) - (SELECT max(at) FROM created WHERE object_id NOT IN (SELECT object_id FROM by_b))) * 1000),
+       (SELECT count(*) FROM created WHERE object_id NOT IN (SELECT object_id FROM by_b) AND at >= (SELECT min(at) FROM by_b));
+SQL
+	)
+	local by_a by_b live dups audit_rc=0
+	by_b=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = $rb AND action = 'create' AND status = 'succeeded'")
+	live=$(sim_get "$lk_admin" "$lk_ca" "users?tenant=$tenant" | jq '[.[] | select(.Deleted | not)] | length')
+	by_a=$((live - by_b))
+	dups=$(sim_get "$lk_admin" "$lk_ca" counters | jq '[.created // {} | to_entries[] | select(.value > 1)] | length')
+	worker audit --job lk --json >"$tmp/audit-lk.json" 2>&1 || audit_rc=$?
+	note "lock session $lockpid terminated after $at_strike writes; run A (exit $rca) $a_row"
+	note "run B (exit $rcb) $b_row; creates by A $by_a, by B $by_b; B's first create came ${gap} ms after A's last; A creates after B's first: $overlap"
+	note "directory users $live (want $n), UPNs created twice $dups, audit exit $audit_rc"
+	[[ "$a_row" == "interrupted | "*"job lock lost"* && $rca -ne 0 ]] || die "lock lost: run A $a_row (exit $rca); want interrupted by the lost job lock"
+	[[ "$b_row" == succeeded && $rcb -eq 0 ]] || die "lock lost: run B $b_row (exit $rcb); want succeeded"
+	[[ "$overlap" == 0 && -n "$gap" && "$gap" -gt 0 && $by_b -gt 0 ]] || die "lock lost: two writers: $overlap creates of A at or after B's first (gap $gap ms, B created $by_b)"
+	[[ "$live" == "$n" && "$dups" == 0 && $audit_rc -eq 0 ]] || die "lock lost: $live users (want $n), $dups created twice, audit exit $audit_rc"
+	row "lock lost" "initial sync of $n users (graphsim at real-time latency); after $at_strike writes the session holding the job lock is terminated (\`pg_terminate_backend\`) and a second \`worker sync --job lk\` starts at once" \
+		"graphsim's creation time of every user, attributed to run A or B by B's history; run statuses; duplicates; \`worker audit\`" \
+		"A stopped (exit $rca), recorded \`${a_row#* | }\`; A created $by_a, B $by_b (exit 0, succeeded); B's first create ${gap} ms after A's last, 0 overlapping; $live users, 0 created twice; audit clean"
+}
+
 # --------------------------------------------------------------------------
 say "Setup: graphsim and $users desired users for job hr"
 secret1="Sys~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -157,6 +229,13 @@ SELECT 'E' || lpad(i::text, 6, '0'), 'user' || lpad(i::text, 6, '0') || '@$domai
        CASE WHEN i > 100 THEN 'E' || lpad((1 + i % 100)::text, 6, '0') END
   FROM generate_series(1, $users) AS i;
 SQL
+
+if [[ "${SYSTEST_ONLY:-}" == "lock lost" ]]; then
+	scenario_lock_lost
+	say "Scenario 11 passed in $((SECONDS - started)) s"
+	printf '%s\n' "${report_rows[@]}"
+	exit 0
+fi
 
 # --------------------------------------------------------------------------
 # Scenario 9 starts first: its outage outlasts the worker's retries (about
@@ -442,6 +521,8 @@ note "exit codes $rca and $rcb; $runs_new run(s) recorded; $skipped told another
 row "two workers at once" "$((users / 10)) office changes; two \`worker sync --job hr\` started together" \
 	"exit codes, runs recorded, updates sent, \`worker audit\`" \
 	"one run recorded and applied the $patched updates (exit 0); the other did nothing and said \`another worker is running this job; nothing was done\` (exit 1); audit clean"
+
+scenario_lock_lost
 
 # --------------------------------------------------------------------------
 say "Scenario 5: the client secret rotated between runs"

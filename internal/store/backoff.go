@@ -88,7 +88,8 @@ func (s *Store) SaveUserBackoffs(ctx context.Context, bs []UserBackoff) error {
 		statuses[i], failures[i] = int32(b.HTTPStatus), int32(b.Failures)
 		firsts[i], lasts[i], nexts[i], runs[i] = b.FirstFailedAt, b.LastFailedAt, b.NextAttemptAt, b.LastRunID
 	}
-	_, err := s.pool.Exec(ctx, `
+	err := s.write(ctx, func(q dbtx) error {
+		_, err := q.Exec(ctx, `
 INSERT INTO entraprov.user_backoff AS b (job, external_id, desired_hash, action, http_status, error_code, message,
        request_id, failures, first_failed_at, last_failed_at, last_run_id, next_attempt_at)
 SELECT u.job, u.external_id, u.desired_hash, u.action, nullif(u.http_status, 0), nullif(u.error_code, ''),
@@ -104,7 +105,9 @@ ON CONFLICT (job, external_id) DO UPDATE
        failures = excluded.failures, first_failed_at = excluded.first_failed_at,
        last_failed_at = excluded.last_failed_at, last_run_id = excluded.last_run_id,
        next_attempt_at = excluded.next_attempt_at`,
-		jobs, ids, hashes, actions, statuses, codes, msgs, reqs, failures, firsts, lasts, runs, nexts)
+			jobs, ids, hashes, actions, statuses, codes, msgs, reqs, failures, firsts, lasts, runs, nexts)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("save %d user back-offs of job %s: %w", n, bs[0].Job, err)
 	}
@@ -117,8 +120,11 @@ func (s *Store) DeleteUserBackoffs(ctx context.Context, job string, externalIDs 
 	if len(externalIDs) == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, `DELETE FROM entraprov.user_backoff WHERE job = $1 AND external_id = ANY($2::text[])`,
-		job, externalIDs)
+	err := s.write(ctx, func(q dbtx) error {
+		_, err := q.Exec(ctx, `DELETE FROM entraprov.user_backoff WHERE job = $1 AND external_id = ANY($2::text[])`,
+			job, externalIDs)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("delete %d user back-offs of job %s: %w", len(externalIDs), job, err)
 	}

@@ -44,7 +44,8 @@ func (s *Store) UpsertLinks(ctx context.Context, links []Link) error {
 		}
 		groups[i] = string(b)
 	}
-	_, err := s.pool.Exec(ctx, `
+	err := s.write(ctx, func(q dbtx) error {
+		_, err := q.Exec(ctx, `
 INSERT INTO entraprov.directory_links AS d
        (job, external_id, object_id, user_principal_name, state, applied_hash, manager_object_id,
         groups, disabled_at, deleted_at)
@@ -64,7 +65,9 @@ ON CONFLICT (job, external_id) DO UPDATE
        disabled_at = excluded.disabled_at,
        deleted_at = excluded.deleted_at,
        updated_at = now()`,
-		jobs, xids, objects, upns, states, hashes, managers, groups, disabled, deleted)
+			jobs, xids, objects, upns, states, hashes, managers, groups, disabled, deleted)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("upsert %d links: %w", n, err)
 	}
@@ -139,7 +142,10 @@ func (s *Store) UpsertDirectoryUsers(ctx context.Context, job string, users []Di
 		args = append(args, c)
 	}
 	args = append(args, enabled, deleted, known)
-	_, err := s.pool.Exec(ctx, upsertMirrorSQL, args...)
+	err := s.write(ctx, func(q dbtx) error {
+		_, err := q.Exec(ctx, upsertMirrorSQL, args...)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("upsert %d directory users of job %s: %w", n, job, err)
 	}
@@ -211,8 +217,11 @@ func (s *Store) DeleteDirectoryUsers(ctx context.Context, job string, objectIDs 
 	if len(objectIDs) == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx,
-		`DELETE FROM entraprov.directory_users WHERE job = $1 AND object_id = ANY($2::text[])`, job, objectIDs)
+	err := s.write(ctx, func(q dbtx) error {
+		_, err := q.Exec(ctx,
+			`DELETE FROM entraprov.directory_users WHERE job = $1 AND object_id = ANY($2::text[])`, job, objectIDs)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("delete %d directory users of job %s: %w", len(objectIDs), job, err)
 	}
@@ -222,7 +231,11 @@ func (s *Store) DeleteDirectoryUsers(ctx context.Context, job string, objectIDs 
 // ResetMirror empties a job's mirror before a full resync (first run or an
 // expired delta link).
 func (s *Store) ResetMirror(ctx context.Context, job string) error {
-	if _, err := s.pool.Exec(ctx, `DELETE FROM entraprov.directory_users WHERE job = $1`, job); err != nil {
+	err := s.write(ctx, func(q dbtx) error {
+		_, err := q.Exec(ctx, `DELETE FROM entraprov.directory_users WHERE job = $1`, job)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("reset directory mirror of job %s: %w", job, err)
 	}
 	return nil
@@ -252,6 +265,9 @@ func (s *Store) SaveJobState(ctx context.Context, st JobState) error {
 	if st.Job == "" {
 		return errors.New("save job state: empty job name")
 	}
+	if f, ok := fenceOf(ctx); ok && f.job == st.Job {
+		return s.saveFencedJobState(ctx, st, f)
+	}
 	_, err := s.pool.Exec(ctx, `
 INSERT INTO entraprov.job_state AS j
        (job, delta_link, last_success_at, last_run_id, quarantined_until, quarantine_reason, consecutive_failures)
@@ -268,6 +284,28 @@ ON CONFLICT (job) DO UPDATE
 		st.ConsecutiveFailures)
 	if err != nil {
 		return fmt.Errorf("save state of job %s: %w", st.Job, err)
+	}
+	return nil
+}
+
+// saveFencedJobState is SaveJobState for a lease holder: one UPDATE guarded
+// by the fence (the row exists: LeaseJob wrote it). Not the transaction of
+// Store.write: two of them holding the row FOR SHARE and both updating it
+// would deadlock.
+func (s *Store) saveFencedJobState(ctx context.Context, st JobState, f fence) error {
+	tag, err := s.pool.Exec(ctx, `
+UPDATE entraprov.job_state
+   SET delta_link = nullif($2, ''), last_success_at = $3, last_run_id = nullif($4::bigint, 0),
+       quarantined_until = $5, quarantine_reason = nullif($6, ''), consecutive_failures = $7,
+       updated_at = now()
+ WHERE job = $1 AND lease_fence = $8`,
+		st.Job, st.DeltaLink, st.LastSuccessAt, st.LastRunID, st.QuarantinedUntil, st.QuarantineReason,
+		st.ConsecutiveFailures, f.n)
+	if err != nil {
+		return fmt.Errorf("save state of job %s: %w", st.Job, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("save state of job %s: %w", st.Job, staleFence(st.Job, f.n, -1))
 	}
 	return nil
 }

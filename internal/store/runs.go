@@ -11,52 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// jobLockClass is the first key of the two-key advisory lock of a job (the
-// second is hashtext(job)); it keeps our locks apart from other users of
-// advisory locks in the same database. "entr" in ASCII.
-const jobLockClass = int32(0x656e7472)
-
-// TryLockJob takes the job's session advisory lock on a dedicated pooled
-// connection and holds it until unlock is called. ok is false when another
-// session (another worker process, or another run in this one) holds it.
-// The lock also tells MarkInterrupted which running runs are still alive, so
-// a run must be started only while its job lock is held.
-func (s *Store) TryLockJob(ctx context.Context, job string) (unlock func(), ok bool, err error) {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, false, fmt.Errorf("lock job %s: %w", job, err)
-	}
-	err = conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, jobLockClass, job).Scan(&ok)
-	if err != nil {
-		// The session state is unknown: do not hand it back to the pool.
-		conn.Conn().Close(context.WithoutCancel(ctx))
-		conn.Release()
-		return nil, false, fmt.Errorf("lock job %s: %w", job, err)
-	}
-	if !ok {
-		conn.Release()
-		return nil, false, nil
-	}
-	released := false
-	unlock = func() {
-		if released {
-			return
-		}
-		released = true
-		// Unlock even when the run's context is already cancelled (shutdown).
-		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		var unlocked bool
-		err := conn.QueryRow(uctx, `SELECT pg_advisory_unlock($1, hashtext($2))`, jobLockClass, job).Scan(&unlocked)
-		if err != nil || !unlocked {
-			// Closing the session is the sure way to drop its locks.
-			conn.Conn().Close(uctx)
-		}
-		conn.Release()
-	}
-	return unlock, true, nil
-}
-
 // StartRun inserts r as a running run (or as skipped, when r.Status is
 // RunSkipped: a record that an occurrence was not run) and fills r.ID,
 // r.StartedAt, r.Host and r.PID. When another run already took the job's
@@ -139,23 +93,26 @@ func (s *Store) RecordOperations(ctx context.Context, ops []Operation) error {
 		return nil
 	}
 	now := time.Now()
-	_, err := s.pool.CopyFrom(ctx, pgx.Identifier{"entraprov", "sync_operations"},
-		[]string{"run_id", "seq", "external_id", "object_id", "action", "changes", "status",
-			"http_status", "error_code", "message", "request_id", "attempts", "latency_ms", "at", "desired_hash"},
-		pgx.CopyFromSlice(len(ops), func(i int) ([]any, error) {
-			o := &ops[i]
-			at := o.At
-			if at.IsZero() {
-				at = now
-			}
-			var changes any
-			if len(o.Changes) > 0 {
-				changes = o.Changes
-			}
-			return []any{o.RunID, o.Seq, o.ExternalID, nullString(o.ObjectID), o.Action, changes, o.Status,
-				nullInt(o.HTTPStatus), nullString(o.ErrorCode), nullString(o.Message), nullString(o.RequestID),
-				o.Attempts, nullInt(o.LatencyMS), at, nullString(o.DesiredHash)}, nil
-		}))
+	err := s.write(ctx, func(q dbtx) error {
+		_, err := q.CopyFrom(ctx, pgx.Identifier{"entraprov", "sync_operations"},
+			[]string{"run_id", "seq", "external_id", "object_id", "action", "changes", "status",
+				"http_status", "error_code", "message", "request_id", "attempts", "latency_ms", "at", "desired_hash"},
+			pgx.CopyFromSlice(len(ops), func(i int) ([]any, error) {
+				o := &ops[i]
+				at := o.At
+				if at.IsZero() {
+					at = now
+				}
+				var changes any
+				if len(o.Changes) > 0 {
+					changes = o.Changes
+				}
+				return []any{o.RunID, o.Seq, o.ExternalID, nullString(o.ObjectID), o.Action, changes, o.Status,
+					nullInt(o.HTTPStatus), nullString(o.ErrorCode), nullString(o.Message), nullString(o.RequestID),
+					o.Attempts, nullInt(o.LatencyMS), at, nullString(o.DesiredHash)}, nil
+			}))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("record %d operations of run %d: %w", len(ops), ops[0].RunID, err)
 	}
@@ -193,7 +150,9 @@ func (s *Store) CompleteOperations(ctx context.Context, ops []Operation) error {
 			ats[i] = now
 		}
 	}
-	tag, err := s.pool.Exec(ctx, `
+	var tag pgconn.CommandTag
+	err := s.write(ctx, func(q dbtx) (err error) {
+		tag, err = q.Exec(ctx, `
 UPDATE entraprov.sync_operations o
    SET status      = u.status,
        object_id   = coalesce(nullif(u.object_id, ''), o.object_id),
@@ -208,7 +167,9 @@ UPDATE entraprov.sync_operations o
               $7::text[], $8::text[], $9::int[], $10::int[], $11::timestamptz[])
        AS u(run_id, seq, status, object_id, http_status, error_code, message, request_id, attempts, latency_ms, at)
  WHERE o.run_id = u.run_id AND o.seq = u.seq`,
-		runIDs, seqs, statuses, objects, https, codes, messages, reqIDs, attempts, latency, ats)
+			runIDs, seqs, statuses, objects, https, codes, messages, reqIDs, attempts, latency, ats)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("complete %d operations of run %d: %w", n, ops[0].RunID, err)
 	}

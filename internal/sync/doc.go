@@ -10,8 +10,9 @@
 // source, the change budget (budget.go), feeding the directory's batch executor and
 // writing links, operation rows and job state as results come back.
 //
-// A run in apply mode: MarkInterrupted (runs of dead workers), TryLockJob
-// (held elsewhere: skipped, nothing recorded), StartRun, a delta refresh of
+// A run in apply mode: MarkInterrupted (runs of dead workers), LeaseJob
+// (held elsewhere: skipped, nothing recorded; see lease.go for the fence
+// and the watchdog that stop a run which lost its lock), StartRun, a delta refresh of
 // the mirror, CheckSource, then one planning pass that only counts the
 // destructive changes per kind against the job's change budget (over a
 // bound, or with --approve a plan holding changes the approved one did not:

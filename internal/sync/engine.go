@@ -22,7 +22,8 @@ type Source interface {
 
 // History holds the job lock and records runs and operations.
 type History interface {
-	TryLockJob(ctx context.Context, job string) (unlock func(), ok bool, err error)
+	// LeaseJob takes the job's lock and a new fence (lease.go).
+	LeaseJob(ctx context.Context, job string) (lease *store.Lease, ok bool, err error)
 	MarkInterrupted(ctx context.Context, job string) (int, error)
 	StartRun(ctx context.Context, r *store.Run) error
 	FinishRun(ctx context.Context, r *store.Run) error
@@ -195,7 +196,7 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 	} else if n > 0 {
 		log.WarnContext(ctx, "marked runs of a dead worker interrupted", "runs", n)
 	}
-	unlock, ok, err := e.Store.TryLockJob(ctx, job.Name)
+	lease, ok, err := e.Store.LeaseJob(ctx, job.Name)
 	if err != nil {
 		return store.Run{}, fmt.Errorf("run job %s: %w", job.Name, err)
 	}
@@ -204,7 +205,8 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 		return store.Run{Job: job.Name, Trigger: opts.Trigger, Mode: opts.Mode, ScheduledFor: opts.ScheduledFor,
 			Status: store.RunSkipped, ErrorSummary: "another worker is running this job"}, nil
 	}
-	defer unlock()
+	defer lease.Release()
+	ctx = store.Fenced(ctx, lease) // every write of the run holds the job's fence
 
 	run := &store.Run{Job: job.Name, TenantID: job.TenantID, Trigger: opts.Trigger, Mode: opts.Mode,
 		ScheduledFor: opts.ScheduledFor, Counts: map[string]int{}}
@@ -228,7 +230,7 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 	// that never ends. The cause tells the operator which key to raise.
 	limit := runDeadline(job)
 	rctx, cancelRun := context.WithTimeoutCause(ctx, limit, &DeadlineError{Job: job.Name, Limit: limit})
-	runErr := r.execute(rctx)
+	runErr := e.underLease(rctx, lease, r)
 	r.finish(rctx, runErr)
 	cancelRun()
 
@@ -290,6 +292,9 @@ type runner struct {
 	// wctx outlives cancellation: the history of what happened is written
 	// even while the run is being stopped.
 	wctx context.Context
+
+	// lost is why the run's job lease was lost (ErrJobLockLost), if it was.
+	lost error
 
 	dir       Directory
 	budget    *budget // the change budget of the apply passes (apply mode)
@@ -388,7 +393,11 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 		run.Stats = store.RunStats{Requests: int(r.execStats.Requests), Batches: int(r.execStats.Batches),
 			Throttled: int(r.execStats.Throttled), Retried: int(r.execStats.Retried)}
 	}
+	lost := r.lockLost(runErr)
 	switch {
+	case lost != nil:
+		run.Status = store.RunInterrupted
+		run.ErrorSummary = "interrupted: " + lost.Error()
 	case ctx.Err() != nil:
 		run.Status = store.RunInterrupted
 		run.ErrorSummary = "interrupted: " + context.Cause(ctx).Error()
@@ -409,7 +418,7 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 	default:
 		run.Status = store.RunSucceeded
 	}
-	if runErr != nil && run.Status == store.RunInterrupted && !errors.Is(runErr, context.Canceled) && !errors.Is(runErr, context.DeadlineExceeded) {
+	if runErr != nil && run.Status == store.RunInterrupted && lost == nil && !errors.Is(runErr, context.Canceled) && !errors.Is(runErr, context.DeadlineExceeded) {
 		run.ErrorSummary += "; " + runErr.Error()
 	}
 }
