@@ -141,7 +141,7 @@ job_yaml() {
 EOF
 }
 
-# scenario_lock_lost: scenario 11, on its own emulator (latency at real
+# scenario_lock_lost: scenario 12, on its own emulator (latency at real
 # time, so the first run is still writing when its lock goes) and job lk.
 scenario_lock_lost() {
 	local n=1500 lk_admin lk_ca wa wb rca=0 rcb=0 lockpid at_strike ra rb a_row b_row gap overlap
@@ -232,7 +232,7 @@ SQL
 
 if [[ "${SYSTEST_ONLY:-}" == "lock lost" ]]; then
 	scenario_lock_lost
-	say "Scenario 11 passed in $((SECONDS - started)) s"
+	say "Scenario 12 (lock lost) passed in $((SECONDS - started)) s"
 	printf '%s\n' "${report_rows[@]}"
 	exit 0
 fi
