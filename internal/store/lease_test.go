@@ -17,7 +17,8 @@ func terminateLockSession(t *testing.T, st *store.Store, job string) {
 	t.Helper()
 	var n int
 	err := st.Pool().QueryRow(ctxT(t), `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) FROM pg_locks
-		WHERE locktype = 'advisory' AND granted AND objid = hashtext($1)::oid AND objsubid = 2`, job).Scan(&n)
+		WHERE locktype = 'advisory' AND granted AND objid = hashtext($1)::oid AND objsubid = 2
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`, job).Scan(&n)
 	if err != nil || n != 1 {
 		t.Fatalf("terminate the lock session of %s: %d sessions, %v; want 1", job, n, err)
 	}

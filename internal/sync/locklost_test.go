@@ -113,7 +113,8 @@ func TestLockLostMidRunNeverTwoWriters(t *testing.T) {
 	strike := func() {
 		var n int64
 		err := stB.Pool().QueryRow(e.ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) FROM pg_locks
-			WHERE locktype = 'advisory' AND granted AND objid = hashtext($1)::oid AND objsubid = 2`, e.job.Name).Scan(&n)
+			WHERE locktype = 'advisory' AND granted AND objid = hashtext($1)::oid AND objsubid = 2
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`, e.job.Name).Scan(&n)
 		if err != nil {
 			t.Errorf("terminate the lock session: %v", err)
 		}
