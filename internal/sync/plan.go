@@ -134,9 +134,17 @@ func Plan(row store.SourceRow, p Policy, now time.Time) Decision {
 
 // planLeaver handles a user who left the source or whose account_enabled is
 // false.
+//
+// Leave is not leaving: a row still in the source with account_enabled =
+// false (parental leave, sabbatical, suspension) disables the account and
+// keeps it, whatever leaver.action says; HR still has the person. Only a
+// user who left the source (scoped out or deleted) follows leaver.action,
+// so only they are ever deleted, and leaver.action ignore leaves only them
+// alone.
 func planLeaver(dec *Decision, row store.SourceRow, p Policy, now time.Time) {
 	l, c := row.Link, row.Current
-	if l == nil || p.LeaverAction == LeaverIgnore {
+	onLeave := row.Desired != nil
+	if l == nil || p.LeaverAction == LeaverIgnore && !onLeave {
 		return // never ours, or the job leaves leavers alone
 	}
 	if l.State == store.LinkCreating || l.ObjectID == "" {
@@ -173,8 +181,8 @@ func planLeaver(dec *Decision, row store.SourceRow, p Policy, now time.Time) {
 	}
 	if c.AccountEnabled {
 		reason := "the user left the source"
-		if row.Desired != nil {
-			reason = "account_enabled is false in the source"
+		if onLeave {
+			reason = "account_enabled is false in the source (on leave): disabled, the account is kept"
 		}
 		dec.Steps = []Step{disableStep(l.ObjectID, reason)}
 		return
@@ -190,7 +198,7 @@ func planLeaver(dec *Decision, row store.SourceRow, p Policy, now time.Time) {
 		dec.Link = &nl
 		return
 	}
-	if p.LeaverAction == LeaverDelete && !now.Before(l.DisabledAt.Add(p.DeleteAfter)) {
+	if p.LeaverAction == LeaverDelete && !onLeave && !now.Before(l.DisabledAt.Add(p.DeleteAfter)) {
 		dec.Steps = []Step{{
 			Action: ActDelete, Kind: directory.OpDelete, ObjectID: l.ObjectID, LinkState: store.LinkDeleted,
 			Message: fmt.Sprintf("disabled since %s, longer than leaver.delete_after (%s); soft-deleting (restorable for 30 days)",

@@ -194,6 +194,30 @@ func TestPlan(t *testing.T) {
 			want: []stepSummary{{Action: ActDisable, Kind: directory.OpUpdate, ObjectID: oidAlice}},
 		},
 		{
+			name: "user_on_leave_is_disabled_even_when_leaver_action_is_ignore",
+			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), Desired: func() *store.DesiredUser {
+				d := desired()
+				d.AccountEnabled = false
+				return d
+			}()},
+			policy: func(p *Policy) { p.LeaverAction = LeaverIgnore },
+			want:   []stepSummary{{Action: ActDisable, Kind: directory.OpUpdate, ObjectID: oidAlice}},
+		},
+		{
+			name: "user_on_leave_longer_than_delete_after_keeps_the_account",
+			row: store.SourceRow{ExternalID: "E1", Current: func() *store.DirectoryUser { c := current(); c.AccountEnabled = false; return c }(),
+				Link:    func() *store.Link { l := link(store.LinkDisabled); l.DisabledAt = ago(365 * 24 * time.Hour); return l }(),
+				Desired: func() *store.DesiredUser { d := desired(); d.AccountEnabled = false; return d }()},
+			want: nil, checks: []check{noLink},
+		},
+		{
+			name: "user_on_leave_disabled_by_hand_only_records_the_link",
+			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: func() *store.DirectoryUser { c := current(); c.AccountEnabled = false; return c }(),
+				Desired: func() *store.DesiredUser { d := desired(); d.AccountEnabled = false; return d }()},
+			policy: func(p *Policy) { p.LeaverAction = LeaverIgnore },
+			want:   nil, checks: []check{linkIs(store.LinkDisabled, oidAlice)},
+		},
+		{
 			name:   "leaver_is_left_alone_when_leaver_action_is_ignore",
 			row:    store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current()},
 			policy: func(p *Policy) { p.LeaverAction = LeaverIgnore },
