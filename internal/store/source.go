@@ -187,10 +187,26 @@ func streamQuery(rel string) string {
 	}
 	return `
 WITH src AS (
-SELECT ` + src.String() + `
+SELECT ` + src.String() + `, true AS src_row
   FROM ` + rel + ` s
+), bad AS (
+-- Rows whose external_id is NULL, empty or padded with whitespace: each is
+-- refused, and must not turn the user it names into a leaver.
+SELECT format('%L', s.external_id) AS shown,
+       regexp_replace(s.external_id, '^\s+|\s+$', '', 'g') AS trimmed,
+       lower(nullif(s.user_principal_name, '')) AS upn
+  FROM src s
+ WHERE s.external_id IS NULL OR s.external_id = '' OR s.external_id ~ '^\s|\s$'
+), claims AS (
+-- Links such a row claims, by trimmed id or by UPN (two equi-joins, so a
+-- feed full of padded ids costs hash joins, not links x rows).
+SELECT x.external_id, min(x.shown) AS shown FROM (
+    SELECT l.external_id, b.shown FROM entraprov.directory_links l JOIN bad b ON b.trimmed = l.external_id WHERE l.job = $1
+    UNION ALL
+    SELECT l.external_id, b.shown FROM entraprov.directory_links l JOIN bad b ON b.upn = lower(l.user_principal_name) WHERE l.job = $1
+) x GROUP BY 1
 ), j AS (
-SELECT coalesce(src.external_id, l.external_id) AS xid, src.*,
+SELECT coalesce(src.external_id, l.external_id, '') AS xid, src.*,
        l.external_id AS l_external_id, l.object_id AS l_object_id, l.user_principal_name AS l_upn,
        l.state AS l_state, l.applied_hash AS l_applied_hash, l.manager_object_id AS l_manager_object_id,
        l.groups AS l_groups, l.disabled_at AS l_disabled_at, l.deleted_at AS l_deleted_at,
@@ -200,7 +216,7 @@ SELECT coalesce(src.external_id, l.external_id) AS xid, src.*,
  ORDER BY 1
 )
 SELECT j.xid,
-       j.external_id IS NOT NULL,
+       coalesce(j.src_row, false),
        ` + srcCols.String() + `
        j.l_external_id IS NOT NULL,
        coalesce(j.l_object_id, ''), coalesce(j.l_upn, ''), coalesce(j.l_state, ''),
@@ -214,7 +230,14 @@ SELECT j.xid,
        coalesce(lower(j.user_principal_name) IN (
                   SELECT lower(user_principal_name) FROM src
                    WHERE user_principal_name <> ''
-                   GROUP BY 1 HAVING count(*) > 1), false)
+                   GROUP BY 1 HAVING count(*) > 1), false),
+       CASE WHEN j.src_row IS NULL
+            THEN coalesce((SELECT cl.shown FROM claims cl WHERE cl.external_id = j.l_external_id), '')
+            ELSE '' END,
+       CASE WHEN c.object_id IS NULL THEN '' ELSE coalesce((SELECT x.job || chr(31) || x.external_id
+                  FROM entraprov.directory_links x
+                 WHERE x.object_id = c.object_id AND x.job <> $1
+                 ORDER BY x.job LIMIT 1), '') END
   FROM j
   LEFT JOIN LATERAL (
         SELECT * FROM entraprov.directory_users u
@@ -237,7 +260,7 @@ SELECT j.xid,
               ORDER BY u.deleted, u.object_id
               LIMIT 1)
         ) cand
-         WHERE j.external_id IS NOT NULL
+         WHERE j.src_row
            AND (j.l_external_id IS NULL OR j.l_state = 'creating')
          ORDER BY cand.pri
          LIMIT 1
@@ -317,7 +340,8 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 		mUpdated, cUpdated         pgtype.Timestamptz
 		lCreated, lUpdated         pgtype.Timestamptz
 		disabledAt, deletedAt      *time.Time
-		mgrObjectID                string
+		mgrObjectID, claimed       string
+		owner                      string
 	)
 	targets := []any{&xid, &hasSrc,
 		&d.ExternalID, &d.UserPrincipalName, &d.DisplayName, &d.MailNickname, &d.GivenName, &d.Surname,
@@ -329,7 +353,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 	targets = append(targets, mirrorTargets(&m, &mUpdated)...)
 	targets = append(targets, &hasCand)
 	targets = append(targets, mirrorTargets(&c, &cUpdated)...)
-	targets = append(targets, &mgrObjectID, &dupUPN)
+	targets = append(targets, &mgrObjectID, &dupUPN, &claimed, &owner)
 
 	// Text columns go through the arena: one string allocation per row
 	// instead of one per column, and repeated values (departments, states)
@@ -367,6 +391,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 			row.DuplicateUPN = dupUPN
 		}
 		if hasLink {
+			row.ClaimedByInvalid = claimed
 			lk := l
 			lk.Job = job
 			lk.ExternalID = xid
@@ -385,6 +410,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 			cu := c
 			cu.UpdatedAt = cUpdated.Time
 			row.Candidate = &cu
+			row.CandidateOwner, row.CandidateOwnerID, _ = strings.Cut(owner, "\x1f")
 		}
 		if err := fn(row); err != nil {
 			if errors.Is(err, ErrStopStream) {

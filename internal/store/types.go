@@ -100,6 +100,16 @@ type SourceRow struct {
 	// DuplicateUPN is true when another source row of the job wants the same
 	// userPrincipalName (case-insensitive): both rows fail validation.
 	DuplicateUPN bool
+	// ClaimedByInvalid, on a link whose external_id is not in the source,
+	// names (quoted, or NULL) a source row with an invalid external_id (NULL,
+	// empty, padded with whitespace) that trims to this link's id or wants
+	// its UPN: the row is refused, and this user is not a leaver either
+	// until the source is fixed.
+	ClaimedByInvalid string
+	// CandidateOwner and CandidateOwnerID name another job that links
+	// Candidate, and the external_id it links it under: a job never adopts
+	// an account another job manages.
+	CandidateOwner, CandidateOwnerID string
 }
 
 // Run is a sync_runs row.

@@ -270,6 +270,11 @@ func (p *applyPass) produce(only map[string]struct{}) (err error) {
 		if !planned {
 			dec = Plan(row, r.policy, r.now)
 		}
+		if p.pass == 1 {
+			for _, n := range dec.Notes {
+				r.log.InfoContext(p.ctx, "source row note", "external_id", row.ExternalID, "note", n)
+			}
+		}
 		if p.pass == 2 {
 			switch dec.Primary() {
 			case ActCreate, ActRestore, ActAdopt, ActSkip:

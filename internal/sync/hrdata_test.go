@@ -106,3 +106,78 @@ func TestLeaveIsNotLeaving(t *testing.T) {
 	}
 	e.quiet(store.RunSucceeded)
 }
+
+// permissiveSource lets desired_users hold what a view over a real HR
+// database can produce: NULL, empty and whitespace-padded external_ids.
+func (e *env) permissiveSource() {
+	e.exec(`ALTER TABLE entraprov.desired_users DROP CONSTRAINT desired_users_pkey`)
+	e.exec(`ALTER TABLE entraprov.desired_users DROP CONSTRAINT IF EXISTS desired_users_external_id_check`)
+	e.exec(`ALTER TABLE entraprov.desired_users ALTER COLUMN external_id DROP NOT NULL`)
+}
+
+// TestInvalidIDsAndSelfManager (issue 19, case 5): a NULL external_id is
+// refused with a message, not dropped; a trailing space added to an id
+// refuses the row and keeps the linked account as is (not a leaver); a
+// self-manager is "no manager" and the user's other changes go through;
+// a leaver and a hire in the same run are done.
+func TestInvalidIDsAndSelfManager(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, graphsim.Options{})
+	e.permissiveSource()
+	ps := e.people(5, 1)
+	ceo, padded, leaver, hire := ps[0], ps[1], ps[2], ps[3]
+	e.insert(ps[:3]...)
+	e.run(esync.RunOptions{}, store.RunSucceeded)
+
+	e.exec(`UPDATE entraprov.desired_users SET manager_external_id = external_id, job_title = 'CEO' WHERE external_id = $1`, ceo.ExternalID)
+	e.exec(`UPDATE entraprov.desired_users SET external_id = external_id || ' ' WHERE external_id = $1`, padded.ExternalID)
+	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id = $1`, leaver.ExternalID)
+	e.insert(hire)
+	e.exec(`INSERT INTO entraprov.desired_users (external_id, user_principal_name, display_name) VALUES (NULL, $1, 'No Id')`,
+		"noid@"+e.seeded.Domain)
+	r := e.run(esync.RunOptions{}, store.RunPartial)
+
+	if u := e.mustLive(ceo.UPN); u.Properties["jobTitle"] != "CEO" || u.ManagerID != "" {
+		t.Fatalf("CEO: jobTitle %v, manager %q; want the title changed and no manager", u.Properties["jobTitle"], u.ManagerID)
+	}
+	if op := e.opOf(r.ID, ceo.ExternalID, esync.ActUpdate); op.Status != store.OpSucceeded || !strings.Contains(op.Message, "names the user itself: treated as no manager") {
+		t.Fatalf("CEO update %s %q; want succeeded with the self-manager noted", op.Status, op.Message)
+	}
+	op := e.opOf(r.ID, padded.ExternalID+" ", esync.ActCreate)
+	if op.Status != store.OpFailed || !strings.Contains(op.Message, `external_id "E000002 ": leading or trailing whitespace (trimmed: "E000002")`) {
+		t.Fatalf("padded row: %s %q; want refused naming the id", op.Status, op.Message)
+	}
+	if u := e.mustLive(padded.UPN); !u.AccountEnabled {
+		t.Fatal("a trailing space on the id disabled the person: the old id was taken for a leaver")
+	}
+	op = e.opOf(r.ID, "", esync.ActCreate)
+	if op.Status != store.OpFailed || !strings.Contains(op.Message, `external_id: NULL or empty (row with user_principal_name "noid@`) {
+		t.Fatalf("NULL id row: %s %q; want refused with a message", op.Status, op.Message)
+	}
+	if r.Counts[store.OpFailed] != 2 || r.Counts[store.CountFailedUnsent] != 2 {
+		t.Fatalf("counts %v; want the 2 invalid rows counted as failed (not sent)", r.Counts)
+	}
+	if u := e.mustLive(leaver.UPN); u.AccountEnabled {
+		t.Fatal("the leaver was not disabled")
+	}
+	e.mustLive(hire.UPN)
+
+	// Nothing more to send while the source stays broken; the next hire and
+	// leaver still go through.
+	e.quiet(store.RunPartial)
+	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id = $1`, hire.ExternalID)
+	e.insert(ps[4])
+	r = e.run(esync.RunOptions{}, store.RunPartial)
+	if r.Counts["create"] != 3 || r.Counts[store.OpFailed] != 2 || r.Counts["disable"] != 1 { // the two invalid rows are refused again
+		t.Fatalf("counts %v; want the hire created (and the 2 invalid rows refused) and the leaver disabled", r.Counts)
+	}
+
+	// Source fixed: the padded user is the same account, untouched.
+	id := e.mustLive(padded.UPN).ID
+	e.exec(`UPDATE entraprov.desired_users SET external_id = btrim(external_id) WHERE external_id = $1`, padded.ExternalID+" ")
+	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id IS NULL`)
+	e.quiet(store.RunSucceeded)
+	if u := e.mustLive(padded.UPN); u.ID != id || !u.AccountEnabled {
+		t.Fatal("the padded user's account changed once the id was fixed")
+	}
+}

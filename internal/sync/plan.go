@@ -70,6 +70,10 @@ type Decision struct {
 	Link *store.Link
 	// Desired is the validated, normalised desired user (nil for a leaver).
 	Desired *store.DesiredUser
+	// Notes are remarks on the row that fail nothing (a self-manager
+	// ignored); the engine logs them and history carries them on the
+	// user's first step.
+	Notes []string
 }
 
 // Unchanged reports a user that needs nothing.
@@ -99,6 +103,14 @@ func Plan(row store.SourceRow, p Policy, now time.Time) Decision {
 	d, problems := Validate(row, p)
 	dec.UPN = d.UserPrincipalName
 	dec.Desired = &d
+	if selfManaged(row) {
+		dec.Notes = append(dec.Notes, fmt.Sprintf("manager_external_id %q names the user itself: treated as no manager", row.ExternalID))
+	}
+	defer func() {
+		if len(dec.Notes) > 0 && len(dec.Steps) > 0 && dec.Steps[0].Failure == "" {
+			dec.Steps[0].Message = strings.TrimPrefix(dec.Steps[0].Message+"; "+strings.Join(dec.Notes, "; "), "; ")
+		}
+	}()
 	if len(problems) > 0 {
 		action := ActCreate
 		if row.Link != nil && row.Link.State != store.LinkCreating {
@@ -147,12 +159,18 @@ func planLeaver(dec *Decision, row store.SourceRow, p Policy, now time.Time) {
 	if l == nil || p.LeaverAction == LeaverIgnore && !onLeave {
 		return // never ours, or the job leaves leavers alone
 	}
+	if !onLeave && row.ClaimedByInvalid != "" {
+		// A row with a padded or missing external_id wants this user (its
+		// trimmed id or its UPN): the source is broken, not the person gone.
+		// That row fails with the reason; this account is kept as is.
+		return
+	}
 	if l.State == store.LinkCreating || l.ObjectID == "" {
 		// A create of ours may have landed before the user left: if the
 		// directory holds it, take it back and disable it; otherwise there
 		// is nothing to undo.
 		k := row.Candidate
-		if k == nil || k.Deleted || !recoverable(l, k, row.Desired) {
+		if k == nil || k.Deleted || row.CandidateOwner != "" || !recoverable(l, k, row.Desired) {
 			return
 		}
 		if !k.AccountEnabled {
@@ -228,8 +246,8 @@ func planUnlinked(dec *Decision, row store.SourceRow, d *store.DesiredUser, p Po
 		deferFollowUps(dec, row, d)
 		return
 	}
-	if !adoptable(p, k, d) {
-		dec.Steps = []Step{{Action: ActSkip, ObjectID: k.ObjectID, Failure: conflictMessage(p, k, d)}}
+	if !adoptable(p, row, k, d) {
+		dec.Steps = []Step{{Action: ActSkip, ObjectID: k.ObjectID, Failure: conflictMessage(p, row, k, d)}}
 		return
 	}
 	adopt(dec, row, d, k, fmt.Sprintf("adopted an existing user by matching.adopt_by %s", p.AdoptBy))
@@ -239,7 +257,7 @@ func planUnlinked(dec *Decision, row store.SourceRow, d *store.DesiredUser, p Po
 // answer never recorded. The directory decides whether it happened.
 func planRecovery(dec *Decision, row store.SourceRow, d *store.DesiredUser, p Policy) {
 	k := row.Candidate
-	if k != nil && !k.Deleted && recoverable(row.Link, k, d) {
+	if k != nil && !k.Deleted && row.CandidateOwner == "" && recoverable(row.Link, k, d) {
 		adopt(dec, row, d, k, "recovered a create whose answer was lost: the directory holds the user it created")
 		dec.Steps[0].Changes["recovered"] = true
 		return
@@ -247,11 +265,11 @@ func planRecovery(dec *Decision, row store.SourceRow, d *store.DesiredUser, p Po
 	if k != nil && !k.Deleted {
 		// Someone else's user holds the UPN now: the same rules as for any
 		// unlinked user apply.
-		if adoptable(p, k, d) {
+		if adoptable(p, row, k, d) {
 			adopt(dec, row, d, k, fmt.Sprintf("adopted an existing user by matching.adopt_by %s", p.AdoptBy))
 			return
 		}
-		dec.Steps = []Step{{Action: ActSkip, ObjectID: k.ObjectID, Failure: conflictMessage(p, k, d)}}
+		dec.Steps = []Step{{Action: ActSkip, ObjectID: k.ObjectID, Failure: conflictMessage(p, row, k, d)}}
 		return
 	}
 	dec.Steps = []Step{createStep(d, p, "an earlier create left no user in the directory; creating again")}
@@ -268,7 +286,10 @@ func recoverable(l *store.Link, k *store.DirectoryUser, d *store.DesiredUser) bo
 	return d == nil || d.EmployeeID == "" || k.EmployeeID == d.EmployeeID
 }
 
-func adoptable(p Policy, k *store.DirectoryUser, d *store.DesiredUser) bool {
+func adoptable(p Policy, row store.SourceRow, k *store.DirectoryUser, d *store.DesiredUser) bool {
+	if row.CandidateOwner != "" {
+		return false // another job manages it: never taken over silently
+	}
 	switch p.AdoptBy {
 	case AdoptEmployeeID:
 		return d.EmployeeID != "" && k.EmployeeID == d.EmployeeID
@@ -278,10 +299,15 @@ func adoptable(p Policy, k *store.DirectoryUser, d *store.DesiredUser) bool {
 	return false
 }
 
-func conflictMessage(p Policy, k *store.DirectoryUser, d *store.DesiredUser) string {
+func conflictMessage(p Policy, row store.SourceRow, k *store.DirectoryUser, d *store.DesiredUser) string {
 	what := fmt.Sprintf("this UPN (%s)", d.UserPrincipalName)
 	if !strings.EqualFold(k.UserPrincipalName, d.UserPrincipalName) {
 		what = fmt.Sprintf("this employeeId (%s)", d.EmployeeID)
+	}
+	if row.CandidateOwner != "" {
+		return fmt.Sprintf("conflict: the user %s (%s), which has %s, is managed by job %s (external_id %s); "+
+			"a job never adopts, enables, disables or deletes another job's account: remove the user from one of the two jobs' sources",
+			k.ObjectID, k.UserPrincipalName, what, row.CandidateOwner, row.CandidateOwnerID)
 	}
 	fix := "set matching.adopt_by or rename"
 	if p.AdoptBy != AdoptNone {

@@ -348,6 +348,34 @@ func TestPlan(t *testing.T) {
 			want: nil, checks: []check{noLink},
 		},
 		{
+			name: "self_manager_is_no_manager_and_the_other_changes_go_through",
+			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: func() *store.DirectoryUser { c := current(); c.JobTitle = "Old"; return c }(),
+				Desired: func() *store.DesiredUser { d := desired(); d.ManagerExternalID = "E1"; return d }()},
+			want: []stepSummary{{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: oidAlice}},
+			checks: []check{fieldsAre(map[string]any{"jobTitle": "Engineer"}), func(t *testing.T, d Decision) {
+				if !strings.Contains(d.Steps[0].Message, `manager_external_id "E1" names the user itself: treated as no manager`) || len(d.Notes) != 1 {
+					t.Errorf("message %q, notes %q; want the self-manager noted", d.Steps[0].Message, d.Notes)
+				}
+			}},
+		},
+		{
+			name: "leaver_claimed_by_a_padded_id_row_is_kept_as_is",
+			row:  store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), ClaimedByInvalid: "'E1 '"},
+			want: nil, checks: []check{noLink},
+		},
+		{
+			name: "user_linked_by_another_job_is_never_adopted_and_the_message_names_the_job",
+			row: store.SourceRow{ExternalID: "E1", Desired: desired(), Candidate: func() *store.DirectoryUser { c := current(); c.ObjectID = oidOther; return c }(),
+				CandidateOwner: "contractors", CandidateOwnerID: "C7"},
+			policy: func(p *Policy) { p.AdoptBy = AdoptUPN },
+			want:   []stepSummary{{Action: ActSkip, ObjectID: oidOther, Failed: true}},
+			checks: []check{noLink, failureHas("is managed by job contractors (external_id C7)"), func(t *testing.T, d Decision) {
+				if strings.Contains(d.Steps[0].Failure, "unmanaged") {
+					t.Errorf("failure %q calls a managed account unmanaged", d.Steps[0].Failure)
+				}
+			}},
+		},
+		{
 			name: "manager_is_set_when_both_users_exist",
 			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), ManagerObjectID: oidBoss,
 				Desired: func() *store.DesiredUser { d := desired(); d.ManagerExternalID = "B1"; return d }()},
