@@ -79,6 +79,10 @@ type Client struct {
 
 	ctlMu sync.Mutex
 	ctl   *controller
+
+	// fresh are the objects this client created or restored: a 404 on
+	// them may be replication lag (fresh.go).
+	fresh freshObjects
 }
 
 // Stats counts a client's Graph traffic.
