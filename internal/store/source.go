@@ -205,14 +205,51 @@ SELECT x.external_id, min(x.shown) AS shown FROM (
     UNION ALL
     SELECT l.external_id, b.shown FROM entraprov.directory_links l JOIN bad b ON b.upn = lower(l.user_principal_name) WHERE l.job = $1
 ) x GROUP BY 1
+), orphans AS (
+-- Re-keys. Links whose external_id left the source, with their object's UPN
+-- and employeeId as the mirror holds them...
+SELECT l.external_id, lower(l.user_principal_name) AS lupn, lower(u.user_principal_name) AS mupn,
+       nullif(u.employee_id, '') AS employee_id
+  FROM entraprov.directory_links l
+  LEFT JOIN entraprov.directory_users u ON u.job = $1 AND u.object_id = l.object_id
+ WHERE l.job = $1 AND l.state <> 'creating' AND l.object_id IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM src s WHERE s.external_id = l.external_id)
+), newcomers AS (
+-- ...and valid source rows no usable link names (a "creating" marker of a
+-- create that met the old account's UPN counts as none)...
+SELECT s.external_id, lower(nullif(s.user_principal_name, '')) AS upn, nullif(btrim(s.employee_id), '') AS employee_id
+  FROM src s
+ WHERE s.external_id <> '' AND s.external_id !~ '^\s|\s$'
+   AND NOT EXISTS (SELECT 1 FROM entraprov.directory_links l
+                    WHERE l.job = $1 AND l.external_id = s.external_id AND l.state <> 'creating' AND l.object_id IS NOT NULL)
+), pairs AS (
+-- ...that want the same account (equi-joins only: a wholesale re-key of
+-- 100k ids is three hash joins)...
+SELECT n.external_id AS new_id, o.external_id AS old_id FROM newcomers n JOIN orphans o ON n.upn = o.lupn
+UNION
+SELECT n.external_id, o.external_id FROM newcomers n JOIN orphans o ON n.upn = o.mupn
+UNION
+SELECT n.external_id, o.external_id FROM newcomers n JOIN orphans o ON n.employee_id = o.employee_id
+), rekeys AS (
+-- ...one to one: the row is then joined with the old link (the planner
+-- decides whether the job's matching rule lets the link move).
+SELECT p.new_id, p.old_id
+  FROM (SELECT new_id, min(old_id) AS old_id FROM pairs GROUP BY 1) p
+  JOIN (SELECT old_id, min(new_id) AS new_id FROM pairs GROUP BY 1) q ON q.old_id = p.old_id AND q.new_id = p.new_id
+), links AS (
+SELECT lk.*, coalesce(rk.new_id, lk.external_id) AS key_id
+  FROM entraprov.directory_links lk
+  LEFT JOIN rekeys rk ON rk.old_id = lk.external_id
+ WHERE lk.job = $1
+   AND NOT EXISTS (SELECT 1 FROM rekeys r2 WHERE r2.new_id = lk.external_id)
 ), j AS (
-SELECT coalesce(src.external_id, l.external_id, '') AS xid, src.*,
+SELECT coalesce(src.external_id, l.key_id, '') AS xid, src.*,
        l.external_id AS l_external_id, l.object_id AS l_object_id, l.user_principal_name AS l_upn,
        l.state AS l_state, l.applied_hash AS l_applied_hash, l.manager_object_id AS l_manager_object_id,
        l.groups AS l_groups, l.disabled_at AS l_disabled_at, l.deleted_at AS l_deleted_at,
        l.created_at AS l_created_at, l.updated_at AS l_updated_at
   FROM src
-  FULL JOIN (SELECT * FROM entraprov.directory_links WHERE job = $1) l ON l.external_id = src.external_id
+  FULL JOIN links l ON l.key_id = src.external_id
  ORDER BY 1
 )
 SELECT j.xid,
@@ -237,7 +274,8 @@ SELECT j.xid,
        CASE WHEN c.object_id IS NULL THEN '' ELSE coalesce((SELECT x.job || chr(31) || x.external_id
                   FROM entraprov.directory_links x
                  WHERE x.object_id = c.object_id AND x.job <> $1
-                 ORDER BY x.job LIMIT 1), '') END
+                 ORDER BY x.job LIMIT 1), '') END,
+       CASE WHEN j.l_external_id <> j.xid THEN j.l_external_id ELSE '' END
   FROM j
   LEFT JOIN LATERAL (
         SELECT * FROM entraprov.directory_users u
@@ -341,7 +379,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 		lCreated, lUpdated         pgtype.Timestamptz
 		disabledAt, deletedAt      *time.Time
 		mgrObjectID, claimed       string
-		owner                      string
+		owner, rekeyFrom           string
 	)
 	targets := []any{&xid, &hasSrc,
 		&d.ExternalID, &d.UserPrincipalName, &d.DisplayName, &d.MailNickname, &d.GivenName, &d.Surname,
@@ -353,7 +391,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 	targets = append(targets, mirrorTargets(&m, &mUpdated)...)
 	targets = append(targets, &hasCand)
 	targets = append(targets, mirrorTargets(&c, &cUpdated)...)
-	targets = append(targets, &mgrObjectID, &dupUPN, &claimed, &owner)
+	targets = append(targets, &mgrObjectID, &dupUPN, &claimed, &owner, &rekeyFrom)
 
 	// Text columns go through the arena: one string allocation per row
 	// instead of one per column, and repeated values (departments, states)
@@ -391,7 +429,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 			row.DuplicateUPN = dupUPN
 		}
 		if hasLink {
-			row.ClaimedByInvalid = claimed
+			row.ClaimedByInvalid, row.RekeyFrom = claimed, rekeyFrom
 			lk := l
 			lk.Job = job
 			lk.ExternalID = xid

@@ -110,6 +110,13 @@ type SourceRow struct {
 	// Candidate, and the external_id it links it under: a job never adopts
 	// an account another job manages.
 	CandidateOwner, CandidateOwnerID string
+	// RekeyFrom, when set, is the external_id Link is stored under: HR
+	// re-keyed the person. The source row (ExternalID) has no usable link of
+	// its own and wants the UPN or employeeId of the account linked under
+	// RekeyFrom, which left the source; the stream joins the two, and the
+	// planner decides whether the job's matching rule lets the link move
+	// (RekeyLink). Link.ExternalID is already ExternalID.
+	RekeyFrom string
 }
 
 // Run is a sync_runs row.

@@ -181,3 +181,170 @@ func TestInvalidIDsAndSelfManager(t *testing.T) {
 		t.Fatal("the padded user's account changed once the id was fixed")
 	}
 }
+
+// links returns the job's links by external id.
+func (e *env) links() map[string]store.Link {
+	e.t.Helper()
+	rows, err := e.st.Pool().Query(e.ctx, `SELECT external_id FROM entraprov.directory_links WHERE job = $1`, e.job.Name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			e.t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	out := map[string]store.Link{}
+	for _, id := range ids {
+		l, err := e.st.GetLink(e.ctx, e.job.Name, id)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		out[id] = l
+	}
+	return out
+}
+
+// TestRekeyKeepsTheAccount (issue 19, case 1). Reproduction of the failure
+// before the fix: E1 (ann@, employee id 1001) is synced, its row deleted
+// (disabled), and E1b inserted with the same UPN and employee id. The
+// create of E1b failed on the UPN and left a "creating" link; the next run
+// took ann's account for E1b's lost create, and writing that link violated
+// directory_links_object_key, so from then on every run failed in "pass 1:
+// write links": the hire below was never created and the leaver never
+// disabled. Now the link moves to E1b in one transaction (history: rekey,
+// both ids), the account is kept and enabled, and the rest of the work is
+// done in the same run.
+func TestRekeyKeepsTheAccount(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, graphsim.Options{})
+	ps := e.people(4, 1)
+	ann := ps[0]
+	ann.ExternalID, ann.UPN, ann.EmployeeID = "E1", "ann@"+e.seeded.Domain, "1001"
+	e.insert(ann, ps[1], ps[2])
+	e.run(esync.RunOptions{}, store.RunSucceeded)
+	id := e.mustLive(ann.UPN).ID
+
+	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id = 'E1'`)
+	e.run(esync.RunOptions{}, store.RunSucceeded)
+	if e.mustLive(ann.UPN).AccountEnabled {
+		t.Fatal("ann was not disabled when her row left")
+	}
+
+	rehired := ann
+	rehired.ExternalID = "E1b"
+	e.insert(rehired, ps[3])
+	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id = $1`, ps[2].ExternalID)
+	for i := 0; i < 3; i++ {
+		r := e.run(esync.RunOptions{}, store.RunSucceeded)
+		if i == 0 {
+			op := e.opOf(r.ID, "E1b", esync.ActRekey)
+			ch, _ := op.Changes["external_id"].(map[string]any)
+			if op.Status != store.OpSucceeded || ch["from"] != "E1" || ch["to"] != "E1b" {
+				t.Fatalf("rekey operation %+v; want succeeded from E1 to E1b", op)
+			}
+			if e.opOf(r.ID, "E1", esync.ActRekey).Status != store.OpSucceeded {
+				t.Fatal("the old id's history does not record the re-key")
+			}
+			if r.Counts["create"] != 1 || r.Counts["enable"] != 1 || r.Counts["disable"] != 1 {
+				t.Fatalf("counts %v; want the hire created, ann enabled, the leaver disabled", r.Counts)
+			}
+		}
+	}
+	u := e.mustLive(ann.UPN)
+	if u.ID != id || !u.AccountEnabled {
+		t.Fatalf("ann: object %s enabled %v; want her account %s kept and enabled", u.ID, u.AccountEnabled, id)
+	}
+	links := e.links()
+	if l, ok := links["E1b"]; !ok || l.ObjectID != id || l.State != store.LinkActive {
+		t.Fatalf("link of E1b %+v; want active on %s", l, id)
+	}
+	if _, ok := links["E1"]; ok {
+		t.Fatal("the old id E1 is still linked")
+	}
+	e.mustLive(ps[3].UPN)
+	if e.mustLive(ps[2].UPN).AccountEnabled {
+		t.Fatal("the leaver was not disabled")
+	}
+	e.quiet(store.RunSucceeded)
+}
+
+// TestRekeyOfEveryIDsCase (issue 19, case 1): the source upper-cases every
+// external_id (c1 → C1). Before the fix this was the same failure as above
+// for every user; now every link moves, nothing is created or disabled,
+// and a hire and a leaver in the same run are done.
+func TestRekeyOfEveryIDsCase(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, graphsim.Options{})
+	ps := e.people(22, 1)
+	for i := range ps[:20] {
+		ps[i].ExternalID = strings.ToLower(ps[i].ExternalID)
+	}
+	e.insert(ps[:20]...)
+	e.run(esync.RunOptions{}, store.RunSucceeded)
+	before := e.live()
+
+	e.exec(`UPDATE entraprov.desired_users SET external_id = upper(external_id)`)
+	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id = 'E000020'`)
+	e.insert(ps[20])
+	r := e.run(esync.RunOptions{}, store.RunSucceeded)
+	// 19 re-keys are recorded twice (new id and old id's history).
+	if r.Counts["rekey"] != 19 || r.Counts["create"] != 1 || r.Counts["disable"] != 1 {
+		t.Fatalf("counts %v; want 19 re-keys, the hire created, the leaver (e000020) disabled", r.Counts)
+	}
+	for upn, u := range e.live() {
+		if b, ok := before[upn]; ok && b.ID != u.ID {
+			t.Fatalf("%s changed object", upn)
+		}
+	}
+	for id := range e.links() {
+		if id != strings.ToUpper(id) && id != "e000020" {
+			t.Fatalf("link %s kept its old id", id)
+		}
+	}
+	e.quiet(store.RunSucceeded)
+	e.insert(ps[21])
+	if r := e.run(esync.RunOptions{}, store.RunSucceeded); r.Counts["create"] != 1 {
+		t.Fatalf("next run counts %v; want the next hire created", r.Counts)
+	}
+}
+
+// TestRekeyRefusedFailsTheRowAlone (issue 19, case 1): a new id with the UPN
+// of an account the job links under an id that left, but another employee
+// id and adopt_by none: the new row fails naming the other id and the fix,
+// the account is not touched, and the rest of the run's work is done.
+func TestRekeyRefusedFailsTheRowAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, graphsim.Options{})
+	ps := e.people(4, 1)
+	e.insert(ps[:3]...)
+	e.run(esync.RunOptions{}, store.RunSucceeded)
+	id := e.mustLive(ps[0].UPN).ID
+
+	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id = $1`, ps[0].ExternalID)
+	stranger := ps[0]
+	stranger.ExternalID, stranger.EmployeeID = "X1", "X1"
+	e.insert(stranger, ps[3])
+	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id = $1`, ps[1].ExternalID)
+	r := e.run(esync.RunOptions{}, store.RunPartial)
+	op := e.opOf(r.ID, "X1", esync.ActRekey)
+	if op.Status != store.OpFailed || !strings.Contains(op.Message, `links as external_id "E000001"`) ||
+		!strings.Contains(op.Message, "give the row the account's employee_id") {
+		t.Fatalf("X1: %s %q; want refused naming E000001 and the fix", op.Status, op.Message)
+	}
+	if u := e.mustLive(ps[0].UPN); u.ID != id || !u.AccountEnabled {
+		t.Fatalf("the account of E000001: object %s enabled %v; want it kept as is", u.ID, u.AccountEnabled)
+	}
+	if _, ok := e.links()["X1"]; ok {
+		t.Fatal("X1 got a link")
+	}
+	e.mustLive(ps[3].UPN)
+	if e.mustLive(ps[1].UPN).AccountEnabled {
+		t.Fatal("the leaver was not disabled")
+	}
+	e.quiet(store.RunPartial)
+}

@@ -74,6 +74,9 @@ type Decision struct {
 	// ignored); the engine logs them and history carries them on the
 	// user's first step.
 	Notes []string
+	// Rekey, when set, moves the link from another external_id to this one
+	// before anything else of the user is written (rekey.go).
+	Rekey *Rekey
 }
 
 // Unchanged reports a user that needs nothing.
@@ -90,6 +93,13 @@ func (d Decision) Primary() string {
 // Plan decides what to do for one row of the job's ordered join. It is pure:
 // the same row, policy and time give the same decision.
 func Plan(row store.SourceRow, p Policy, now time.Time) Decision {
+	if row.RekeyFrom != "" && row.Link != nil && row.Desired != nil {
+		return planRekey(row, p, now)
+	}
+	return planRow(row, p, now)
+}
+
+func planRow(row store.SourceRow, p Policy, now time.Time) Decision {
 	dec := Decision{ExternalID: row.ExternalID}
 	if row.Link != nil {
 		dec.UPN = row.Link.UserPrincipalName
