@@ -211,14 +211,14 @@ func (e *env) links() map[string]store.Link {
 
 // TestRekeyKeepsTheAccount (issue 19, case 1). Reproduction of the failure
 // before the fix: E1 (ann@, employee id 1001) is synced, its row deleted
-// (disabled), and E1b inserted with the same UPN and employee id. The
-// create of E1b failed on the UPN and left a "creating" link; the next run
-// took ann's account for E1b's lost create, and writing that link violated
-// directory_links_object_key, so from then on every run failed in "pass 1:
-// write links": the hire below was never created and the leaver never
-// disabled. Now the link moves to E1b in one transaction (history: rekey,
-// both ids), the account is kept and enabled, and the rest of the work is
-// done in the same run.
+// (disabled), and E1b inserted with the same UPN and employee id. Run at
+// 520adc5, the create of E1b failed on the UPN (partial) and left a
+// "creating" link; the next run took ann's account for E1b's lost create,
+// re-enabled it and failed whole on "write results: … directory_links_object_key",
+// and every run after failed in "pass 1: write links" before writing
+// anything for anyone (no later hire, no leaver). Now the link moves to E1b
+// in one transaction (history: rekey, both ids), the account is kept and
+// enabled, and the rest of the work is done in the same run, three times.
 func TestRekeyKeepsTheAccount(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, graphsim.Options{})
