@@ -275,7 +275,18 @@ SELECT j.xid,
                   FROM entraprov.directory_links x
                  WHERE x.object_id = c.object_id AND x.job <> $1
                  ORDER BY x.job LIMIT 1), '') END,
-       CASE WHEN j.l_external_id <> j.xid THEN j.l_external_id ELSE '' END
+       CASE WHEN j.l_external_id <> j.xid THEN j.l_external_id ELSE '' END,
+       CASE WHEN m.object_id IS NOT NULL AND btrim(j.user_principal_name) <> ''
+                 AND lower(btrim(j.user_principal_name)) <> lower(m.user_principal_name)
+            THEN coalesce((SELECT x.external_id
+                             FROM entraprov.directory_users u
+                             JOIN entraprov.directory_links x ON x.job = $1 AND x.object_id = u.object_id
+                            WHERE u.job = $1 AND lower(u.user_principal_name) = lower(btrim(j.user_principal_name))
+                              AND u.object_id <> m.object_id
+                              AND EXISTS (SELECT 1 FROM src s WHERE s.external_id = x.external_id
+                                             AND lower(btrim(s.user_principal_name)) <> lower(u.user_principal_name))
+                            ORDER BY 1 LIMIT 1), '')
+            ELSE '' END
   FROM j
   LEFT JOIN LATERAL (
         SELECT * FROM entraprov.directory_users u
@@ -379,7 +390,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 		lCreated, lUpdated         pgtype.Timestamptz
 		disabledAt, deletedAt      *time.Time
 		mgrObjectID, claimed       string
-		owner, rekeyFrom           string
+		owner, rekeyFrom, released string
 	)
 	targets := []any{&xid, &hasSrc,
 		&d.ExternalID, &d.UserPrincipalName, &d.DisplayName, &d.MailNickname, &d.GivenName, &d.Surname,
@@ -391,7 +402,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 	targets = append(targets, mirrorTargets(&m, &mUpdated)...)
 	targets = append(targets, &hasCand)
 	targets = append(targets, mirrorTargets(&c, &cUpdated)...)
-	targets = append(targets, &mgrObjectID, &dupUPN, &claimed, &owner, &rekeyFrom)
+	targets = append(targets, &mgrObjectID, &dupUPN, &claimed, &owner, &rekeyFrom, &released)
 
 	// Text columns go through the arena: one string allocation per row
 	// instead of one per column, and repeated values (departments, states)
@@ -429,7 +440,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 			row.DuplicateUPN = dupUPN
 		}
 		if hasLink {
-			row.ClaimedByInvalid, row.RekeyFrom = claimed, rekeyFrom
+			row.ClaimedByInvalid, row.RekeyFrom, row.UPNReleasedBy = claimed, rekeyFrom, released
 			lk := l
 			lk.Job = job
 			lk.ExternalID = xid

@@ -117,6 +117,11 @@ type SourceRow struct {
 	// planner decides whether the job's matching rule lets the link move
 	// (RekeyLink). Link.ExternalID is already ExternalID.
 	RekeyFrom string
+	// UPNReleasedBy, on a rename, is the external_id of another user of this
+	// job that holds the wanted UPN in the mirror and whose own row wants
+	// another UPN: a swap or chain of renames inside one run, ordered by the
+	// planner through a temporary UPN.
+	UPNReleasedBy string
 }
 
 // Run is a sync_runs row.

@@ -415,6 +415,10 @@ func deferredFailure(st Step, job string) string {
 		return fmt.Sprintf("manager_external_id %q: no user with this external_id is provisioned by job %s "+
 			"(it is not in the source, or its own provisioning failed); the manager was not set", st.ManagerExternalID, job)
 	}
+	if st.Action == ActUpdate {
+		return "rename: the UPN is still held by another user of this job whose own rename did not complete in this run; " +
+			"the user keeps its temporary UPN and the rename is tried again at the next run"
+	}
 	return "the user was not provisioned in this run, so this step could not be sent"
 }
 

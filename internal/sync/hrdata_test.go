@@ -348,3 +348,52 @@ func TestRekeyRefusedFailsTheRowAlone(t *testing.T) {
 	}
 	e.quiet(store.RunPartial)
 }
+
+// TestSwapAndChainOfRenames (issue 19, case 4): two users exchange UPNs and
+// a third takes the UPN a fourth gives up, in one run. Before, each PATCH
+// met the other's UPN (400) run after run until both were backed off and
+// the run read succeeded. Now the cycle goes through temporary UPNs
+// (recorded in history) and completes in one run, the chain too, with the
+// same accounts; a hire and a leaver in the same run are done.
+func TestSwapAndChainOfRenames(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, graphsim.Options{})
+	ps := e.people(6, 1)
+	e.insert(ps[:5]...)
+	e.run(esync.RunOptions{}, store.RunSucceeded)
+	ids := map[string]string{}
+	for _, p := range ps[:5] {
+		ids[p.ExternalID] = e.mustLive(p.UPN).ID
+	}
+	a, b, c, d := ps[0], ps[1], ps[2], ps[3]
+	e.exec(`UPDATE entraprov.desired_users SET user_principal_name = $2 WHERE external_id = $1`, a.ExternalID, b.UPN)
+	e.exec(`UPDATE entraprov.desired_users SET user_principal_name = $2 WHERE external_id = $1`, b.ExternalID, a.UPN)
+	e.exec(`UPDATE entraprov.desired_users SET user_principal_name = $2 WHERE external_id = $1`, c.ExternalID, "moved@"+e.seeded.Domain)
+	e.exec(`UPDATE entraprov.desired_users SET user_principal_name = $2 WHERE external_id = $1`, d.ExternalID, c.UPN)
+	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id = $1`, ps[4].ExternalID)
+	e.insert(ps[5])
+	r := e.run(esync.RunOptions{}, store.RunSucceeded)
+
+	for _, w := range []struct {
+		p   person
+		upn string
+	}{{a, b.UPN}, {b, a.UPN}, {c, "moved@" + e.seeded.Domain}, {d, c.UPN}} {
+		if u := e.mustLive(w.upn); u.ID != ids[w.p.ExternalID] {
+			t.Errorf("%s is held by %s; want %s's account %s", w.upn, u.ID, w.p.ExternalID, ids[w.p.ExternalID])
+		}
+	}
+	temp := 0
+	for _, o := range e.ops(r.ID, store.OpSucceeded) {
+		if strings.Contains(o.Message, "UPN swap:") && strings.Contains(o.Message, "temporary rn-") {
+			temp++
+		}
+	}
+	if temp != 3 { // a and b (the cycle), and d (its UPN was c's until c moved)
+		t.Fatalf("%d renames through a temporary UPN recorded; want 3", temp)
+	}
+	e.mustLive(ps[5].UPN)
+	if e.mustLive(ps[4].UPN).AccountEnabled {
+		t.Fatal("the leaver was not disabled")
+	}
+	e.quiet(store.RunSucceeded)
+}

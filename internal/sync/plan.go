@@ -360,6 +360,10 @@ func planLinked(dec *Decision, row store.SourceRow, d *store.DesiredUser) {
 		st := Step{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: l.ObjectID, Fields: fields, Changes: changes, LinkState: store.LinkActive}
 		if _, ok := fields["userPrincipalName"]; ok {
 			st.Message = fmt.Sprintf("renamed from %s", c.UserPrincipalName)
+			if row.UPNReleasedBy != "" {
+				dec.Steps = planSwap(st, row, d)
+				break
+			}
 		}
 		dec.Steps = []Step{st}
 	case l.State != store.LinkActive || l.DisabledAt != nil || l.DeletedAt != nil:

@@ -170,6 +170,16 @@ func TestPlan(t *testing.T) {
 			checks: []check{fieldsAre(map[string]any{"userPrincipalName": "alice.jones@contoso.com", "mailNickname": "alice.jones"})},
 		},
 		{
+			name: "rename_into_a_upn_another_user_releases_parks_on_a_temporary_upn",
+			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), UPNReleasedBy: "E2", Desired: func() *store.DesiredUser {
+				d := desired()
+				d.UserPrincipalName = "bob@contoso.com"
+				return d
+			}()},
+			want:   []stepSummary{{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: oidAlice}, {Action: ActUpdate, ObjectID: oidAlice, Deferred: true}},
+			checks: []check{fieldsAre(map[string]any{"userPrincipalName": "rn-" + oidAlice + "@contoso.com", "mailNickname": "bob"})},
+		},
+		{
 			name: "usage_location_compared_case_insensitively",
 			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), Desired: func() *store.DesiredUser {
 				d := desired()
