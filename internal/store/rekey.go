@@ -48,3 +48,37 @@ func IsUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
+
+// SharedLink is a directory object linked by more than one job: each of
+// them would enable, disable or delete it by its own source.
+type SharedLink struct {
+	ObjectID string
+	// Links name the jobs and external ids, "job/external_id", sorted.
+	Links []string
+}
+
+// SharedLinks lists the objects linked by more than one job (worker check).
+// The planner never creates such a link any more (a job does not adopt an
+// account another job links); those listed predate that or were made by
+// hand, and are resolved by the hand-over the README describes.
+func (s *Store) SharedLinks(ctx context.Context) ([]SharedLink, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT object_id, array_agg(job || '/' || external_id ORDER BY job, external_id)
+  FROM entraprov.directory_links
+ WHERE object_id IS NOT NULL
+ GROUP BY object_id
+HAVING count(DISTINCT job) > 1
+ ORDER BY object_id`)
+	if err != nil {
+		return nil, fmt.Errorf("objects linked by several jobs: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (SharedLink, error) {
+		var l SharedLink
+		err := row.Scan(&l.ObjectID, &l.Links)
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("objects linked by several jobs: %w", err)
+	}
+	return out, nil
+}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/graphsim"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
@@ -396,4 +397,101 @@ func TestSwapAndChainOfRenames(t *testing.T) {
 		t.Fatal("the leaver was not disabled")
 	}
 	e.quiet(store.RunSucceeded)
+}
+
+// TestOneOwnerPerAccountAcrossJobs (issue 19, case 2): ann moves from job hr
+// to job contractors (adopt_by user_principal_name). Before, contractors
+// adopted the account hr still linked (its candidate lookup left out only
+// its own links), then hr disabled it ("left the source") and contractors
+// re-enabled it ("rehire") at every run, both succeeded; with adopt_by
+// none the message called the account "unmanaged". Now contractors never
+// adopts, enables or disables it: ann's row fails naming job hr, and both
+// jobs are quiet run after run while their other work (a hire, a leaver)
+// is done. After the documented hand-over (hr's link released),
+// contractors adopts the account, the same object.
+func TestOneOwnerPerAccountAcrossJobs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, graphsim.Options{})
+	e.exec(`CREATE TABLE entraprov.contractors (LIKE entraprov.desired_users INCLUDING ALL)`)
+	hr := e.job
+	co := e.job
+	co.Name, co.Source, co.Matching.AdoptBy = "contractors", "entraprov.contractors", "user_principal_name"
+	runJob := func(job config.Job, want string) store.Run {
+		t.Helper()
+		r, err := e.eng.Run(e.ctx, job, esync.RunOptions{})
+		if r.Status != want {
+			t.Fatalf("job %s: run status %q (err %v, summary %q); want %q", job.Name, r.Status, err, r.ErrorSummary, want)
+		}
+		return r
+	}
+	toContractors := func(ids ...string) {
+		for _, id := range ids {
+			e.exec(`INSERT INTO entraprov.contractors SELECT * FROM entraprov.desired_users WHERE external_id = $1`, id)
+			e.exec(`DELETE FROM entraprov.desired_users WHERE external_id = $1`, id)
+		}
+	}
+	ps := e.people(6, 1)
+	ann := ps[0]
+	e.insert(ps[:3]...)
+	runJob(hr, store.RunSucceeded)
+	id := e.mustLive(ann.UPN).ID
+
+	// ann moves to contractors, with a contractor hire; hr gets a leaver
+	// and a hire.
+	toContractors(ann.ExternalID)
+	e.insert(ps[3])
+	toContractors(ps[3].ExternalID)
+	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id = $1`, ps[1].ExternalID)
+	e.insert(ps[4])
+	runJob(hr, store.RunSucceeded) // disables ann (left hr's source) and the leaver
+	r := runJob(co, store.RunPartial)
+	op := e.opOf(r.ID, ann.ExternalID, esync.ActSkip)
+	if op.Status != store.OpFailed || !strings.Contains(op.Message, "is managed by job hr (external_id "+ann.ExternalID+")") ||
+		strings.Contains(op.Message, "unmanaged") {
+		t.Fatalf("ann in contractors: %s %q; want failed naming job hr", op.Status, op.Message)
+	}
+	e.mustLive(ps[3].UPN)
+	e.mustLive(ps[4].UPN)
+	if e.mustLive(ps[1].UPN).AccountEnabled || e.mustLive(ann.UPN).AccountEnabled {
+		t.Fatal("hr's leavers are not disabled")
+	}
+	// No flapping: neither job writes again.
+	for i := 0; i < 2; i++ {
+		e.sim.ResetCounters()
+		runJob(hr, store.RunSucceeded)
+		runJob(co, store.RunPartial)
+		if w := e.sim.Counters().Writes; w != 0 {
+			t.Fatalf("round %d: the two jobs wrote %d times; want none (no flapping)", i, w)
+		}
+	}
+	shared, err := e.st.SharedLinks(e.ctx)
+	if err != nil || len(shared) != 0 {
+		t.Fatalf("SharedLinks = %v, %v; want none", shared, err)
+	}
+
+	// Hand-over (README): hr no longer wants ann; its link is released and
+	// contractors adopts the account at its next run.
+	e.exec(`DELETE FROM entraprov.directory_links WHERE job = 'hr' AND external_id = $1`, ann.ExternalID)
+	r = runJob(co, store.RunSucceeded)
+	if op := e.opOf(r.ID, ann.ExternalID, esync.ActAdopt); op.Status != store.OpSucceeded || op.ObjectID != id {
+		t.Fatalf("adoption after the hand-over: %+v; want ann's account %s adopted", op, id)
+	}
+	if u := e.mustLive(ann.UPN); u.ID != id || !u.AccountEnabled {
+		t.Fatalf("ann after the hand-over: object %s enabled %v; want her account enabled", u.ID, u.AccountEnabled)
+	}
+	e.sim.ResetCounters()
+	runJob(hr, store.RunSucceeded)
+	runJob(co, store.RunSucceeded)
+	if w := e.sim.Counters().Writes; w != 0 {
+		t.Fatalf("after the hand-over the jobs wrote %d times; want none", w)
+	}
+
+	// A double link made by hand (or before this change) is what worker
+	// check lists.
+	e.exec(`INSERT INTO entraprov.directory_links (job, external_id, object_id, state) VALUES ('hr', 'LEGACY', $1, 'active')`, id)
+	shared, err = e.st.SharedLinks(e.ctx)
+	if err != nil || len(shared) != 1 || shared[0].ObjectID != id ||
+		strings.Join(shared[0].Links, ",") != "contractors/"+ann.ExternalID+",hr/LEGACY" {
+		t.Fatalf("SharedLinks = %+v, %v; want %s linked by both jobs", shared, err, id)
+	}
 }
