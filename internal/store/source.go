@@ -286,7 +286,11 @@ SELECT j.xid,
                               AND EXISTS (SELECT 1 FROM src s WHERE s.external_id = x.external_id
                                              AND lower(btrim(s.user_principal_name)) <> lower(u.user_principal_name))
                             ORDER BY 1 LIMIT 1), '')
-            ELSE '' END
+            ELSE '' END,
+       CASE WHEN j.l_object_id IS NULL THEN '' ELSE coalesce((SELECT x.job || '/' || x.external_id
+                  FROM entraprov.directory_links x
+                 WHERE x.object_id = j.l_object_id AND x.job <> $1
+                 ORDER BY 1 LIMIT 1), '') END
   FROM j
   LEFT JOIN LATERAL (
         SELECT * FROM entraprov.directory_users u
@@ -391,6 +395,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 		disabledAt, deletedAt      *time.Time
 		mgrObjectID, claimed       string
 		owner, rekeyFrom, released string
+		sharedWith                 string
 	)
 	targets := []any{&xid, &hasSrc,
 		&d.ExternalID, &d.UserPrincipalName, &d.DisplayName, &d.MailNickname, &d.GivenName, &d.Surname,
@@ -402,7 +407,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 	targets = append(targets, mirrorTargets(&m, &mUpdated)...)
 	targets = append(targets, &hasCand)
 	targets = append(targets, mirrorTargets(&c, &cUpdated)...)
-	targets = append(targets, &mgrObjectID, &dupUPN, &claimed, &owner, &rekeyFrom, &released)
+	targets = append(targets, &mgrObjectID, &dupUPN, &claimed, &owner, &rekeyFrom, &released, &sharedWith)
 
 	// Text columns go through the arena: one string allocation per row
 	// instead of one per column, and repeated values (departments, states)
@@ -440,7 +445,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 			row.DuplicateUPN = dupUPN
 		}
 		if hasLink {
-			row.ClaimedByInvalid, row.RekeyFrom, row.UPNReleasedBy = claimed, rekeyFrom, released
+			row.ClaimedByInvalid, row.RekeyFrom, row.UPNReleasedBy, row.SharedWith = claimed, rekeyFrom, released, sharedWith
 			lk := l
 			lk.Job = job
 			lk.ExternalID = xid

@@ -122,6 +122,10 @@ type SourceRow struct {
 	// another UPN: a swap or chain of renames inside one run, ordered by the
 	// planner through a temporary UPN.
 	UPNReleasedBy string
+	// SharedWith names another job (and its external_id, "job/id") that
+	// links Link's object too: left from before a job stopped adopting
+	// other jobs' accounts, or made by hand. Neither job acts on it.
+	SharedWith string
 }
 
 // Run is a sync_runs row.

@@ -494,4 +494,19 @@ func TestOneOwnerPerAccountAcrossJobs(t *testing.T) {
 		strings.Join(shared[0].Links, ",") != "contractors/"+ann.ExternalID+",hr/LEGACY" {
 		t.Fatalf("SharedLinks = %+v, %v; want %s linked by both jobs", shared, err, id)
 	}
+	// And neither job acts on it meanwhile: hr would disable it (LEGACY is
+	// not in its source), contractors would change its title.
+	e.exec(`UPDATE entraprov.contractors SET job_title = 'Contractor' WHERE external_id = $1`, ann.ExternalID)
+	e.sim.ResetCounters()
+	rh := runJob(hr, store.RunPartial)
+	rc := runJob(co, store.RunPartial)
+	if w := e.sim.Counters().Writes; w != 0 {
+		t.Fatalf("the jobs wrote %d times to an account both link; want none", w)
+	}
+	if op := e.opOf(rh.ID, "LEGACY", esync.ActDisable); op.Status != store.OpFailed || !strings.Contains(op.Message, "also linked by job contractors/"+ann.ExternalID) {
+		t.Fatalf("hr's disable of the shared account: %s %q; want refused naming contractors", op.Status, op.Message)
+	}
+	if op := e.opOf(rc.ID, ann.ExternalID, esync.ActUpdate); op.Status != store.OpFailed || !strings.Contains(op.Message, "also linked by job hr/LEGACY") {
+		t.Fatalf("contractors' update of the shared account: %s %q; want refused naming hr", op.Status, op.Message)
+	}
 }

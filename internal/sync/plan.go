@@ -93,10 +93,22 @@ func (d Decision) Primary() string {
 // Plan decides what to do for one row of the job's ordered join. It is pure:
 // the same row, policy and time give the same decision.
 func Plan(row store.SourceRow, p Policy, now time.Time) Decision {
+	var dec Decision
 	if row.RekeyFrom != "" && row.Link != nil && row.Desired != nil {
-		return planRekey(row, p, now)
+		dec = planRekey(row, p, now)
+	} else {
+		dec = planRow(row, p, now)
 	}
-	return planRow(row, p, now)
+	if row.SharedWith != "" && !dec.Unchanged() {
+		// Another job links the same account: whatever this job would do,
+		// the other would undo. Neither acts until one link is released.
+		dec.Steps = []Step{{Action: dec.Primary(), ObjectID: row.Link.ObjectID, Failure: fmt.Sprintf(
+			"conflict: the account %s is also linked by job %s; a job never enables, disables or deletes another job's account, "+
+				"so nothing is done until one of the two links is released (worker check lists it; README, \"Moving a user between jobs\")",
+			row.Link.ObjectID, row.SharedWith)}}
+		dec.Link, dec.Rekey = nil, nil
+	}
+	return dec
 }
 
 func planRow(row store.SourceRow, p Policy, now time.Time) Decision {

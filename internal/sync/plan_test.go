@@ -386,6 +386,12 @@ func TestPlan(t *testing.T) {
 			}},
 		},
 		{
+			name:   "account_another_job_links_too_is_left_alone",
+			row:    store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), SharedWith: "contractors/C7"},
+			want:   []stepSummary{{Action: ActDisable, ObjectID: oidAlice, Failed: true}},
+			checks: []check{noLink, failureHas("also linked by job contractors/C7")},
+		},
+		{
 			name: "manager_is_set_when_both_users_exist",
 			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), ManagerObjectID: oidBoss,
 				Desired: func() *store.DesiredUser { d := desired(); d.ManagerExternalID = "B1"; return d }()},
