@@ -69,9 +69,9 @@ func TestMigrateCommand(t *testing.T) {
 		{name: "history_before_migrating_says_what_to_do", args: []string{"history", db}, code: exitFail,
 			contains: []string{"worker migrate up"}},
 		{name: "first_up_applies", args: []string{"migrate", "up", db}, code: exitOK,
-			contains: []string{"applied 4 migrations: schema now at version 4"}},
+			contains: []string{"applied 6 migrations: schema now at version 6"}},
 		{name: "second_up_has_nothing_to_do", args: []string{"migrate", "up", db}, code: exitOK,
-			contains: []string{"nothing to do: schema already at version 4"}},
+			contains: []string{"nothing to do: schema already at version 6"}},
 		{name: "status_when_up_to_date", args: []string{"migrate", "status", db}, code: exitOK,
 			contains: []string{"applied  001_init.sql", "applied  002_operations.sql", "up to date"}},
 	})
