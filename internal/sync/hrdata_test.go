@@ -400,7 +400,9 @@ func TestSwapAndChainOfRenames(t *testing.T) {
 }
 
 // TestOneOwnerPerAccountAcrossJobs (issue 19, case 2): ann moves from job hr
-// to job contractors (adopt_by user_principal_name). Before, contractors
+// to job contractors (adopt_by user_principal_name). Before (reproduced at
+// 520adc5: three rounds, each "hr disable 1, contractors enable 1", both
+// succeeded, 2 writes a round), contractors
 // adopted the account hr still linked (its candidate lookup left out only
 // its own links), then hr disabled it ("left the source") and contractors
 // re-enabled it ("rehire") at every run, both succeeded; with adopt_by
