@@ -15,6 +15,10 @@
 -- A person who drops out of the view (scoped out, or deleted in HR) is a
 -- leaver: the job disables (or deletes, per its leaver policy) the account
 -- it created, and never touches accounts it does not manage.
+-- A person still in the view with account_enabled = false (on leave) is not
+-- a leaver: the account is disabled and kept, whatever the leaver policy
+-- (never deleted, even with leaver.action delete), and enabled again when
+-- account_enabled turns true.
 
 CREATE SCHEMA IF NOT EXISTS hr;
 

@@ -159,6 +159,7 @@ func runCheck(cmd *cobra.Command, jobName string, asJSON bool) error {
 	st := checkDatabase(ctx, cfg, rep)
 	if st != nil {
 		defer st.Close()
+		checkOwners(ctx, st, rep)
 	}
 	for _, job := range jobs {
 		if st != nil {

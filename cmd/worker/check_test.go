@@ -241,3 +241,25 @@ func TestCheckRefusesLiteralSecretWithoutEchoingIt(t *testing.T) {
 		t.Fatalf("the literal secret was echoed:\n%s", out)
 	}
 }
+
+// An account linked by two jobs (left from before a job stopped adopting
+// other jobs' accounts, or made by hand) fails the check, naming both links
+// and the hand-over (issue 19).
+func TestCheckListsAccountsLinkedByTwoJobs(t *testing.T) {
+	env := newCheckEnv(t, []string{permUsers})
+	st, err := store.Open(context.Background(), env.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Pool().Exec(context.Background(), `INSERT INTO entraprov.directory_links (job, external_id, object_id, state) VALUES
+('staff', 'E1', 'obj-1', 'active'), ('contractors', 'C1', 'obj-1', 'disabled'), ('staff', 'E2', 'obj-2', 'active')`); err != nil {
+		t.Fatal(err)
+	}
+	rep, code, out := runCheckJSON(t, "--config", env.cfgPath, "--job", "staff")
+	it := findCheck(rep, "owners")
+	if code == exitOK || it.Status != checkFail || !strings.Contains(it.Detail, "obj-1 linked by contractors/C1, staff/E1") ||
+		strings.Contains(it.Detail, "obj-2") || !strings.Contains(it.Advice, "Moving a user between jobs") {
+		t.Fatalf("exit %d, owners check %+v; want a failure naming obj-1's two links\n%s", code, it, out)
+	}
+}

@@ -84,6 +84,9 @@ type Client struct {
 	ctl   *controller
 
 	clampLogged atomic.Bool // a clamped Retry-After was logged
+	// fresh are the objects this client created or restored: a 404 on
+	// them may be replication lag (fresh.go).
+	fresh freshObjects
 }
 
 // Stats counts a client's Graph traffic.
@@ -179,9 +182,16 @@ func New(ctx context.Context, job config.Job, opts Options) (*Client, error) {
 	// graph.microsoft.com whatever we set later.
 	adapter.SetBaseUrl(ep.graphURL)
 	c.adp = adapter
+	sdkInit.Lock()
 	c.gsc = msgraph.NewGraphServiceClient(adapter)
+	sdkInit.Unlock()
 	return c, nil
 }
+
+// sdkInit serialises msgraph.NewGraphServiceClient: it enables kiota's
+// backing store through package-level factories (a write the race detector
+// sees when two jobs, or two parallel tests, connect at once).
+var sdkInit sync.Mutex
 
 func parentTransport(c *http.Client) http.RoundTripper {
 	if c != nil && c.Transport != nil {

@@ -69,8 +69,12 @@
 // Retries. 429 → after Retry-After (bounded by MaxThrottled; a Retry-After
 // longer than MaxRetryAfter, 5 minutes, is clamped to it); 5xx, 424,
 // lost answers and transport errors → jittered capped exponential backoff
-// (bounded by MaxAttempts); 404 on a patch or reference write → a few
-// backoff retries (a just-created object may not be visible yet); 401 →
+// (bounded by MaxAttempts); 404 on a patch or reference write → retries
+// only as long as replication lag can explain it (fresh.go): up to 5, each
+// wait capped at 4 s, when the target or related object was created or
+// restored by this client in the last 10 minutes; otherwise one retry after
+// MinBackoff, then the step fails (a group that does not exist, a user
+// deleted by hand); 401 →
 // once (token expired in flight). Any other 4xx is the request's fault and
 // is reported, never retried. Backoff is a small function rather than
 // cenkalti/backoff because retries are per step, scheduled by the

@@ -268,6 +268,9 @@ func (e *execution) succeed(t *task, status int, objectID string, recovered bool
 	if r.ObjectID == "" {
 		r.ObjectID = t.op.ObjectID
 	}
+	if t.op.Kind == OpCreate || t.op.Kind == OpRestore {
+		e.c.fresh.add(r.ObjectID, time.Now())
+	}
 	if m := e.c.opts.Metrics; m != nil {
 		m.StepDone(t.op.Kind, Succeeded, status)
 	}
@@ -470,11 +473,12 @@ func (e *execution) schedule(t *task, class retryClass, retryAfter time.Duration
 		wait = max(backoff(t.attempts-t.throttles, o.MinBackoff, o.MaxBackoff), retryAfter)
 	case retryNotYet:
 		t.notFound++
-		if t.notFound > 5 || t.attempts-t.throttles >= o.MaxAttempts {
+		again, after := e.c.notFoundRetry(t.op, t.notFound, now)
+		if !again || t.attempts-t.throttles >= o.MaxAttempts {
 			e.finish(t, Failed, t.lastStatus, "", t.lastErr)
 			return retry
 		}
-		wait = backoff(t.notFound, o.MinBackoff, o.MaxBackoff)
+		wait = after
 	case retryAuth:
 		t.authRetry++
 		if t.authRetry > 1 {

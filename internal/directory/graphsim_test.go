@@ -778,3 +778,35 @@ func TestDeltaResetOnBothExpiryAnswers(t *testing.T) {
 		})
 	}
 }
+
+// Invariant (issue 19): a 404 on an object this client did not just create
+// or restore is not replication lag: a group that does not exist, or a user
+// deleted meanwhile, fails after one short retry (fresh.go), not after the
+// ~20 s of lag retries. (A 404 on a user the client just created is still
+// retried through the lag: TestEventualConsistency404IsRetried.)
+func TestMissingObject404FailsFast(t *testing.T) {
+	e := newEnv(t, graphsim.Options{}, nil)
+	ctx := context.Background()
+	res, _ := run(t, ctx, e.c, []directory.Operation{createOp(1, e.seeded.Domain, 1), createOp(2, e.seeded.Domain, 2)})
+	a, b := res[1].ObjectID, res[2].ObjectID
+	if res, _ = run(t, ctx, e.c, []directory.Operation{{Key: 1, Kind: directory.OpDelete, ObjectID: b}}); res[1].Outcome != directory.Succeeded {
+		t.Fatalf("delete: %+v", res[1])
+	}
+	// The next run's client did not create a or b: both are old objects.
+	next, err := directory.New(ctx, e.job, directory.Options{HTTPClient: &http.Client{Transport: e.srv.Transport()},
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ = run(t, ctx, next, []directory.Operation{
+		{Key: 1, Kind: directory.OpAddMember, ObjectID: a, RelatedID: "0badc0de-0000-4000-8000-000000000404"},
+		{Key: 2, Kind: directory.OpUpdate, ObjectID: b, Fields: map[string]any{"jobTitle": "Gone"}},
+		{Key: 3, Kind: directory.OpSetManager, ObjectID: a, RelatedID: b},
+	})
+	var ge *directory.GraphError
+	for k := int64(1); k <= 3; k++ {
+		if r := res[k]; r.Outcome != directory.Failed || r.Attempts != 2 || !errors.As(r.Err, &ge) || ge.Status != 404 {
+			t.Errorf("op %d on a missing object: %s after %d attempts (%v); want failed with the 404 after 2 attempts", k, r.Outcome, r.Attempts, r.Err)
+		}
+	}
+}

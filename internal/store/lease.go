@@ -230,14 +230,22 @@ func (s *Store) write(ctx context.Context, fn func(q dbtx) error) error {
 		return fn(s.pool)
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var cur int64
-		err := tx.QueryRow(ctx, `SELECT lease_fence FROM entraprov.job_state WHERE job = $1 FOR SHARE`, f.job).Scan(&cur)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("check the job's fence: %w", err)
-		}
-		if cur != f.n {
-			return staleFence(f.job, f.n, cur)
+		if err := holdFence(ctx, tx, f); err != nil {
+			return err
 		}
 		return fn(tx)
 	})
+}
+
+// holdFence reads the job's fence FOR SHARE in tx and refuses a stale one.
+func holdFence(ctx context.Context, tx pgx.Tx, f fence) error {
+	var cur int64
+	err := tx.QueryRow(ctx, `SELECT lease_fence FROM entraprov.job_state WHERE job = $1 FOR SHARE`, f.job).Scan(&cur)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("check the job's fence: %w", err)
+	}
+	if cur != f.n {
+		return staleFence(f.job, f.n, cur)
+	}
+	return nil
 }

@@ -187,20 +187,73 @@ func streamQuery(rel string) string {
 	}
 	return `
 WITH src AS (
-SELECT ` + src.String() + `
+SELECT ` + src.String() + `, true AS src_row
   FROM ` + rel + ` s
+), bad AS (
+-- Rows whose external_id is NULL, empty or padded with whitespace: each is
+-- refused, and must not turn the user it names into a leaver.
+SELECT format('%L', s.external_id) AS shown,
+       regexp_replace(s.external_id, '^\s+|\s+$', '', 'g') AS trimmed,
+       lower(nullif(s.user_principal_name, '')) AS upn
+  FROM src s
+ WHERE s.external_id IS NULL OR s.external_id = '' OR s.external_id ~ '^\s|\s$'
+), claims AS (
+-- Links such a row claims, by trimmed id or by UPN (two equi-joins, so a
+-- feed full of padded ids costs hash joins, not links x rows).
+SELECT x.external_id, min(x.shown) AS shown FROM (
+    SELECT l.external_id, b.shown FROM entraprov.directory_links l JOIN bad b ON b.trimmed = l.external_id WHERE l.job = $1
+    UNION ALL
+    SELECT l.external_id, b.shown FROM entraprov.directory_links l JOIN bad b ON b.upn = lower(l.user_principal_name) WHERE l.job = $1
+) x GROUP BY 1
+), orphans AS (
+-- Re-keys. Links whose external_id left the source, with their object's UPN
+-- and employeeId as the mirror holds them...
+SELECT l.external_id, lower(l.user_principal_name) AS lupn, lower(u.user_principal_name) AS mupn,
+       nullif(u.employee_id, '') AS employee_id
+  FROM entraprov.directory_links l
+  LEFT JOIN entraprov.directory_users u ON u.job = $1 AND u.object_id = l.object_id
+ WHERE l.job = $1 AND l.state <> 'creating' AND l.object_id IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM src s WHERE s.external_id = l.external_id)
+), newcomers AS (
+-- ...and valid source rows no usable link names (a "creating" marker of a
+-- create that met the old account's UPN counts as none)...
+SELECT s.external_id, lower(nullif(s.user_principal_name, '')) AS upn, nullif(btrim(s.employee_id), '') AS employee_id
+  FROM src s
+ WHERE s.external_id <> '' AND s.external_id !~ '^\s|\s$'
+   AND NOT EXISTS (SELECT 1 FROM entraprov.directory_links l
+                    WHERE l.job = $1 AND l.external_id = s.external_id AND l.state <> 'creating' AND l.object_id IS NOT NULL)
+), pairs AS (
+-- ...that want the same account (equi-joins only: a wholesale re-key of
+-- 100k ids is three hash joins)...
+SELECT n.external_id AS new_id, o.external_id AS old_id FROM newcomers n JOIN orphans o ON n.upn = o.lupn
+UNION
+SELECT n.external_id, o.external_id FROM newcomers n JOIN orphans o ON n.upn = o.mupn
+UNION
+SELECT n.external_id, o.external_id FROM newcomers n JOIN orphans o ON n.employee_id = o.employee_id
+), rekeys AS (
+-- ...one to one: the row is then joined with the old link (the planner
+-- decides whether the job's matching rule lets the link move).
+SELECT p.new_id, p.old_id
+  FROM (SELECT new_id, min(old_id) AS old_id FROM pairs GROUP BY 1) p
+  JOIN (SELECT old_id, min(new_id) AS new_id FROM pairs GROUP BY 1) q ON q.old_id = p.old_id AND q.new_id = p.new_id
+), links AS (
+SELECT lk.*, coalesce(rk.new_id, lk.external_id) AS key_id
+  FROM entraprov.directory_links lk
+  LEFT JOIN rekeys rk ON rk.old_id = lk.external_id
+ WHERE lk.job = $1
+   AND NOT EXISTS (SELECT 1 FROM rekeys r2 WHERE r2.new_id = lk.external_id)
 ), j AS (
-SELECT coalesce(src.external_id, l.external_id) AS xid, src.*,
+SELECT coalesce(src.external_id, l.key_id, '') AS xid, src.*,
        l.external_id AS l_external_id, l.object_id AS l_object_id, l.user_principal_name AS l_upn,
        l.state AS l_state, l.applied_hash AS l_applied_hash, l.manager_object_id AS l_manager_object_id,
        l.groups AS l_groups, l.disabled_at AS l_disabled_at, l.deleted_at AS l_deleted_at,
        l.created_at AS l_created_at, l.updated_at AS l_updated_at
   FROM src
-  FULL JOIN (SELECT * FROM entraprov.directory_links WHERE job = $1) l ON l.external_id = src.external_id
+  FULL JOIN links l ON l.key_id = src.external_id
  ORDER BY 1
 )
 SELECT j.xid,
-       j.external_id IS NOT NULL,
+       coalesce(j.src_row, false),
        ` + srcCols.String() + `
        j.l_external_id IS NOT NULL,
        coalesce(j.l_object_id, ''), coalesce(j.l_upn, ''), coalesce(j.l_state, ''),
@@ -214,7 +267,30 @@ SELECT j.xid,
        coalesce(lower(j.user_principal_name) IN (
                   SELECT lower(user_principal_name) FROM src
                    WHERE user_principal_name <> ''
-                   GROUP BY 1 HAVING count(*) > 1), false)
+                   GROUP BY 1 HAVING count(*) > 1), false),
+       CASE WHEN j.src_row IS NULL
+            THEN coalesce((SELECT cl.shown FROM claims cl WHERE cl.external_id = j.l_external_id), '')
+            ELSE '' END,
+       CASE WHEN c.object_id IS NULL THEN '' ELSE coalesce((SELECT x.job || chr(31) || x.external_id
+                  FROM entraprov.directory_links x
+                 WHERE x.object_id = c.object_id AND x.job <> $1
+                 ORDER BY x.job LIMIT 1), '') END,
+       CASE WHEN j.l_external_id <> j.xid THEN j.l_external_id ELSE '' END,
+       CASE WHEN m.object_id IS NOT NULL AND btrim(j.user_principal_name) <> ''
+                 AND lower(btrim(j.user_principal_name)) <> lower(m.user_principal_name)
+            THEN coalesce((SELECT x.external_id
+                             FROM entraprov.directory_users u
+                             JOIN entraprov.directory_links x ON x.job = $1 AND x.object_id = u.object_id
+                            WHERE u.job = $1 AND lower(u.user_principal_name) = lower(btrim(j.user_principal_name))
+                              AND u.object_id <> m.object_id
+                              AND EXISTS (SELECT 1 FROM src s WHERE s.external_id = x.external_id
+                                             AND lower(btrim(s.user_principal_name)) <> lower(u.user_principal_name))
+                            ORDER BY 1 LIMIT 1), '')
+            ELSE '' END,
+       CASE WHEN j.l_object_id IS NULL THEN '' ELSE coalesce((SELECT x.job || '/' || x.external_id
+                  FROM entraprov.directory_links x
+                 WHERE x.object_id = j.l_object_id AND x.job <> $1
+                 ORDER BY 1 LIMIT 1), '') END
   FROM j
   LEFT JOIN LATERAL (
         SELECT * FROM entraprov.directory_users u
@@ -237,7 +313,7 @@ SELECT j.xid,
               ORDER BY u.deleted, u.object_id
               LIMIT 1)
         ) cand
-         WHERE j.external_id IS NOT NULL
+         WHERE j.src_row
            AND (j.l_external_id IS NULL OR j.l_state = 'creating')
          ORDER BY cand.pri
          LIMIT 1
@@ -320,7 +396,9 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 		mUpdated, cUpdated         pgtype.Timestamptz
 		lCreated, lUpdated         pgtype.Timestamptz
 		disabledAt, deletedAt      *time.Time
-		mgrObjectID                string
+		mgrObjectID, claimed       string
+		owner, rekeyFrom, released string
+		sharedWith                 string
 	)
 	targets := []any{&xid, &hasSrc,
 		&d.ExternalID, &d.UserPrincipalName, &d.DisplayName, &d.MailNickname, &d.GivenName, &d.Surname,
@@ -332,7 +410,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 	targets = append(targets, mirrorTargets(&m, &mUpdated)...)
 	targets = append(targets, &hasCand)
 	targets = append(targets, mirrorTargets(&c, &cUpdated)...)
-	targets = append(targets, &mgrObjectID, &dupUPN)
+	targets = append(targets, &mgrObjectID, &dupUPN, &claimed, &owner, &rekeyFrom, &released, &sharedWith)
 
 	// Text columns go through the arena: one string allocation per row
 	// instead of one per column, and repeated values (departments, states)
@@ -394,6 +472,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 			row.DuplicateUPN = dupUPN
 		}
 		if hasLink {
+			row.ClaimedByInvalid, row.RekeyFrom, row.UPNReleasedBy, row.SharedWith = claimed, rekeyFrom, released, sharedWith
 			lk := l
 			lk.Job = job
 			lk.ExternalID = xid
@@ -412,6 +491,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 			cu := c
 			cu.UpdatedAt = cUpdated.Time
 			row.Candidate = &cu
+			row.CandidateOwner, row.CandidateOwnerID, _ = strings.Cut(owner, "\x1f")
 		}
 		if len(group) > 0 && group[0].ExternalID != xid {
 			if err := emit(); err != nil {

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -238,7 +239,9 @@ func TestStreamSource(t *testing.T) {
 // flat because rows are read one at a time (peak-heap-MiB stays a few MiB
 // whatever the row count). first_run: nothing linked yet (every row looks
 // for an adoption candidate); steady_state: every user linked and mirrored,
-// the nightly case.
+// the nightly case; rekey_all: every link under the lower-case of its
+// source id (HR re-keyed everyone), so every row is paired with its old
+// link (issue 19).
 func BenchmarkStreamSource(b *testing.B) {
 	const users = 100_000
 	st := testdb.New(b)
@@ -258,9 +261,16 @@ func BenchmarkStreamSource(b *testing.B) {
 		SELECT 'steady', 'obj-' || external_id, user_principal_name, display_name, given_name, surname,
 		       job_title, department, employee_id, usage_location, true
 		  FROM entraprov.desired_users`)
+	exec(b, st, `INSERT INTO entraprov.directory_links (job, external_id, object_id, user_principal_name, state, applied_hash, groups)
+		SELECT 'rekey_all', lower(external_id), object_id, user_principal_name, state, applied_hash, groups
+		  FROM entraprov.directory_links WHERE job = 'steady'`)
+	exec(b, st, `INSERT INTO entraprov.directory_users SELECT 'rekey_all', object_id, user_principal_name, display_name, mail_nickname,
+		       given_name, surname, job_title, department, office_location, company_name, employee_id, employee_type,
+		       usage_location, mobile_phone, mail, account_enabled, manager_object_id, deleted, updated_at, manager_known
+		  FROM entraprov.directory_users WHERE job = 'steady'`)
 	exec(b, st, `ANALYZE`)
 
-	for _, job := range []string{"first_run", "steady"} {
+	for _, job := range []string{"first_run", "steady", "rekey_all"} {
 		b.Run(job, func(b *testing.B) {
 			var peak uint64
 			var before, after runtime.MemStats
@@ -272,6 +282,9 @@ func BenchmarkStreamSource(b *testing.B) {
 				n := 0
 				err := st.StreamSource(ctx, job, "entraprov.desired_users", func(r store.SourceRow) error {
 					n++
+					if job == "rekey_all" && r.RekeyFrom != strings.ToLower(r.ExternalID) {
+						return fmt.Errorf("row %s: RekeyFrom %q; want its lower-case id", r.ExternalID, r.RekeyFrom)
+					}
 					if n%20_000 == 0 {
 						var ms runtime.MemStats
 						runtime.ReadMemStats(&ms)

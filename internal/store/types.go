@@ -104,6 +104,32 @@ type SourceRow struct {
 	// external_id (0 when Desired is nil). More than 1 breaks the source
 	// contract: the planner fails every one of them and writes nothing.
 	SourceRows int
+	// ClaimedByInvalid, on a link whose external_id is not in the source,
+	// names (quoted, or NULL) a source row with an invalid external_id (NULL,
+	// empty, padded with whitespace) that trims to this link's id or wants
+	// its UPN: the row is refused, and this user is not a leaver either
+	// until the source is fixed.
+	ClaimedByInvalid string
+	// CandidateOwner and CandidateOwnerID name another job that links
+	// Candidate, and the external_id it links it under: a job never adopts
+	// an account another job manages.
+	CandidateOwner, CandidateOwnerID string
+	// RekeyFrom, when set, is the external_id Link is stored under: HR
+	// re-keyed the person. The source row (ExternalID) has no usable link of
+	// its own and wants the UPN or employeeId of the account linked under
+	// RekeyFrom, which left the source; the stream joins the two, and the
+	// planner decides whether the job's matching rule lets the link move
+	// (RekeyLink). Link.ExternalID is already ExternalID.
+	RekeyFrom string
+	// UPNReleasedBy, on a rename, is the external_id of another user of this
+	// job that holds the wanted UPN in the mirror and whose own row wants
+	// another UPN: a swap or chain of renames inside one run, ordered by the
+	// planner through a temporary UPN.
+	UPNReleasedBy string
+	// SharedWith names another job (and its external_id, "job/id") that
+	// links Link's object too: left from before a job stopped adopting
+	// other jobs' accounts, or made by hand. Neither job acts on it.
+	SharedWith string
 }
 
 // Run is a sync_runs row.

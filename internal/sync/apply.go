@@ -212,9 +212,14 @@ func (p *applyPass) produce(only map[string]struct{}) (err error) {
 		wctx, cancel := context.WithTimeout(r.wctx, dbTimeout)
 		defer cancel()
 		// Links first: a create's "creating" marker must be durable before
-		// the create can reach Graph.
-		if err := r.e.Store.UpsertLinks(wctx, links); err != nil {
+		// the create can reach Graph. A link the database refuses fails its
+		// user alone.
+		refused, err := r.upsertLinks(wctx, links)
+		if err != nil {
 			return fmt.Errorf("write links: %w", err)
+		}
+		if len(refused) > 0 {
+			rows, sends = p.failRefused(refused, rows, sends)
 		}
 		if err := r.e.Store.RecordOperations(wctx, rows); err != nil {
 			return fmt.Errorf("record operations: %w", err)
@@ -269,6 +274,22 @@ func (p *applyPass) produce(only map[string]struct{}) (err error) {
 		}
 		if !planned {
 			dec = Plan(row, r.policy, r.now)
+		}
+		if dec.Rekey != nil && p.pass == 1 {
+			if msg := r.moveLink(p.ctx, dec.Rekey); msg != "" {
+				dec = Decision{ExternalID: dec.ExternalID, UPN: dec.UPN,
+					Steps: []Step{{Action: ActRekey, ObjectID: dec.Steps[0].ObjectID, Failure: msg, Changes: dec.Steps[0].Changes}}}
+			} else {
+				// The old id's history says where its account went.
+				st := dec.Steps[0]
+				rows = append(rows, store.Operation{RunID: r.run.ID, Seq: r.nextSeq(), ExternalID: dec.Rekey.From, ObjectID: st.ObjectID,
+					Action: ActRekey, Changes: st.Changes, Message: st.Message, Status: store.OpSucceeded})
+			}
+		}
+		if p.pass == 1 {
+			for _, n := range dec.Notes {
+				r.log.InfoContext(p.ctx, "source row note", "external_id", row.ExternalID, "note", n)
+			}
 		}
 		if p.pass == 2 {
 			switch dec.Primary() {
@@ -420,6 +441,10 @@ func deferredFailure(st Step, job string) string {
 		return fmt.Sprintf("manager_external_id %q: no user with this external_id is provisioned by job %s "+
 			"(it is not in the source, or its own provisioning failed); the manager was not set", st.ManagerExternalID, job)
 	}
+	if st.Action == ActUpdate {
+		return "rename: the UPN is still held by another user of this job whose own rename did not complete in this run; " +
+			"the user keeps its temporary UPN and the rename is tried again at the next run"
+	}
 	return "the user was not provisioned in this run, so this step could not be sent"
 }
 
@@ -439,7 +464,12 @@ func (p *applyPass) consume() error {
 		}
 		ctx, cancel := context.WithTimeout(r.wctx, dbTimeout)
 		defer cancel()
-		err := r.e.Store.UpsertLinks(ctx, links)
+		refused, err := r.upsertLinks(ctx, links)
+		for xid, lerr := range refused {
+			// Graph did it; only our record of it failed. The user fails
+			// alone, and the next run plans it again from the directory.
+			r.noteFailure(xid, fmt.Sprintf("the link could not be written: %v", lerr), false)
+		}
 		if err == nil {
 			err = r.e.Store.CompleteOperations(ctx, comps)
 		}

@@ -102,9 +102,10 @@ func TestUserBackoff(t *testing.T) {
 	}
 
 	// Run 4: left alone. No Graph write, no lookup, one skipped row that
-	// says why and how to end it; the run succeeds.
+	// says why and how to end it; the run is partial (not converged), not
+	// succeeded (issue 19).
 	e.advance(time.Hour)
-	r, sent := attempt(esync.RunOptions{}, store.RunSucceeded)
+	r, sent := attempt(esync.RunOptions{}, store.RunPartial)
 	if sent || e.sim.Counters().BatchSteps != 0 {
 		t.Fatalf("run 4 sent %d batch steps; want none for a backed-off user", e.sim.Counters().BatchSteps)
 	}
@@ -155,7 +156,7 @@ func TestUserBackoff(t *testing.T) {
 		t.Fatalf("after 4 failures next attempt %v; want %v", b.NextAttemptAt, want)
 	}
 	e.advance(time.Hour)
-	if _, sent := attempt(esync.RunOptions{}, store.RunSucceeded); sent {
+	if _, sent := attempt(esync.RunOptions{}, store.RunPartial); sent {
 		t.Fatal("run 6 tried the user 1h into a 4h back-off")
 	}
 
@@ -164,7 +165,7 @@ func TestUserBackoff(t *testing.T) {
 		t.Fatal("--retry-stuck did not try the backed-off user")
 	}
 	wantFailures(5)
-	if _, sent := attempt(esync.RunOptions{}, store.RunSucceeded); sent {
+	if _, sent := attempt(esync.RunOptions{}, store.RunPartial); sent {
 		t.Fatal("the run after --retry-stuck tried the user again")
 	}
 

@@ -415,6 +415,13 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 	case r.failures > 0:
 		run.Status = store.RunPartial
 		run.ErrorSummary = fmt.Sprintf("%d operations failed; first: %s", r.failures, r.firstFailure)
+	case r.opts.Mode == ModeApply && run.Counts[store.CountBackingOff] > 0:
+		// A failure that will recur identically is not a success: the run
+		// says the job is not converged (issue 19), without counting as a
+		// failed run for quarantine (nothing was sent and refused).
+		run.Status = store.RunPartial
+		run.ErrorSummary = fmt.Sprintf("%d users left alone after repeated identical failures (backing off); "+
+			"list them with `worker show --stuck --job %s`", run.Counts[store.CountBackingOff], r.job.Name)
 	default:
 		run.Status = store.RunSucceeded
 	}

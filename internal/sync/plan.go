@@ -70,6 +70,13 @@ type Decision struct {
 	Link *store.Link
 	// Desired is the validated, normalised desired user (nil for a leaver).
 	Desired *store.DesiredUser
+	// Notes are remarks on the row that fail nothing (a self-manager
+	// ignored); the engine logs them and history carries them on the
+	// user's first step.
+	Notes []string
+	// Rekey, when set, moves the link from another external_id to this one
+	// before anything else of the user is written (rekey.go).
+	Rekey *Rekey
 }
 
 // Unchanged reports a user that needs nothing.
@@ -85,7 +92,27 @@ func (d Decision) Primary() string {
 
 // Plan decides what to do for one row of the job's ordered join. It is pure:
 // the same row, policy and time give the same decision.
-func Plan(row store.SourceRow, p Policy, now time.Time) (dec Decision) {
+func Plan(row store.SourceRow, p Policy, now time.Time) Decision {
+	var dec Decision
+	if row.RekeyFrom != "" && row.Link != nil && row.Desired != nil && row.SourceRows <= 1 {
+		dec = planRekey(row, p, now)
+	} else {
+		dec = planRow(row, p, now)
+	}
+	if row.SharedWith != "" && !dec.Unchanged() {
+		// Another job links the same account: whatever this job would do,
+		// the other would undo. Neither acts until one link is released.
+		dec.Steps = []Step{{Action: dec.Primary(), ObjectID: row.Link.ObjectID, Failure: fmt.Sprintf(
+			"conflict: the account %s is also linked by job %s; a job never enables, disables or deletes another job's account, "+
+				"so nothing is done until one of the two links is released (worker check lists it; README, \"Moving a user between jobs\")",
+			row.Link.ObjectID, row.SharedWith)}}
+		dec.Link, dec.Rekey = nil, nil
+	}
+	return dec
+}
+
+// planRow has a named result: dropUnmanagedRemovals is deferred on it.
+func planRow(row store.SourceRow, p Policy, now time.Time) (dec Decision) {
 	dec = Decision{ExternalID: row.ExternalID}
 	if row.Link != nil {
 		dec.UPN = row.Link.UserPrincipalName
@@ -105,6 +132,14 @@ func Plan(row store.SourceRow, p Policy, now time.Time) (dec Decision) {
 	d, problems := Validate(row, p)
 	dec.UPN = d.UserPrincipalName
 	dec.Desired = &d
+	if selfManaged(row) {
+		dec.Notes = append(dec.Notes, fmt.Sprintf("manager_external_id %q names the user itself: treated as no manager", row.ExternalID))
+	}
+	defer func() {
+		if len(dec.Notes) > 0 && len(dec.Steps) > 0 && dec.Steps[0].Failure == "" {
+			dec.Steps[0].Message = strings.TrimPrefix(dec.Steps[0].Message+"; "+strings.Join(dec.Notes, "; "), "; ")
+		}
+	}()
 	if len(problems) > 0 {
 		action := ActCreate
 		if row.Link != nil && row.Link.State != store.LinkCreating {
@@ -140,17 +175,31 @@ func Plan(row store.SourceRow, p Policy, now time.Time) (dec Decision) {
 
 // planLeaver handles a user who left the source or whose account_enabled is
 // false.
+//
+// Leave is not leaving: a row still in the source with account_enabled =
+// false (parental leave, sabbatical, suspension) disables the account and
+// keeps it, whatever leaver.action says; HR still has the person. Only a
+// user who left the source (scoped out or deleted) follows leaver.action,
+// so only they are ever deleted, and leaver.action ignore leaves only them
+// alone.
 func planLeaver(dec *Decision, row store.SourceRow, p Policy, now time.Time) {
 	l, c := row.Link, row.Current
-	if l == nil || p.LeaverAction == LeaverIgnore {
+	onLeave := row.Desired != nil
+	if l == nil || p.LeaverAction == LeaverIgnore && !onLeave {
 		return // never ours, or the job leaves leavers alone
+	}
+	if !onLeave && row.ClaimedByInvalid != "" {
+		// A row with a padded or missing external_id wants this user (its
+		// trimmed id or its UPN): the source is broken, not the person gone.
+		// That row fails with the reason; this account is kept as is.
+		return
 	}
 	if l.State == store.LinkCreating || l.ObjectID == "" {
 		// A create of ours may have landed before the user left: if the
 		// directory holds it, take it back and disable it; otherwise there
 		// is nothing to undo.
 		k := row.Candidate
-		if k == nil || k.Deleted || !recoverable(l, k, row.Desired) {
+		if k == nil || k.Deleted || row.CandidateOwner != "" || !recoverable(l, k, row.Desired) {
 			return
 		}
 		if !k.AccountEnabled {
@@ -179,8 +228,8 @@ func planLeaver(dec *Decision, row store.SourceRow, p Policy, now time.Time) {
 	}
 	if c.AccountEnabled {
 		reason := "the user left the source"
-		if row.Desired != nil {
-			reason = "account_enabled is false in the source"
+		if onLeave {
+			reason = "account_enabled is false in the source (on leave): disabled, the account is kept"
 		}
 		dec.Steps = []Step{disableStep(l.ObjectID, reason)}
 		return
@@ -196,7 +245,7 @@ func planLeaver(dec *Decision, row store.SourceRow, p Policy, now time.Time) {
 		dec.Link = &nl
 		return
 	}
-	if p.LeaverAction == LeaverDelete && !now.Before(l.DisabledAt.Add(p.DeleteAfter)) {
+	if p.LeaverAction == LeaverDelete && !onLeave && !now.Before(l.DisabledAt.Add(p.DeleteAfter)) {
 		dec.Steps = []Step{{
 			Action: ActDelete, Kind: directory.OpDelete, ObjectID: l.ObjectID, LinkState: store.LinkDeleted,
 			Message: fmt.Sprintf("disabled since %s, longer than leaver.delete_after (%s); soft-deleting (restorable for 30 days)",
@@ -226,8 +275,8 @@ func planUnlinked(dec *Decision, row store.SourceRow, d *store.DesiredUser, p Po
 		deferFollowUps(dec, row, d)
 		return
 	}
-	if !adoptable(p, k, d) {
-		dec.Steps = []Step{{Action: ActSkip, ObjectID: k.ObjectID, Failure: conflictMessage(p, k, d)}}
+	if !adoptable(p, row, k, d) {
+		dec.Steps = []Step{{Action: ActSkip, ObjectID: k.ObjectID, Failure: conflictMessage(p, row, k, d)}}
 		return
 	}
 	adopt(dec, row, d, k, fmt.Sprintf("adopted an existing user by matching.adopt_by %s", p.AdoptBy))
@@ -237,7 +286,7 @@ func planUnlinked(dec *Decision, row store.SourceRow, d *store.DesiredUser, p Po
 // answer never recorded. The directory decides whether it happened.
 func planRecovery(dec *Decision, row store.SourceRow, d *store.DesiredUser, p Policy) {
 	k := row.Candidate
-	if k != nil && !k.Deleted && recoverable(row.Link, k, d) {
+	if k != nil && !k.Deleted && row.CandidateOwner == "" && recoverable(row.Link, k, d) {
 		adopt(dec, row, d, k, "recovered a create whose answer was lost: the directory holds the user it created")
 		dec.Steps[0].Changes["recovered"] = true
 		return
@@ -245,11 +294,11 @@ func planRecovery(dec *Decision, row store.SourceRow, d *store.DesiredUser, p Po
 	if k != nil && !k.Deleted {
 		// Someone else's user holds the UPN now: the same rules as for any
 		// unlinked user apply.
-		if adoptable(p, k, d) {
+		if adoptable(p, row, k, d) {
 			adopt(dec, row, d, k, fmt.Sprintf("adopted an existing user by matching.adopt_by %s", p.AdoptBy))
 			return
 		}
-		dec.Steps = []Step{{Action: ActSkip, ObjectID: k.ObjectID, Failure: conflictMessage(p, k, d)}}
+		dec.Steps = []Step{{Action: ActSkip, ObjectID: k.ObjectID, Failure: conflictMessage(p, row, k, d)}}
 		return
 	}
 	dec.Steps = []Step{createStep(d, p, "an earlier create left no user in the directory; creating again")}
@@ -266,7 +315,10 @@ func recoverable(l *store.Link, k *store.DirectoryUser, d *store.DesiredUser) bo
 	return d == nil || d.EmployeeID == "" || k.EmployeeID == d.EmployeeID
 }
 
-func adoptable(p Policy, k *store.DirectoryUser, d *store.DesiredUser) bool {
+func adoptable(p Policy, row store.SourceRow, k *store.DirectoryUser, d *store.DesiredUser) bool {
+	if row.CandidateOwner != "" {
+		return false // another job manages it: never taken over silently
+	}
 	switch p.AdoptBy {
 	case AdoptEmployeeID:
 		return d.EmployeeID != "" && k.EmployeeID == d.EmployeeID
@@ -276,10 +328,15 @@ func adoptable(p Policy, k *store.DirectoryUser, d *store.DesiredUser) bool {
 	return false
 }
 
-func conflictMessage(p Policy, k *store.DirectoryUser, d *store.DesiredUser) string {
+func conflictMessage(p Policy, row store.SourceRow, k *store.DirectoryUser, d *store.DesiredUser) string {
 	what := fmt.Sprintf("this UPN (%s)", d.UserPrincipalName)
 	if !strings.EqualFold(k.UserPrincipalName, d.UserPrincipalName) {
 		what = fmt.Sprintf("this employeeId (%s)", d.EmployeeID)
+	}
+	if row.CandidateOwner != "" {
+		return fmt.Sprintf("conflict: the user %s (%s), which has %s, is managed by job %s (external_id %s); "+
+			"a job never adopts, enables, disables or deletes another job's account: remove the user from one of the two jobs' sources",
+			k.ObjectID, k.UserPrincipalName, what, row.CandidateOwner, row.CandidateOwnerID)
 	}
 	fix := "set matching.adopt_by or rename"
 	if p.AdoptBy != AdoptNone {
@@ -322,6 +379,10 @@ func planLinked(dec *Decision, row store.SourceRow, d *store.DesiredUser) {
 		st := Step{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: l.ObjectID, Fields: fields, Changes: changes, LinkState: store.LinkActive}
 		if _, ok := fields["userPrincipalName"]; ok {
 			st.Message = fmt.Sprintf("renamed from %s", c.UserPrincipalName)
+			if row.UPNReleasedBy != "" {
+				dec.Steps = planSwap(st, row, d)
+				break
+			}
 		}
 		dec.Steps = []Step{st}
 	case l.State != store.LinkActive || l.DisabledAt != nil || l.DeletedAt != nil:

@@ -170,6 +170,16 @@ func TestPlan(t *testing.T) {
 			checks: []check{fieldsAre(map[string]any{"userPrincipalName": "alice.jones@contoso.com", "mailNickname": "alice.jones"})},
 		},
 		{
+			name: "rename_into_a_upn_another_user_releases_parks_on_a_temporary_upn",
+			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), UPNReleasedBy: "E2", Desired: func() *store.DesiredUser {
+				d := desired()
+				d.UserPrincipalName = "bob@contoso.com"
+				return d
+			}()},
+			want:   []stepSummary{{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: oidAlice}, {Action: ActUpdate, ObjectID: oidAlice, Deferred: true}},
+			checks: []check{fieldsAre(map[string]any{"userPrincipalName": "rn-" + oidAlice + "@contoso.com", "mailNickname": "bob"})},
+		},
+		{
 			name: "usage_location_compared_case_insensitively",
 			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), Desired: func() *store.DesiredUser {
 				d := desired()
@@ -192,6 +202,30 @@ func TestPlan(t *testing.T) {
 				return d
 			}()},
 			want: []stepSummary{{Action: ActDisable, Kind: directory.OpUpdate, ObjectID: oidAlice}},
+		},
+		{
+			name: "user_on_leave_is_disabled_even_when_leaver_action_is_ignore",
+			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), Desired: func() *store.DesiredUser {
+				d := desired()
+				d.AccountEnabled = false
+				return d
+			}()},
+			policy: func(p *Policy) { p.LeaverAction = LeaverIgnore },
+			want:   []stepSummary{{Action: ActDisable, Kind: directory.OpUpdate, ObjectID: oidAlice}},
+		},
+		{
+			name: "user_on_leave_longer_than_delete_after_keeps_the_account",
+			row: store.SourceRow{ExternalID: "E1", Current: func() *store.DirectoryUser { c := current(); c.AccountEnabled = false; return c }(),
+				Link:    func() *store.Link { l := link(store.LinkDisabled); l.DisabledAt = ago(365 * 24 * time.Hour); return l }(),
+				Desired: func() *store.DesiredUser { d := desired(); d.AccountEnabled = false; return d }()},
+			want: nil, checks: []check{noLink},
+		},
+		{
+			name: "user_on_leave_disabled_by_hand_only_records_the_link",
+			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: func() *store.DirectoryUser { c := current(); c.AccountEnabled = false; return c }(),
+				Desired: func() *store.DesiredUser { d := desired(); d.AccountEnabled = false; return d }()},
+			policy: func(p *Policy) { p.LeaverAction = LeaverIgnore },
+			want:   nil, checks: []check{linkIs(store.LinkDisabled, oidAlice)},
 		},
 		{
 			name:   "leaver_is_left_alone_when_leaver_action_is_ignore",
@@ -322,6 +356,40 @@ func TestPlan(t *testing.T) {
 			name: "never_provisioned_leaver_is_untouched",
 			row:  store.SourceRow{ExternalID: "E1", Desired: func() *store.DesiredUser { d := desired(); d.AccountEnabled = false; return d }()},
 			want: nil, checks: []check{noLink},
+		},
+		{
+			name: "self_manager_is_no_manager_and_the_other_changes_go_through",
+			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: func() *store.DirectoryUser { c := current(); c.JobTitle = "Old"; return c }(),
+				Desired: func() *store.DesiredUser { d := desired(); d.ManagerExternalID = "E1"; return d }()},
+			want: []stepSummary{{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: oidAlice}},
+			checks: []check{fieldsAre(map[string]any{"jobTitle": "Engineer"}), func(t *testing.T, d Decision) {
+				if !strings.Contains(d.Steps[0].Message, `manager_external_id "E1" names the user itself: treated as no manager`) || len(d.Notes) != 1 {
+					t.Errorf("message %q, notes %q; want the self-manager noted", d.Steps[0].Message, d.Notes)
+				}
+			}},
+		},
+		{
+			name: "leaver_claimed_by_a_padded_id_row_is_kept_as_is",
+			row:  store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), ClaimedByInvalid: "'E1 '"},
+			want: nil, checks: []check{noLink},
+		},
+		{
+			name: "user_linked_by_another_job_is_never_adopted_and_the_message_names_the_job",
+			row: store.SourceRow{ExternalID: "E1", Desired: desired(), Candidate: func() *store.DirectoryUser { c := current(); c.ObjectID = oidOther; return c }(),
+				CandidateOwner: "contractors", CandidateOwnerID: "C7"},
+			policy: func(p *Policy) { p.AdoptBy = AdoptUPN },
+			want:   []stepSummary{{Action: ActSkip, ObjectID: oidOther, Failed: true}},
+			checks: []check{noLink, failureHas("is managed by job contractors (external_id C7)"), func(t *testing.T, d Decision) {
+				if strings.Contains(d.Steps[0].Failure, "unmanaged") {
+					t.Errorf("failure %q calls a managed account unmanaged", d.Steps[0].Failure)
+				}
+			}},
+		},
+		{
+			name:   "account_another_job_links_too_is_left_alone",
+			row:    store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), SharedWith: "contractors/C7"},
+			want:   []stepSummary{{Action: ActDisable, ObjectID: oidAlice, Failed: true}},
+			checks: []check{noLink, failureHas("also linked by job contractors/C7")},
 		},
 		{
 			name: "manager_is_set_when_both_users_exist",

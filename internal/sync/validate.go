@@ -61,9 +61,7 @@ func Validate(row store.SourceRow, p Policy) (store.DesiredUser, []string) {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
-	if strings.TrimSpace(row.ExternalID) != row.ExternalID || row.ExternalID == "" {
-		add("external_id %q: must be non-empty without leading or trailing spaces", row.ExternalID)
-	}
+	problems = append(problems, validateExternalID(row)...)
 	problems = append(problems, validateUPN(d.UserPrincipalName, p)...)
 	if row.DuplicateUPN {
 		add("user_principal_name %q: another source row of job %s wants the same UPN; UPNs must be unique (case-insensitive)", d.UserPrincipalName, p.Job)
@@ -94,8 +92,10 @@ func Validate(row store.SourceRow, p Policy) (store.DesiredUser, []string) {
 	if d.UsageLocation != "" && !isCountryCode(d.UsageLocation) {
 		add("usage_location %q: not an ISO 3166-1 alpha-2 country code (e.g. US, DE, FR)", row.Desired.UsageLocation)
 	}
-	if d.ManagerExternalID != "" && d.ManagerExternalID == row.ExternalID {
-		add("manager_external_id %q: a user cannot be their own manager", d.ManagerExternalID)
+	if selfManaged(row) {
+		// Common for the CEO: treated as "no manager" (Plan notes it), so
+		// the user's other changes still go through.
+		d.ManagerExternalID = ""
 	}
 	for _, g := range row.Desired.Groups {
 		if g = strings.TrimSpace(g); g != "" && !isGUID(g) {
@@ -258,4 +258,27 @@ func isCountryCode(s string) bool {
 		return false
 	}
 	return strings.Contains(countryCodes, s)
+}
+
+// validateExternalID refuses a row whose external_id is NULL, empty or
+// padded with whitespace: the id is the link's key, so a padded id would be
+// a different user (and the old one a leaver). The account linked under the
+// trimmed id, or holding the row's UPN, is kept as is meanwhile (the
+// stream marks it ClaimedByInvalid, and planLeaver leaves it alone).
+func validateExternalID(row store.SourceRow) []string {
+	id := row.ExternalID
+	switch trimmed := strings.TrimSpace(id); {
+	case id == "":
+		return []string{fmt.Sprintf("external_id: NULL or empty (row with user_principal_name %q); every row needs an external_id: "+
+			"the row is refused, and an account linked with this UPN is kept as is", row.Desired.UserPrincipalName)}
+	case trimmed != id:
+		return []string{fmt.Sprintf("external_id %q: leading or trailing whitespace (trimmed: %q); fix the source (e.g. btrim(external_id) in the view): "+
+			"the row is refused, and a user linked as %q or with this UPN is kept as is, not treated as a leaver", id, trimmed, trimmed)}
+	}
+	return nil
+}
+
+// selfManaged says whether a row names the user as their own manager.
+func selfManaged(row store.SourceRow) bool {
+	return row.Desired != nil && row.ExternalID != "" && strings.TrimSpace(row.Desired.ManagerExternalID) == row.ExternalID
 }

@@ -35,9 +35,11 @@ func TestValidate(t *testing.T) {
 		{"control_character", func(r *store.SourceRow) { r.Desired.Department = "R&D\nOps" }, "department: contains a control character"},
 		{"usage_location_not_a_country", func(r *store.SourceRow) { r.Desired.UsageLocation = "XX" }, `usage_location "XX": not an ISO 3166-1 alpha-2 country code`},
 		{"usage_location_three_letters", func(r *store.SourceRow) { r.Desired.UsageLocation = "DEU" }, `usage_location "DEU": not an ISO 3166-1 alpha-2`},
-		{"own_manager", func(r *store.SourceRow) { r.Desired.ManagerExternalID = "E1" }, "a user cannot be their own manager"},
+		{"own_manager_is_no_manager_not_a_problem", func(r *store.SourceRow) { r.Desired.ManagerExternalID = "E1" }, ""},
 		{"group_not_a_guid", func(r *store.SourceRow) { r.Desired.Groups = []string{"sales-team"} }, `groups: "sales-team" is not a group object id`},
-		{"external_id_with_spaces", func(r *store.SourceRow) { r.ExternalID = " E1" }, `external_id " E1": must be non-empty without leading or trailing spaces`},
+		{"external_id_with_spaces", func(r *store.SourceRow) { r.ExternalID = " E1" }, `external_id " E1": leading or trailing whitespace (trimmed: "E1")`},
+		{"external_id_with_trailing_tab", func(r *store.SourceRow) { r.ExternalID = "E1\t" }, `external_id "E1\t": leading or trailing whitespace (trimmed: "E1")`},
+		{"external_id_null_or_empty", func(r *store.SourceRow) { r.ExternalID = "" }, `external_id: NULL or empty (row with user_principal_name "alice@contoso.com")`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,149 @@
+package sync
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/entraprov/entraprov/internal/store"
+)
+
+// ActRekey records a link moved to a new external_id (HR re-keyed the
+// person: a rehire under a new number, or only the case of the id
+// changed). The account is kept; history names both ids.
+const ActRekey = "rekey"
+
+// Rekey is the link move a decision needs before its steps are sent.
+type Rekey struct{ From, To string }
+
+// planRekey plans a source row the stream joined with the link of another
+// external_id (row.RekeyFrom) whose account it wants. The link moves when
+// the job's matching rule allows it: the same employee id, or
+// matching.adopt_by user_principal_name and the same UPN. Otherwise the row
+// fails alone, naming the other id and how to resolve it, and the account
+// stays linked to the old id as it is.
+func planRekey(row store.SourceRow, p Policy, now time.Time) Decision {
+	l, c := row.Link, row.Current
+	from, to := row.RekeyFrom, row.ExternalID
+	if reason := rekeyRefusal(row, p); reason != "" {
+		return Decision{ExternalID: to, UPN: row.Desired.UserPrincipalName,
+			Steps: []Step{{Action: ActRekey, ObjectID: l.ObjectID, Failure: reason,
+				Changes: map[string]any{"external_id": change(from, to)}}}}
+	}
+	dec := planRow(row, p, now)
+	upn := l.UserPrincipalName
+	if c != nil {
+		upn = c.UserPrincipalName
+	}
+	st := Step{Action: ActRekey, ObjectID: l.ObjectID,
+		Changes: map[string]any{"external_id": change(from, to)},
+		Message: fmt.Sprintf("re-keyed: the account %s (%s) linked as external_id %q is now linked as %q; the account is kept", l.ObjectID, upn, from, to)}
+	dec.Steps = append([]Step{st}, dec.Steps...)
+	dec.Rekey = &Rekey{From: from, To: to}
+	return dec
+}
+
+// rekeyRefusal says why the job's matching rule does not let the link move
+// ("" when it does).
+func rekeyRefusal(row store.SourceRow, p Policy) string {
+	d, l, c := row.Desired, row.Link, row.Current
+	employee := strings.TrimSpace(d.EmployeeID)
+	upn := strings.TrimSpace(d.UserPrincipalName)
+	have, haveUPN := "", l.UserPrincipalName
+	if c != nil {
+		have, haveUPN = c.EmployeeID, c.UserPrincipalName
+	}
+	switch {
+	case employee != "" && employee == have:
+		return ""
+	case p.AdoptBy == AdoptUPN && upn != "" && (strings.EqualFold(upn, haveUPN) || strings.EqualFold(upn, l.UserPrincipalName)):
+		return ""
+	}
+	return fmt.Sprintf("re-key refused: external_id %q wants the account %s (%s, employeeId %q) that this job links as external_id %q, "+
+		"which left the source, and matching.adopt_by %s with employee_id %q does not identify it as the same person; "+
+		"to move the link, give the row the account's employee_id (or set matching.adopt_by user_principal_name); "+
+		"if it is another person, give the row another UPN. The account stays linked to %q meanwhile",
+		row.ExternalID, l.ObjectID, haveUPN, have, row.RekeyFrom, p.AdoptBy, employee, row.RekeyFrom)
+}
+
+// rekeyer is implemented by *store.Store.
+type rekeyer interface {
+	RekeyLink(ctx context.Context, job, from, to string) error
+}
+
+// moveLink performs a decision's re-key before anything of the user is
+// written or sent. It returns the failure message for the user when the
+// link could not move: that user fails alone, the run goes on.
+func (r *runner) moveLink(ctx context.Context, rk *Rekey) string {
+	s, ok := r.e.Store.(rekeyer)
+	if !ok {
+		return "re-key: this store cannot move links"
+	}
+	wctx, cancel := context.WithTimeout(r.wctx, dbTimeout)
+	defer cancel()
+	if err := s.RekeyLink(wctx, r.job.Name, rk.From, rk.To); err != nil {
+		r.log.WarnContext(ctx, "could not move a link to its new external_id", "from", rk.From, "to", rk.To, "err", err)
+		return fmt.Sprintf("re-key from external_id %q failed: %v; nothing was sent for this user", rk.From, err)
+	}
+	r.log.InfoContext(ctx, "link moved to a new external_id", "from", rk.From, "to", rk.To)
+	return ""
+}
+
+// upsertLinks writes links in one statement; when that meets a unique
+// violation (a second link to one object), it writes them one by one and
+// returns the refused ones by external id, so that each such user fails
+// alone and the run goes on. Any other error is returned.
+func (r *runner) upsertLinks(ctx context.Context, links []store.Link) (map[string]error, error) {
+	err := r.e.Store.UpsertLinks(ctx, links)
+	if err == nil || !store.IsUniqueViolation(err) {
+		return nil, err
+	}
+	refused := map[string]error{}
+	for _, l := range links {
+		if err := r.e.Store.UpsertLinks(ctx, []store.Link{l}); err != nil {
+			if !store.IsUniqueViolation(err) {
+				return nil, err
+			}
+			refused[l.ExternalID] = err
+			r.log.ErrorContext(ctx, "link refused by the database; the user fails alone", "external_id", l.ExternalID,
+				"object_id", l.ObjectID, "err", err)
+		}
+	}
+	return refused, nil
+}
+
+// failRefused fails, before anything is sent, the users whose link the
+// database refused: their recorded rows become failed with the reason, and
+// their requests are dropped.
+func (p *applyPass) failRefused(refused map[string]error, rows []store.Operation, sends []outgoing) ([]store.Operation, []outgoing) {
+	r := p.r
+	noted := map[string]bool{}
+	for i := range rows {
+		o := &rows[i]
+		err, ok := refused[o.ExternalID]
+		if !ok || (o.Status != store.OpPending && o.Status != store.OpSucceeded) {
+			continue
+		}
+		if o.Status == store.OpSucceeded {
+			r.count(store.OpSucceeded, -1)
+		}
+		o.Status = store.OpFailed
+		o.Message = fmt.Sprintf("the link could not be written (%v): another link of this job names the same object; "+
+			"nothing was sent for this user (worker check lists such links)", err)
+		r.count(store.OpFailed, 1)
+		if !noted[o.ExternalID] {
+			noted[o.ExternalID] = true
+			r.noteFailure(o.ExternalID, o.Message, false)
+		}
+	}
+	kept := sends[:0]
+	for _, s := range sends {
+		if _, ok := refused[s.ps.externalID]; ok {
+			p.planned.Add(-1)
+			continue
+		}
+		kept = append(kept, s)
+	}
+	return rows, kept
+}
