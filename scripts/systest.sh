@@ -194,6 +194,7 @@ SQL
 	live=$(sim_get "$lk_admin" "$lk_ca" "users?tenant=$tenant" | jq '[.[] | select(.Deleted | not)] | length')
 	by_a=$((live - by_b))
 	dups=$(sim_get "$lk_admin" "$lk_ca" counters | jq '[.created // {} | to_entries[] | select(.value > 1)] | length')
+	settle # replication lag: a user created just now is not yet visible to the audit
 	worker audit --job lk --json >"$tmp/audit-lk.json" 2>&1 || audit_rc=$?
 	note "lock session $lockpid terminated after $at_strike writes; run A (exit $rca) $a_row"
 	note "run B (exit $rcb) $b_row; creates by A $by_a, by B $by_b; B's first create came ${gap} ms after A's last; A creates after B's first: $overlap"
@@ -446,6 +447,7 @@ psql_q -c "UPDATE entraprov.schema_version SET version = $version"
 [[ $rc -ne 0 ]] && grep -qi 'schema version' "$tmp/worker-newer.log" || die "newer schema: exit $rc: $(tail -n 3 "$tmp/worker-newer.log")"
 newer_msg=$(grep -m1 -io 'the database is at schema version[^"]*' "$tmp/worker-newer.log" | head -c 160)
 note "newer schema: exit $rc: $newer_msg"
+settle # replication lag: a user created just now is not yet visible to the audit
 worker audit --job hr >/dev/null 2>&1 || die "audit after the bad-input scenario is not clean"
 row "bad input" "200 malformed rows (domain not allowed, no @, usage location XX, a tab in the name) among $users good ones; a source view whose department is an integer; the schema version raised by one" \
 	"the run's status and exit code, the failed operations and their messages, \`worker audit\`; the exit code and message of a sync on the wrong source and on the newer schema" \
@@ -493,6 +495,7 @@ note "worker check: exit $check_rc, $dup_check"
 [[ $check_rc -ne 0 && "$dup_check" == "fail: 50 external_id(s) appear more than once in public.people_dup (100 rows): "* ]] ||
 	die "duplicate ids: worker check exit $check_rc: $dup_check"
 psql_q -c "DROP VIEW public.people_dup; DROP TABLE public.dup_extra"
+settle # replication lag: a user created just now is not yet visible to the audit
 worker audit --job hr >/dev/null 2>&1 || die "audit after the duplicate-ids scenario is not clean"
 row "duplicate ids" "a source view whose \`UNION ALL\` repeats 50 of $users external_ids (a renamed twin row; for 25 of them the twin has \`account_enabled = false\`); 10 other users changed" \
 	"the run's status and exit code, the failed operations and their messages, graphsim's writes, the duplicated users' links, \`worker check\`" \
@@ -564,6 +567,7 @@ worker sync --job rot >"$tmp/worker-rot-3.log" 2>&1 || die "rot: sync with the n
 rot_creates=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE action = 'create' AND run_id =
                          (SELECT max(id) FROM entraprov.sync_runs WHERE job = 'rot')")
 rot_live=$(sim_get "$rot_admin" "$rot_ca" "users?tenant=$tenant" | jq '[.[] | select(.Deleted | not)] | length')
+settle # replication lag: a user created just now is not yet visible to the audit
 worker audit --job rot >"$tmp/audit-rot.txt" 2>&1 || die "rot: audit after rotation: $(head -n 5 "$tmp/audit-rot.txt")"
 [[ "$rot_creates" == 0 && "$rot_live" == 200 ]] || die "rot: the directory was not kept: $rot_creates creates, $rot_live users"
 note "new secret: run succeeded with $rot_creates creates (directory kept: $rot_live users), audit clean; no secret value in any output"
@@ -626,6 +630,7 @@ note "vanishing source: exit $rc, run $vanish_run, $vanish_disabled of $vanish_u
 # users the vanishing read disabled.
 worker sync --job vanish >"$tmp/worker-vanish-3.log" 2>&1 || die "vanish: the run after the source came back failed: $(tail -n 5 "$tmp/worker-vanish-3.log")"
 vanish_after=$(disabled_in_sim)
+settle # replication lag: a user created just now is not yet visible to the audit
 worker audit --job vanish >"$tmp/audit-vanish.txt" 2>&1 || die "vanish: audit after recovery: $(head -n 5 "$tmp/audit-vanish.txt")"
 [[ "$vanish_after" == 0 ]] || die "vanish: $vanish_after users still disabled after the source came back"
 note "source back: next run re-enabled them, audit clean"
@@ -689,6 +694,7 @@ while :; do
 	statuses+="$s_status in $s_secs s, "
 	[[ $runs7 == 1 ]] && cut_left=$(sim_get "$storm_admin" "$storm_ca" quota | jq -r .left)
 	rc=0
+	settle # replication lag: a user created just now is not yet visible to the audit
 	worker audit --job storm --json >"$tmp/audit-storm.json" 2>"$tmp/audit-storm.err" || rc=$?
 	[[ $rc -eq 0 ]] && break
 	((runs7 < 4)) || die "storm: no convergence after $runs7 runs: $(jq -c .counts "$tmp/audit-storm.json" 2>/dev/null) $(head -c 300 "$tmp/audit-storm.err")"
@@ -738,6 +744,7 @@ sim_get "$storm_admin" "$storm_ca" "users?tenant=$tenant" >"$tmp/storm-users.jso
 b_applied=$(applied "$b_run" succeeded "$tmp/storm-users.json" 'Clerk after blip')
 b_ops=$(op_counts "$b_run")
 audit_rc=0
+settle # replication lag: a user created just now is not yet visible to the audit
 worker audit --job storm >"$tmp/audit-blip.txt" 2>&1 || audit_rc=$?
 note "worker exit $rc, run $b_status in $b_secs s ($b_ops; $b_retried step attempts retried); succeeded updates applied in graphsim: $b_applied; audit exit $audit_rc"
 [[ $rc -eq 0 && "$b_status" == succeeded && $audit_rc -eq 0 ]] || die "blip: exit $rc, run $b_status ($b_err), audit exit $audit_rc"
@@ -782,6 +789,7 @@ esac
 worker sync --job out >"$tmp/worker-out-2.log" 2>&1 || die "out: the next run failed: $(tail -n 5 "$tmp/worker-out-2.log")"
 IFS='|' read -r o2_run o2_status o2_secs _ <<<"$(run_figures out)"
 o2_updates=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = $o2_run AND action = 'update' AND status = 'succeeded'")
+settle # replication lag: a user created just now is not yet visible to the audit
 worker audit --job out >"$tmp/audit-out.txt" 2>&1 || die "out: audit after the next run: $(head -n 5 "$tmp/audit-out.txt")"
 note "next run $o2_status in $o2_secs s with $o2_updates updates; audit clean"
 o_quote=$(sed -E 's#127\.0\.0\.1:[0-9]+#127.0.0.1:PORT#g' <<<"${o_err:-$o_said}")
