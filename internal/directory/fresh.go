@@ -13,7 +13,8 @@ import (
 // be new:
 //
 //   - the target or related object was created or restored by this client
-//     (this run) in the last freshFor: up to notFoundRetriesFresh retries,
+//     (this run) in the last FreshFor, or the caller marks the operation
+//     Recent (an earlier run wrote the object minutes ago): up to notFoundRetriesFresh retries,
 //     each wait capped at notFoundMaxWait (at most ~15 s in all);
 //   - otherwise the object has existed for longer than any replication lag,
 //     so a 404 means it does not exist (a wrong group id, a user deleted by
@@ -23,7 +24,8 @@ const (
 	notFoundRetriesFresh = 5
 	notFoundRetriesKnown = 1
 	notFoundMaxWait      = 4 * time.Second
-	freshFor             = 10 * time.Minute
+	// FreshFor is how long after a create or restore a 404 may be lag.
+	FreshFor = 10 * time.Minute
 )
 
 // freshObjects are the objects a client created or restored recently.
@@ -42,19 +44,19 @@ func (f *freshObjects) add(id string, now time.Time) {
 		f.at = map[string]time.Time{}
 	}
 	for k, t := range f.at {
-		if now.Sub(t) > freshFor {
-			delete(f.at, k) // bounded by what a run creates in freshFor
+		if now.Sub(t) > FreshFor {
+			delete(f.at, k) // bounded by what a run creates in FreshFor
 		}
 	}
 	f.at[strings.ToLower(id)] = now
 }
 
-// any says whether one of ids was created or restored within freshFor.
+// any says whether one of ids was created or restored within FreshFor.
 func (f *freshObjects) any(now time.Time, ids ...string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, id := range ids {
-		if t, ok := f.at[strings.ToLower(id)]; ok && id != "" && now.Sub(t) <= freshFor {
+		if t, ok := f.at[strings.ToLower(id)]; ok && id != "" && now.Sub(t) <= FreshFor {
 			return true
 		}
 	}
@@ -64,7 +66,7 @@ func (f *freshObjects) any(now time.Time, ids ...string) bool {
 // notFoundRetry decides the retry of the n-th 404 of an operation: whether
 // to retry, and after how long.
 func (c *Client) notFoundRetry(op Operation, n int, now time.Time) (bool, time.Duration) {
-	if !c.fresh.any(now, op.ObjectID, op.RelatedID) {
+	if !op.Recent && !c.fresh.any(now, op.ObjectID, op.RelatedID) {
 		return n <= notFoundRetriesKnown, backoff(1, c.opts.MinBackoff, c.opts.MinBackoff)
 	}
 	return n <= notFoundRetriesFresh, min(backoff(n, c.opts.MinBackoff, c.opts.MaxBackoff), notFoundMaxWait)

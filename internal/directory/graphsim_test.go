@@ -809,4 +809,12 @@ func TestMissingObject404FailsFast(t *testing.T) {
 			t.Errorf("op %d on a missing object: %s after %d attempts (%v); want failed with the 404 after 2 attempts", k, r.Outcome, r.Attempts, r.Err)
 		}
 	}
+	// An object the caller wrote minutes ago (an earlier run's create) may
+	// still be replicating: its 404 gets the lag retries.
+	res, _ = run(t, ctx, next, []directory.Operation{
+		{Key: 1, Kind: directory.OpUpdate, ObjectID: b, Fields: map[string]any{"jobTitle": "Gone"}, Recent: true},
+	})
+	if r := res[1]; r.Outcome != directory.Failed || r.Attempts != 6 {
+		t.Errorf("update of a recently written object: %s after %d attempts (%v); want failed after 6 attempts (5 lag retries)", r.Outcome, r.Attempts, r.Err)
+	}
 }

@@ -39,6 +39,10 @@ type Operation struct {
 	Password string
 	// ForceChangePassword sets passwordProfile.forceChangePasswordNextSignIn.
 	ForceChangePassword bool
+	// Recent says the caller wrote the target object within FreshFor (an
+	// earlier run created or restored it minutes ago): a 404 on it may
+	// still be replication lag, retried like one this client created.
+	Recent bool
 }
 
 // String never shows the password.

@@ -374,7 +374,7 @@ func (p *applyPass) produce(only map[string]struct{}) (err error) {
 				default:
 					op.Status = store.OpPending
 					dop := directory.Operation{Key: op.Seq, Kind: st.Kind, ObjectID: st.ObjectID, RelatedID: st.RelatedID,
-						Fields: st.Fields}
+						Fields: st.Fields, Recent: recentlyWritten(row.Link, r.now)}
 					if st.Kind == directory.OpCreate {
 						pw, err := NewPassword(r.job.Password.Length)
 						if err != nil {
@@ -673,4 +673,11 @@ func (r *runner) recordPlan(ctx context.Context, status string) error {
 		return fmt.Errorf("plan: %w", err)
 	}
 	return flush()
+}
+
+// recentlyWritten says whether the user's object was written by the worker
+// so recently (a run minutes ago) that a 404 on it may be replication lag
+// rather than a user deleted by hand.
+func recentlyWritten(l *store.Link, now time.Time) bool {
+	return l != nil && !l.UpdatedAt.IsZero() && now.Sub(l.UpdatedAt) < directory.FreshFor
 }
