@@ -35,10 +35,7 @@ func newPruneCommand() *cobra.Command {
 				return withExit(exitUsage, fmt.Errorf("--chunk must be positive, got %d", chunk))
 			}
 			cutoff := time.Now().Add(-age)
-			return withStore(cmd, func(ctx context.Context, st *store.Store) error {
-				if err := st.CheckSchema(ctx); err != nil {
-					return withExit(exitFail, err)
-				}
+			return withCurrentStore(cmd, func(ctx context.Context, st *store.Store) error {
 				started := time.Now()
 				res, err := st.PruneHistory(ctx, cutoff, chunk, nil)
 				// Report what was deleted even when interrupted: it is gone.

@@ -33,10 +33,7 @@ func newQuarantineCommand() *cobra.Command {
 		Short: "List the quarantined jobs with the reason and when they run next",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withStore(cmd, func(ctx context.Context, st *store.Store) error {
-				if err := st.CheckSchema(ctx); err != nil {
-					return withExit(exitFail, err)
-				}
+			return withCurrentStore(cmd, func(ctx context.Context, st *store.Store) error {
 				q, err := st.ListQuarantined(ctx)
 				if err != nil {
 					return withExit(exitFail, err)
@@ -51,10 +48,7 @@ func newQuarantineCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			job := args[0]
-			return withStore(cmd, func(ctx context.Context, st *store.Store) error {
-				if err := st.CheckSchema(ctx); err != nil {
-					return withExit(exitFail, err)
-				}
+			return withCurrentStore(cmd, func(ctx context.Context, st *store.Store) error {
 				was, err := st.ReleaseQuarantine(ctx, job)
 				if err != nil {
 					return withExit(exitFail, err)

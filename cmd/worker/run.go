@@ -139,18 +139,9 @@ func runDaemon(cmd *cobra.Command, stopTimeout time.Duration) error {
 
 	// Everything that can be wrong is checked before READY=1: systemd then
 	// reports a failed start instead of a service that fails at 02:00.
-	dsn, err := cfg.Database.ConnString(ctx)
+	st, err := openConfigStore(ctx, cfg)
 	if err != nil {
-		return withExit(exitConfig, err)
-	}
-	st, err := store.Open(ctx, dsn, store.WithMaxConns(cfg.Database.MaxConns))
-	if err != nil {
-		return withExit(exitFail, err)
-	}
-	if err := st.CheckSchema(ctx); err != nil {
-		// The store's message names `worker migrate up` for pending migrations.
-		st.Close()
-		return withExit(exitFail, err)
+		return err
 	}
 	if n, err := st.MarkInterrupted(ctx, ""); err != nil {
 		log.Warn("could not close runs left by a stopped worker", "err", err)

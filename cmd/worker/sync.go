@@ -110,18 +110,11 @@ func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
 	stderr := cmd.ErrOrStderr()
 	log := daemonLogger(cfg.Log, stderr)
 	logConfigWarnings(log, cfg)
-	dsn, err := cfg.Database.ConnString(ctx)
+	st, err := openConfigStore(ctx, cfg)
 	if err != nil {
-		return store.Run{}, withExit(exitConfig, err)
-	}
-	st, err := store.Open(ctx, dsn, store.WithMaxConns(cfg.Database.MaxConns))
-	if err != nil {
-		return store.Run{}, withExit(exitFail, err)
+		return store.Run{}, err
 	}
 	defer st.Close()
-	if err := st.CheckSchema(ctx); err != nil {
-		return store.Run{}, withExit(exitFail, err)
-	}
 
 	if opts.Approve != 0 {
 		// A wrong run id is the operator's typo: say so without recording a
