@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -112,11 +111,10 @@ func quarantineLines(ctx context.Context, st *store.Store, job string) ([]string
 	return lines, nil
 }
 
-// releaseForManualRun ends job's quarantine before a manual apply run (an
-// operator asked for this run); afterManualRun then counts the run's outcome
-// like a scheduled one's. It returns the note to print, if any.
+// releaseForManualRun ends job's quarantine before a manual apply run
+// (jobs.BeforeManualRun) and returns the note to print, if any.
 func releaseForManualRun(ctx context.Context, st *store.Store, job string) (string, error) {
-	was, err := st.ReleaseQuarantine(ctx, job)
+	was, err := jobs.BeforeManualRun(ctx, st, job)
 	if err != nil {
 		return "", err
 	}
@@ -124,19 +122,6 @@ func releaseForManualRun(ctx context.Context, st *store.Store, job string) (stri
 		return "", nil
 	}
 	return fmt.Sprintf("job %s released from quarantine for this manual run (%s)", job, oneLine(was.QuarantineReason, 200)), nil
-}
-
-// afterManualRun applies the quarantine rule after a manual apply run.
-func afterManualRun(ctx context.Context, st *store.Store, cfg *config.Config, job config.Job, run store.Run) (jobs.QuarantineDecision, error) {
-	p := jobs.PolicyFrom(cfg.Quarantine)
-	if p.AfterFailures <= 0 || run.ID == 0 || run.Mode != "apply" {
-		return jobs.QuarantineDecision{}, nil
-	}
-	interval, err := jobs.Interval(job.Schedule, time.Now())
-	if err != nil {
-		return jobs.QuarantineDecision{}, err
-	}
-	return jobs.AfterRun(ctx, st, p, job.Name, run.StartedAt, interval)
 }
 
 // quarantineGauge is entraprov_job_quarantined{job}: 1 while the job is

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/jobs"
 	"github.com/entraprov/entraprov/internal/store"
 	engine "github.com/entraprov/entraprov/internal/sync"
 )
@@ -145,7 +146,7 @@ func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
 		return run, withExit(exitFail, err)
 	}
 	if opts.Mode == engine.ModeApply && run.Status != store.RunSkipped {
-		d, qerr := afterManualRun(context.WithoutCancel(ctx), st, cfg, job, run)
+		d, qerr := jobs.AfterManualRun(context.WithoutCancel(ctx), st, jobs.PolicyFrom(cfg.Quarantine), job, run)
 		if qerr != nil {
 			log.Warn("quarantine check failed", "err", qerr)
 		} else if d.Until != nil {
