@@ -6,7 +6,6 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/entraprov/entraprov/internal/config"
@@ -124,34 +123,13 @@ func releaseForManualRun(ctx context.Context, st *store.Store, job string) (stri
 	return fmt.Sprintf("job %s released from quarantine for this manual run (%s)", job, oneLine(was.QuarantineReason, 200)), nil
 }
 
-// quarantineGauge is entraprov_job_quarantined{job}: 1 while the job is
-// quarantined. It lives on the daemon's registry next to internal/metrics'
-// collectors.
-type quarantineGauge struct{ g *prometheus.GaugeVec }
-
-func newQuarantineGauge(m *metrics.Metrics) quarantineGauge {
-	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "entraprov", Name: "job_quarantined",
-		Help: "1 while the job is quarantined after repeated failed runs (its scheduled runs back off), else 0.",
-	}, []string{"job"})
-	m.Registry().MustRegister(g)
-	return quarantineGauge{g}
-}
-
-func (q quarantineGauge) set(job string, on bool) {
-	v := 0.0
-	if on {
-		v = 1
-	}
-	q.g.WithLabelValues(job).Set(v)
-}
-
-// init publishes the quarantine state of the configured jobs at start.
-func (q quarantineGauge) init(ctx context.Context, st *store.Store, cfg *config.Config) {
+// publishQuarantine publishes the quarantine state of the configured jobs
+// at start (entraprov_job_quarantined).
+func publishQuarantine(ctx context.Context, m *metrics.Metrics, st *store.Store, cfg *config.Config) {
 	for _, j := range cfg.Jobs {
 		js, err := st.GetJobState(ctx, j.Name)
 		if err == nil {
-			q.set(j.Name, js.QuarantinedUntil != nil)
+			m.SetQuarantined(j.Name, js.QuarantinedUntil != nil)
 		}
 	}
 }

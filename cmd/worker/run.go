@@ -111,7 +111,6 @@ type workerd struct {
 	log   *slog.Logger
 	st    *store.Store
 	m     *metrics.Metrics
-	qg    quarantineGauge
 	hooks *hookState
 	sched *jobs.Scheduler
 
@@ -156,10 +155,10 @@ func runDaemon(cmd *cobra.Command, stopTimeout time.Duration) error {
 		return withExit(exitFail, err)
 	}
 
-	d := &workerd{cmd: cmd, log: log, st: st, m: m, cfg: cfg, qg: newQuarantineGauge(m),
+	d := &workerd{cmd: cmd, log: log, st: st, m: m, cfg: cfg,
 		hooks: &hookState{unwell: map[string]bool{}, sender: &webhook.Sender{Log: log}},
 		last:  map[string]jobs.Result{}, running: map[string]time.Time{}}
-	d.qg.init(ctx, st, cfg)
+	publishQuarantine(ctx, m, st, cfg)
 	d.sched = jobs.New(jobs.Options{
 		Runner: runner, History: st, Logger: log,
 		OnStart: d.onStart, OnResult: d.onResult,
@@ -330,7 +329,7 @@ func (d *workerd) onResult(res jobs.Result) {
 	}
 	d.m.SetNextRun(res.Job, res.Next)
 	if res.Quarantine != nil {
-		d.qg.set(res.Job, res.Quarantine.Until != nil)
+		d.m.SetQuarantined(res.Job, res.Quarantine.Until != nil)
 	}
 	d.sendWebhook(res)
 	d.mu.Lock()
