@@ -8,9 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/jobs"
-	"github.com/entraprov/entraprov/internal/metrics"
 	"github.com/entraprov/entraprov/internal/store"
 )
 
@@ -121,17 +119,6 @@ func releaseForManualRun(ctx context.Context, st *store.Store, job string) (stri
 		return "", nil
 	}
 	return fmt.Sprintf("job %s released from quarantine for this manual run (%s)", job, oneLine(was.QuarantineReason, 200)), nil
-}
-
-// publishQuarantine publishes the quarantine state of the configured jobs
-// at start (entraprov_job_quarantined).
-func publishQuarantine(ctx context.Context, m *metrics.Metrics, st *store.Store, cfg *config.Config) {
-	for _, j := range cfg.Jobs {
-		js, err := st.GetJobState(ctx, j.Name)
-		if err == nil {
-			m.SetQuarantined(j.Name, js.QuarantinedUntil != nil)
-		}
-	}
 }
 
 // checkQuarantine adds a warning for a quarantined job to the check report
