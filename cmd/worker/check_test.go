@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -73,25 +71,9 @@ func newCheckEnv(t *testing.T, roles []string) checkEnv {
 	dbURL := testdb.NewURL(t)
 	t.Setenv("DATABASE_URL", dbURL)
 	t.Setenv("ENTRAPROV_DATABASE_URL", "")
-	cfg := fmt.Sprintf(`database:
-  url: %q
-metrics:
-  listen: ""
-jobs:
-  - name: staff
-    tenant_id: %s
-    authority_host: %s
-    graph_url: %s
-    ca_file: %s
-    auth:
-      method: certificate
-      client_id: %s
-      certificate_file: %s
-      key_file: %s
-    schedule: "0 2 * * *"
-    allowed_domains: [contoso.example]
-`, dbURL, tenant, srv.AuthorityHost, srv.GraphURL, srv.CAFile, client, app.CertificateFile, app.KeyFile)
-	path := writeFile(t, filepath.Join(dir, "config.yaml"), cfg)
+	path := writeConfig(t, dbURL, simJobYAML{Name: "staff", Tenant: tenant, Authority: srv.AuthorityHost, GraphURL: srv.GraphURL,
+		CAFile: srv.CAFile, ClientID: client, CertFile: app.CertificateFile, KeyFile: app.KeyFile,
+		Schedule: "0 2 * * *", Domain: "contoso.example"}.String(), metricsOff)
 	return checkEnv{cfgPath: path, dbURL: dbURL, tenantID: tenant, clientID: client, authority: srv.AuthorityHost}
 }
 

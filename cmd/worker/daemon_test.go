@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,21 +47,9 @@ func simJob(t testing.TB, opts graphsim.Options, name, schedule string) (string,
 	t.Cleanup(srv.Close)
 	ten := seeded.Tenants[0]
 	app := ten.Apps[0]
-	return fmt.Sprintf(`  - name: %s
-    tenant_id: %s
-    authority_host: %s
-    graph_url: %s
-    ca_file: %s
-    auth:
-      method: certificate
-      client_id: %s
-      certificate_file: %s
-      key_file: %s
-    schedule: %q
-    catch_up: false
-    allowed_domains: [%s]
-`, name, ten.ID, srv.AuthorityHost, srv.GraphURL, srv.CAFile, app.ClientID, app.CertificateFile, app.KeyFile,
-		schedule, graphsim.DefaultDomain), sim
+	return simJobYAML{Name: name, Tenant: ten.ID, Authority: srv.AuthorityHost, GraphURL: srv.GraphURL, CAFile: srv.CAFile,
+		ClientID: app.ClientID, CertFile: app.CertificateFile, KeyFile: app.KeyFile,
+		Schedule: schedule, Domain: graphsim.DefaultDomain, Extra: []string{"catch_up: false"}}.String(), sim
 }
 
 func seedDesired(t *testing.T, st *store.Store, n int) {
@@ -137,8 +124,7 @@ func TestTwoWorkerProcessesRunEachOccurrenceOnce(t *testing.T) {
 	defer st.Close()
 	seedDesired(t, st, 50)
 	job, sim := simJob(t, graphsim.Options{}, "standby", "@every 2s")
-	cfg := fmt.Sprintf("database:\n  url: %q\nmetrics:\n  listen: \"\"\nlog:\n  format: json\njobs:\n%s", dbURL, job)
-	cfgPath := writeFile(t, filepath.Join(t.TempDir(), "config.yaml"), cfg)
+	cfgPath := writeConfig(t, dbURL, job, metricsOff)
 
 	a := startWorkerProc(t, bin, cfgPath)
 	b := startWorkerProc(t, bin, cfgPath)
@@ -193,8 +179,7 @@ func TestSIGTERMDuringRunInterruptsAndExitsZero(t *testing.T) {
 	seedDesired(t, st, 600)
 	// Each $batch takes a second: the first run lasts well past the signal.
 	job, _ := simJob(t, graphsim.Options{Latency: graphsim.Latency{Batch: time.Second}}, "slow", "@every 1s")
-	cfg := fmt.Sprintf("database:\n  url: %q\nmetrics:\n  listen: \"\"\nlog:\n  format: json\njobs:\n%s", dbURL, job)
-	cfgPath := writeFile(t, filepath.Join(t.TempDir(), "config.yaml"), cfg)
+	cfgPath := writeConfig(t, dbURL, job, metricsOff)
 
 	p := startWorkerProc(t, bin, cfgPath, "--stop-timeout", "20s")
 	deadline := time.Now().Add(30 * time.Second)
