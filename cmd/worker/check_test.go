@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/entraprov/entraprov/internal/graphsim"
-	"github.com/entraprov/entraprov/internal/store"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
 
@@ -141,11 +140,7 @@ func TestCheckConsentedAppPassesUntilGroupsAreManaged(t *testing.T) {
 		}
 	}
 
-	st, err := store.Open(context.Background(), env.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, env.dbURL)
 	if _, err := st.Pool().Exec(context.Background(), `INSERT INTO entraprov.desired_users (external_id, user_principal_name, display_name, groups)
 VALUES ('E1', 'a@contoso.example', 'A', ARRAY['11111111-1111-1111-1111-111111111111'])`); err != nil {
 		t.Fatal(err)
@@ -229,11 +224,7 @@ func TestCheckRefusesLiteralSecretWithoutEchoingIt(t *testing.T) {
 // and the hand-over (issue 19).
 func TestCheckListsAccountsLinkedByTwoJobs(t *testing.T) {
 	env := newCheckEnv(t, []string{permUsers})
-	st, err := store.Open(context.Background(), env.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, env.dbURL)
 	if _, err := st.Pool().Exec(context.Background(), `INSERT INTO entraprov.directory_links (job, external_id, object_id, state) VALUES
 ('staff', 'E1', 'obj-1', 'active'), ('contractors', 'C1', 'obj-1', 'disabled'), ('staff', 'E2', 'obj-2', 'active')`); err != nil {
 		t.Fatal(err)

@@ -117,11 +117,7 @@ func waitLog(t *testing.T, p *workerProc, want string, within time.Duration) {
 func TestTwoWorkerProcessesRunEachOccurrenceOnce(t *testing.T) {
 	bin := buildWorker(t)
 	dbURL := testdb.NewURL(t)
-	st, err := store.Open(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, dbURL)
 	seedDesired(t, st, 50)
 	job, sim := simJob(t, graphsim.Options{}, "standby", "@every 2s")
 	cfgPath := writeConfig(t, dbURL, job, metricsOff)
@@ -148,7 +144,7 @@ func TestTwoWorkerProcessesRunEachOccurrenceOnce(t *testing.T) {
 	}
 
 	var occurrences, rows, bySecond int
-	err = st.Pool().QueryRow(context.Background(), `
+	err := st.Pool().QueryRow(context.Background(), `
 SELECT count(DISTINCT scheduled_for), count(*), count(DISTINCT (host, pid))
   FROM entraprov.sync_runs WHERE job = 'standby' AND status <> 'skipped'`).Scan(&occurrences, &rows, &bySecond)
 	if err != nil {
@@ -171,11 +167,7 @@ SELECT count(DISTINCT scheduled_for), count(*), count(DISTINCT (host, pid))
 func TestSIGTERMDuringRunInterruptsAndExitsZero(t *testing.T) {
 	bin := buildWorker(t)
 	dbURL := testdb.NewURL(t)
-	st, err := store.Open(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, dbURL)
 	seedDesired(t, st, 600)
 	// Each $batch takes a second: the first run lasts well past the signal.
 	job, _ := simJob(t, graphsim.Options{Latency: graphsim.Latency{Batch: time.Second}}, "slow", "@every 1s")
