@@ -37,7 +37,7 @@ type alertFile struct {
 func exportedMetricNames(t *testing.T) []string {
 	t.Helper()
 	m := metrics.New()
-	newQuarantineGauge(m).set("j", true)
+	m.SetQuarantined("j", true)
 	now := time.Now()
 	m.ObserveRun(store.Run{Job: "j", Status: store.RunSucceeded, StartedAt: now.Add(-time.Second), FinishedAt: &now,
 		Stats: store.RunStats{Retried: 1}})

@@ -10,7 +10,6 @@ import (
 
 	"github.com/entraprov/entraprov/internal/audit"
 	"github.com/entraprov/entraprov/internal/directory"
-	"github.com/entraprov/entraprov/internal/store"
 )
 
 func init() { addCommand(newAuditCommand) }
@@ -58,18 +57,11 @@ func runAudit(cmd *cobra.Command, jobName string, asJSON bool, opts audit.Option
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	dsn, err := cfg.Database.ConnString(ctx)
+	st, err := openConfigStore(ctx, cfg)
 	if err != nil {
-		return withExit(exitConfig, err)
-	}
-	st, err := store.Open(ctx, dsn, store.WithMaxConns(cfg.Database.MaxConns))
-	if err != nil {
-		return withExit(exitFail, err)
+		return err
 	}
 	defer st.Close()
-	if err := st.CheckSchema(ctx); err != nil {
-		return withExit(exitFail, err)
-	}
 	if err := st.CheckSource(ctx, job.Source); err != nil {
 		return withExit(exitFail, fmt.Errorf("job %s: %w", job.Name, err))
 	}

@@ -48,8 +48,7 @@ func TestVanishingSourceIsBlockedByTheBudget(t *testing.T) {
 	jobYAML, sim := simJob(t, graphsim.Options{}, "hr", "0 2 * * *")
 	dir := t.TempDir()
 	cfg := func(name, source string) string {
-		return writeFile(t, filepath.Join(dir, name), fmt.Sprintf("database:\n  url: %q\nlog:\n  format: json\njobs:\n%s    source: %s\n",
-			dbURL, jobYAML, source))
+		return writeFile(t, filepath.Join(dir, name), configYAML(dbURL, jobYAML+"    source: "+source+"\n"))
 	}
 	table, view := cfg("table.yaml", "entraprov.desired_users"), cfg("view.yaml", "public.vanishing")
 	if out, errOut, err := runWorker(t, "sync", "--job", "hr", "--config", table, "--database-url", dbURL); err != nil {
@@ -86,7 +85,7 @@ func TestApproveThroughTheWorker(t *testing.T) {
 	st := openStore(t, dbURL)
 	seedDesired(t, st, 30)
 	jobYAML, _ := simJob(t, graphsim.Options{}, "hr", "0 2 * * *")
-	cfg := writeFile(t, filepath.Join(t.TempDir(), "worker.yaml"), fmt.Sprintf("database:\n  url: %q\nlog:\n  format: json\njobs:\n%s", dbURL, jobYAML))
+	cfg := writeConfig(t, dbURL, jobYAML)
 	worker := func(args ...string) (string, string, error) {
 		return runWorker(t, append(args, "--config", cfg, "--database-url", dbURL)...)
 	}
@@ -203,7 +202,7 @@ func TestBrokenJoinIsBlocked(t *testing.T) {
 	st := openStore(t, dbURL)
 	seedDesired(t, st, 100)
 	jobYAML, sim := simJob(t, graphsim.Options{}, "hr", "0 2 * * *")
-	cfg := writeFile(t, filepath.Join(t.TempDir(), "worker.yaml"), fmt.Sprintf("database:\n  url: %q\nlog:\n  format: json\njobs:\n%s", dbURL, jobYAML))
+	cfg := writeConfig(t, dbURL, jobYAML)
 	worker := func(args ...string) (string, string, error) {
 		return runWorker(t, append(args, "--config", cfg, "--database-url", dbURL)...)
 	}

@@ -4,18 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/entraprov/entraprov/internal/graphsim"
-	"github.com/entraprov/entraprov/internal/store"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
 
@@ -73,25 +70,9 @@ func newCheckEnv(t *testing.T, roles []string) checkEnv {
 	dbURL := testdb.NewURL(t)
 	t.Setenv("DATABASE_URL", dbURL)
 	t.Setenv("ENTRAPROV_DATABASE_URL", "")
-	cfg := fmt.Sprintf(`database:
-  url: %q
-metrics:
-  listen: ""
-jobs:
-  - name: staff
-    tenant_id: %s
-    authority_host: %s
-    graph_url: %s
-    ca_file: %s
-    auth:
-      method: certificate
-      client_id: %s
-      certificate_file: %s
-      key_file: %s
-    schedule: "0 2 * * *"
-    allowed_domains: [contoso.example]
-`, dbURL, tenant, srv.AuthorityHost, srv.GraphURL, srv.CAFile, client, app.CertificateFile, app.KeyFile)
-	path := writeFile(t, filepath.Join(dir, "config.yaml"), cfg)
+	path := writeConfig(t, dbURL, simJobYAML{Name: "staff", Tenant: tenant, Authority: srv.AuthorityHost, GraphURL: srv.GraphURL,
+		CAFile: srv.CAFile, ClientID: client, CertFile: app.CertificateFile, KeyFile: app.KeyFile,
+		Schedule: "0 2 * * *", Domain: "contoso.example"}.String(), metricsOff)
 	return checkEnv{cfgPath: path, dbURL: dbURL, tenantID: tenant, clientID: client, authority: srv.AuthorityHost}
 }
 
@@ -159,11 +140,7 @@ func TestCheckConsentedAppPassesUntilGroupsAreManaged(t *testing.T) {
 		}
 	}
 
-	st, err := store.Open(context.Background(), env.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, env.dbURL)
 	if _, err := st.Pool().Exec(context.Background(), `INSERT INTO entraprov.desired_users (external_id, user_principal_name, display_name, groups)
 VALUES ('E1', 'a@contoso.example', 'A', ARRAY['11111111-1111-1111-1111-111111111111'])`); err != nil {
 		t.Fatal(err)
@@ -247,11 +224,7 @@ func TestCheckRefusesLiteralSecretWithoutEchoingIt(t *testing.T) {
 // and the hand-over (issue 19).
 func TestCheckListsAccountsLinkedByTwoJobs(t *testing.T) {
 	env := newCheckEnv(t, []string{permUsers})
-	st, err := store.Open(context.Background(), env.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, env.dbURL)
 	if _, err := st.Pool().Exec(context.Background(), `INSERT INTO entraprov.directory_links (job, external_id, object_id, state) VALUES
 ('staff', 'E1', 'obj-1', 'active'), ('contractors', 'C1', 'obj-1', 'disabled'), ('staff', 'E2', 'obj-2', 'active')`); err != nil {
 		t.Fatal(err)

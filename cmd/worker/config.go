@@ -16,6 +16,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/jobs"
+	"github.com/entraprov/entraprov/internal/store"
 )
 
 // errNoConfig tells the operator how to name the configuration file.
@@ -67,6 +68,59 @@ func databaseURL(cmd *cobra.Command) (string, error) {
 		}
 	}
 	return "", withExit(exitConfig, errors.New("no database: pass --database-url, set ENTRAPROV_DATABASE_URL or DATABASE_URL, or set database.url in the --config file"))
+}
+
+// withStore opens the database named by the flags, config or environment
+// for the duration of fn. A missing URL is a configuration error (78); an
+// unreachable server is a failure (1).
+func withStore(cmd *cobra.Command, fn func(context.Context, *store.Store) error) error {
+	url, err := databaseURL(cmd)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	st, err := store.Open(ctx, url)
+	if err != nil {
+		return withExit(exitFail, err)
+	}
+	defer st.Close()
+	return fn(ctx, st)
+}
+
+// withCurrentStore is withStore for the commands that read or write the
+// history: the schema must be the one this worker knows (exit 1 otherwise;
+// the store's message names `worker migrate up` for pending migrations).
+func withCurrentStore(cmd *cobra.Command, fn func(context.Context, *store.Store) error) error {
+	return withStore(cmd, func(ctx context.Context, st *store.Store) error {
+		if err := st.CheckSchema(ctx); err != nil {
+			return withExit(exitFail, err)
+		}
+		return fn(ctx, st)
+	})
+}
+
+// openConfigStore is the preamble of the commands that run a loaded
+// configuration's jobs: connect to its database (a bad database section is
+// a configuration error, 78; an unreachable server a failure, 1) and check
+// the schema is the one this worker knows (1; the store's message names
+// `worker migrate up` for pending migrations). The caller closes the store.
+func openConfigStore(ctx context.Context, cfg *config.Config) (*store.Store, error) {
+	dsn, err := cfg.Database.ConnString(ctx)
+	if err != nil {
+		return nil, withExit(exitConfig, err)
+	}
+	st, err := store.Open(ctx, dsn, store.WithMaxConns(cfg.Database.MaxConns))
+	if err != nil {
+		return nil, withExit(exitFail, err)
+	}
+	if err := st.CheckSchema(ctx); err != nil {
+		st.Close()
+		return nil, withExit(exitFail, err)
+	}
+	return st, nil
 }
 
 func init() {

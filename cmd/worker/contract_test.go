@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -30,13 +28,7 @@ func newContractEnv(t *testing.T, extraJobYAML string) contractEnv {
 	execSQL(t, st, `CREATE TABLE public.extra (LIKE entraprov.desired_users INCLUDING DEFAULTS)`,
 		`CREATE VIEW public.people AS SELECT * FROM entraprov.desired_users UNION ALL SELECT * FROM public.extra`)
 	jobYAML, sim := simJob(t, graphsim.Options{}, "hr", "0 2 * * *")
-	cfg := writeFile(t, filepath.Join(t.TempDir(), "worker.yaml"), fmt.Sprintf(`database:
-  url: %q
-log:
-  format: json
-jobs:
-%s    source: public.people
-%s`, dbURL, jobYAML, extraJobYAML))
+	cfg := writeConfig(t, dbURL, jobYAML+"    source: public.people\n"+extraJobYAML)
 	return contractEnv{dbURL: dbURL, cfg: cfg, st: st, sim: sim}
 }
 

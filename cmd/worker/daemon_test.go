@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,21 +47,9 @@ func simJob(t testing.TB, opts graphsim.Options, name, schedule string) (string,
 	t.Cleanup(srv.Close)
 	ten := seeded.Tenants[0]
 	app := ten.Apps[0]
-	return fmt.Sprintf(`  - name: %s
-    tenant_id: %s
-    authority_host: %s
-    graph_url: %s
-    ca_file: %s
-    auth:
-      method: certificate
-      client_id: %s
-      certificate_file: %s
-      key_file: %s
-    schedule: %q
-    catch_up: false
-    allowed_domains: [%s]
-`, name, ten.ID, srv.AuthorityHost, srv.GraphURL, srv.CAFile, app.ClientID, app.CertificateFile, app.KeyFile,
-		schedule, graphsim.DefaultDomain), sim
+	return simJobYAML{Name: name, Tenant: ten.ID, Authority: srv.AuthorityHost, GraphURL: srv.GraphURL, CAFile: srv.CAFile,
+		ClientID: app.ClientID, CertFile: app.CertificateFile, KeyFile: app.KeyFile,
+		Schedule: schedule, Domain: graphsim.DefaultDomain, Extra: []string{"catch_up: false"}}.String(), sim
 }
 
 func seedDesired(t *testing.T, st *store.Store, n int) {
@@ -130,15 +117,10 @@ func waitLog(t *testing.T, p *workerProc, want string, within time.Duration) {
 func TestTwoWorkerProcessesRunEachOccurrenceOnce(t *testing.T) {
 	bin := buildWorker(t)
 	dbURL := testdb.NewURL(t)
-	st, err := store.Open(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, dbURL)
 	seedDesired(t, st, 50)
 	job, sim := simJob(t, graphsim.Options{}, "standby", "@every 2s")
-	cfg := fmt.Sprintf("database:\n  url: %q\nmetrics:\n  listen: \"\"\nlog:\n  format: json\njobs:\n%s", dbURL, job)
-	cfgPath := writeFile(t, filepath.Join(t.TempDir(), "config.yaml"), cfg)
+	cfgPath := writeConfig(t, dbURL, job, metricsOff)
 
 	a := startWorkerProc(t, bin, cfgPath)
 	b := startWorkerProc(t, bin, cfgPath)
@@ -162,7 +144,7 @@ func TestTwoWorkerProcessesRunEachOccurrenceOnce(t *testing.T) {
 	}
 
 	var occurrences, rows, bySecond int
-	err = st.Pool().QueryRow(context.Background(), `
+	err := st.Pool().QueryRow(context.Background(), `
 SELECT count(DISTINCT scheduled_for), count(*), count(DISTINCT (host, pid))
   FROM entraprov.sync_runs WHERE job = 'standby' AND status <> 'skipped'`).Scan(&occurrences, &rows, &bySecond)
 	if err != nil {
@@ -185,16 +167,11 @@ SELECT count(DISTINCT scheduled_for), count(*), count(DISTINCT (host, pid))
 func TestSIGTERMDuringRunInterruptsAndExitsZero(t *testing.T) {
 	bin := buildWorker(t)
 	dbURL := testdb.NewURL(t)
-	st, err := store.Open(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, dbURL)
 	seedDesired(t, st, 600)
 	// Each $batch takes a second: the first run lasts well past the signal.
 	job, _ := simJob(t, graphsim.Options{Latency: graphsim.Latency{Batch: time.Second}}, "slow", "@every 1s")
-	cfg := fmt.Sprintf("database:\n  url: %q\nmetrics:\n  listen: \"\"\nlog:\n  format: json\njobs:\n%s", dbURL, job)
-	cfgPath := writeFile(t, filepath.Join(t.TempDir(), "config.yaml"), cfg)
+	cfgPath := writeConfig(t, dbURL, job, metricsOff)
 
 	p := startWorkerProc(t, bin, cfgPath, "--stop-timeout", "20s")
 	deadline := time.Now().Add(30 * time.Second)

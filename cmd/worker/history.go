@@ -40,10 +40,7 @@ func newHistoryCommand() *cobra.Command {
 			if limit <= 0 {
 				return withExit(exitUsage, fmt.Errorf("--limit must be positive, got %d", limit))
 			}
-			return withStore(cmd, func(ctx context.Context, st *store.Store) error {
-				if err := st.CheckSchema(ctx); err != nil {
-					return withExit(exitFail, err)
-				}
+			return withCurrentStore(cmd, func(ctx context.Context, st *store.Store) error {
 				runs, err := st.ListRuns(ctx, job, limit)
 				if err != nil {
 					return withExit(exitFail, err)
@@ -102,10 +99,7 @@ func newShowCommand() *cobra.Command {
 				if nRuns < 1 || nRuns > store.StuckWindow {
 					return withExit(exitUsage, fmt.Errorf("--runs must be between 1 and %d, got %d", store.StuckWindow, nRuns))
 				}
-				return withStore(cmd, func(ctx context.Context, st *store.Store) error {
-					if err := st.CheckSchema(ctx); err != nil {
-						return withExit(exitFail, err)
-					}
+				return withCurrentStore(cmd, func(ctx context.Context, st *store.Store) error {
 					users, err := st.StuckUsers(ctx, job, nRuns)
 					if err != nil {
 						return withExit(exitFail, err)
@@ -123,10 +117,7 @@ func newShowCommand() *cobra.Command {
 			if status != "" && !slices.Contains(opStatuses, status) {
 				return withExit(exitUsage, fmt.Errorf("--status %q: want one of %s", status, strings.Join(opStatuses, ", ")))
 			}
-			return withStore(cmd, func(ctx context.Context, st *store.Store) error {
-				if err := st.CheckSchema(ctx); err != nil {
-					return withExit(exitFail, err)
-				}
+			return withCurrentStore(cmd, func(ctx context.Context, st *store.Store) error {
 				run, err := st.GetRun(ctx, id)
 				if errors.Is(err, store.ErrNotFound) {
 					return withExit(exitFail, fmt.Errorf("run %d not found (see `worker history`)", id))

@@ -47,26 +47,6 @@ func newMigrateCommand() *cobra.Command {
 	return c
 }
 
-// withStore opens the database named by the flags, config or environment
-// for the duration of fn. A missing URL is a configuration error (78); an
-// unreachable server is a failure (1).
-func withStore(cmd *cobra.Command, fn func(context.Context, *store.Store) error) error {
-	url, err := databaseURL(cmd)
-	if err != nil {
-		return err
-	}
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	st, err := store.Open(ctx, url)
-	if err != nil {
-		return withExit(exitFail, err)
-	}
-	defer st.Close()
-	return fn(ctx, st)
-}
-
 func migrateUp(ctx context.Context, w io.Writer, st *store.Store) error {
 	applied, err := st.Migrate(ctx)
 	if err != nil {

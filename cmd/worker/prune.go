@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,10 +34,7 @@ func newPruneCommand() *cobra.Command {
 				return withExit(exitUsage, fmt.Errorf("--chunk must be positive, got %d", chunk))
 			}
 			cutoff := time.Now().Add(-age)
-			return withStore(cmd, func(ctx context.Context, st *store.Store) error {
-				if err := st.CheckSchema(ctx); err != nil {
-					return withExit(exitFail, err)
-				}
+			return withCurrentStore(cmd, func(ctx context.Context, st *store.Store) error {
 				started := time.Now()
 				res, err := st.PruneHistory(ctx, cutoff, chunk, nil)
 				// Report what was deleted even when interrupted: it is gone.
@@ -57,34 +53,4 @@ func newPruneCommand() *cobra.Command {
 	c.Flags().IntVar(&chunk, "chunk", 50_000, "operation rows deleted per transaction")
 	_ = c.MarkFlagRequired("older-than")
 	return c
-}
-
-// retentionLoop prunes the history older than retention after first, then
-// every `every`, until ctx ends (the daemon: 10 minutes after start, then
-// daily). Errors are logged: the next pass retries. Several daemons on one
-// database may prune at the same time; the deletes are idempotent.
-func retentionLoop(ctx context.Context, st *store.Store, retention, first, every time.Duration, log *slog.Logger) {
-	if retention <= 0 {
-		return
-	}
-	t := time.NewTimer(first)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		cutoff := time.Now().Add(-retention)
-		started := time.Now()
-		res, err := st.PruneHistory(ctx, cutoff, 0, nil)
-		if err != nil && ctx.Err() == nil {
-			log.Error("history prune failed; retrying at the next pass", "err", err,
-				"runs_deleted", res.Runs, "operations_deleted", res.Operations)
-		} else if res.Runs > 0 {
-			log.Info("history pruned", "older_than", cutoff, "runs", res.Runs, "operations", res.Operations,
-				"chunks", res.Chunks, "duration", time.Since(started).Round(time.Millisecond))
-		}
-		t.Reset(every)
-	}
 }

@@ -5,14 +5,10 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
-	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/jobs"
-	"github.com/entraprov/entraprov/internal/metrics"
 	"github.com/entraprov/entraprov/internal/store"
 )
 
@@ -33,10 +29,7 @@ func newQuarantineCommand() *cobra.Command {
 		Short: "List the quarantined jobs with the reason and when they run next",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withStore(cmd, func(ctx context.Context, st *store.Store) error {
-				if err := st.CheckSchema(ctx); err != nil {
-					return withExit(exitFail, err)
-				}
+			return withCurrentStore(cmd, func(ctx context.Context, st *store.Store) error {
 				q, err := st.ListQuarantined(ctx)
 				if err != nil {
 					return withExit(exitFail, err)
@@ -51,10 +44,7 @@ func newQuarantineCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			job := args[0]
-			return withStore(cmd, func(ctx context.Context, st *store.Store) error {
-				if err := st.CheckSchema(ctx); err != nil {
-					return withExit(exitFail, err)
-				}
+			return withCurrentStore(cmd, func(ctx context.Context, st *store.Store) error {
 				was, err := st.ReleaseQuarantine(ctx, job)
 				if err != nil {
 					return withExit(exitFail, err)
@@ -118,11 +108,10 @@ func quarantineLines(ctx context.Context, st *store.Store, job string) ([]string
 	return lines, nil
 }
 
-// releaseForManualRun ends job's quarantine before a manual apply run (an
-// operator asked for this run); afterManualRun then counts the run's outcome
-// like a scheduled one's. It returns the note to print, if any.
+// releaseForManualRun ends job's quarantine before a manual apply run
+// (jobs.BeforeManualRun) and returns the note to print, if any.
 func releaseForManualRun(ctx context.Context, st *store.Store, job string) (string, error) {
-	was, err := st.ReleaseQuarantine(ctx, job)
+	was, err := jobs.BeforeManualRun(ctx, st, job)
 	if err != nil {
 		return "", err
 	}
@@ -130,51 +119,6 @@ func releaseForManualRun(ctx context.Context, st *store.Store, job string) (stri
 		return "", nil
 	}
 	return fmt.Sprintf("job %s released from quarantine for this manual run (%s)", job, oneLine(was.QuarantineReason, 200)), nil
-}
-
-// afterManualRun applies the quarantine rule after a manual apply run.
-func afterManualRun(ctx context.Context, st *store.Store, cfg *config.Config, job config.Job, run store.Run) (jobs.QuarantineDecision, error) {
-	p := jobs.PolicyFrom(cfg.Quarantine)
-	if p.AfterFailures <= 0 || run.ID == 0 || run.Mode != "apply" {
-		return jobs.QuarantineDecision{}, nil
-	}
-	interval, err := jobs.Interval(job.Schedule, time.Now())
-	if err != nil {
-		return jobs.QuarantineDecision{}, err
-	}
-	return jobs.AfterRun(ctx, st, p, job.Name, run.StartedAt, interval)
-}
-
-// quarantineGauge is entraprov_job_quarantined{job}: 1 while the job is
-// quarantined. It lives on the daemon's registry next to internal/metrics'
-// collectors.
-type quarantineGauge struct{ g *prometheus.GaugeVec }
-
-func newQuarantineGauge(m *metrics.Metrics) quarantineGauge {
-	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "entraprov", Name: "job_quarantined",
-		Help: "1 while the job is quarantined after repeated failed runs (its scheduled runs back off), else 0.",
-	}, []string{"job"})
-	m.Registry().MustRegister(g)
-	return quarantineGauge{g}
-}
-
-func (q quarantineGauge) set(job string, on bool) {
-	v := 0.0
-	if on {
-		v = 1
-	}
-	q.g.WithLabelValues(job).Set(v)
-}
-
-// init publishes the quarantine state of the configured jobs at start.
-func (q quarantineGauge) init(ctx context.Context, st *store.Store, cfg *config.Config) {
-	for _, j := range cfg.Jobs {
-		js, err := st.GetJobState(ctx, j.Name)
-		if err == nil {
-			q.set(j.Name, js.QuarantinedUntil != nil)
-		}
-	}
 }
 
 // checkQuarantine adds a warning for a quarantined job to the check report

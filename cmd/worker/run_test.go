@@ -295,11 +295,7 @@ func TestRunDaemonLifecycle(t *testing.T) {
 	}
 
 	// SIGTERM during the run of long: STOPPING, run interrupted, exit 0.
-	st, err := store.Open(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, dbURL)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if runs, _ := st.ListRuns(context.Background(), "long", 1); len(runs) == 1 {
 			break // OnStart precedes the engine's row: wait for the row
@@ -388,11 +384,7 @@ func TestRunStopTimeoutRecordsStuckRunInterrupted(t *testing.T) {
 	defer close(eng.stuck)
 	stop, done, logs := startDaemon(t, eng, "run", "--config", cfgPath, "--stop-timeout", "1s")
 	notify.waitFor(t, 0, "running long", 15*time.Second)
-	st, err := store.Open(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, dbURL)
 	// OnStart comes before the engine's row: wait for the row itself.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if runs, _ := st.ListRuns(context.Background(), "long", 1); len(runs) == 1 {

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/jobs"
 	"github.com/entraprov/entraprov/internal/store"
 	engine "github.com/entraprov/entraprov/internal/sync"
 )
@@ -110,18 +111,11 @@ func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
 	stderr := cmd.ErrOrStderr()
 	log := daemonLogger(cfg.Log, stderr)
 	logConfigWarnings(log, cfg)
-	dsn, err := cfg.Database.ConnString(ctx)
+	st, err := openConfigStore(ctx, cfg)
 	if err != nil {
-		return store.Run{}, withExit(exitConfig, err)
-	}
-	st, err := store.Open(ctx, dsn, store.WithMaxConns(cfg.Database.MaxConns))
-	if err != nil {
-		return store.Run{}, withExit(exitFail, err)
+		return store.Run{}, err
 	}
 	defer st.Close()
-	if err := st.CheckSchema(ctx); err != nil {
-		return store.Run{}, withExit(exitFail, err)
-	}
 
 	if opts.Approve != 0 {
 		// A wrong run id is the operator's typo: say so without recording a
@@ -152,7 +146,7 @@ func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
 		return run, withExit(exitFail, err)
 	}
 	if opts.Mode == engine.ModeApply && run.Status != store.RunSkipped {
-		d, qerr := afterManualRun(context.WithoutCancel(ctx), st, cfg, job, run)
+		d, qerr := jobs.AfterManualRun(context.WithoutCancel(ctx), st, jobs.PolicyFrom(cfg.Quarantine), job, run)
 		if qerr != nil {
 			log.Warn("quarantine check failed", "err", qerr)
 		} else if d.Until != nil {

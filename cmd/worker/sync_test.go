@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,14 +18,7 @@ func TestPlanThenSync(t *testing.T) {
 	st := openStore(t, dbURL)
 	seedDesired(t, st, 30)
 	jobYAML, sim := simJob(t, graphsim.Options{}, "hr", "0 2 * * *")
-	cfg := writeFile(t, filepath.Join(t.TempDir(), "worker.yaml"), fmt.Sprintf(`database:
-  url: %q
-log:
-  format: json
-jobs:
-%s    deletion_threshold:
-      max_count: 5
-`, dbURL, jobYAML))
+	cfg := writeConfig(t, dbURL, jobYAML+"    deletion_threshold:\n      max_count: 5\n")
 
 	// DATABASE_URL (the test server's base database) would override the file.
 	worker := func(args ...string) (string, string, error) {

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/robfig/cron/v3"
+
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/store"
 )
@@ -146,8 +148,51 @@ func Interval(spec string, now time.Time) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	return interval(s, now), nil
+}
+
+func interval(s cron.Schedule, now time.Time) time.Duration {
 	next := s.Next(now)
-	return s.Next(next).Sub(next), nil
+	return s.Next(next).Sub(next)
+}
+
+// afterApplyRun is the quarantine rule after an apply run of job, whoever
+// ran it: the back-off is anchored at the occurrence the run served
+// (scheduledFor), or when it started for a run outside the schedule.
+func afterApplyRun(ctx context.Context, qs QuarantineStore, p Policy, job string, sched cron.Schedule,
+	scheduledFor time.Time, run store.Run) (QuarantineDecision, error) {
+	anchor := scheduledFor
+	if anchor.IsZero() {
+		anchor = run.StartedAt
+	}
+	return AfterRun(ctx, qs, p, job, anchor, interval(sched, time.Now()))
+}
+
+// ReleaseStore is what a manual run's quarantine handling uses (*store.Store).
+type ReleaseStore interface {
+	QuarantineStore
+	ReleaseQuarantine(ctx context.Context, job string) (store.JobState, error)
+}
+
+// BeforeManualRun ends job's quarantine before a manual apply run (an
+// operator asked for this run); AfterManualRun then counts the run's
+// outcome like a scheduled one's. It returns the state the job was in.
+func BeforeManualRun(ctx context.Context, qs ReleaseStore, job string) (store.JobState, error) {
+	return qs.ReleaseQuarantine(ctx, job)
+}
+
+// AfterManualRun applies the quarantine rule after a manual run of job: the
+// same rule a scheduled run gets from the Scheduler. Plan runs and runs that
+// were not recorded do not count.
+func AfterManualRun(ctx context.Context, qs QuarantineStore, p Policy, job config.Job, run store.Run) (QuarantineDecision, error) {
+	if p.AfterFailures <= 0 || run.ID == 0 || run.Mode != "apply" {
+		return QuarantineDecision{}, nil
+	}
+	sched, err := Parse(job.Schedule)
+	if err != nil {
+		return QuarantineDecision{}, err
+	}
+	return afterApplyRun(ctx, qs, p, job.Name, sched, time.Time{}, run)
 }
 
 // SkipReason says why an occurrence of a quarantined job is not run, with
@@ -203,12 +248,7 @@ func (s *Scheduler) afterRun(e *entry, occ Occurrence, run store.Run, log *slog.
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.runCtx), 10*time.Second)
 	defer cancel()
-	anchor := occ.ScheduledFor
-	if anchor.IsZero() {
-		anchor = run.StartedAt
-	}
-	next := e.sched.Next(time.Now())
-	d, err := AfterRun(ctx, s.opts.Quarantine, s.opts.Policy, e.job.Name, anchor, e.sched.Next(next).Sub(next))
+	d, err := afterApplyRun(ctx, s.opts.Quarantine, s.opts.Policy, e.job.Name, e.sched, occ.ScheduledFor, run)
 	if err != nil {
 		log.Error("quarantine check failed", "err", err)
 		return nil

@@ -228,3 +228,46 @@ func TestReleaseRestartsTheCount(t *testing.T) {
 		t.Fatalf("ListQuarantined = %+v, %v; want none", q, err)
 	}
 }
+
+// A manual run gets the rule a scheduled run gets: BeforeManualRun ends the
+// quarantine and reports it, and AfterManualRun counts the manual run's
+// outcome (the back-off anchored at its start); plan runs never count.
+func TestManualRunsShareTheQuarantineRule(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	ctx := context.Background()
+	job := config.Job{Name: "m", Schedule: "@every 1h"}
+	manualRun := func(mode, status string) store.Run {
+		run := store.Run{Job: job.Name, Trigger: TriggerManual, Mode: mode}
+		if err := st.StartRun(ctx, &run); err != nil {
+			t.Fatal(err)
+		}
+		run.Status, run.ErrorSummary = status, "boom"
+		if err := st.FinishRun(ctx, &run); err != nil {
+			t.Fatal(err)
+		}
+		return run
+	}
+	var last store.Run
+	for range testPolicy.AfterFailures {
+		last = manualRun("apply", store.RunFailed)
+	}
+	d, err := AfterManualRun(ctx, st, testPolicy, job, last)
+	if err != nil || d.Until == nil || d.Failures != testPolicy.AfterFailures {
+		t.Fatalf("AfterManualRun after %d failed manual runs = %+v, %v; want quarantined", testPolicy.AfterFailures, d, err)
+	}
+	if want := last.StartedAt.Add(2 * time.Hour); !d.Until.Equal(want) {
+		t.Fatalf("quarantined until %s; want %s (twice the interval from the run's start)", d.Until, want)
+	}
+	plan := manualRun("plan", store.RunFailed)
+	if d, err := AfterManualRun(ctx, st, testPolicy, job, plan); err != nil || d.Until != nil || d.Failures != 0 {
+		t.Fatalf("AfterManualRun of a plan run = %+v, %v; want no decision", d, err)
+	}
+	was, err := BeforeManualRun(ctx, st, job.Name)
+	if err != nil || was.QuarantinedUntil == nil {
+		t.Fatalf("BeforeManualRun = %+v, %v; want it to report the quarantine it ended", was, err)
+	}
+	if js, err := st.GetJobState(ctx, job.Name); err != nil || js.QuarantinedUntil != nil {
+		t.Fatalf("job_state after BeforeManualRun = %+v, %v; want released", js, err)
+	}
+}

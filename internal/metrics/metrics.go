@@ -38,6 +38,7 @@ type Metrics struct {
 	nextRun       *prometheus.GaugeVec
 	running       *prometheus.GaugeVec
 	backingOff    *prometheus.GaugeVec
+	quarantined   *prometheus.GaugeVec // quarantine.go
 }
 
 // New registers the worker's collectors, plus the Go runtime and process
@@ -98,7 +99,8 @@ func New() *Metrics {
 			Help: "Users the job's last completed apply run skipped because their writes failed the same way run after run (worker show --stuck lists them).",
 		}, []string{"job"}),
 	}
-	m.reg.MustRegister(m.runs, m.operations, m.graphRequests, m.graphLatency, m.throttled, m.retries,
+	m.quarantined = newQuarantined()
+	m.reg.MustRegister(m.runs, m.quarantined, m.operations, m.graphRequests, m.graphLatency, m.throttled, m.retries,
 		m.runDuration, m.lastSuccess, m.lastRun, m.nextRun, m.running, m.backingOff,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

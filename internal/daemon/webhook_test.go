@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"encoding/json"
@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -43,7 +44,10 @@ func TestDaemonSendsWebhookEvents(t *testing.T) {
 	job := config.DefaultJob()
 	job.Name = "nightly"
 	// The URL from a file, as for a receiver whose URL embeds its token.
-	urlFile := writeFile(t, filepath.Join(t.TempDir(), "webhook-url"), srv.URL+"/hook\n")
+	urlFile := filepath.Join(t.TempDir(), "webhook-url")
+	if err := os.WriteFile(urlFile, []byte(srv.URL+"/hook\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	job.Webhook = config.Webhook{URL: config.URLRef{Ref: config.SecretRef{File: urlFile}}, Timeout: config.Duration{Duration: time.Second}, Retries: 2}
 	cfg := &config.Config{Jobs: []config.Job{job}, Quarantine: config.Default().Quarantine}
 	d := &workerd{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: cfg,

@@ -1,0 +1,364 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	sdd "github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/jobs"
+	"github.com/entraprov/entraprov/internal/metrics"
+	"github.com/entraprov/entraprov/internal/store"
+	"github.com/entraprov/entraprov/internal/webhook"
+)
+
+// Options is what the daemon runs with; every field but Hangup is required.
+type Options struct {
+	// Config is the loaded and validated configuration at start.
+	Config *config.Config
+	// Reload loads the configuration again for a reload (and logs its
+	// warnings); an error refuses the reload.
+	Reload func() (*config.Config, error)
+	// Store is open with a current schema. Run closes it, except when runs
+	// did not wind down at stop (pgxpool.Close would wait for them).
+	Store *store.Store
+	// NewRunner builds what the scheduler calls for each occurrence,
+	// reporting to m.
+	NewRunner func(ctx context.Context, m *metrics.Metrics) (jobs.Runner, error)
+	Log       *slog.Logger
+	// StopTimeout is how long the run in progress gets to wind down once
+	// ctx ends.
+	StopTimeout time.Duration
+	// Hangup delivers SIGHUP: each receive reloads the configuration.
+	Hangup <-chan os.Signal
+}
+
+// ConfigError is a start-up failure the configuration must fix (a job the
+// scheduler refuses), as opposed to one of the environment.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// workerd is the running daemon: its configuration, scheduler and the
+// latest result of each job (for the systemd status line).
+type workerd struct {
+	reloadConfig func() (*config.Config, error)
+	log          *slog.Logger
+	st           *store.Store
+	m            *metrics.Metrics
+	hooks        *hookState
+	sched        *jobs.Scheduler
+
+	mu      sync.Mutex
+	cfg     *config.Config
+	last    map[string]jobs.Result
+	running map[string]time.Time
+}
+
+// Run starts the scheduler, tells systemd the worker is ready, and serves
+// until ctx ends; then it stops scheduling, gives the run in progress
+// o.StopTimeout and returns. An error means the worker did not start.
+func Run(ctx context.Context, o Options) error {
+	cfg, st, log := o.Config, o.Store, o.Log
+	if n, err := st.MarkInterrupted(ctx, ""); err != nil {
+		log.Warn("could not close runs left by a stopped worker", "err", err)
+	} else if n > 0 {
+		log.Warn("closed runs left running by a worker that stopped without finishing them", "runs", n, "status", store.RunInterrupted)
+	}
+
+	m := metrics.New()
+	runner, err := o.NewRunner(ctx, m)
+	if err != nil {
+		st.Close()
+		return err
+	}
+
+	d := &workerd{reloadConfig: o.Reload, log: log, st: st, m: m, cfg: cfg,
+		hooks: &hookState{unwell: map[string]bool{}, sender: &webhook.Sender{Log: log}},
+		last:  map[string]jobs.Result{}, running: map[string]time.Time{}}
+	publishQuarantine(ctx, m, st, cfg)
+	d.sched = jobs.New(jobs.Options{
+		Runner: runner, History: st, Logger: log,
+		OnStart: d.onStart, OnResult: d.onResult,
+		// The policy is read at start; a reload keeps it.
+		Quarantine: st, Policy: jobs.PolicyFrom(cfg.Quarantine),
+	})
+
+	msrv, err := d.serveMetrics(cfg.Metrics.Listen)
+	if err != nil {
+		st.Close()
+		return err
+	}
+
+	if err := d.sched.Start(ctx, cfg.Jobs); err != nil {
+		if msrv != nil {
+			_ = msrv.Shutdown(context.Background())
+		}
+		st.Close()
+		return &ConfigError{err}
+	}
+	d.publishNext()
+
+	d.notify(sdd.SdNotifyReady, "STATUS="+d.status())
+	log.Info("worker ready", "jobs", len(cfg.Jobs), "pid", os.Getpid())
+
+	wdCtx, stopWatchdog := context.WithCancel(context.WithoutCancel(ctx))
+	wdDone := make(chan struct{})
+	go func() {
+		defer close(wdDone)
+		d.watchdog(wdCtx)
+	}()
+	pruneDone := make(chan struct{})
+	go func() {
+		defer close(pruneDone)
+		// Read at start; a reload keeps it.
+		retentionLoop(wdCtx, st, cfg.History.Retention.Duration, 10*time.Minute, 24*time.Hour, log)
+	}()
+
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-o.Hangup:
+			d.reload(ctx)
+		}
+	}
+
+	stopErr := d.stop(o.StopTimeout)
+	stopWatchdog()
+	<-wdDone
+	<-pruneDone
+	if msrv != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = msrv.Shutdown(sctx)
+		scancel()
+	}
+	if stopErr == nil {
+		// pgxpool.Close waits for every connection: only when no run is stuck.
+		st.Close()
+	}
+	log.Info("worker stopped")
+	return nil
+}
+
+// serveMetrics serves /metrics and /healthz on addr ("": not at all).
+func (d *workerd) serveMetrics(addr string) (*metrics.Server, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	st, log := d.st, d.log
+	msrv, err := metrics.Listen(addr, d.m, map[string]metrics.Check{
+		"scheduler": d.sched.Alive,
+		"database":  func(ctx context.Context) error { return st.Pool().Ping(ctx) },
+	}, log)
+	if err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			// What the shipped unit's SocketBindDeny=any answers for
+			// any other port.
+			err = fmt.Errorf("%w; under systemd, the unit must allow this port: SocketBindAllow=tcp:PORT (the shipped unit allows tcp:9464, the default metrics.listen)", err)
+		}
+		return nil, err
+	}
+	msrv.Serve()
+	log.Info("serving /metrics and /healthz", "addr", msrv.Addr())
+	if host, _, err := net.SplitHostPort(msrv.Addr()); err == nil {
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			log.Warn("metrics are served beyond this machine: they reveal job names and volumes; prefer a loopback address or a firewall", "addr", msrv.Addr())
+		}
+	}
+	return msrv, nil
+}
+
+// stop stops scheduling and waits up to timeout for the run in progress.
+// An error means runs did not wind down; they are recorded interrupted.
+func (d *workerd) stop(timeout time.Duration) error {
+	d.notify(sdd.SdNotifyStopping, "STATUS=stopping: "+strings.Join(d.sched.Running(), ", "))
+	d.log.Info("stopping", "running", d.sched.Running(), "stop_timeout", timeout)
+	stopCtx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	stopErr := d.sched.Stop(stopCtx)
+	if stopErr != nil {
+		// A run that did not wind down still holds its job lock, so the
+		// next start's MarkInterrupted would not see it: record it now.
+		d.log.Error("runs did not stop in time; recording them interrupted", "err", stopErr)
+		ictx, icancel := context.WithTimeout(context.Background(), 5*time.Second)
+		n, err := d.st.InterruptOwnRuns(ictx, fmt.Sprintf("interrupted: the worker stopped and the run did not wind down within %s", timeout))
+		icancel()
+		if err != nil {
+			d.log.Error("could not record interrupted runs", "err", err)
+		} else {
+			d.log.Warn("runs recorded interrupted", "runs", n)
+		}
+	}
+	return stopErr
+}
+
+// publishQuarantine publishes the quarantine state of the configured jobs
+// at start (entraprov_job_quarantined); each run's decision updates it.
+func publishQuarantine(ctx context.Context, m *metrics.Metrics, st *store.Store, cfg *config.Config) {
+	for _, j := range cfg.Jobs {
+		js, err := st.GetJobState(ctx, j.Name)
+		if err == nil {
+			m.SetQuarantined(j.Name, js.QuarantinedUntil != nil)
+		}
+	}
+}
+
+// reload re-reads the configuration on SIGHUP. A configuration that does
+// not load or validate is refused as a whole: the running jobs stay.
+func (d *workerd) reload(ctx context.Context) {
+	d.notify(sdd.SdNotifyReloading, sdd.SdNotifyMonotonicUsec())
+	defer func() { d.notify(sdd.SdNotifyReady, "STATUS="+d.status()) }()
+	d.log.Info("SIGHUP: reloading the configuration")
+	cfg, err := d.reloadConfig()
+	if err != nil {
+		d.log.Error("reload refused: the new configuration is invalid; keeping the running jobs", "err", err)
+		return
+	}
+	diff, err := d.sched.Reload(ctx, cfg.Jobs)
+	if err != nil {
+		d.log.Error("reload refused; keeping the running jobs", "err", err)
+		return
+	}
+	d.mu.Lock()
+	old := d.cfg
+	d.cfg = cfg
+	d.mu.Unlock()
+	for _, name := range diff.Removed {
+		d.m.ForgetJob(name)
+	}
+	d.publishNext()
+	var restart []string
+	if !reflect.DeepEqual(old.Database, cfg.Database) {
+		restart = append(restart, "database")
+	}
+	if old.Metrics != cfg.Metrics {
+		restart = append(restart, "metrics")
+	}
+	if old.Log != cfg.Log {
+		restart = append(restart, "log")
+	}
+	if len(restart) > 0 {
+		d.log.Warn("these settings changed and take effect at the next restart", "sections", restart)
+	}
+	if diff.Empty() {
+		d.log.Info("reload: jobs unchanged", "jobs", diff.Unchanged)
+	}
+}
+
+func (d *workerd) onStart(job string, occ jobs.Occurrence) {
+	d.m.SetRunning(job, true)
+	d.mu.Lock()
+	d.running[job] = time.Now()
+	d.mu.Unlock()
+	d.notify("STATUS=" + d.status())
+}
+
+func (d *workerd) onResult(res jobs.Result) {
+	run := res.Run
+	switch {
+	case res.Skipped:
+		d.m.ObserveSkipped(res.Job)
+	case errors.Is(res.Err, jobs.ErrTaken):
+		// Another worker ran it; it counts there.
+	default:
+		if run.Job == "" {
+			run.Job = res.Job
+		}
+		if run.Status == "" || run.Status == store.RunRunning {
+			// The runner failed before or without finishing its row.
+			run.Status = store.RunFailed
+		}
+		d.m.ObserveRun(run)
+	}
+	d.m.SetNextRun(res.Job, res.Next)
+	if res.Quarantine != nil {
+		d.m.SetQuarantined(res.Job, res.Quarantine.Until != nil)
+	}
+	d.sendWebhook(res)
+	d.mu.Lock()
+	if !res.Skipped {
+		d.m.SetRunning(res.Job, false)
+		delete(d.running, res.Job)
+	}
+	if !errors.Is(res.Err, jobs.ErrTaken) {
+		res.Run = run
+		d.last[res.Job] = res
+	}
+	d.mu.Unlock()
+	d.notify("STATUS=" + d.status())
+}
+
+func (d *workerd) publishNext() {
+	for _, j := range d.sched.Status() {
+		d.m.SetNextRun(j.Name, j.Next)
+	}
+}
+
+// status is the one-line STATUS= shown by `systemctl status`: what runs,
+// what is next, and the last result.
+func (d *workerd) status() string {
+	var parts []string
+	d.mu.Lock()
+	var running []string
+	for job := range d.running {
+		running = append(running, job)
+	}
+	var last *jobs.Result
+	for _, r := range d.last {
+		if last == nil || finishedAt(r).After(finishedAt(*last)) {
+			r := r
+			last = &r
+		}
+	}
+	d.mu.Unlock()
+	sort.Strings(running)
+	if len(running) > 0 {
+		parts = append(parts, "running "+strings.Join(running, ", "))
+	}
+	if st := d.sched.Status(); len(st) > 0 {
+		parts = append(parts, fmt.Sprintf("next %s at %s", st[0].Name, st[0].Next.Format("2006-01-02 15:04:05 MST")))
+	}
+	if last != nil {
+		s := fmt.Sprintf("last %s", last.Job)
+		if last.Run.ID != 0 {
+			s += fmt.Sprintf(" run %d", last.Run.ID)
+		}
+		s += " " + last.Run.Status
+		if last.Err != nil && last.Run.Status == store.RunFailed && last.Run.ErrorSummary == "" {
+			s += " (" + truncate(last.Err.Error(), 80) + ")"
+		}
+		parts = append(parts, s+" at "+finishedAt(*last).Format("15:04:05"))
+	}
+	if len(parts) == 0 {
+		return "idle: no jobs configured"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func finishedAt(r jobs.Result) time.Time {
+	if r.Run.FinishedAt != nil {
+		return *r.Run.FinishedAt
+	}
+	return r.Occurrence.ScheduledFor
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
