@@ -170,4 +170,6 @@ func (m *Metrics) ForgetJob(job string) {
 	m.nextRun.DeleteLabelValues(job)
 	m.running.DeleteLabelValues(job)
 	m.backingOff.DeleteLabelValues(job)
+	// A removed job's last quarantine value would keep its alert firing.
+	m.quarantined.DeleteLabelValues(job)
 }

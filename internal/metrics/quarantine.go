@@ -11,8 +11,8 @@ func newQuarantined() *prometheus.GaugeVec {
 	}, []string{"job"})
 }
 
-// SetQuarantined publishes whether job is quarantined. ForgetJob leaves it:
-// it did before the gauge moved here (a removed job keeps its last value).
+// SetQuarantined publishes whether job is quarantined; ForgetJob (a job
+// removed by a reload) deletes its series.
 func (m *Metrics) SetQuarantined(job string, on bool) {
 	v := 0.0
 	if on {

@@ -23,4 +23,14 @@ entraprov_job_quarantined{job="nightly"} 1
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "entraprov_job_quarantined"); err != nil {
 		t.Fatal(err)
 	}
+	// A job removed by a reload must not keep a quarantine alert firing.
+	m.ForgetJob("nightly")
+	want = `
+# HELP entraprov_job_quarantined 1 while the job is quarantined after repeated failed runs (its scheduled runs back off), else 0.
+# TYPE entraprov_job_quarantined gauge
+entraprov_job_quarantined{job="daily"} 0
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "entraprov_job_quarantined"); err != nil {
+		t.Fatalf("after ForgetJob: %v", err)
+	}
 }
