@@ -64,7 +64,7 @@ interrupted, 2 on bad flags, 78 on a configuration error.`,
 			if err := printRunHeader(out, run, time.Now()); err != nil {
 				return err
 			}
-			if run.Counts[store.OpFailed] > 0 {
+			if run.Counts.ByStatus[store.OpFailed] > 0 {
 				fmt.Fprintf(out, "\nfailed operations: worker show %d --status failed\n", run.ID)
 			}
 			switch run.Status {

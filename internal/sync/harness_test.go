@@ -222,7 +222,7 @@ func (e *env) insert(ps ...person) {
 
 // run performs one run and fails the test on an engine error unless the
 // status is one the caller expects.
-func (e *env) run(opts esync.RunOptions, want string) store.Run {
+func (e *env) run(opts esync.RunOptions, want store.RunStatus) store.Run {
 	e.t.Helper()
 	r, err := e.eng.Run(e.ctx, e.job, opts)
 	if r.Status != want {
@@ -231,7 +231,7 @@ func (e *env) run(opts esync.RunOptions, want string) store.Run {
 	return r
 }
 
-func (e *env) ops(runID int64, status string) []store.Operation {
+func (e *env) ops(runID int64, status store.OpStatus) []store.Operation {
 	e.t.Helper()
 	ops, err := e.st.ListOperations(e.ctx, runID, status)
 	if err != nil {
@@ -261,7 +261,7 @@ func (e *env) user(upn string) graphsim.UserState {
 }
 
 // linkStates counts the job's links per state.
-func (e *env) linkStates() map[string]int {
+func (e *env) linkStates() map[store.LinkState]int {
 	e.t.Helper()
 	c, err := e.st.CountLinks(e.ctx, e.job.Name)
 	if err != nil {

@@ -175,7 +175,7 @@ func TestLockLostMidRunNeverTwoWriters(t *testing.T) {
 	}
 	// Converged: a third run finds nothing to do.
 	third := e.run(esync.RunOptions{}, store.RunSucceeded)
-	if third.Counts["unchanged"] != users {
+	if third.Counts.Unchanged != users {
 		t.Fatalf("third run counts %v; want every user unchanged", third.Counts)
 	}
 }
