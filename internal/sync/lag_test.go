@@ -20,7 +20,7 @@ import (
 func TestConvergesUnderReplicationLag(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, graphsim.Options{ConsistencyDelay: 2 * time.Second})
-	e.minBackoff, e.maxBackoff = 0, 0 // the worker's defaults
+	e.MinBackoff, e.MaxBackoff = 0, 0 // the worker's defaults
 	all, eng := e.seeded.GroupIDs["All Staff"], e.seeded.GroupIDs["Engineering"]
 	ps := e.people(6, 1)
 	ps[0].Manager = "E000006" // created last

@@ -76,7 +76,7 @@ func TestSoftDeletedUserIsRestoredAfterAFullRead(t *testing.T) {
 
 	manual(t, e, directory.Operation{Key: 1, Kind: directory.OpDelete, ObjectID: deletedID})
 	manual(t, e, directory.Operation{Key: 1, Kind: directory.OpDelete, ObjectID: purgedID})
-	c, err := directory.New(e.ctx, e.job, directory.Options{HTTPClient: e.srv.Client()})
+	c, err := directory.New(e.ctx, e.job, directory.Options{HTTPClient: e.Srv.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,7 @@ func TestManagerChainAndGroups(t *testing.T) {
 // manual performs one write as "someone else" with its own client.
 func manual(t *testing.T, e *env, op directory.Operation) {
 	t.Helper()
-	c, err := directory.New(e.ctx, e.job, directory.Options{HTTPClient: e.srv.Client()})
+	c, err := directory.New(e.ctx, e.job, directory.Options{HTTPClient: e.Srv.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
