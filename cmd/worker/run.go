@@ -24,7 +24,7 @@ import (
 	"github.com/entraprov/entraprov/internal/jobs"
 	"github.com/entraprov/entraprov/internal/metrics"
 	"github.com/entraprov/entraprov/internal/store"
-	engine "github.com/entraprov/entraprov/internal/sync"
+	esync "github.com/entraprov/entraprov/internal/sync"
 	"github.com/entraprov/entraprov/internal/webhook"
 )
 
@@ -41,10 +41,10 @@ func engineJobRunner(_ context.Context, rt runtimeDeps) (jobs.Runner, error) {
 
 // newEngine builds the reconcile engine the way every command runs it: the
 // store, and per job a Graph client (reporting live to m when m is set).
-func newEngine(st *store.Store, m *metrics.Metrics, log *slog.Logger) *engine.Engine {
-	return &engine.Engine{
+func newEngine(st *store.Store, m *metrics.Metrics, log *slog.Logger) *esync.Engine {
+	return &esync.Engine{
 		Store: st,
-		Connect: func(ctx context.Context, job config.Job) (engine.Directory, error) {
+		Connect: func(ctx context.Context, job config.Job) (esync.Directory, error) {
 			opts := directory.Options{Logger: log, UserAgent: "entraprov/" + version}
 			if m != nil {
 				opts.Metrics = m.Graph(job.Name)
@@ -55,13 +55,13 @@ func newEngine(st *store.Store, m *metrics.Metrics, log *slog.Logger) *engine.En
 	}
 }
 
-// engineRunner adapts engine.Engine to jobs.Runner: scheduled runs apply,
+// engineRunner adapts esync.Engine to jobs.Runner: scheduled runs apply,
 // and a run that lost its occurrence to another worker (the engine answers
 // "skipped" without recording a row) becomes jobs.ErrTaken.
-type engineRunner struct{ e *engine.Engine }
+type engineRunner struct{ e *esync.Engine }
 
 func (r engineRunner) Run(ctx context.Context, job config.Job, occ jobs.Occurrence) (store.Run, error) {
-	opts := engine.RunOptions{Trigger: occ.Trigger, Mode: engine.ModeApply}
+	opts := esync.RunOptions{Trigger: occ.Trigger, Mode: esync.ModeApply}
 	if !occ.ScheduledFor.IsZero() {
 		at := occ.ScheduledFor
 		opts.ScheduledFor = &at
