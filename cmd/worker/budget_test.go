@@ -153,7 +153,7 @@ func TestApproveThroughTheWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if runs[0].Counts["allow_deletes"] != 1 || runs[1].Counts["approved_run"] != int(refused) || runs[1].Status != store.RunSucceeded {
+	if runs[0].Counts.AllowDeletes != 1 || runs[1].Counts.ApprovedRun != int(refused) || runs[1].Status != store.RunSucceeded {
 		t.Fatalf("history does not record the approvals: %+v %+v", runs[0].Counts, runs[1].Counts)
 	}
 }

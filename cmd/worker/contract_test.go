@@ -78,7 +78,7 @@ SELECT external_id, message FROM entraprov.sync_operations
 	return out
 }
 
-func linkOf(t *testing.T, st *store.Store, externalID string) (objectID, state string) {
+func linkOf(t *testing.T, st *store.Store, externalID string) (objectID string, state store.LinkState) {
 	t.Helper()
 	err := st.Pool().QueryRow(context.Background(), `SELECT coalesce(object_id, ''), state FROM entraprov.directory_links
 		WHERE job = 'hr' AND external_id = $1`, externalID).Scan(&objectID, &state)

@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/entraprov/entraprov/internal/store"
-	engine "github.com/entraprov/entraprov/internal/sync"
 )
 
 func init() {
@@ -125,7 +124,7 @@ func newShowCommand() *cobra.Command {
 				if err != nil {
 					return withExit(exitFail, err)
 				}
-				ops, err := st.ListOperations(ctx, id, status)
+				ops, err := st.ListOperations(ctx, id, store.OpStatus(status))
 				if err != nil {
 					return withExit(exitFail, err)
 				}
@@ -207,8 +206,14 @@ func printStuck(w io.Writer, users []store.StuckUser, job string, n int, asJSON 
 	return tw.Flush()
 }
 
-var opStatuses = []string{store.OpPlanned, store.OpPending, store.OpSucceeded, store.OpFailed,
-	store.OpSkipped, store.OpNotStarted, store.OpInterrupted}
+// opStatuses are the values --status takes.
+var opStatuses = func() []string {
+	s := make([]string, len(store.OpStatuses))
+	for i, st := range store.OpStatuses {
+		s[i] = string(st)
+	}
+	return s
+}()
 
 // runJSON is the stable JSON shape of a run (snake_case like the columns).
 type runJSON struct {
@@ -249,8 +254,8 @@ type opJSON struct {
 }
 
 func toRunJSON(r store.Run) runJSON {
-	j := runJSON{ID: r.ID, Job: r.Job, TenantID: r.TenantID, Trigger: r.Trigger, Mode: r.Mode, Status: r.Status,
-		ScheduledFor: r.ScheduledFor, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Counts: r.Counts,
+	j := runJSON{ID: r.ID, Job: r.Job, TenantID: r.TenantID, Trigger: r.Trigger, Mode: r.Mode, Status: string(r.Status),
+		ScheduledFor: r.ScheduledFor, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Counts: r.Counts.Map(),
 		Requests: r.Stats.Requests, Batches: r.Stats.Batches, Throttled: r.Stats.Throttled, Retried: r.Stats.Retried,
 		Error: r.ErrorSummary, Host: r.Host, PID: r.PID}
 	if j.Counts == nil {
@@ -284,7 +289,7 @@ func printHistory(w io.Writer, runs []store.Run, job string, asJSON bool, now ti
 	for _, r := range runs {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n",
 			r.ID, r.Job, r.Mode, r.Trigger, r.Status, fmtTime(r.StartedAt), fmtDuration(r, now),
-			orDash(formatCounts(r.Counts)), r.Stats.Requests, r.Stats.Throttled, orDash(oneLine(r.ErrorSummary, 60)))
+			orDash(formatCounts(r.Counts.Map())), r.Stats.Requests, r.Stats.Throttled, orDash(oneLine(r.ErrorSummary, 60)))
 	}
 	return tw.Flush()
 }
@@ -297,7 +302,7 @@ func printRun(w io.Writer, r store.Run, ops []store.Operation, status string, as
 		}{Run: toRunJSON(r), Operations: make([]opJSON, 0, len(ops))}
 		for _, o := range ops {
 			out.Operations = append(out.Operations, opJSON{Seq: o.Seq, ExternalID: o.ExternalID, ObjectID: o.ObjectID,
-				Action: o.Action, Status: o.Status, Changes: o.Changes, HTTPStatus: o.HTTPStatus, ErrorCode: o.ErrorCode,
+				Action: o.Action, Status: string(o.Status), Changes: o.Changes, HTTPStatus: o.HTTPStatus, ErrorCode: o.ErrorCode,
 				Message: o.Message, RequestID: o.RequestID, Attempts: o.Attempts, LatencyMS: o.LatencyMS, At: o.At})
 		}
 		return writeJSON(w, out)
@@ -336,11 +341,11 @@ func printRunHeader(w io.Writer, r store.Run, now time.Time) error {
 		fmt.Fprintf(tw, "finished\t%s\n", fmtTime(*r.FinishedAt))
 	}
 	fmt.Fprintf(tw, "duration\t%s\n", fmtDuration(r, now))
-	fmt.Fprintf(tw, "counts\t%s\n", orDash(formatCounts(r.Counts)))
-	if id := r.Counts[engine.CountApprovedRun]; id != 0 {
+	fmt.Fprintf(tw, "counts\t%s\n", orDash(formatCounts(r.Counts.Map())))
+	if id := r.Counts.ApprovedRun; id != 0 {
 		fmt.Fprintf(tw, "approval\tapplied the reviewed plan of run %d (--approve)\n", id)
 	}
-	if r.Counts[engine.CountAllowDeletes] != 0 {
+	if r.Counts.AllowDeletes != 0 {
 		fmt.Fprintf(tw, "approval\t--allow-deletes: disable and delete bounds lifted without a reviewed plan\n")
 	}
 	fmt.Fprintf(tw, "graph\t%d requests, %d batches, %d throttled, %d retried\n",

@@ -150,7 +150,7 @@ func TestHistoryAndShowCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first.Status, first.Counts, first.ErrorSummary = store.RunPartial, map[string]int{"create": 1, "update": 1, "failed": 1}, "1 user failed"
+	first.Status, first.Counts, first.ErrorSummary = store.RunPartial, store.CountsFromMap(map[string]int{"create": 1, "update": 1, "failed": 1}), "1 user failed"
 	first.Stats = store.RunStats{Requests: 2, Batches: 1, Throttled: 1, Retried: 1}
 	if err := st.FinishRun(ctx, first); err != nil {
 		t.Fatal(err)

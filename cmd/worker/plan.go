@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/entraprov/entraprov/internal/store"
-	engine "github.com/entraprov/entraprov/internal/sync"
+	esync "github.com/entraprov/entraprov/internal/sync"
 )
 
 func init() { addCommand(newPlanCommand) }
@@ -28,7 +28,7 @@ directory. See every planned operation with ` + "`worker show RUN`" + `.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var ops []store.Operation
 			more := 0
-			run, err := runOnce(cmd, jobName, engine.RunOptions{Trigger: engine.TriggerManual, Mode: engine.ModePlan},
+			run, err := runOnce(cmd, jobName, esync.RunOptions{Trigger: esync.TriggerManual, Mode: esync.ModePlan},
 				func(ctx context.Context, st *store.Store, run store.Run) error {
 					if limit <= 0 {
 						return nil

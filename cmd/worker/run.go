@@ -18,7 +18,7 @@ import (
 	"github.com/entraprov/entraprov/internal/jobs"
 	"github.com/entraprov/entraprov/internal/metrics"
 	"github.com/entraprov/entraprov/internal/store"
-	engine "github.com/entraprov/entraprov/internal/sync"
+	esync "github.com/entraprov/entraprov/internal/sync"
 )
 
 func init() { addCommand(newRunCommand) }
@@ -34,10 +34,10 @@ func engineJobRunner(_ context.Context, rt runtimeDeps) (jobs.Runner, error) {
 
 // newEngine builds the reconcile engine the way every command runs it: the
 // store, and per job a Graph client (reporting live to m when m is set).
-func newEngine(st *store.Store, m *metrics.Metrics, log *slog.Logger) *engine.Engine {
-	return &engine.Engine{
+func newEngine(st *store.Store, m *metrics.Metrics, log *slog.Logger) *esync.Engine {
+	return &esync.Engine{
 		Store: st,
-		Connect: func(ctx context.Context, job config.Job) (engine.Directory, error) {
+		Connect: func(ctx context.Context, job config.Job) (esync.Directory, error) {
 			opts := directory.Options{Logger: log, UserAgent: "entraprov/" + version}
 			if m != nil {
 				opts.Metrics = m.Graph(job.Name)

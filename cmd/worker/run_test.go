@@ -45,7 +45,7 @@ func (f *fakeEngine) Run(ctx context.Context, job config.Job, occ jobs.Occurrenc
 	}
 	defer unlock()
 	at := occ.ScheduledFor
-	run := store.Run{Job: job.Name, TenantID: job.TenantID, Trigger: occ.Trigger, Mode: "apply", ScheduledFor: &at}
+	run := store.Run{Job: job.Name, TenantID: job.TenantID, Trigger: string(occ.Trigger), Mode: "apply", ScheduledFor: &at}
 	if err := f.st.StartRun(ctx, &run); err != nil {
 		if errors.Is(err, store.ErrOccurrenceTaken) {
 			return store.Run{}, fmt.Errorf("%w: %w", jobs.ErrTaken, err)
@@ -56,7 +56,7 @@ func (f *fakeEngine) Run(ctx context.Context, job config.Job, occ jobs.Occurrenc
 	f.runs[job.Name]++
 	f.mu.Unlock()
 	run.Status = store.RunSucceeded
-	run.Counts = map[string]int{"create/succeeded": 2}
+	run.Counts = store.CountsFromMap(map[string]int{"create/succeeded": 2})
 	run.Stats = store.RunStats{Requests: 1, Batches: 1}
 	if strings.HasPrefix(job.Name, "long") {
 		if f.stuck != nil {

@@ -15,7 +15,7 @@ import (
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/jobs"
 	"github.com/entraprov/entraprov/internal/store"
-	engine "github.com/entraprov/entraprov/internal/sync"
+	esync "github.com/entraprov/entraprov/internal/sync"
 )
 
 func init() { addCommand(newSyncCommand) }
@@ -54,7 +54,7 @@ interrupted, 2 on bad flags, 78 on a configuration error.`,
 			if approve < 0 {
 				return withExit(exitUsage, fmt.Errorf("--approve %d: want the id of a blocked run (worker history --job %s)", approve, jobName))
 			}
-			run, err := runOnce(cmd, jobName, engine.RunOptions{Trigger: engine.TriggerManual, Mode: engine.ModeApply,
+			run, err := runOnce(cmd, jobName, esync.RunOptions{Trigger: esync.TriggerManual, Mode: esync.ModeApply,
 				AllowDeletes: allowDeletes, Approve: approve, RetryStuck: retryStuck}, nil)
 			if err != nil {
 				return err
@@ -65,7 +65,7 @@ interrupted, 2 on bad flags, 78 on a configuration error.`,
 			if err := printRunHeader(out, run, time.Now()); err != nil {
 				return err
 			}
-			if run.Counts[store.OpFailed] > 0 {
+			if run.Counts.ByStatus[store.OpFailed] > 0 {
 				fmt.Fprintf(out, "\nfailed operations: worker show %d --status failed\n", run.ID)
 			}
 			switch run.Status {
@@ -94,7 +94,7 @@ interrupted, 2 on bad flags, 78 on a configuration error.`,
 // more while the database is open. The returned run is final; err is set
 // only when no run could be made (configuration, database, another worker
 // holding the job), not for a run that failed.
-func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
+func runOnce(cmd *cobra.Command, jobName string, opts esync.RunOptions,
 	after func(context.Context, *store.Store, store.Run) error) (store.Run, error) {
 	cfg, err := loadConfig(cmd)
 	if err != nil {
@@ -122,14 +122,14 @@ func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
 		// failed run (which would count towards quarantine).
 		ar, err := st.GetRun(ctx, opts.Approve)
 		if err == nil {
-			err = engine.CheckApprovable(ar, job.Name)
+			err = esync.CheckApprovable(ar, job.Name)
 		}
 		if err != nil {
 			return store.Run{}, withExit(exitUsage, fmt.Errorf("--approve: %w", err))
 		}
 	}
 	eng := newEngine(st, nil, log)
-	if opts.Mode == engine.ModeApply {
+	if opts.Mode == esync.ModeApply {
 		note, err := releaseForManualRun(ctx, st, job.Name)
 		if err != nil {
 			return store.Run{}, withExit(exitFail, err)
@@ -145,7 +145,7 @@ func runOnce(cmd *cobra.Command, jobName string, opts engine.RunOptions,
 	if run.ID == 0 && run.Status == "" {
 		return run, withExit(exitFail, err)
 	}
-	if opts.Mode == engine.ModeApply && run.Status != store.RunSkipped {
+	if opts.Mode == esync.ModeApply && run.Status != store.RunSkipped {
 		d, qerr := jobs.AfterManualRun(context.WithoutCancel(ctx), st, jobs.PolicyFrom(cfg.Quarantine), job, run)
 		if qerr != nil {
 			log.Warn("quarantine check failed", "err", qerr)
@@ -188,14 +188,14 @@ type progress struct {
 	mu     gosync.Mutex
 	last   time.Time
 	shown  bool
-	latest engine.Progress
+	latest esync.Progress
 }
 
 func newProgress(w io.Writer, log *slog.Logger, job string) *progress {
 	return &progress{w: w, log: log, job: job, tty: isTerminal(w) && os.Getenv("TERM") != "dumb", every: 5 * time.Second}
 }
 
-func (p *progress) update(pr engine.Progress) {
+func (p *progress) update(pr esync.Progress) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.latest = pr
@@ -223,7 +223,7 @@ func (p *progress) done() {
 }
 
 // progressLine is "pass 1: 1200/5000 ops  34.5/s  ETA 1m52s  3 failed".
-func progressLine(pr engine.Progress) string {
+func progressLine(pr esync.Progress) string {
 	total := fmt.Sprintf("%d", pr.Planned)
 	if !pr.Final {
 		total += "+" // still planning: more may come
@@ -233,7 +233,7 @@ func progressLine(pr engine.Progress) string {
 		pr.Pass, pr.Done, total, rate, eta, pr.Failed, pr.Rows)
 }
 
-func rateETA(pr engine.Progress) (float64, string) {
+func rateETA(pr esync.Progress) (float64, string) {
 	secs := pr.Elapsed.Seconds()
 	if secs <= 0 || pr.Done == 0 {
 		return 0, "?"

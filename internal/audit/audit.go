@@ -221,11 +221,11 @@ func check(row store.SourceRow, live *index, linked map[string]bool, p esync.Pol
 		case st.Action == esync.ActManager:
 			f.Kind, f.Detail = KindManager, "manager differs from the source's"
 		case st.Action == esync.ActGroupAdd || st.Action == esync.ActGroupRemove:
-			f.Kind, f.Detail = KindGroups, st.Action+" "+st.RelatedID
+			f.Kind, f.Detail = KindGroups, string(st.Action)+" "+st.RelatedID
 		case st.Action == esync.ActRestore:
 			f.Kind, f.Detail = KindGone, "linked object is soft-deleted"
 		default:
-			f.Kind, f.Detail = KindDrift, "the planner would "+st.Action+" this user"
+			f.Kind, f.Detail = KindDrift, "the planner would "+string(st.Action)+" this user"
 		}
 		out = append(out, f)
 	}

@@ -3,11 +3,7 @@ package audit_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -17,7 +13,7 @@ import (
 	"github.com/entraprov/entraprov/internal/graphsim"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
-	"github.com/entraprov/entraprov/internal/testdb"
+	"github.com/entraprov/entraprov/internal/synctest"
 )
 
 // The real packages implement the audit's ports.
@@ -26,14 +22,15 @@ var (
 	_ audit.Directory = (*directory.Client)(nil)
 )
 
-// world is a fresh database, an emulated tenant over TLS, a job pointing at
-// both and the engine that provisions it (as in internal/sync's harness).
+// world is the engine's test environment (internal/synctest, shared with
+// internal/sync's tests): a fresh database, an emulated tenant over TLS, a
+// job pointing at both and the engine that provisions it.
 type world struct {
+	*synctest.Env
 	t      *testing.T
 	ctx    context.Context
 	st     *store.Store
 	sim    *graphsim.Sim
-	srv    *graphsim.Server
 	seeded graphsim.Seeded
 	job    config.Job
 	eng    *esync.Engine
@@ -41,43 +38,19 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	w := &world{t: t, ctx: context.Background()}
-	st, err := store.Open(w.ctx, testdb.NewURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	w.st = st
-	w.sim, w.srv, w.seeded = graphsim.NewTestServer(t, graphsim.Options{})
-	secretFile := filepath.Join(t.TempDir(), "client-secret")
-	if err := os.WriteFile(secretFile, []byte(w.seeded.ClientSecret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	w.job = config.Job{
-		Name: "hr", TenantID: w.seeded.TenantID, Cloud: "public",
-		AuthorityHost: w.srv.AuthorityHost, GraphURL: w.srv.GraphURL, CAFile: w.srv.CAFile,
-		Auth:           config.Auth{Method: "secret", ClientID: w.seeded.ClientID, Secret: config.SecretRef{File: secretFile}},
-		Source:         "entraprov.desired_users",
-		AllowedDomains: []string{w.seeded.Domain},
-		Leaver:         config.Leaver{Action: "disable"},
-		Matching:       config.Matching{AdoptBy: "none"},
-		Password:       config.Password{ForceChangeNextSignIn: true, Length: 16},
-		BatchSize:      20, MaxConcurrency: 4,
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	w.eng = &esync.Engine{Store: st, Logger: log, Connect: func(ctx context.Context, job config.Job) (esync.Directory, error) {
-		return w.client(ctx)
-	}}
+	e := synctest.New(t, graphsim.Options{})
+	w := &world{Env: e, t: t, ctx: e.Ctx, st: e.Store, sim: e.Sim, seeded: e.Seeded, job: e.Job, eng: e.Engine}
+	// As the audit tests always had it: leavers are disabled, and the job
+	// sets no change budget.
+	w.job.Leaver = config.Leaver{Action: "disable"}
+	w.job.Budget = config.ChangeBudget{}
+	w.eng.Now = nil // the audit tests run on the wall clock
 	return w
 }
 
-type testWriter struct{ t *testing.T }
-
-func (tw testWriter) Write(p []byte) (int, error) { tw.t.Log(string(p)); return len(p), nil }
-
+// client signs the audit's job in to the emulator, as the worker does.
 func (w *world) client(ctx context.Context) (*directory.Client, error) {
-	return directory.New(ctx, w.job, directory.Options{HTTPClient: w.srv.Client(),
-		MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	return w.Client(ctx, w.job, nil)
 }
 
 // insert adds n desired users numbered from `from` (user k reports to

@@ -23,7 +23,7 @@ func TestCheckClassifiesWhatThePlannerWouldStillDo(t *testing.T) {
 		return directory.User{ID: "obj-1", UserPrincipalName: "alice@contoso.com", DisplayName: "Alice",
 			MailNickname: "alice", Department: dept, AccountEnabled: enabled}
 	}
-	link := func(state string) *store.Link {
+	link := func(state store.LinkState) *store.Link {
 		return &store.Link{Job: "hr", ExternalID: "E1", ObjectID: "obj-1", UserPrincipalName: "alice@contoso.com", State: state}
 	}
 	tests := []struct {

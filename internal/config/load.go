@@ -29,6 +29,21 @@ func Default() Config {
 	}
 }
 
+// Engine tuning without a configuration key. They live here with the other
+// defaults; the engine (internal/sync) reads them from here.
+const (
+	// DefaultFlushSize bounds how many history rows (and links) the engine
+	// writes per database round trip.
+	DefaultFlushSize = 256
+	// DefaultFlushInterval bounds how long a finished result waits before
+	// its history row and link are written.
+	DefaultFlushInterval = 500 * time.Millisecond
+	// DefaultBackoffBase is the per-user back-off period of a job whose
+	// schedule gives none (user_backoff.base unset and no parsable
+	// schedule).
+	DefaultBackoffBase = time.Hour
+)
+
 // DefaultJob returns a job with every default applied. Tests building a
 // Job in code should start from it.
 func DefaultJob() Job {

@@ -337,7 +337,7 @@ func (d *workerd) status() string {
 		if last.Run.ID != 0 {
 			s += fmt.Sprintf(" run %d", last.Run.ID)
 		}
-		s += " " + last.Run.Status
+		s += " " + string(last.Run.Status)
 		if last.Err != nil && last.Run.Status == store.RunFailed && last.Run.ErrorSummary == "" {
 			s += " (" + truncate(last.Err.Error(), 80) + ")"
 		}

@@ -7,20 +7,20 @@ import (
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/jobs"
 	"github.com/entraprov/entraprov/internal/store"
-	engine "github.com/entraprov/entraprov/internal/sync"
+	esync "github.com/entraprov/entraprov/internal/sync"
 )
 
 // EngineRunner is the jobs.Runner the worker schedules: the reconcile
 // engine in apply mode.
-func EngineRunner(e *engine.Engine) jobs.Runner { return engineRunner{e} }
+func EngineRunner(e *esync.Engine) jobs.Runner { return engineRunner{e} }
 
-// engineRunner adapts engine.Engine to jobs.Runner: scheduled runs apply,
+// engineRunner adapts esync.Engine to jobs.Runner: scheduled runs apply,
 // and a run that lost its occurrence to another worker (the engine answers
 // "skipped" without recording a row) becomes jobs.ErrTaken.
-type engineRunner struct{ e *engine.Engine }
+type engineRunner struct{ e *esync.Engine }
 
 func (r engineRunner) Run(ctx context.Context, job config.Job, occ jobs.Occurrence) (store.Run, error) {
-	opts := engine.RunOptions{Trigger: occ.Trigger, Mode: engine.ModeApply}
+	opts := esync.RunOptions{Trigger: occ.Trigger, Mode: esync.ModeApply}
 	if !occ.ScheduledFor.IsZero() {
 		at := occ.ScheduledFor
 		opts.ScheduledFor = &at

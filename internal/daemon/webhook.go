@@ -46,7 +46,7 @@ func (d *workerd) sendWebhook(res jobs.Result) {
 	h := d.hooks
 	h.mu.Lock()
 	entered := res.Quarantine != nil && res.Quarantine.Until != nil && res.Quarantine.Failures == policy.AfterFailures
-	ev, send := webhook.EventFor(!h.unwell[res.Job], res.Run.Status, entered)
+	ev, send := webhook.EventFor(!h.unwell[res.Job], string(res.Run.Status), entered)
 	if send {
 		h.unwell[res.Job] = ev != webhook.EventRecovered
 	}
@@ -82,8 +82,8 @@ func (d *workerd) sendWebhook(res jobs.Result) {
 
 func payloadFor(ev webhook.Event, run store.Run, q *jobs.QuarantineDecision) webhook.Payload {
 	started := run.StartedAt
-	p := webhook.Payload{Event: ev, Job: run.Job, RunID: run.ID, Status: run.Status, Trigger: run.Trigger,
-		FinishedAt: run.FinishedAt, Counts: run.Counts, Error: firstLine(run.ErrorSummary, 500),
+	p := webhook.Payload{Event: ev, Job: run.Job, RunID: run.ID, Status: string(run.Status), Trigger: run.Trigger,
+		FinishedAt: run.FinishedAt, Counts: run.Counts.Map(), Error: firstLine(run.ErrorSummary, 500),
 		Inspect: fmt.Sprintf("worker show %d", run.ID)}
 	if !started.IsZero() {
 		p.StartedAt = &started

@@ -57,7 +57,7 @@ func TestDaemonSendsWebhookEvents(t *testing.T) {
 	results := []jobs.Result{
 		{Job: "nightly", Run: store.Run{ID: 1, Job: "nightly", Mode: "apply", Status: store.RunSucceeded}},
 		{Job: "nightly", Run: store.Run{ID: 2, Job: "nightly", Mode: "apply", Status: store.RunBlocked,
-			Counts: map[string]int{"disable": 900}, ErrorSummary: "900 disables exceed max_count 500"}},
+			Counts: store.RunCounts{ByAction: map[string]int{"disable": 900}}, ErrorSummary: "900 disables exceed max_count 500"}},
 		{Job: "nightly", Run: store.Run{ID: 3, Job: "nightly", Mode: "apply", Status: store.RunFailed, ErrorSummary: "AADSTS7000222"},
 			Quarantine: &jobs.QuarantineDecision{Failures: 5, Until: &until, Reason: "5 consecutive failed runs"}},
 		{Job: "nightly", Skipped: true},

@@ -26,13 +26,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/store"
-)
-
-// Triggers recorded in sync_runs.trigger.
-const (
-	TriggerSchedule = "schedule"
-	TriggerCatchUp  = "catchup"
-	TriggerManual   = "manual"
+	esync "github.com/entraprov/entraprov/internal/sync"
 )
 
 // ErrTaken is returned (wrapped) by a Runner when another process holds the
@@ -42,7 +36,7 @@ var ErrTaken = errors.New("occurrence taken by another worker")
 
 // Occurrence says why a run starts.
 type Occurrence struct {
-	Trigger string // TriggerSchedule | TriggerCatchUp | TriggerManual
+	Trigger esync.Trigger // esync.TriggerSchedule | TriggerCatchUp | TriggerManual
 	// ScheduledFor is the cron activation time this run serves (unique per
 	// job in sync_runs); zero for a manual run.
 	ScheduledFor time.Time

@@ -10,6 +10,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/store"
+	esync "github.com/entraprov/entraprov/internal/sync"
 )
 
 // Quarantine: a job whose runs keep failing (a revoked consent, an expired
@@ -221,7 +222,7 @@ func oneLine(s string, n int) string {
 // A failed state read lets the occurrence run: quarantine is a courtesy to
 // Graph, not a safety guard.
 func (s *Scheduler) quarantined(job string, occ Occurrence) (string, bool) {
-	if s.opts.Quarantine == nil || s.opts.Policy.AfterFailures <= 0 || occ.Trigger == TriggerManual {
+	if s.opts.Quarantine == nil || s.opts.Policy.AfterFailures <= 0 || occ.Trigger == esync.TriggerManual {
 		return "", false
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.runCtx), 10*time.Second)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/store"
+	esync "github.com/entraprov/entraprov/internal/sync"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
 
@@ -198,7 +199,7 @@ func TestReleaseRestartsTheCount(t *testing.T) {
 	st := testdb.New(t)
 	ctx := context.Background()
 	failRun := func() {
-		run := store.Run{Job: "j", Trigger: TriggerManual, Mode: "apply"}
+		run := store.Run{Job: "j", Trigger: string(esync.TriggerManual), Mode: string(esync.ModeApply)}
 		if err := st.StartRun(ctx, &run); err != nil {
 			t.Fatal(err)
 		}
@@ -237,8 +238,8 @@ func TestManualRunsShareTheQuarantineRule(t *testing.T) {
 	st := testdb.New(t)
 	ctx := context.Background()
 	job := config.Job{Name: "m", Schedule: "@every 1h"}
-	manualRun := func(mode, status string) store.Run {
-		run := store.Run{Job: job.Name, Trigger: TriggerManual, Mode: mode}
+	manualRun := func(mode string, status store.RunStatus) store.Run {
+		run := store.Run{Job: job.Name, Trigger: string(esync.TriggerManual), Mode: mode}
 		if err := st.StartRun(ctx, &run); err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/store"
+	esync "github.com/entraprov/entraprov/internal/sync"
 )
 
 // Options configure a Scheduler. Runner and History are required.
@@ -180,7 +181,7 @@ func (s *Scheduler) fire(e *entry) {
 	if at.IsZero() {
 		at = time.Now().Truncate(time.Second)
 	}
-	s.launch(e, Occurrence{Trigger: TriggerSchedule, ScheduledFor: at}, false)
+	s.launch(e, Occurrence{Trigger: esync.TriggerSchedule, ScheduledFor: at}, false)
 }
 
 // catchUp starts a run for the latest occurrence missed since the job's last
@@ -201,7 +202,7 @@ func (s *Scheduler) catchUp(ctx context.Context, e *entry) {
 	}
 	s.log.Info("missed an occurrence while down; catching up", "job", e.job.Name,
 		"scheduled_for", missed, "last_recorded", last)
-	s.launch(e, Occurrence{Trigger: TriggerCatchUp, ScheduledFor: missed}, true)
+	s.launch(e, Occurrence{Trigger: esync.TriggerCatchUp, ScheduledFor: missed}, true)
 }
 
 // launch runs occ of e unless the job is already running in this process
@@ -271,7 +272,7 @@ func (s *Scheduler) execute(e *entry, occ Occurrence) {
 		log.Info("run finished", "run_id", run.ID, "status", run.Status,
 			"duration", time.Since(started).Round(time.Millisecond), "next_run", next)
 	}
-	if !errors.Is(err, ErrTaken) && run.ID != 0 && run.Mode == "apply" && run.Status != store.RunRunning {
+	if !errors.Is(err, ErrTaken) && run.ID != 0 && run.Mode == string(esync.ModeApply) && run.Status != store.RunRunning {
 		res.Quarantine = s.afterRun(e, occ, run, log)
 	}
 	if s.opts.OnResult != nil {
@@ -284,7 +285,7 @@ func (s *Scheduler) skip(e *entry, occ Occurrence, reason string) {
 	now := time.Now()
 	at := occ.ScheduledFor
 	run := store.Run{
-		Job: e.job.Name, TenantID: e.job.TenantID, Trigger: occ.Trigger, Mode: "apply",
+		Job: e.job.Name, TenantID: e.job.TenantID, Trigger: string(occ.Trigger), Mode: string(esync.ModeApply),
 		ScheduledFor: &at, StartedAt: now, FinishedAt: &now, Status: store.RunSkipped,
 		ErrorSummary: reason, PID: os.Getpid(),
 	}

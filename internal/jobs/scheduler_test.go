@@ -14,6 +14,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/store"
+	esync "github.com/entraprov/entraprov/internal/sync"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
 
@@ -52,7 +53,7 @@ func (r *storeRunner) Run(ctx context.Context, job config.Job, occ Occurrence) (
 	}
 	defer unlock()
 	at := occ.ScheduledFor
-	run := store.Run{Job: job.Name, TenantID: job.TenantID, Trigger: occ.Trigger, Mode: "apply", ScheduledFor: &at}
+	run := store.Run{Job: job.Name, TenantID: job.TenantID, Trigger: string(occ.Trigger), Mode: string(esync.ModeApply), ScheduledFor: &at}
 	if err := r.st.StartRun(ctx, &run); err != nil {
 		if errors.Is(err, store.ErrOccurrenceTaken) {
 			return store.Run{}, fmt.Errorf("%w: %w", ErrTaken, err)
@@ -114,8 +115,9 @@ func stop(t *testing.T, s *Scheduler) {
 }
 
 type runRow struct {
-	trigger, status, summary string
-	scheduledFor             time.Time
+	trigger, summary string
+	status           store.RunStatus
+	scheduledFor     time.Time
 }
 
 func runRows(t *testing.T, st *store.Store, job string) []runRow {
@@ -161,7 +163,7 @@ func TestEverySecondJobRuns(t *testing.T) {
 	}
 	stop(t, s)
 	for _, res := range got {
-		if res.Err != nil || res.Run.Status != store.RunSucceeded || res.Occurrence.Trigger != TriggerSchedule {
+		if res.Err != nil || res.Run.Status != store.RunSucceeded || res.Occurrence.Trigger != esync.TriggerSchedule {
 			t.Errorf("result %+v: want a succeeded scheduled run", res)
 		}
 		if at := res.Occurrence.ScheduledFor; at.IsZero() || !at.Equal(at.Truncate(time.Second)) {
@@ -176,7 +178,7 @@ func TestEverySecondJobRuns(t *testing.T) {
 		t.Fatalf("history rows = %d, want >= 2", len(rows))
 	}
 	for _, row := range rows {
-		if row.trigger != TriggerSchedule {
+		if row.trigger != string(esync.TriggerSchedule) {
 			t.Errorf("trigger %q, want schedule", row.trigger)
 		}
 	}
@@ -375,7 +377,7 @@ func TestCatchUpRunsTheMissedOccurrenceOnce(t *testing.T) {
 	latest, _ := lastActivation(sched, now.Add(-2*time.Hour), now)
 
 	record := func(job string, at time.Time) {
-		run := store.Run{Job: job, Trigger: TriggerSchedule, Mode: "apply", ScheduledFor: &at}
+		run := store.Run{Job: job, Trigger: string(esync.TriggerSchedule), Mode: string(esync.ModeApply), ScheduledFor: &at}
 		if err := st.StartRun(ctx, &run); err != nil {
 			t.Fatal(err)
 		}
@@ -397,7 +399,7 @@ func TestCatchUpRunsTheMissedOccurrenceOnce(t *testing.T) {
 
 	select {
 	case res := <-results:
-		if res.Job != "missed" || res.Occurrence.Trigger != TriggerCatchUp || !res.Occurrence.ScheduledFor.Equal(latest) || res.Err != nil {
+		if res.Job != "missed" || res.Occurrence.Trigger != esync.TriggerCatchUp || !res.Occurrence.ScheduledFor.Equal(latest) || res.Err != nil {
 			t.Fatalf("catch-up result %+v; want job missed, trigger catchup, scheduled_for %v", res, latest)
 		}
 	case <-time.After(5 * time.Second):
@@ -409,7 +411,7 @@ func TestCatchUpRunsTheMissedOccurrenceOnce(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 	}
 	rows := runRows(t, st, "missed")
-	if last := rows[len(rows)-1]; last.trigger != TriggerCatchUp || !last.scheduledFor.Equal(latest) {
+	if last := rows[len(rows)-1]; last.trigger != string(esync.TriggerCatchUp) || !last.scheduledFor.Equal(latest) {
 		t.Errorf("last history row %+v; want the catch-up of %v", last, latest)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/entraprov/entraprov/internal/store"
+	esync "github.com/entraprov/entraprov/internal/sync"
 )
 
 const namespace = "entraprov"
@@ -115,7 +116,7 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // requests, throttling and operations are counted live by Graph(job).
 func (m *Metrics) ObserveRun(r store.Run) {
 	job := r.Job
-	m.runs.WithLabelValues(job, r.Status).Inc()
+	m.runs.WithLabelValues(job, string(r.Status)).Inc()
 	end := time.Now()
 	if r.FinishedAt != nil {
 		end = *r.FinishedAt
@@ -131,8 +132,8 @@ func (m *Metrics) ObserveRun(r store.Run) {
 	if r.Status == store.RunSucceeded || r.Status == store.RunPartial {
 		m.lastSuccess.WithLabelValues(job).Set(float64(end.Unix()))
 	}
-	if r.Mode == "apply" && (r.Status == store.RunSucceeded || r.Status == store.RunPartial) {
-		m.backingOff.WithLabelValues(job).Set(float64(r.Counts[store.CountBackingOff]))
+	if r.Mode == string(esync.ModeApply) && (r.Status == store.RunSucceeded || r.Status == store.RunPartial) {
+		m.backingOff.WithLabelValues(job).Set(float64(r.Counts.BackingOff))
 	}
 	if r.Stats.Retried > 0 {
 		m.retries.WithLabelValues(job).Add(float64(r.Stats.Retried))
@@ -142,7 +143,7 @@ func (m *Metrics) ObserveRun(r store.Run) {
 // ObserveSkipped counts an occurrence this process skipped (the job was
 // still running) as a run with status skipped.
 func (m *Metrics) ObserveSkipped(job string) {
-	m.runs.WithLabelValues(job, store.RunSkipped).Inc()
+	m.runs.WithLabelValues(job, string(store.RunSkipped)).Inc()
 }
 
 // SetNextRun publishes the job's next scheduled time (zero: none).

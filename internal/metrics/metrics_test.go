@@ -27,7 +27,7 @@ func TestObserveRun(t *testing.T) {
 	})
 	partialEnd := end.Add(time.Minute)
 	m.ObserveRun(store.Run{Job: "hr", Mode: "apply", Status: store.RunPartial, StartedAt: start, FinishedAt: &partialEnd,
-		Counts: map[string]int{store.CountBackingOff: 3, "unchanged": 100}})
+		Counts: store.RunCounts{BackingOff: 3, Unchanged: 100}})
 	later := end.Add(time.Hour)
 	m.ObserveRun(store.Run{Job: "hr", Status: store.RunFailed, StartedAt: start, FinishedAt: &later})
 	m.ObserveSkipped("hr")

@@ -30,7 +30,7 @@ func (s *Store) UpsertLinks(ctx context.Context, links []Link) error {
 	)
 	for i, l := range links {
 		jobs[i], xids[i], objects[i], upns[i] = l.Job, l.ExternalID, l.ObjectID, l.UserPrincipalName
-		states[i], hashes[i], managers[i] = l.State, l.AppliedHash, l.ManagerObjectID
+		states[i], hashes[i], managers[i] = string(l.State), l.AppliedHash, l.ManagerObjectID
 		disabled[i], deleted[i] = l.DisabledAt, l.DeletedAt
 		// Arrays of arrays cannot be unnested row by row: each row's groups
 		// travel as a JSON array.
@@ -94,17 +94,17 @@ SELECT coalesce(object_id, ''), coalesce(user_principal_name, ''), state, coales
 
 // CountLinks counts a job's links per state (the managed population the
 // change budget's percentages refer to).
-func (s *Store) CountLinks(ctx context.Context, job string) (map[string]int, error) {
+func (s *Store) CountLinks(ctx context.Context, job string) (map[LinkState]int, error) {
 	rows, err := s.pool.Query(ctx,
 		`SELECT state, count(*) FROM entraprov.directory_links WHERE job = $1 GROUP BY state`, job)
 	if err != nil {
 		return nil, fmt.Errorf("count links of job %s: %w", job, err)
 	}
-	counts := map[string]int{}
+	counts := map[LinkState]int{}
 	var state string
 	var n int
 	_, err = pgx.ForEachRow(rows, []any{&state, &n}, func() error {
-		counts[state] = n
+		counts[LinkState(state)] = n
 		return nil
 	})
 	if err != nil {

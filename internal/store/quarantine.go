@@ -16,7 +16,7 @@ import (
 // RunHealth is what quarantine needs to know of one finished apply run.
 type RunHealth struct {
 	ID           int64
-	Status       string
+	Status       RunStatus
 	StartedAt    time.Time
 	Succeeded    int // operations that succeeded (counts["succeeded"])
 	Failed       int // operations Graph refused or lost (counts["failed"] - counts["failed_unsent"])

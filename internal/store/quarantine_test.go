@@ -16,15 +16,15 @@ func TestRecentRunHealthLeavesOutFailuresNeverSent(t *testing.T) {
 	st := testdb.New(t)
 	ctx := context.Background()
 	for _, counts := range []map[string]int{
-		{"create": 3, store.OpSucceeded: 2, store.OpFailed: 1},                                             // older: one Graph refusal
-		{"create": 1, store.OpFailed: 1, store.CountFailedUnsent: 1, "unchanged": 2000},                    // a bad row only
-		{"create": 5, store.OpSucceeded: 1, store.OpFailed: 4, store.CountFailedUnsent: 1, "unchanged": 9}, // newest: 3 refused + 1 bad row
+		{"create": 3, "succeeded": 2, "failed": 1},                                             // older: one Graph refusal
+		{"create": 1, "failed": 1, store.CountFailedUnsent: 1, "unchanged": 2000},              // a bad row only
+		{"create": 5, "succeeded": 1, "failed": 4, store.CountFailedUnsent: 1, "unchanged": 9}, // newest: 3 refused + 1 bad row
 	} {
 		r := &store.Run{Job: "hr", Trigger: "manual", Mode: "apply"}
 		if err := st.StartRun(ctx, r); err != nil {
 			t.Fatal(err)
 		}
-		r.Status, r.Counts = store.RunPartial, counts
+		r.Status, r.Counts = store.RunPartial, store.CountsFromMap(counts)
 		if err := st.FinishRun(ctx, r); err != nil {
 			t.Fatal(err)
 		}

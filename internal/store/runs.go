@@ -27,9 +27,6 @@ func (s *Store) StartRun(ctx context.Context, r *Run) error {
 		r.PID = os.Getpid()
 	}
 	counts := r.Counts
-	if counts == nil {
-		counts = map[string]int{}
-	}
 	err := s.pool.QueryRow(ctx, `
 INSERT INTO entraprov.sync_runs
        (job, tenant_id, trigger, mode, scheduled_for, status, counts, error_summary, host, pid, finished_at)
@@ -57,9 +54,6 @@ RETURNING id, started_at, finished_at`,
 // so a caller may retry it after a connection error.
 func (s *Store) FinishRun(ctx context.Context, r *Run) error {
 	counts := r.Counts
-	if counts == nil {
-		counts = map[string]int{}
-	}
 	if r.Status == "" || r.Status == RunRunning {
 		return fmt.Errorf("finish run %d: status %q is not a final status", r.ID, r.Status)
 	}
@@ -143,7 +137,7 @@ func (s *Store) CompleteOperations(ctx context.Context, ops []Operation) error {
 	)
 	now := time.Now()
 	for i, o := range ops {
-		runIDs[i], seqs[i], statuses[i], objects[i] = o.RunID, o.Seq, o.Status, o.ObjectID
+		runIDs[i], seqs[i], statuses[i], objects[i] = o.RunID, o.Seq, string(o.Status), o.ObjectID
 		https[i], codes[i], messages[i], reqIDs[i] = int32(o.HTTPStatus), o.ErrorCode, o.Message, o.RequestID
 		attempts[i], latency[i], ats[i] = int32(o.Attempts), int32(o.LatencyMS), o.At
 		if o.At.IsZero() {
@@ -263,14 +257,14 @@ func (s *Store) GetRun(ctx context.Context, id int64) (Run, error) {
 
 // ListOperations returns the operations of a run in seq order, only those
 // with the given status unless status is "".
-func (s *Store) ListOperations(ctx context.Context, runID int64, status string) ([]Operation, error) {
+func (s *Store) ListOperations(ctx context.Context, runID int64, status OpStatus) ([]Operation, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT run_id, seq, external_id, coalesce(object_id, ''), action, changes, status,
        coalesce(http_status, 0), coalesce(error_code, ''), coalesce(message, ''),
        coalesce(request_id, ''), attempts, coalesce(latency_ms, 0), at, coalesce(desired_hash, '')
   FROM entraprov.sync_operations
  WHERE run_id = $1 AND ($2 = '' OR status = $2)
- ORDER BY seq`, runID, status)
+ ORDER BY seq`, runID, string(status))
 	if err != nil {
 		return nil, fmt.Errorf("list operations of run %d: %w", runID, err)
 	}

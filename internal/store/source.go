@@ -399,12 +399,13 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 		mgrObjectID, claimed       string
 		owner, rekeyFrom, released string
 		sharedWith                 string
+		lState                     string // l.State, through the arena
 	)
 	targets := []any{&xid, &hasSrc,
 		&d.ExternalID, &d.UserPrincipalName, &d.DisplayName, &d.MailNickname, &d.GivenName, &d.Surname,
 		&d.JobTitle, &d.Department, &d.OfficeLocation, &d.CompanyName, &d.EmployeeID, &d.EmployeeType,
 		&d.UsageLocation, &d.MobilePhone, &d.AccountEnabled, &d.ManagerExternalID, &d.Groups,
-		&hasLink, &l.ObjectID, &l.UserPrincipalName, &l.State, &l.AppliedHash, &l.ManagerObjectID, &l.Groups,
+		&hasLink, &l.ObjectID, &l.UserPrincipalName, &lState, &l.AppliedHash, &l.ManagerObjectID, &l.Groups,
 		&disabledAt, &deletedAt, &lCreated, &lUpdated,
 		&hasMirror}
 	targets = append(targets, mirrorTargets(&m, &mUpdated)...)
@@ -418,7 +419,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 	arena := newRowArena()
 	lowCardinality := map[*string]bool{
 		&d.JobTitle: true, &d.Department: true, &d.OfficeLocation: true, &d.CompanyName: true,
-		&d.EmployeeType: true, &d.UsageLocation: true, &l.State: true,
+		&d.EmployeeType: true, &d.UsageLocation: true, &lState: true,
 		&m.JobTitle: true, &m.Department: true, &m.OfficeLocation: true, &m.CompanyName: true,
 		&m.EmployeeType: true, &m.UsageLocation: true,
 	}
@@ -474,6 +475,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 		if hasLink {
 			row.ClaimedByInvalid, row.RekeyFrom, row.UPNReleasedBy, row.SharedWith = claimed, rekeyFrom, released, sharedWith
 			lk := l
+			lk.State = LinkState(lState)
 			lk.Job = job
 			lk.ExternalID = xid
 			lk.DisabledAt = disabledAt

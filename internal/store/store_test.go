@@ -237,7 +237,7 @@ func TestFinishRunRecordsCountsAndStats(t *testing.T) {
 		t.Fatal("FinishRun accepted status running")
 	}
 	r.Status = store.RunPartial
-	r.Counts = map[string]int{"create": 3, "failed": 1}
+	r.Counts = store.CountsFromMap(map[string]int{"create": 3, "failed": 1})
 	r.Stats = store.RunStats{Requests: 5, Batches: 2, Throttled: 1, Retried: 1}
 	if err := st.FinishRun(ctx, r); err != nil {
 		t.Fatal(err)
@@ -247,7 +247,7 @@ func TestFinishRunRecordsCountsAndStats(t *testing.T) {
 		t.Fatalf("ListRuns = %v, %v", runs, err)
 	}
 	got := runs[0]
-	if got.Counts["create"] != 3 || got.Counts["failed"] != 1 || got.Stats != r.Stats || got.Status != store.RunPartial {
+	if got.Counts.ByAction["create"] != 3 || got.Counts.ByStatus["failed"] != 1 || got.Stats != r.Stats || got.Status != store.RunPartial {
 		t.Fatalf("run = %+v", got)
 	}
 	var counts string
@@ -274,7 +274,7 @@ func TestFinishRunSettlesPendingOperations(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for status, want := range map[string]int{store.OpPending: 0, store.OpInterrupted: 2, store.OpSucceeded: 1, store.OpPlanned: 1} {
+	for status, want := range map[store.OpStatus]int{store.OpPending: 0, store.OpInterrupted: 2, store.OpSucceeded: 1, store.OpPlanned: 1} {
 		ops, err := st.ListOperations(ctx, r.ID, status)
 		if err != nil || len(ops) != want {
 			t.Fatalf("%s operations = %d (%v); want %d", status, len(ops), err, want)
@@ -287,7 +287,7 @@ func TestFinishRunSettlesPendingOperations(t *testing.T) {
 	}
 }
 
-func recordOps(t *testing.T, st *store.Store, runID int64, statuses ...string) {
+func recordOps(t *testing.T, st *store.Store, runID int64, statuses ...store.OpStatus) {
 	t.Helper()
 	var ops []store.Operation
 	for i, s := range statuses {
@@ -348,7 +348,7 @@ func TestMarkInterruptedOnlyTouchesRunsWithoutLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{store.OpSucceeded, store.OpInterrupted, store.OpInterrupted, store.OpFailed}
+	want := []store.OpStatus{store.OpSucceeded, store.OpInterrupted, store.OpInterrupted, store.OpFailed}
 	for i, o := range ops {
 		if o.Status != want[i] {
 			t.Fatalf("op %d status = %s; want %s", o.Seq, o.Status, want[i])

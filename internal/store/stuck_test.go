@@ -17,7 +17,7 @@ type fail struct {
 
 // seedRun records a finished run of job with one operation per entry of
 // fails (failed) and ok (succeeded), and returns its id.
-func seedRun(t *testing.T, st *store.Store, job, mode, status string, fails []fail, ok ...string) int64 {
+func seedRun(t *testing.T, st *store.Store, job, mode string, status store.RunStatus, fails []fail, ok ...string) int64 {
 	t.Helper()
 	ctx := ctxT(t)
 	r := &store.Run{Job: job, Trigger: "manual", Mode: mode}

@@ -34,7 +34,7 @@ type Link struct {
 	ObjectID string
 	// UserPrincipalName is the UPN last applied (or sent with a create).
 	UserPrincipalName string
-	State             string // LinkCreating | LinkActive | LinkDisabled | LinkDeleted
+	State             LinkState
 	AppliedHash       string // hash of the attributes last applied
 	ManagerObjectID   string // manager last applied ("" none)
 	Groups            []string
@@ -44,12 +44,15 @@ type Link struct {
 	UpdatedAt         time.Time
 }
 
+// LinkState is the state of a link (directory_links.state).
+type LinkState string
+
 // Link states.
 const (
-	LinkCreating = "creating"
-	LinkActive   = "active"
-	LinkDisabled = "disabled"
-	LinkDeleted  = "deleted"
+	LinkCreating LinkState = "creating"
+	LinkActive   LinkState = "active"
+	LinkDisabled LinkState = "disabled"
+	LinkDeleted  LinkState = "deleted"
 )
 
 // DirectoryUser is the mirror of a user in the directory (from /users/delta).
@@ -142,8 +145,8 @@ type Run struct {
 	ScheduledFor *time.Time
 	StartedAt    time.Time
 	FinishedAt   *time.Time
-	Status       string         // running | succeeded | partial | failed | blocked | interrupted | skipped
-	Counts       map[string]int // per action and per status
+	Status       RunStatus
+	Counts       RunCounts
 	Stats        RunStats
 	ErrorSummary string
 	Host         string
@@ -158,15 +161,18 @@ type RunStats struct {
 	Retried   int
 }
 
+// RunStatus is the status of a run (sync_runs.status).
+type RunStatus string
+
 // Run statuses.
 const (
-	RunRunning     = "running"
-	RunSucceeded   = "succeeded"
-	RunPartial     = "partial"
-	RunFailed      = "failed"
-	RunBlocked     = "blocked"
-	RunInterrupted = "interrupted"
-	RunSkipped     = "skipped"
+	RunRunning     RunStatus = "running"
+	RunSucceeded   RunStatus = "succeeded"
+	RunPartial     RunStatus = "partial"
+	RunFailed      RunStatus = "failed"
+	RunBlocked     RunStatus = "blocked"
+	RunInterrupted RunStatus = "interrupted"
+	RunSkipped     RunStatus = "skipped"
 )
 
 // Operation is a sync_operations row: one planned action for one user.
@@ -179,7 +185,7 @@ type Operation struct {
 	ObjectID   string
 	Action     string         // create | update | disable | enable | delete | restore | manager | group_add | group_remove | adopt | skip
 	Changes    map[string]any // changed fields, never a secret
-	Status     string         // planned | pending | succeeded | failed | skipped | not_started | interrupted
+	Status     OpStatus
 	HTTPStatus int
 	ErrorCode  string
 	Message    string
@@ -193,26 +199,22 @@ type Operation struct {
 	DesiredHash string
 }
 
+// OpStatus is the status of an operation (sync_operations.status).
+type OpStatus string
+
 // Operation statuses.
 const (
-	OpPlanned     = "planned" // plan mode: recorded, never sent
-	OpPending     = "pending" // sent or about to be; not final
-	OpSucceeded   = "succeeded"
-	OpFailed      = "failed"
-	OpSkipped     = "skipped"
-	OpNotStarted  = "not_started"
-	OpInterrupted = "interrupted"
+	OpPlanned     OpStatus = "planned" // plan mode: recorded, never sent
+	OpPending     OpStatus = "pending" // sent or about to be; not final
+	OpSucceeded   OpStatus = "succeeded"
+	OpFailed      OpStatus = "failed"
+	OpSkipped     OpStatus = "skipped"
+	OpNotStarted  OpStatus = "not_started"
+	OpInterrupted OpStatus = "interrupted"
 )
 
-// CountFailedUnsent is the key of Run.Counts for the failed operations
-// that never reached Graph (rows the planner refused, conflicts found in
-// the mirror). They are part of counts["failed"]; quarantine leaves them
-// out.
-const CountFailedUnsent = "failed_unsent"
-
-// CountBackingOff is the key of Run.Counts for the users a run skipped
-// because they are backing off after identical failures (user_backoff).
-const CountBackingOff = "backing_off"
+// OpStatuses lists every operation status.
+var OpStatuses = []OpStatus{OpPlanned, OpPending, OpSucceeded, OpFailed, OpSkipped, OpNotStarted, OpInterrupted}
 
 // JobState is the job_state row of a job: where its delta sync stands and
 // whether it is quarantined after repeated failures.

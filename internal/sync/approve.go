@@ -8,22 +8,6 @@ import (
 	"github.com/entraprov/entraprov/internal/store"
 )
 
-// Optional capabilities of the Store (*store.Store has them all); fakes
-// without them run without a snapshot, count no managed users (the percent
-// bounds then fall back to the floor) and cannot approve a run.
-type (
-	linkCounter interface {
-		CountLinks(ctx context.Context, job string) (map[string]int, error)
-	}
-	runReader interface {
-		GetRun(ctx context.Context, id int64) (store.Run, error)
-		ListOperations(ctx context.Context, runID int64, status string) ([]store.Operation, error)
-	}
-	snapshotter interface {
-		ExportSnapshot(ctx context.Context) (id string, release func(), err error)
-	}
-)
-
 // shareSnapshot exports a snapshot of the database for the reads of the
 // source that must agree (the budget's planning read, the stored plan and
 // pass 1) and returns a context carrying it. A table truncated and
@@ -34,11 +18,7 @@ type (
 // export failed) the run goes on as before, with a warning. release is
 // idempotent; the snapshot stays usable until it is called.
 func (r *runner) shareSnapshot(ctx context.Context) (context.Context, func()) {
-	ex, ok := r.e.Store.(snapshotter)
-	if !ok {
-		return ctx, func() {}
-	}
-	id, release, err := ex.ExportSnapshot(ctx)
+	id, release, err := r.e.Store.ExportSnapshot(ctx)
 	if err != nil {
 		r.log.WarnContext(ctx, "could not export a snapshot for the source reads; each pass reads the source afresh (the change budget still bounds what is sent)", "err", err)
 		return ctx, func() {}
@@ -51,18 +31,15 @@ func (r *runner) shareSnapshot(ctx context.Context) (context.Context, func()) {
 // read of the source that may be the faulty one), the bounds lifted by
 // --allow-deletes and the plan approved by --approve.
 func (r *runner) startBudget(ctx context.Context) error {
-	managed := 0
-	if lc, ok := r.e.Store.(linkCounter); ok {
-		counts, err := lc.CountLinks(ctx, r.job.Name)
-		if err != nil {
-			return fmt.Errorf("change budget: %w", err)
-		}
-		managed = counts[store.LinkActive] + counts[store.LinkDisabled]
+	counts, err := r.e.Store.CountLinks(ctx, r.job.Name)
+	if err != nil {
+		return fmt.Errorf("change budget: %w", err)
 	}
+	managed := counts[store.LinkActive] + counts[store.LinkDisabled]
 	b := newBudget(r.job.Budget, managed)
 	if r.opts.AllowDeletes {
 		b.lifted[KindDisable], b.lifted[KindDelete] = true, true
-		r.count(CountAllowDeletes, 1)
+		r.count(func(c *store.RunCounts) { c.AllowDeletes = 1 })
 		r.log.WarnContext(ctx, "--allow-deletes: the change budget's disable and delete bounds are lifted for this run, without a reviewed plan; "+
 			"prefer `worker sync --approve RUN` (it applies only the plan an operator reviewed)", "job", r.job.Name)
 	}
@@ -72,7 +49,7 @@ func (r *runner) startBudget(ctx context.Context) error {
 			return err
 		}
 		b.approved = reviewed
-		r.count(CountApprovedRun, int(r.opts.Approve))
+		r.count(func(c *store.RunCounts) { c.ApprovedRun = int(r.opts.Approve) })
 		r.log.InfoContext(ctx, "applying the reviewed plan of a blocked run, if the plan has not grown since", "approved_run", r.opts.Approve)
 	}
 	r.budget = b
@@ -89,7 +66,7 @@ func CheckApprovable(run store.Run, job string) error {
 	switch {
 	case run.Job != job:
 		return fmt.Errorf("run %d is of job %s, not %s: %w", run.ID, run.Job, job, ErrNotApprovable)
-	case run.Mode != ModeApply || run.Status != store.RunBlocked:
+	case run.Mode != string(ModeApply) || run.Status != store.RunBlocked:
 		return fmt.Errorf("run %d is a %s run that ended %s; only a blocked run has a plan to approve (worker history --job %s --status blocked): %w",
 			run.ID, run.Mode, run.Status, job, ErrNotApprovable)
 	}
@@ -99,24 +76,20 @@ func CheckApprovable(run store.Run, job string) error {
 // reviewedPlan reads the destructive changes a blocked run recorded as
 // planned: the plan the operator approves.
 func (r *runner) reviewedPlan(ctx context.Context, id int64) (destructiveSet, error) {
-	rr, ok := r.e.Store.(runReader)
-	if !ok {
-		return nil, fmt.Errorf("--approve %d: this store cannot read runs", id)
-	}
-	run, err := rr.GetRun(ctx, id)
+	run, err := r.e.Store.GetRun(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("--approve %d: %w", id, err)
 	}
 	if err := CheckApprovable(run, r.job.Name); err != nil {
 		return nil, fmt.Errorf("--approve %d: %w", id, err)
 	}
-	ops, err := rr.ListOperations(ctx, id, store.OpPlanned)
+	ops, err := r.e.Store.ListOperations(ctx, id, store.OpPlanned)
 	if err != nil {
 		return nil, fmt.Errorf("--approve %d: %w", id, err)
 	}
 	set := destructiveSet{}
 	for _, o := range ops {
-		for _, k := range DestructiveKinds(o.Action, o.Changes) {
+		for _, k := range DestructiveKinds(Action(o.Action), o.Changes) {
 			set.add(k, o.ExternalID)
 		}
 	}

@@ -13,9 +13,6 @@ package sync
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -28,14 +25,6 @@ import (
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/store"
 )
-
-// BackoffStore is what the back-off needs from Postgres (*store.Store). The
-// engine uses it when its Store implements it.
-type BackoffStore interface {
-	UserBackoffs(ctx context.Context, job string) ([]store.UserBackoff, error)
-	SaveUserBackoffs(ctx context.Context, bs []store.UserBackoff) error
-	DeleteUserBackoffs(ctx context.Context, job string, externalIDs []string) error
-}
 
 // BackoffPolicy is a job's user_backoff configuration, resolved.
 type BackoffPolicy struct {
@@ -51,21 +40,18 @@ type BackoffPolicy struct {
 	Jitter time.Duration
 }
 
-// defaultBackoffBase is the base of a job without a usable schedule.
-const defaultBackoffBase = time.Hour
-
 // BackoffPolicyFor resolves job's user_backoff settings.
 func BackoffPolicyFor(job config.Job) BackoffPolicy {
 	b := job.UserBackoff
 	p := BackoffPolicy{AfterFailures: b.AfterFailures, Base: b.Base.Duration, Max: b.Max.Duration, Jitter: job.Jitter.Duration}
 	if p.Max <= 0 {
-		p.Max = 7 * 24 * time.Hour
+		p.Max = config.DefaultJob().UserBackoff.Max.Duration
 	}
 	if p.Base <= 0 {
 		if s, err := config.ParseSchedule(job.Schedule); err == nil {
 			p.Schedule = s
 		} else {
-			p.Base = defaultBackoffBase
+			p.Base = config.DefaultBackoffBase
 		}
 	}
 	return p
@@ -125,7 +111,7 @@ func (p BackoffPolicy) nextOccurrence(mult int, failedAt time.Time) time.Time {
 // failure is one answer of Graph to a user's step, as the back-off sees it.
 type failure struct {
 	seq        int64
-	action     string
+	action     Action
 	httpStatus int
 	code       string
 	message    string
@@ -157,48 +143,11 @@ func countsForBackoff(status int, justCreated bool) bool {
 	return true
 }
 
-// hashStep is the part of a step that says what it asks of Graph.
-type hashStep struct {
-	Action    string         `json:"a"`
-	Kind      string         `json:"k,omitempty"`
-	ObjectID  string         `json:"o,omitempty"`
-	RelatedID string         `json:"r,omitempty"`
-	Fields    map[string]any `json:"f,omitempty"`
-	Deferred  bool           `json:"d,omitempty"`
-	Manager   string         `json:"m,omitempty"`
-	Failure   string         `json:"x,omitempty"`
-}
-
-// DesiredHash fingerprints what a decision asks of Graph: each step's
-// action, request, target and fields (JSON sorts the keys). Messages and
-// recorded old values are left out (they change without the request
-// changing), and so is the initial password, which is not in a step.
-// Unchanged users hash to "".
-func DesiredHash(dec Decision) string {
-	if len(dec.Steps) == 0 {
-		return ""
-	}
-	hs := make([]hashStep, len(dec.Steps))
-	for i, s := range dec.Steps {
-		hs[i] = hashStep{Action: s.Action, Kind: string(s.Kind), ObjectID: strings.ToLower(s.ObjectID),
-			RelatedID: strings.ToLower(s.RelatedID), Fields: s.Fields, Deferred: s.Deferred,
-			Manager: s.ManagerExternalID, Failure: s.Failure}
-	}
-	b, err := json.Marshal(hs)
-	if err != nil {
-		// Fields hold strings, bools and nils; this cannot happen, and a
-		// hash that never matches only costs a retry.
-		return "unhashable"
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:16])
-}
-
 // nextBackoff is the user's back-off row after failure f of the steps with
 // desired hash hash, in run runID started at now. The count goes on only
 // for the same hash, status and code; anything else starts again at 1.
 func nextBackoff(prev *store.UserBackoff, job, externalID, hash string, f failure, runID int64, now time.Time, p BackoffPolicy) store.UserBackoff {
-	b := store.UserBackoff{Job: job, ExternalID: externalID, DesiredHash: hash, Action: f.action, HTTPStatus: f.httpStatus,
+	b := store.UserBackoff{Job: job, ExternalID: externalID, DesiredHash: hash, Action: string(f.action), HTTPStatus: f.httpStatus,
 		ErrorCode: f.code, Message: f.message, RequestID: f.requestID, Failures: 1, FirstFailedAt: now, LastFailedAt: now,
 		LastRunID: runID}
 	if prev != nil && prev.DesiredHash == hash && prev.HTTPStatus == f.httpStatus && prev.ErrorCode == f.code {
@@ -236,7 +185,7 @@ func clip(s string, n int) string {
 
 // backoffPass is the back-off state of one apply pass 1.
 type backoffPass struct {
-	st     BackoffStore
+	st     Backoff
 	policy BackoffPolicy
 	job    string
 	runID  int64
@@ -253,13 +202,13 @@ type backoffPass struct {
 }
 
 // newBackoffPass loads the job's back-off rows, or returns nil when the
-// job does not back users off or the store cannot.
+// job does not back users off.
 func (r *runner) newBackoffPass(ctx context.Context) (*backoffPass, error) {
 	p := BackoffPolicyFor(r.job)
-	bst, ok := r.e.Store.(BackoffStore)
-	if !p.Enabled() || !ok {
+	if !p.Enabled() {
 		return nil, nil
 	}
+	bst := r.e.Store
 	rows, err := bst.UserBackoffs(ctx, r.job.Name)
 	if err != nil {
 		return nil, fmt.Errorf("load user back-offs: %w", err)

@@ -11,7 +11,7 @@ import (
 	esync "github.com/entraprov/entraprov/internal/sync"
 )
 
-var _ esync.BackoffStore = (*store.Store)(nil)
+var _ esync.Backoff = (*store.Store)(nil)
 
 // backoffRow returns the job's back-off row of externalID (ok false: none).
 func (e *env) backoffRow(externalID string) (store.UserBackoff, bool) {
@@ -53,7 +53,7 @@ func TestUserBackoff(t *testing.T) {
 
 	// attempt runs once and says whether the bad user's create was sent
 	// (and refused: every other create succeeds).
-	attempt := func(opts esync.RunOptions, want string) (store.Run, bool) {
+	attempt := func(opts esync.RunOptions, want store.RunStatus) (store.Run, bool) {
 		t.Helper()
 		e.sim.ResetCounters()
 		r := e.run(opts, want)
@@ -76,7 +76,7 @@ func TestUserBackoff(t *testing.T) {
 
 	// Runs 1..3 try and fail; the first also creates the good users.
 	r, _ := attempt(esync.RunOptions{}, store.RunPartial)
-	if r.Counts["succeeded"] != 3 || r.Counts["failed"] != 1 {
+	if r.Counts.ByStatus["succeeded"] != 3 || r.Counts.ByStatus["failed"] != 1 {
 		t.Fatalf("run 1 counts %v; want 3 created, 1 failed", r.Counts)
 	}
 	ops := e.ops(r.ID, store.OpFailed)
@@ -112,7 +112,7 @@ func TestUserBackoff(t *testing.T) {
 	if n := graphRequests(e.sim.Counters()); n != 1 {
 		t.Fatalf("run 4 made %d Graph requests; want the delta read only", n)
 	}
-	if r.Counts["backing_off"] != 1 || r.Counts["skipped"] != 1 || r.Counts["failed"] != 0 {
+	if r.Counts.BackingOff != 1 || r.Counts.ByStatus["skipped"] != 1 || r.Counts.ByStatus["failed"] != 0 {
 		t.Fatalf("run 4 counts %v; want 1 backing_off, 1 skipped", r.Counts)
 	}
 	ops = e.ops(r.ID, "")
@@ -139,7 +139,7 @@ func TestUserBackoff(t *testing.T) {
 	// A dry run says a sync would skip it, and changes nothing.
 	pr := e.run(esync.RunOptions{Mode: esync.ModePlan}, store.RunSucceeded)
 	if ops := e.ops(pr.ID, ""); len(ops) != 1 || ops[0].Status != store.OpPlanned ||
-		!strings.HasPrefix(ops[0].Message, "a sync now would skip this user: backing off") || pr.Counts["backing_off"] != 1 {
+		!strings.HasPrefix(ops[0].Message, "a sync now would skip this user: backing off") || pr.Counts.BackingOff != 1 {
 		t.Fatalf("dry run operations %+v, counts %v; want the planned create saying a sync would skip it", ops, pr.Counts)
 	}
 	if same := wantFailures(3); same != b {

@@ -127,7 +127,7 @@ func (f benchFigures) report(b *testing.B, name string) {
 }
 
 // measure runs the job once and collects the figures.
-func measure(b *testing.B, e *env, users int, want string) benchFigures {
+func measure(b *testing.B, e *env, users int, want store.RunStatus) benchFigures {
 	b.Helper()
 	e.sim.ResetCounters()
 	resetPeakRSS()
@@ -193,7 +193,7 @@ func managedTenant(b *testing.B, n int, scale float64) (*env, []person) {
 		b.Fatal(err)
 	}
 	r := e.run(esync.RunOptions{}, store.RunSucceeded)
-	if r.Counts["unchanged"] != n {
+	if r.Counts.Unchanged != n {
 		b.Fatalf("baseline run counts %v; want %d unchanged", r.Counts, n)
 	}
 	return e, ps

@@ -23,20 +23,6 @@ const (
 // BudgetKinds lists the kinds in the order messages name them.
 var BudgetKinds = []string{KindDisable, KindDelete, KindGroupRemoval, KindAttributeClear, KindUPNRename, KindManagerRemoval}
 
-// Keys of Run.Counts recording how a run was approved and what the budget
-// held back, so `worker show` and `worker history` tell them.
-const (
-	// CountApprovedRun is the id of the blocked run whose plan --approve
-	// applied.
-	CountApprovedRun = "approved_run"
-	// CountAllowDeletes is 1 when --allow-deletes lifted the disable and
-	// delete bounds without a reviewed plan.
-	CountAllowDeletes = "allow_deletes"
-	// CountWithheld counts the operations the apply pass recorded without
-	// sending because their kind's bound was reached.
-	CountWithheld = "withheld"
-)
-
 // attributeKeys are the Graph properties whose clearing counts as an
 // attribute clear (everything the planner diffs).
 var attributeKeys = func() map[string]bool {
@@ -51,7 +37,7 @@ var attributeKeys = func() map[string]bool {
 // its action and its recorded changes: it judges a planned Step and a
 // stored sync_operations row alike, so the plan an operator reviewed and
 // the plan a later run makes are compared kind by kind.
-func DestructiveKinds(action string, changes map[string]any) []string {
+func DestructiveKinds(action Action, changes map[string]any) []string {
 	var kinds []string
 	switch action {
 	case ActDisable:

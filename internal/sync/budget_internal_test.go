@@ -47,7 +47,7 @@ func TestBudgetLimit(t *testing.T) {
 func TestDestructiveKinds(t *testing.T) {
 	tests := []struct {
 		name    string
-		action  string
+		action  Action
 		changes map[string]any
 		want    []string
 	}{

@@ -78,7 +78,7 @@ func TestBudgetBlocksAttributeClears(t *testing.T) {
 		e.exec(`UPDATE entraprov.desired_users SET job_title = NULL WHERE external_id = 'E000001'`)
 		e.exec(`DELETE FROM entraprov.desired_users WHERE external_id = 'E000002'`)
 		r := e.run(esync.RunOptions{}, store.RunSucceeded)
-		if r.Counts["disable"] != 1 || r.Counts["update"] != 1 {
+		if r.Counts.ByAction["disable"] != 1 || r.Counts.ByAction["update"] != 1 {
 			t.Fatalf("counts %v; want the leaver disabled and the clear applied", r.Counts)
 		}
 	})
@@ -110,7 +110,7 @@ func TestApproveIsBoundToTheReviewedPlan(t *testing.T) {
 	back[0].Groups = []string{all}
 	e.insert(back...)
 	ok := e.run(esync.RunOptions{Approve: refused.ID}, store.RunSucceeded)
-	if ok.Counts["disable"] != 31 || ok.Counts[esync.CountApprovedRun] != int(refused.ID) {
+	if ok.Counts.ByAction["disable"] != 31 || ok.Counts.ApprovedRun != int(refused.ID) {
 		t.Fatalf("counts %v; want 31 disables and approved_run %d", ok.Counts, refused.ID)
 	}
 
@@ -128,7 +128,7 @@ func TestAllowDeletesIsRecorded(t *testing.T) {
 	e, _ := budgetEnv(t, 50)
 	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id <= 'E000020'`)
 	r := e.run(esync.RunOptions{AllowDeletes: true}, store.RunSucceeded)
-	if r.Counts["disable"] != 20 || r.Counts[esync.CountAllowDeletes] != 1 {
+	if r.Counts.ByAction["disable"] != 20 || r.Counts.AllowDeletes != 1 {
 		t.Fatalf("counts %v; want 20 disables and allow_deletes 1", r.Counts)
 	}
 	if !strings.Contains(e.logs.String(), `"level":"WARN","msg":"--allow-deletes`) {
@@ -179,7 +179,7 @@ func TestSnapshotCoversATableEmptiedBetweenReads(t *testing.T) {
 	e.eng.Store = ss
 	e.sim.ResetCounters()
 	r := e.run(esync.RunOptions{}, store.RunSucceeded)
-	if ss.reads != 2 || e.sim.Counters().Writes != 0 || r.Counts["disable"] != 0 {
+	if ss.reads != 2 || e.sim.Counters().Writes != 0 || r.Counts.ByAction["disable"] != 0 {
 		t.Fatalf("reads %d, writes %d, counts %v; want 2 reads of one snapshot and nothing written", ss.reads, e.sim.Counters().Writes, r.Counts)
 	}
 	r = e.run(esync.RunOptions{}, store.RunBlocked)
@@ -210,7 +210,7 @@ func TestBudgetHoldsInTheApplyPass(t *testing.T) {
 			disabled++
 		}
 	}
-	if disabled != 10 || r.Counts[esync.CountWithheld] != 90 || len(e.ops(r.ID, store.OpPlanned)) != 90 {
+	if disabled != 10 || r.Counts.Withheld != 90 || len(e.ops(r.ID, store.OpPlanned)) != 90 {
 		t.Fatalf("%d disabled, counts %v; want 10 disabled (default bound for 100 users) and 90 withheld", disabled, r.Counts)
 	}
 	for _, want := range []string{"blocked while applying: disables: 10 sent (the bound for 100 managed users is 10, jobs[hr].change_budget.disables), 90 more withheld",

@@ -100,12 +100,14 @@ func TestCrashSafety(t *testing.T) {
 			var first store.Run
 			var err error
 			if mode == "cancel" {
-				e.wrapDir = func(d esync.Directory) esync.Directory {
+				e.WrapDir = func(d esync.Directory) esync.Directory {
 					return &afterResults{Directory: d, n: stopAt * 10, do: cancel}
 				}
 				first, err = e.eng.Run(ctx, e.job, esync.RunOptions{})
-				if first.Status != store.RunInterrupted || err == nil {
-					t.Fatalf("stopped run: status %q, err %v; want interrupted", first.Status, err)
+				// The error wraps the cancellation, so a caller can tell a
+				// stop from a failure.
+				if first.Status != store.RunInterrupted || !errors.Is(err, context.Canceled) {
+					t.Fatalf("stopped run: status %q, err %v; want interrupted, wrapping context.Canceled", first.Status, err)
 				}
 			} else {
 				cs := &crashStore{Store: e.st}
@@ -117,7 +119,7 @@ func TestCrashSafety(t *testing.T) {
 					t.Fatalf("crashed run: %v; want the simulated crash", err)
 				}
 			}
-			e.wrapDir = nil
+			e.WrapDir = nil
 
 			second := e.run(esync.RunOptions{}, store.RunSucceeded)
 			got, gerr := e.st.GetRun(e.ctx, first.ID)
@@ -192,8 +194,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	e.insert(bad)
 	e.run(esync.RunOptions{}, store.RunPartial)
 
-	if len(e.passwords) != 50 {
-		t.Fatalf("saw %d passwords; want 50", len(e.passwords))
+	if len(e.Passwords()) != 50 {
+		t.Fatalf("saw %d passwords; want 50", len(e.Passwords()))
 	}
 	dump, err := exec.Command("/usr/lib/postgresql/15/bin/pg_dump", "--data-only", "--dbname", e.dbURL).CombinedOutput()
 	if err != nil {
@@ -211,7 +213,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 	jwt := regexp.MustCompile(`eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+`) // header.claims.signature
 	for where, text := range map[string]string{"logs": logs, "database": string(dump)} {
-		for _, pw := range e.passwords {
+		for _, pw := range e.Passwords() {
 			if strings.Contains(text, pw) {
 				t.Fatalf("an initial password appears in the %s", where)
 			}

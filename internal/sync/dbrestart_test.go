@@ -107,13 +107,13 @@ func TestDatabaseConnectionsKilledMidRun(t *testing.T) {
 	hook := &reopenOnFinish{Store: e.st, k: killer}
 	e.eng.Store = hook
 	tap := &afterResults{n: 40, do: killer.kill}
-	e.wrapDir = func(d esync.Directory) esync.Directory {
+	e.WrapDir = func(d esync.Directory) esync.Directory {
 		tap.Directory = d
 		return tap
 	}
 
 	first, runErr := e.eng.Run(e.ctx, e.job, esync.RunOptions{})
-	e.wrapDir = nil
+	e.WrapDir = nil
 	if hook.calls.Load() < 2 {
 		t.Fatalf("FinishRun called %d times; the first attempt should have met the database down", hook.calls.Load())
 	}

@@ -32,9 +32,18 @@
 // night costs one request. Plan mode records the same plan and sends
 // nothing.
 //
-// The engine talks to Postgres and Graph only through the small interfaces
-// declared here (Source, History, State, Directory), which internal/store and
-// internal/directory implement.
+// An apply pass is a pipeline, one file per stage: admit.go turns a source
+// row into the user's pending operations (plan, back-off, re-key, budget),
+// the executor sends them, settle.go turns each result into the completion
+// of its history row and, after the user's last step, its link, and
+// recorder.go writes links and rows in batches for both ends (apply.go
+// wires them). ExampleEngine_Run (example_test.go) shows a run end to end.
+//
+// The engine talks to Postgres and Graph only through the interfaces
+// declared here (Store: Source, History, State, Backoff; Directory), which
+// internal/store and internal/directory implement; every part of them is
+// required. Inside the project this package is imported as esync (its own
+// files import the standard library's sync as gosync).
 //
 // What this package must not do: touch a directory user that no link of the
 // job names (except adopting one when the job's matching rule allows it, or

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	gosync "sync"
 	"time"
 
@@ -29,6 +28,10 @@ type History interface {
 	FinishRun(ctx context.Context, r *store.Run) error
 	RecordOperations(ctx context.Context, ops []store.Operation) error
 	CompleteOperations(ctx context.Context, ops []store.Operation) error
+	// GetRun and ListOperations read the plan of a blocked run that
+	// --approve applies (approve.go).
+	GetRun(ctx context.Context, id int64) (store.Run, error)
+	ListOperations(ctx context.Context, runID int64, status store.OpStatus) ([]store.Operation, error)
 }
 
 // State is what a job keeps between runs: links, the directory mirror and
@@ -43,6 +46,17 @@ type State interface {
 	// LinkedObjectsNotInMirror lists linked objects a full read did not
 	// return (soft-deleted or purged).
 	LinkedObjectsNotInMirror(ctx context.Context, job string) ([]string, error)
+	// CountLinks counts the job's links by state: the managed users the
+	// change budget's percent bounds refer to.
+	CountLinks(ctx context.Context, job string) (map[store.LinkState]int, error)
+}
+
+// Backoff holds the per-user back-off rows (backoff.go). It is a required
+// part of Store: a store without it would silently stop backing users off.
+type Backoff interface {
+	UserBackoffs(ctx context.Context, job string) ([]store.UserBackoff, error)
+	SaveUserBackoffs(ctx context.Context, bs []store.UserBackoff) error
+	DeleteUserBackoffs(ctx context.Context, job string, externalIDs []string) error
 }
 
 // Store is everything the engine needs from Postgres (*store.Store).
@@ -50,6 +64,12 @@ type Store interface {
 	Source
 	History
 	State
+	Backoff
+	// ExportSnapshot exports a snapshot the source reads of a run share
+	// (approve.go).
+	ExportSnapshot(ctx context.Context) (id string, release func(), err error)
+	// RekeyLink moves a link to a new external_id (rekey.go).
+	RekeyLink(ctx context.Context, job, from, to string) error
 }
 
 // Directory is what the engine needs from Graph (*directory.Client).
@@ -59,27 +79,37 @@ type Directory interface {
 	FindUsers(ctx context.Context, upn, employeeID string) ([]directory.User, error)
 	// DeletedUsers returns those of ids found in deleted items (restorable).
 	DeletedUsers(ctx context.Context, ids []string) ([]directory.User, error)
+	// Stats is the client's cumulative traffic, so that a run counts its
+	// delta reads and lookups too, not only its batches.
+	Stats() directory.Stats
 }
 
-// statser is implemented by *directory.Client: cumulative traffic, so a run
-// can count its delta reads and lookups too.
-type statser interface{ Stats() directory.Stats }
+// Trigger says why a run started (sync_runs.trigger). This package owns
+// the names; the scheduler (internal/jobs) uses them.
+type Trigger string
 
-// Run triggers and modes (sync_runs.trigger, sync_runs.mode).
+// Run triggers.
 const (
-	TriggerSchedule = "schedule"
-	TriggerCatchUp  = "catchup"
-	TriggerManual   = "manual"
-	TriggerStartup  = "startup"
+	TriggerSchedule Trigger = "schedule"
+	TriggerCatchUp  Trigger = "catchup"
+	TriggerManual   Trigger = "manual"
+	TriggerStartup  Trigger = "startup"
+)
 
-	ModeApply = "apply"
-	ModePlan  = "plan"
+// Mode says whether a run applies its plan or only records it
+// (sync_runs.mode).
+type Mode string
+
+// Run modes.
+const (
+	ModeApply Mode = "apply"
+	ModePlan  Mode = "plan"
 )
 
 // RunOptions say why and how a run happens.
 type RunOptions struct {
-	Trigger string // schedule | catchup | manual | startup (default manual)
-	Mode    string // apply | plan (default apply)
+	Trigger Trigger // default TriggerManual
+	Mode    Mode    // default ModeApply
 	// ScheduledFor is the cron occurrence served (nil for manual runs); two
 	// workers never both run the same occurrence.
 	ScheduledFor *time.Time
@@ -122,10 +152,11 @@ type Engine struct {
 	// passes and once at the end of each; it must not block.
 	Progress func(Progress)
 	// FlushSize bounds how many operations are recorded (and links
-	// written) per database round trip; default 256.
+	// written) per database round trip; default config.DefaultFlushSize.
 	FlushSize int
 	// FlushInterval bounds how long a finished result waits before its
-	// history row and link are written; default 500 ms.
+	// history row and link are written; default
+	// config.DefaultFlushInterval.
 	FlushInterval time.Duration
 }
 
@@ -202,14 +233,14 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 	}
 	if !ok {
 		log.InfoContext(ctx, "job is running elsewhere; skipping")
-		return store.Run{Job: job.Name, Trigger: opts.Trigger, Mode: opts.Mode, ScheduledFor: opts.ScheduledFor,
+		return store.Run{Job: job.Name, Trigger: string(opts.Trigger), Mode: string(opts.Mode), ScheduledFor: opts.ScheduledFor,
 			Status: store.RunSkipped, ErrorSummary: "another worker is running this job"}, nil
 	}
 	defer lease.Release()
 	ctx = store.Fenced(ctx, lease) // every write of the run holds the job's fence
 
-	run := &store.Run{Job: job.Name, TenantID: job.TenantID, Trigger: opts.Trigger, Mode: opts.Mode,
-		ScheduledFor: opts.ScheduledFor, Counts: map[string]int{}}
+	run := &store.Run{Job: job.Name, TenantID: job.TenantID, Trigger: string(opts.Trigger), Mode: string(opts.Mode),
+		ScheduledFor: opts.ScheduledFor}
 	if err := e.Store.StartRun(ctx, run); err != nil {
 		if errors.Is(err, store.ErrOccurrenceTaken) {
 			log.InfoContext(ctx, "occurrence already run by another worker; skipping", "scheduled_for", opts.ScheduledFor)
@@ -247,14 +278,32 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 		dur = run.FinishedAt.Sub(run.StartedAt)
 	}
 	log.InfoContext(ctx, "run finished", "status", run.Status, "duration", dur.Round(time.Millisecond).String(),
-		"counts", run.Counts, "requests", run.Stats.Requests, "batches", run.Stats.Batches,
+		"counts", run.Counts.Map(), "requests", run.Stats.Requests, "batches", run.Stats.Batches,
 		"throttled", run.Stats.Throttled, "retried", run.Stats.Retried, "error", run.ErrorSummary)
 	switch run.Status {
 	case store.RunFailed, store.RunInterrupted:
-		return *run, fmt.Errorf("run %d of job %s %s: %s", run.ID, job.Name, run.Status, run.ErrorSummary)
+		return *run, &RunError{RunID: run.ID, Job: job.Name, Status: run.Status, Summary: run.ErrorSummary, Err: r.cause}
 	}
 	return *run, nil
 }
+
+// RunError is the error of a run that failed or was interrupted. Its text
+// is the run's summary; it wraps the cause, so a caller can tell a
+// cancellation (errors.Is(err, context.Canceled)), the run's deadline or
+// a lost job lease (store.ErrJobLockLost) from a failure.
+type RunError struct {
+	RunID   int64
+	Job     string
+	Status  store.RunStatus
+	Summary string
+	Err     error // nil when the run failed without one (every operation refused)
+}
+
+func (e *RunError) Error() string {
+	return fmt.Sprintf("run %d of job %s %s: %s", e.RunID, e.Job, e.Status, e.Summary)
+}
+
+func (e *RunError) Unwrap() error { return e.Err }
 
 // DeadlineError is the cause of a run stopped by its job's
 // max_run_duration. It matches context.DeadlineExceeded.
@@ -295,11 +344,13 @@ type runner struct {
 
 	// lost is why the run's job lease was lost (ErrJobLockLost), if it was.
 	lost error
+	// cause is what failed or interrupted the run (finish), wrapped by
+	// the RunError that Run returns.
+	cause error
 
 	dir       Directory
-	budget    *budget // the change budget of the apply passes (apply mode)
-	baseStats directory.Stats
-	execStats directory.Stats
+	budget    *budget         // the change budget of the apply passes (apply mode)
+	baseStats directory.Stats // the client's traffic before the run
 
 	mu           gosync.Mutex // guards the counters below and run.Counts
 	seq          int64
@@ -310,10 +361,19 @@ type runner struct {
 	firstFailure string
 }
 
-func (r *runner) count(key string, n int) {
+// count changes the run's counts under the runner's lock.
+func (r *runner) count(f func(c *store.RunCounts)) {
 	r.mu.Lock()
-	r.run.Counts[key] += n
+	f(&r.run.Counts)
 	r.mu.Unlock()
+}
+
+func (r *runner) countStatus(s store.OpStatus, n int) {
+	r.count(func(c *store.RunCounts) { c.AddStatus(s, n) })
+}
+
+func (r *runner) countAction(a Action) {
+	r.count(func(c *store.RunCounts) { c.AddAction(string(a), 1) })
 }
 
 // execute does the work; its error is the reason a run failed or stopped.
@@ -323,9 +383,7 @@ func (r *runner) execute(ctx context.Context) error {
 		return fmt.Errorf("connect to Graph: %w", err)
 	}
 	r.dir = dir
-	if s, ok := dir.(statser); ok {
-		r.baseStats = s.Stats()
-	}
+	r.baseStats = dir.Stats()
 	if err := r.refreshMirror(ctx); err != nil {
 		return err
 	}
@@ -381,29 +439,29 @@ func (r *runner) execute(ctx context.Context) error {
 // finish sets the run's final status, counts, stats and summary.
 func (r *runner) finish(ctx context.Context, runErr error) {
 	run := r.run
-	if s, ok := r.dir.(statser); ok && r.dir != nil {
-		st := s.Stats()
+	if r.dir != nil {
+		st := r.dir.Stats()
 		run.Stats = store.RunStats{
 			Requests:  int(st.Requests - r.baseStats.Requests),
 			Batches:   int(st.Batches - r.baseStats.Batches),
 			Throttled: int(st.Throttled - r.baseStats.Throttled),
 			Retried:   int(st.Retried - r.baseStats.Retried),
 		}
-	} else {
-		run.Stats = store.RunStats{Requests: int(r.execStats.Requests), Batches: int(r.execStats.Batches),
-			Throttled: int(r.execStats.Throttled), Retried: int(r.execStats.Retried)}
 	}
 	lost := r.lockLost(runErr)
 	switch {
 	case lost != nil:
 		run.Status = store.RunInterrupted
 		run.ErrorSummary = "interrupted: " + lost.Error()
+		r.cause = lost
 	case ctx.Err() != nil:
 		run.Status = store.RunInterrupted
 		run.ErrorSummary = "interrupted: " + context.Cause(ctx).Error()
+		r.cause = context.Cause(ctx)
 	case runErr != nil:
 		run.Status = store.RunFailed
 		run.ErrorSummary = runErr.Error()
+		r.cause = runErr
 	case r.blocked != "":
 		run.Status = store.RunBlocked
 		run.ErrorSummary = r.blocked
@@ -415,13 +473,13 @@ func (r *runner) finish(ctx context.Context, runErr error) {
 	case r.failures > 0:
 		run.Status = store.RunPartial
 		run.ErrorSummary = fmt.Sprintf("%d operations failed; first: %s", r.failures, r.firstFailure)
-	case r.opts.Mode == ModeApply && run.Counts[store.CountBackingOff] > 0:
+	case r.opts.Mode == ModeApply && run.Counts.BackingOff > 0:
 		// A failure that will recur identically is not a success: the run
 		// says the job is not converged (issue 19), without counting as a
 		// failed run for quarantine (nothing was sent and refused).
 		run.Status = store.RunPartial
 		run.ErrorSummary = fmt.Sprintf("%d users left alone after repeated identical failures (backing off); "+
-			"list them with `worker show --stuck --job %s`", run.Counts[store.CountBackingOff], r.job.Name)
+			"list them with `worker show --stuck --job %s`", run.Counts.BackingOff, r.job.Name)
 	default:
 		run.Status = store.RunSucceeded
 	}
@@ -464,7 +522,7 @@ func (r *runner) noteFailure(externalID, msg string, graph bool) {
 		// Failed before any request (a bad row, a UPN an unmanaged user
 		// holds): quarantine judges a job by what Graph refused, so one
 		// HR typo cannot hold back every other user's changes.
-		r.run.Counts[store.CountFailedUnsent]++
+		r.run.Counts.FailedUnsent++
 	}
 	if r.firstFailure == "" {
 		r.firstFailure = externalID + ": " + msg
@@ -568,34 +626,4 @@ func MirrorUser(u directory.User) store.DirectoryUser {
 		MobilePhone: u.MobilePhone, Mail: u.Mail, AccountEnabled: u.AccountEnabled, ManagerObjectID: u.ManagerID,
 		ManagerKnown: u.ManagerKnown, Deleted: u.Removed == "changed",
 	}
-}
-
-func storeCandidate(u directory.User) *store.DirectoryUser {
-	m := MirrorUser(u)
-	return &m
-}
-
-// lookupLostCreate asks Graph directly for the user a lost create may have
-// made, when the mirror shows none: delta may lag a create by a moment, and
-// creating again blindly is how duplicates are born.
-func (r *runner) lookupLostCreate(ctx context.Context, row *store.SourceRow) error {
-	if row.Link == nil || row.Link.State != store.LinkCreating || row.Candidate != nil || row.Desired == nil ||
-		row.SourceRows > 1 { // a duplicated id is planned as a failure: nothing to look up
-		return nil
-	}
-	upn := row.Link.UserPrincipalName
-	if upn == "" {
-		upn = strings.TrimSpace(row.Desired.UserPrincipalName)
-	}
-	if upn == "" {
-		return nil
-	}
-	users, err := r.dir.FindUsers(ctx, upn, "")
-	if err != nil {
-		return fmt.Errorf("look up %s after a lost create: %w", upn, err)
-	}
-	if len(users) > 0 {
-		row.Candidate = storeCandidate(users[0])
-	}
-	return nil
 }

@@ -22,7 +22,7 @@ func TestLifecycle(t *testing.T) {
 
 	// Initial load: every user created once, links active, history complete.
 	r := e.run(esync.RunOptions{}, store.RunSucceeded)
-	if r.Counts["create"] != 1000 || r.Counts["succeeded"] != 1000 {
+	if r.Counts.ByAction["create"] != 1000 || r.Counts.ByStatus["succeeded"] != 1000 {
 		t.Fatalf("counts = %v; want 1000 creates succeeded", r.Counts)
 	}
 	live := e.live()
@@ -54,7 +54,7 @@ func TestLifecycle(t *testing.T) {
 	if n := graphRequests(c); n != 1 {
 		t.Fatalf("a no-change run made %d Graph requests (%v); want the delta read only", n, c.Requests)
 	}
-	if ops := e.ops(r.ID, ""); len(ops) != 0 || r.Counts["unchanged"] != 1000 {
+	if ops := e.ops(r.ID, ""); len(ops) != 0 || r.Counts.Unchanged != 1000 {
 		t.Fatalf("no-change run recorded %d operations, counts %v; want 0 and 1000 unchanged", len(ops), r.Counts)
 	}
 
@@ -63,7 +63,7 @@ func TestLifecycle(t *testing.T) {
 	e.exec(`UPDATE entraprov.desired_users SET department = 'Platform', mobile_phone = '+49 30 1234' WHERE external_id > 'E000100' AND external_id <= 'E000125'`)
 	e.sim.ResetCounters()
 	r = e.run(esync.RunOptions{}, store.RunSucceeded)
-	if r.Counts["update"] != 50 {
+	if r.Counts.ByAction["update"] != 50 {
 		t.Fatalf("counts = %v; want 50 updates", r.Counts)
 	}
 	c = e.sim.Counters()
@@ -99,7 +99,7 @@ func TestLifecycle(t *testing.T) {
 	// 20 leavers: disabled, not deleted.
 	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id > 'E000900' AND external_id <= 'E000920'`)
 	r = e.run(esync.RunOptions{}, store.RunSucceeded)
-	if r.Counts["disable"] != 20 {
+	if r.Counts.ByAction["disable"] != 20 {
 		t.Fatalf("counts = %v; want 20 disables", r.Counts)
 	}
 	for _, p := range people[900:920] {
@@ -112,7 +112,7 @@ func TestLifecycle(t *testing.T) {
 	before := e.user(people[900].UPN).ID
 	e.insert(people[900:905]...)
 	r = e.run(esync.RunOptions{}, store.RunSucceeded)
-	if r.Counts["enable"] != 5 {
+	if r.Counts.ByAction["enable"] != 5 {
 		t.Fatalf("counts = %v; want 5 enables", r.Counts)
 	}
 	if u := e.user(people[900].UPN); !u.AccountEnabled || u.ID != before {
@@ -122,12 +122,12 @@ func TestLifecycle(t *testing.T) {
 	// Inside the grace period nothing is deleted; after it, the 15 are.
 	e.advance(29 * 24 * time.Hour)
 	r = e.run(esync.RunOptions{}, store.RunSucceeded)
-	if r.Counts["delete"] != 0 {
+	if r.Counts.ByAction["delete"] != 0 {
 		t.Fatalf("deleted inside the grace period: %v", r.Counts)
 	}
 	e.advance(2 * 24 * time.Hour)
 	r = e.run(esync.RunOptions{}, store.RunSucceeded)
-	if r.Counts["delete"] != 15 {
+	if r.Counts.ByAction["delete"] != 15 {
 		t.Fatalf("counts = %v; want 15 deletes after the grace period", r.Counts)
 	}
 	for _, p := range people[905:920] {
@@ -143,7 +143,7 @@ func TestLifecycle(t *testing.T) {
 	gone := e.user(people[910].UPN).ID
 	e.insert(people[910:913]...)
 	r = e.run(esync.RunOptions{}, store.RunSucceeded)
-	if r.Counts["restore"] != 3 || r.Counts["enable"] != 3 {
+	if r.Counts.ByAction["restore"] != 3 || r.Counts.ByAction["enable"] != 3 {
 		t.Fatalf("counts = %v; want 3 restores and 3 enables", r.Counts)
 	}
 	if u := e.user(people[910].UPN); u.Deleted || !u.AccountEnabled || u.ID != gone {
@@ -167,7 +167,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("plan wrote %d times to the directory", w)
 	}
 	planned := e.ops(r.ID, store.OpPlanned)
-	if len(planned) != 11 || r.Mode != esync.ModePlan {
+	if len(planned) != 11 || r.Mode != string(esync.ModePlan) {
 		t.Fatalf("plan recorded %d planned operations (mode %s); want 11", len(planned), r.Mode)
 	}
 	if e.user(people[0].UPN).Properties["jobTitle"] == "Dry Run" || !e.user(people[499].UPN).AccountEnabled {

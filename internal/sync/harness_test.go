@@ -1,14 +1,9 @@
 package sync_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
-	gosync "sync"
 	"testing"
 	"time"
 
@@ -19,7 +14,7 @@ import (
 	"github.com/entraprov/entraprov/internal/graphsim"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
-	"github.com/entraprov/entraprov/internal/testdb"
+	"github.com/entraprov/entraprov/internal/synctest"
 )
 
 // The engine's ports are implemented by the real packages.
@@ -28,135 +23,31 @@ var (
 	_ esync.Directory = (*directory.Client)(nil)
 )
 
-// env is one isolated world: a fresh database, an emulated tenant over TLS,
-// a job pointing at both, and an engine with a controllable clock.
+// env is one isolated world (internal/synctest): a fresh database, an
+// emulated tenant over TLS, a job pointing at both, and an engine with a
+// controllable clock; the short names below are the fields the tests of
+// this package use.
 type env struct {
+	*synctest.Env
 	t      testing.TB
 	ctx    context.Context
 	st     *store.Store
 	dbURL  string
 	sim    *graphsim.Sim
-	srv    *graphsim.Server
 	seeded graphsim.Seeded
 	job    config.Job
 	eng    *esync.Engine
-	logs   *syncBuffer
-
-	mu  gosync.Mutex
-	now time.Time
-	// passwords sees every initial password the engine hands to the
-	// executor (so tests can look for them where they must not be).
-	passwords []string
-	// wrapDir, if set, wraps the Graph client handed to the engine.
-	wrapDir func(esync.Directory) esync.Directory
-	// minBackoff, maxBackoff bound the client's retry backoff (short for
-	// tests; 0 is the worker's defaults, 1 s and 60 s).
-	minBackoff, maxBackoff time.Duration
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  gosync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs   *synctest.Buffer
 }
 
 func newEnv(t testing.TB, opts graphsim.Options) *env {
 	t.Helper()
-	e := &env{t: t, ctx: context.Background(), logs: &syncBuffer{}, now: time.Now().UTC().Truncate(time.Second),
-		minBackoff: 5 * time.Millisecond, maxBackoff: 100 * time.Millisecond}
-	e.dbURL = testdb.NewURL(t)
-	st, err := store.Open(e.ctx, e.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	e.st = st
-	e.sim, e.srv, e.seeded = graphsim.NewTestServer(t, opts)
-	secretFile := filepath.Join(t.TempDir(), "client-secret")
-	if err := os.WriteFile(secretFile, []byte(e.seeded.ClientSecret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e.job = config.Job{
-		Name: "hr", TenantID: e.seeded.TenantID, Cloud: "public",
-		AuthorityHost: e.srv.AuthorityHost, GraphURL: e.srv.GraphURL, CAFile: e.srv.CAFile,
-		Auth:           config.Auth{Method: "secret", ClientID: e.seeded.ClientID, Secret: config.SecretRef{File: secretFile}},
-		Source:         "entraprov.desired_users",
-		AllowedDomains: []string{e.seeded.Domain},
-		Leaver:         config.Leaver{Action: "delete", DeleteAfter: config.Duration{Duration: 30 * 24 * time.Hour}},
-		Matching:       config.Matching{AdoptBy: "none"},
-		Password:       config.Password{ForceChangeNextSignIn: true, Length: 16},
-		BatchSize:      20, MaxConcurrency: 4,
-		// No change budget: the tests of it set their own (budget_test.go).
-		Budget: noBudget(),
-	}
-	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.eng = &esync.Engine{
-		Store:  st,
-		Logger: logger,
-		Now: func() time.Time {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			return e.now
-		},
-		Connect: func(ctx context.Context, job config.Job) (esync.Directory, error) {
-			c, err := directory.New(ctx, job, directory.Options{HTTPClient: e.srv.Client(), Logger: logger,
-				MinBackoff: e.minBackoff, MaxBackoff: e.maxBackoff, CancelGrace: 2 * time.Second})
-			if err != nil {
-				return nil, err
-			}
-			var d esync.Directory = &passwordTap{Directory: c, c: c, e: e}
-			if e.wrapDir != nil {
-				d = e.wrapDir(d)
-			}
-			return d, nil
-		},
-	}
-	return e
+	w := synctest.New(t, opts)
+	return &env{Env: w, t: t, ctx: w.Ctx, st: w.Store, dbURL: w.DBURL, sim: w.Sim, seeded: w.Seeded, job: w.Job,
+		eng: w.Engine, logs: w.Logs}
 }
 
-// passwordTap forwards operations to the real executor and remembers the
-// passwords it carried.
-type passwordTap struct {
-	esync.Directory
-	c *directory.Client
-	e *env
-}
-
-func (p *passwordTap) Stats() directory.Stats { return p.c.Stats() }
-
-func (p *passwordTap) Execute(ctx context.Context, ops <-chan directory.Operation, results chan<- directory.Result) directory.Stats {
-	tapped := make(chan directory.Operation)
-	go func() {
-		defer close(tapped)
-		for op := range ops {
-			if op.Password != "" {
-				p.e.mu.Lock()
-				p.e.passwords = append(p.e.passwords, op.Password)
-				p.e.mu.Unlock()
-			}
-			tapped <- op
-		}
-	}()
-	return p.Directory.Execute(ctx, tapped, results)
-}
-
-func (e *env) advance(d time.Duration) {
-	e.mu.Lock()
-	e.now = e.now.Add(d)
-	e.mu.Unlock()
-}
+func (e *env) advance(d time.Duration) { e.Advance(d) }
 
 // person is a desired_users row.
 type person struct {
@@ -222,7 +113,7 @@ func (e *env) insert(ps ...person) {
 
 // run performs one run and fails the test on an engine error unless the
 // status is one the caller expects.
-func (e *env) run(opts esync.RunOptions, want string) store.Run {
+func (e *env) run(opts esync.RunOptions, want store.RunStatus) store.Run {
 	e.t.Helper()
 	r, err := e.eng.Run(e.ctx, e.job, opts)
 	if r.Status != want {
@@ -231,7 +122,7 @@ func (e *env) run(opts esync.RunOptions, want string) store.Run {
 	return r
 }
 
-func (e *env) ops(runID int64, status string) []store.Operation {
+func (e *env) ops(runID int64, status store.OpStatus) []store.Operation {
 	e.t.Helper()
 	ops, err := e.st.ListOperations(e.ctx, runID, status)
 	if err != nil {
@@ -261,7 +152,7 @@ func (e *env) user(upn string) graphsim.UserState {
 }
 
 // linkStates counts the job's links per state.
-func (e *env) linkStates() map[string]int {
+func (e *env) linkStates() map[store.LinkState]int {
 	e.t.Helper()
 	c, err := e.st.CountLinks(e.ctx, e.job.Name)
 	if err != nil {

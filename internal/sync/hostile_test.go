@@ -22,7 +22,7 @@ func (e *env) behind(front func(http.Handler) http.Handler) {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(srv.Close)
-	e.srv = srv
+	e.Srv = srv
 	e.job.AuthorityHost, e.job.GraphURL, e.job.CAFile = srv.AuthorityHost, srv.GraphURL, srv.CAFile
 }
 

@@ -17,7 +17,7 @@ import (
 
 // quiet runs the job once more and fails when the run writes anything: the
 // scenario converged.
-func (e *env) quiet(want string) store.Run {
+func (e *env) quiet(want store.RunStatus) store.Run {
 	e.t.Helper()
 	e.sim.ResetCounters()
 	r := e.run(esync.RunOptions{}, want)
@@ -38,11 +38,11 @@ func (e *env) mustLive(upn string) graphsim.UserState {
 }
 
 // opOf returns the single operation of action for externalID in run id.
-func (e *env) opOf(runID int64, externalID, action string) store.Operation {
+func (e *env) opOf(runID int64, externalID string, action esync.Action) store.Operation {
 	e.t.Helper()
 	var found []store.Operation
 	for _, o := range e.ops(runID, "") {
-		if o.ExternalID == externalID && o.Action == action {
+		if o.ExternalID == externalID && o.Action == string(action) {
 			found = append(found, o)
 		}
 	}
@@ -68,7 +68,7 @@ func TestLeaveIsNotLeaving(t *testing.T) {
 	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id = $1`, leaver.ExternalID)
 	e.insert(ps[3])
 	r := e.run(esync.RunOptions{}, store.RunSucceeded)
-	if r.Counts["disable"] != 2 || r.Counts["create"] != 1 {
+	if r.Counts.ByAction["disable"] != 2 || r.Counts.ByAction["create"] != 1 {
 		t.Fatalf("counts %v; want 2 disables and 1 create", r.Counts)
 	}
 	if op := e.opOf(r.ID, onLeave.ExternalID, esync.ActDisable); !strings.Contains(op.Message, "on leave") {
@@ -81,7 +81,7 @@ func TestLeaveIsNotLeaving(t *testing.T) {
 	e.advance(31 * 24 * time.Hour)
 	e.insert(ps[4])
 	r = e.run(esync.RunOptions{}, store.RunSucceeded)
-	if r.Counts["delete"] != 1 || r.Counts["create"] != 1 {
+	if r.Counts.ByAction["delete"] != 1 || r.Counts.ByAction["create"] != 1 {
 		t.Fatalf("counts %v; want 1 delete (the leaver) and 1 create", r.Counts)
 	}
 	e.opOf(r.ID, leaver.ExternalID, esync.ActDelete)
@@ -102,7 +102,7 @@ func TestLeaveIsNotLeaving(t *testing.T) {
 	id := e.mustLive(onLeave.UPN).ID
 	e.exec(`UPDATE entraprov.desired_users SET account_enabled = true WHERE external_id = $1`, onLeave.ExternalID)
 	r = e.run(esync.RunOptions{}, store.RunSucceeded)
-	if u := e.mustLive(onLeave.UPN); !u.AccountEnabled || u.ID != id || r.Counts["enable"] != 1 {
+	if u := e.mustLive(onLeave.UPN); !u.AccountEnabled || u.ID != id || r.Counts.ByAction["enable"] != 1 {
 		t.Fatalf("back from leave: enabled %v, object %s (was %s), counts %v; want the same account enabled", u.AccountEnabled, u.ID, id, r.Counts)
 	}
 	e.quiet(store.RunSucceeded)
@@ -155,7 +155,7 @@ func TestInvalidIDsAndSelfManager(t *testing.T) {
 	if op.Status != store.OpFailed || !strings.Contains(op.Message, `external_id: NULL or empty (row with user_principal_name "noid@`) {
 		t.Fatalf("NULL id row: %s %q; want refused with a message", op.Status, op.Message)
 	}
-	if r.Counts[store.OpFailed] != 2 || r.Counts[store.CountFailedUnsent] != 2 {
+	if r.Counts.ByStatus[store.OpFailed] != 2 || r.Counts.FailedUnsent != 2 {
 		t.Fatalf("counts %v; want the 2 invalid rows counted as failed (not sent)", r.Counts)
 	}
 	if u := e.mustLive(leaver.UPN); u.AccountEnabled {
@@ -169,7 +169,7 @@ func TestInvalidIDsAndSelfManager(t *testing.T) {
 	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id = $1`, hire.ExternalID)
 	e.insert(ps[4])
 	r = e.run(esync.RunOptions{}, store.RunPartial)
-	if r.Counts["create"] != 3 || r.Counts[store.OpFailed] != 2 || r.Counts["disable"] != 1 { // the two invalid rows are refused again
+	if r.Counts.ByAction["create"] != 3 || r.Counts.ByStatus[store.OpFailed] != 2 || r.Counts.ByAction["disable"] != 1 { // the two invalid rows are refused again
 		t.Fatalf("counts %v; want the hire created (and the 2 invalid rows refused) and the leaver disabled", r.Counts)
 	}
 
@@ -251,7 +251,7 @@ func TestRekeyKeepsTheAccount(t *testing.T) {
 			if e.opOf(r.ID, "E1", esync.ActRekey).Status != store.OpSucceeded {
 				t.Fatal("the old id's history does not record the re-key")
 			}
-			if r.Counts["create"] != 1 || r.Counts["enable"] != 1 || r.Counts["disable"] != 1 {
+			if r.Counts.ByAction["create"] != 1 || r.Counts.ByAction["enable"] != 1 || r.Counts.ByAction["disable"] != 1 {
 				t.Fatalf("counts %v; want the hire created, ann enabled, the leaver disabled", r.Counts)
 			}
 		}
@@ -294,7 +294,7 @@ func TestRekeyOfEveryIDsCase(t *testing.T) {
 	e.insert(ps[20])
 	r := e.run(esync.RunOptions{}, store.RunSucceeded)
 	// 19 re-keys are recorded twice (new id and old id's history).
-	if r.Counts["rekey"] != 19 || r.Counts["create"] != 1 || r.Counts["disable"] != 1 {
+	if r.Counts.ByAction["rekey"] != 19 || r.Counts.ByAction["create"] != 1 || r.Counts.ByAction["disable"] != 1 {
 		t.Fatalf("counts %v; want 19 re-keys, the hire created, the leaver (e000020) disabled", r.Counts)
 	}
 	for upn, u := range e.live() {
@@ -309,7 +309,7 @@ func TestRekeyOfEveryIDsCase(t *testing.T) {
 	}
 	e.quiet(store.RunSucceeded)
 	e.insert(ps[21])
-	if r := e.run(esync.RunOptions{}, store.RunSucceeded); r.Counts["create"] != 1 {
+	if r := e.run(esync.RunOptions{}, store.RunSucceeded); r.Counts.ByAction["create"] != 1 {
 		t.Fatalf("next run counts %v; want the next hire created", r.Counts)
 	}
 }
@@ -418,7 +418,7 @@ func TestOneOwnerPerAccountAcrossJobs(t *testing.T) {
 	hr := e.job
 	co := e.job
 	co.Name, co.Source, co.Matching.AdoptBy = "contractors", "entraprov.contractors", "user_principal_name"
-	runJob := func(job config.Job, want string) store.Run {
+	runJob := func(job config.Job, want store.RunStatus) store.Run {
 		t.Helper()
 		r, err := e.eng.Run(e.ctx, job, esync.RunOptions{})
 		if r.Status != want {

@@ -20,7 +20,7 @@ import (
 func TestConvergesUnderReplicationLag(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, graphsim.Options{ConsistencyDelay: 2 * time.Second})
-	e.minBackoff, e.maxBackoff = 0, 0 // the worker's defaults
+	e.MinBackoff, e.MaxBackoff = 0, 0 // the worker's defaults
 	all, eng := e.seeded.GroupIDs["All Staff"], e.seeded.GroupIDs["Engineering"]
 	ps := e.people(6, 1)
 	ps[0].Manager = "E000006" // created last
@@ -31,7 +31,7 @@ func TestConvergesUnderReplicationLag(t *testing.T) {
 	e.insert(ps...)
 
 	r := e.run(esync.RunOptions{}, store.RunSucceeded)
-	if r.Counts["create"] != 6 || r.Counts["manager"] != 6 || r.Counts["group_add"] != 10 {
+	if r.Counts.ByAction["create"] != 6 || r.Counts.ByAction["manager"] != 6 || r.Counts.ByAction["group_add"] != 10 {
 		t.Fatalf("counts %v; want 6 creates, 6 managers, 10 group adds", r.Counts)
 	}
 	boss := e.user(ps[0].UPN).ID
@@ -62,13 +62,13 @@ func TestConvergesUnderReplicationLag(t *testing.T) {
 	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id IN ('E000004', 'E000005')`)
 	e.run(esync.RunOptions{}, store.RunSucceeded)
 	e.advance(31 * 24 * time.Hour)
-	if r := e.run(esync.RunOptions{}, store.RunSucceeded); r.Counts["delete"] != 2 {
+	if r := e.run(esync.RunOptions{}, store.RunSucceeded); r.Counts.ByAction["delete"] != 2 {
 		t.Fatalf("counts %v; want 2 deletes", r.Counts)
 	}
 	gone := e.user(ps[3].UPN).ID
 	e.insert(ps[3:5]...)
 	r = e.run(esync.RunOptions{}, store.RunSucceeded)
-	if r.Counts["restore"] != 2 || r.Counts["enable"] != 2 {
+	if r.Counts.ByAction["restore"] != 2 || r.Counts.ByAction["enable"] != 2 {
 		t.Fatalf("counts %v; want 2 restores and 2 enables", r.Counts)
 	}
 	if u := e.user(ps[3].UPN); u.Deleted || !u.AccountEnabled || u.ID != gone || u.ManagerID != boss {

@@ -126,7 +126,7 @@ func TestLockLostMidRunNeverTwoWriters(t *testing.T) {
 	}
 	clockA := &writeClock{n: 40, do: strike}
 	var connects atomic.Int64
-	e.wrapDir = func(d esync.Directory) esync.Directory {
+	e.WrapDir = func(d esync.Directory) esync.Directory {
 		if connects.Add(1) == 1 {
 			clockA.Directory = d
 			return clockA
@@ -140,7 +140,7 @@ func TestLockLostMidRunNeverTwoWriters(t *testing.T) {
 		t.Fatalf("terminated %d lock sessions (results seen %d); want 1", killed.Load(), clockA.seen.Load())
 	}
 	<-doneB
-	e.wrapDir = nil
+	e.WrapDir = nil
 
 	firstA, lastA, answeredA := clockA.times()
 	firstB, lastB, answeredB := clockB.times()
@@ -175,7 +175,7 @@ func TestLockLostMidRunNeverTwoWriters(t *testing.T) {
 	}
 	// Converged: a third run finds nothing to do.
 	third := e.run(esync.RunOptions{}, store.RunSucceeded)
-	if third.Counts["unchanged"] != users {
+	if third.Counts.Unchanged != users {
 		t.Fatalf("third run counts %v; want every user unchanged", third.Counts)
 	}
 }

@@ -34,7 +34,7 @@ func TestManagerChangedByHandIsPutBack(t *testing.T) {
 
 	e.sim.ResetCounters()
 	r := e.run(esync.RunOptions{}, store.RunSucceeded)
-	if c := e.sim.Counters(); c.Writes != 2 || r.Counts["manager"] != 2 || r.Counts["succeeded"] != 2 {
+	if c := e.sim.Counters(); c.Writes != 2 || r.Counts.ByAction["manager"] != 2 || r.Counts.ByStatus["succeeded"] != 2 {
 		t.Fatalf("repairing run: %d writes, counts %v; want exactly 2 manager writes", c.Writes, r.Counts)
 	}
 	for i := 1; i < 4; i++ {
@@ -44,7 +44,7 @@ func TestManagerChangedByHandIsPutBack(t *testing.T) {
 	}
 	objects := map[string]bool{}
 	for _, op := range e.ops(r.ID, store.OpSucceeded) {
-		if op.Action != esync.ActManager {
+		if op.Action != string(esync.ActManager) {
 			t.Errorf("unexpected operation %+v", op)
 		}
 		objects[op.ObjectID] = true
@@ -76,7 +76,7 @@ func TestSoftDeletedUserIsRestoredAfterAFullRead(t *testing.T) {
 
 	manual(t, e, directory.Operation{Key: 1, Kind: directory.OpDelete, ObjectID: deletedID})
 	manual(t, e, directory.Operation{Key: 1, Kind: directory.OpDelete, ObjectID: purgedID})
-	c, err := directory.New(e.ctx, e.job, directory.Options{HTTPClient: e.srv.Client()})
+	c, err := directory.New(e.ctx, e.job, directory.Options{HTTPClient: e.Srv.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestSoftDeletedUserIsRestoredAfterAFullRead(t *testing.T) {
 
 	e.sim.ResetCounters()
 	r := e.run(esync.RunOptions{}, store.RunSucceeded)
-	if r.Counts["restore"] != 1 || r.Counts["create"] != 1 {
+	if r.Counts.ByAction["restore"] != 1 || r.Counts.ByAction["create"] != 1 {
 		t.Fatalf("counts %v; want 1 restore (the soft-deleted user) and 1 create (the purged one)", r.Counts)
 	}
 	if got := e.sim.Counters().Requests["GET /v1.0/directory/deletedItems/{id} 200"] + e.sim.Counters().Requests["GET /v1.0/directory/deletedItems/{id} 404"]; got != 2 {
@@ -99,7 +99,7 @@ func TestSoftDeletedUserIsRestoredAfterAFullRead(t *testing.T) {
 	}
 	var restores int
 	for _, op := range e.ops(r.ID, store.OpSucceeded) {
-		if op.Action == esync.ActRestore {
+		if op.Action == string(esync.ActRestore) {
 			restores++
 			if op.ObjectID != deletedID || op.ExternalID != ps[1].ExternalID {
 				t.Errorf("restore operation %+v; want %s on %s", op, ps[1].ExternalID, deletedID)

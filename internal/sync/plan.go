@@ -12,25 +12,31 @@ import (
 	"github.com/entraprov/entraprov/internal/store"
 )
 
+// Action is what a step does to a user, recorded in
+// sync_operations.action and counted in Run.Counts.ByAction.
+type Action string
+
 // Actions recorded in sync_operations.action.
 const (
-	ActCreate      = "create"
-	ActUpdate      = "update"
-	ActDisable     = "disable"
-	ActEnable      = "enable"
-	ActDelete      = "delete"
-	ActRestore     = "restore"
-	ActManager     = "manager"
-	ActGroupAdd    = "group_add"
-	ActGroupRemove = "group_remove"
-	ActAdopt       = "adopt"
-	ActSkip        = "skip"
+	ActCreate      Action = "create"
+	ActUpdate      Action = "update"
+	ActDisable     Action = "disable"
+	ActEnable      Action = "enable"
+	ActDelete      Action = "delete"
+	ActRestore     Action = "restore"
+	ActManager     Action = "manager"
+	ActGroupAdd    Action = "group_add"
+	ActGroupRemove Action = "group_remove"
+	ActAdopt       Action = "adopt"
+	ActSkip        Action = "skip"
+	// ActRekey records a link moved to a new external_id (rekey.go).
+	ActRekey Action = "rekey"
 )
 
 // Step is one planned action on one user: one sync_operations row and at
 // most one Graph request.
 type Step struct {
-	Action string
+	Action Action
 	// Kind is the Graph request to send; "" when nothing is sent (a
 	// validation failure, or an adoption that needs no PATCH).
 	Kind      directory.OpKind
@@ -51,7 +57,7 @@ type Step struct {
 	// the manager does not exist in the directory yet.
 	Deferred bool
 	// LinkState is the link's state once the step succeeded ("": unchanged).
-	LinkState string
+	LinkState store.LinkState
 	// ManagerExternalID is the desired manager (manager steps), for the
 	// message when it never gets provisioned.
 	ManagerExternalID string
@@ -83,7 +89,7 @@ type Decision struct {
 func (d Decision) Unchanged() bool { return len(d.Steps) == 0 }
 
 // Primary is the action of the first step ("" if none).
-func (d Decision) Primary() string {
+func (d Decision) Primary() Action {
 	if len(d.Steps) == 0 {
 		return ""
 	}
@@ -537,54 +543,4 @@ func AppliedHash(d *store.DesiredUser) string {
 	}
 	fmt.Fprintf(h, "manager=%s\x00groups=%s", d.ManagerExternalID, strings.Join(slices.Sorted(slices.Values(d.Groups)), ","))
 	return hex.EncodeToString(h.Sum(nil)[:16])
-}
-
-// ApplyToLink returns the link after step s succeeded. objectID is the
-// object the step created or acted on; d the desired user (nil for a leaver).
-func ApplyToLink(l store.Link, s Step, objectID string, d *store.DesiredUser, now time.Time) store.Link {
-	if objectID == "" {
-		objectID = s.ObjectID
-	}
-	if objectID != "" {
-		l.ObjectID = objectID
-	}
-	switch s.LinkState {
-	case store.LinkActive:
-		l.State, l.DisabledAt, l.DeletedAt = store.LinkActive, nil, nil
-	case store.LinkDisabled:
-		if l.State != store.LinkDisabled || l.DisabledAt == nil {
-			t := now
-			l.DisabledAt = &t
-		}
-		l.State, l.DeletedAt = store.LinkDisabled, nil
-	case store.LinkDeleted:
-		t := now
-		l.State, l.DeletedAt = store.LinkDeleted, &t
-	}
-	switch s.Kind {
-	case directory.OpCreate, directory.OpUpdate:
-		if d != nil {
-			if upn, ok := s.Fields["userPrincipalName"].(string); ok {
-				l.UserPrincipalName = upn
-			} else if l.UserPrincipalName == "" {
-				l.UserPrincipalName = d.UserPrincipalName
-			}
-			l.AppliedHash = AppliedHash(d)
-		}
-	case directory.OpSetManager:
-		l.ManagerObjectID = s.RelatedID
-	case directory.OpRemoveManager:
-		l.ManagerObjectID = ""
-	case directory.OpAddMember:
-		if !slices.ContainsFunc(l.Groups, func(g string) bool { return strings.EqualFold(g, s.RelatedID) }) {
-			l.Groups = append(slices.Clip(l.Groups), s.RelatedID)
-		}
-	case directory.OpRemoveMember:
-		l.Groups = slices.DeleteFunc(slices.Clone(l.Groups), func(g string) bool { return strings.EqualFold(g, s.RelatedID) })
-	}
-	if s.Action == ActAdopt && d != nil {
-		l.UserPrincipalName = d.UserPrincipalName
-		l.AppliedHash = AppliedHash(d)
-	}
-	return l
 }

@@ -43,7 +43,7 @@ func current() *store.DirectoryUser {
 	}
 }
 
-func link(state string) *store.Link {
+func link(state store.LinkState) *store.Link {
 	return &store.Link{Job: "hr", ExternalID: "E1", ObjectID: oidAlice, UserPrincipalName: "alice@contoso.com", State: state}
 }
 
@@ -51,7 +51,7 @@ func ago(d time.Duration) *time.Time { t := now.Add(-d); return &t }
 
 // stepSummary is the part of a Step a test states.
 type stepSummary struct {
-	Action    string
+	Action    Action
 	Kind      directory.OpKind
 	ObjectID  string
 	RelatedID string
@@ -77,7 +77,7 @@ func TestPlan(t *testing.T) {
 			}
 		}
 	}
-	linkIs := func(state string, objectID string) check {
+	linkIs := func(state store.LinkState, objectID string) check {
 		return func(t *testing.T, d Decision) {
 			t.Helper()
 			if d.Link == nil {

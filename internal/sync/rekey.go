@@ -9,10 +9,9 @@ import (
 	"github.com/entraprov/entraprov/internal/store"
 )
 
-// ActRekey records a link moved to a new external_id (HR re-keyed the
+// A re-key (ActRekey) moves a link to a new external_id (HR re-keyed the
 // person: a rehire under a new number, or only the case of the id
 // changed). The account is kept; history names both ids.
-const ActRekey = "rekey"
 
 // Rekey is the link move a decision needs before its steps are sent.
 type Rekey struct{ From, To string }
@@ -67,83 +66,16 @@ func rekeyRefusal(row store.SourceRow, p Policy) string {
 		row.ExternalID, l.ObjectID, haveUPN, have, row.RekeyFrom, p.AdoptBy, employee, row.RekeyFrom)
 }
 
-// rekeyer is implemented by *store.Store.
-type rekeyer interface {
-	RekeyLink(ctx context.Context, job, from, to string) error
-}
-
 // moveLink performs a decision's re-key before anything of the user is
 // written or sent. It returns the failure message for the user when the
 // link could not move: that user fails alone, the run goes on.
 func (r *runner) moveLink(ctx context.Context, rk *Rekey) string {
-	s, ok := r.e.Store.(rekeyer)
-	if !ok {
-		return "re-key: this store cannot move links"
-	}
 	wctx, cancel := context.WithTimeout(r.wctx, dbTimeout)
 	defer cancel()
-	if err := s.RekeyLink(wctx, r.job.Name, rk.From, rk.To); err != nil {
+	if err := r.e.Store.RekeyLink(wctx, r.job.Name, rk.From, rk.To); err != nil {
 		r.log.WarnContext(ctx, "could not move a link to its new external_id", "from", rk.From, "to", rk.To, "err", err)
 		return fmt.Sprintf("re-key from external_id %q failed: %v; nothing was sent for this user", rk.From, err)
 	}
 	r.log.InfoContext(ctx, "link moved to a new external_id", "from", rk.From, "to", rk.To)
 	return ""
-}
-
-// upsertLinks writes links in one statement; when that meets a unique
-// violation (a second link to one object), it writes them one by one and
-// returns the refused ones by external id, so that each such user fails
-// alone and the run goes on. Any other error is returned.
-func (r *runner) upsertLinks(ctx context.Context, links []store.Link) (map[string]error, error) {
-	err := r.e.Store.UpsertLinks(ctx, links)
-	if err == nil || !store.IsUniqueViolation(err) {
-		return nil, err
-	}
-	refused := map[string]error{}
-	for _, l := range links {
-		if err := r.e.Store.UpsertLinks(ctx, []store.Link{l}); err != nil {
-			if !store.IsUniqueViolation(err) {
-				return nil, err
-			}
-			refused[l.ExternalID] = err
-			r.log.ErrorContext(ctx, "link refused by the database; the user fails alone", "external_id", l.ExternalID,
-				"object_id", l.ObjectID, "err", err)
-		}
-	}
-	return refused, nil
-}
-
-// failRefused fails, before anything is sent, the users whose link the
-// database refused: their recorded rows become failed with the reason, and
-// their requests are dropped.
-func (p *applyPass) failRefused(refused map[string]error, rows []store.Operation, sends []outgoing) ([]store.Operation, []outgoing) {
-	r := p.r
-	noted := map[string]bool{}
-	for i := range rows {
-		o := &rows[i]
-		err, ok := refused[o.ExternalID]
-		if !ok || (o.Status != store.OpPending && o.Status != store.OpSucceeded) {
-			continue
-		}
-		if o.Status == store.OpSucceeded {
-			r.count(store.OpSucceeded, -1)
-		}
-		o.Status = store.OpFailed
-		o.Message = fmt.Sprintf("the link could not be written (%v): another link of this job names the same object; "+
-			"nothing was sent for this user (worker check lists such links)", err)
-		r.count(store.OpFailed, 1)
-		if !noted[o.ExternalID] {
-			noted[o.ExternalID] = true
-			r.noteFailure(o.ExternalID, o.Message, false)
-		}
-	}
-	kept := sends[:0]
-	for _, s := range sends {
-		if _, ok := refused[s.ps.externalID]; ok {
-			p.planned.Add(-1)
-			continue
-		}
-		kept = append(kept, s)
-	}
-	return rows, kept
 }

@@ -46,7 +46,7 @@ func TestManagerChainAndGroups(t *testing.T) {
 		!strings.Contains(failed[0].Message, `manager_external_id "E999999": no user with this external_id is provisioned`) {
 		t.Fatalf("failed operations %+v; want E000005's manager, not found", failed)
 	}
-	if r.Counts["manager"] != 4 || r.Counts["group_add"] != 3 {
+	if r.Counts.ByAction["manager"] != 4 || r.Counts.ByAction["group_add"] != 3 {
 		t.Fatalf("counts %v; want 4 manager and 3 group_add operations", r.Counts)
 	}
 	if m := e.sim.GroupMembers(e.seeded.TenantID, eng); !slices.Contains(m, id(0)) {
@@ -62,7 +62,7 @@ func TestManagerChainAndGroups(t *testing.T) {
 	e.exec(`UPDATE entraprov.desired_users SET manager_external_id = 'E000001' WHERE external_id = 'E000004'`)
 	e.exec(`UPDATE entraprov.desired_users SET manager_external_id = NULL WHERE external_id = 'E000005'`)
 	r = e.run(esync.RunOptions{}, store.RunSucceeded)
-	if r.Counts["group_remove"] != 1 || r.Counts["manager"] != 2 {
+	if r.Counts.ByAction["group_remove"] != 1 || r.Counts.ByAction["manager"] != 2 {
 		t.Fatalf("counts %v; want 1 group_remove and 2 manager operations", r.Counts)
 	}
 	if m := e.sim.GroupMembers(e.seeded.TenantID, eng); slices.Contains(m, id(0)) {
@@ -88,7 +88,7 @@ func TestManagerChainAndGroups(t *testing.T) {
 // manual performs one write as "someone else" with its own client.
 func manual(t *testing.T, e *env, op directory.Operation) {
 	t.Helper()
-	c, err := directory.New(e.ctx, e.job, directory.Options{HTTPClient: e.srv.Client()})
+	c, err := directory.New(e.ctx, e.job, directory.Options{HTTPClient: e.Srv.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestAdoption(t *testing.T) {
 
 	e.job.Matching.AdoptBy = "employee_id"
 	r = e.run(esync.RunOptions{}, store.RunSucceeded)
-	if r.Counts["adopt"] != 1 {
+	if r.Counts.ByAction["adopt"] != 1 {
 		t.Fatalf("counts %v; want one adoption", r.Counts)
 	}
 	u := e.user(p.UPN)

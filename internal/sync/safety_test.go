@@ -55,7 +55,7 @@ func TestBudgetBlocksMassDisable(t *testing.T) {
 
 	// Approved: the reviewed plan is applied, and the run says so.
 	a := e.run(esync.RunOptions{Approve: r.ID}, store.RunSucceeded)
-	if a.Counts["disable"] != 30 || a.Counts["update"] != 1 || a.Counts[esync.CountApprovedRun] != int(r.ID) {
+	if a.Counts.ByAction["disable"] != 30 || a.Counts.ByAction["update"] != 1 || a.Counts.ApprovedRun != int(r.ID) {
 		t.Fatalf("counts %v; want 30 disables, the update and approved_run %d", a.Counts, r.ID)
 	}
 }
@@ -130,9 +130,9 @@ func TestMalformedRows(t *testing.T) {
 		t.Errorf("%d users failed; want %d", len(byUser), len(want))
 	}
 	// None of them reached Graph: quarantine must not count them.
-	if r.Counts[store.CountFailedUnsent] != len(failed) || r.Counts[store.OpFailed] != len(failed) {
+	if r.Counts.FailedUnsent != len(failed) || r.Counts.ByStatus[store.OpFailed] != len(failed) {
 		t.Errorf("counts failed %d, failed_unsent %d; want both %d (no bad row is sent)",
-			r.Counts[store.OpFailed], r.Counts[store.CountFailedUnsent], len(failed))
+			r.Counts.ByStatus[store.OpFailed], r.Counts.FailedUnsent, len(failed))
 	}
 	live := e.live()
 	for _, p := range good {

@@ -21,7 +21,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,6 +28,16 @@ import (
 	"github.com/entraprov/entraprov/internal/store"
 	"github.com/entraprov/entraprov/migrations"
 )
+
+// TB is the part of testing.TB this package uses: a *testing.T or
+// *testing.B, or the stand-in a runnable Example uses
+// (internal/synctest.ForExample).
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Cleanup(func())
+}
 
 // templateLock serialises template creation across test processes.
 const templateLock = int64(0x656e7472_74657374) // "entrtest"
@@ -42,18 +51,18 @@ var (
 )
 
 // URL returns DATABASE_URL or fails the test with how to provide one.
-func URL(t testing.TB) string {
+func URL(t TB) string {
 	t.Helper()
 	u := os.Getenv("DATABASE_URL")
 	if u == "" {
-		t.Fatal("DATABASE_URL is not set: run tests through `make test` or `scripts/with-postgres -- go test ./...`")
+		t.Fatalf("DATABASE_URL is not set: run tests through `make test` or `scripts/with-postgres -- go test ./...`")
 	}
 	return u
 }
 
 // New creates a fresh migrated database for t, opens a Store on it, and
 // registers cleanup that closes the store and drops the database.
-func New(t testing.TB) *store.Store {
+func New(t TB) *store.Store {
 	t.Helper()
 	url := NewURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -69,7 +78,7 @@ func New(t testing.TB) *store.Store {
 // NewURL creates a fresh migrated database for t and returns its URL (for
 // tests of code that opens its own connections, such as the CLI). The
 // database is dropped when the test ends.
-func NewURL(t testing.TB) string {
+func NewURL(t TB) string {
 	t.Helper()
 	base := URL(t)
 	once.Do(func() { templateErr = buildTemplate(base) })
@@ -93,7 +102,7 @@ func NewURL(t testing.TB) string {
 	return withDatabase(baseURL, name)
 }
 
-func drop(t testing.TB, name string) {
+func drop(t TB, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, adminCfg)
