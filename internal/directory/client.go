@@ -121,30 +121,7 @@ func New(ctx context.Context, job config.Job, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.UserAgent == "" {
-		opts.UserAgent = "entraprov/dev"
-	}
-	if opts.MinBackoff <= 0 {
-		opts.MinBackoff = time.Second
-	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = 60 * time.Second
-	}
-	if opts.MaxAttempts <= 0 {
-		opts.MaxAttempts = 8
-	}
-	if opts.MaxThrottled <= 0 {
-		opts.MaxThrottled = 50
-	}
-	if opts.CancelGrace <= 0 {
-		opts.CancelGrace = 15 * time.Second
-	}
-	if opts.MaxRetryAfter <= 0 || opts.MaxRetryAfter > MaxRetryAfter {
-		opts.MaxRetryAfter = MaxRetryAfter
-	}
+	opts = opts.withDefaults()
 	base, err := transportClient(job.CAFile, opts.HTTPClient)
 	if err != nil {
 		return nil, err
@@ -186,6 +163,36 @@ func New(ctx context.Context, job config.Job, opts Options) (*Client, error) {
 	c.gsc = msgraph.NewGraphServiceClient(adapter)
 	sdkInit.Unlock()
 	return c, nil
+}
+
+// withDefaults fills the zero fields of o with the defaults its fields
+// document, and lowers MaxRetryAfter to the package ceiling.
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = "entraprov/dev"
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 60 * time.Second
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 8
+	}
+	if o.MaxThrottled <= 0 {
+		o.MaxThrottled = 50
+	}
+	if o.CancelGrace <= 0 {
+		o.CancelGrace = 15 * time.Second
+	}
+	if o.MaxRetryAfter <= 0 || o.MaxRetryAfter > MaxRetryAfter {
+		o.MaxRetryAfter = MaxRetryAfter
+	}
+	return o
 }
 
 // sdkInit serialises msgraph.NewGraphServiceClient: it enables kiota's

@@ -5,11 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
-
-	abs "github.com/microsoft/kiota-abstractions-go"
 )
 
 // linger is how long a partial batch waits for more operations while other
@@ -45,172 +42,253 @@ type task struct {
 // ops). A step that was sent and awaited a retry is reported Failed with the
 // cancellation and its last error.
 func (c *Client) Execute(ctx context.Context, ops <-chan Operation, results chan<- Result) Stats {
-	batchSize := c.job.BatchSize
+	batchSize, maxConc := c.batchLimits()
+	e := &execution{c: c, results: results, ctl: c.controller(maxConc), outer: ctx}
+	inflightCtx, stop := graceContext(ctx, c.opts.CancelGrace)
+	defer stop()
+	q := &dispatcher{e: e, ctx: ctx, inflightCtx: inflightCtx, ops: ops,
+		batchSize: batchSize, maxConc: maxConc,
+		done: make(chan []*task, maxConc), timer: time.NewTimer(time.Hour)}
+	defer q.timer.Stop()
+	q.run()
+	// run returns once no batch is in flight; the goroutines that sent them
+	// may still be between their last send on done and their exit.
+	q.wg.Wait()
+	return e.stats.snapshot()
+}
+
+// batchLimits are the job's steps per $batch (Graph takes at most 20) and
+// batches in flight, defaulted.
+func (c *Client) batchLimits() (batchSize, maxConc int) {
+	batchSize = c.job.BatchSize
 	if batchSize < 1 || batchSize > 20 {
 		batchSize = 20
 	}
-	maxConc := c.job.MaxConcurrency
+	maxConc = c.job.MaxConcurrency
 	if maxConc < 1 {
 		maxConc = 4
 	}
-	e := &execution{c: c, results: results, ctl: c.controller(maxConc), outer: ctx}
+	return batchSize, maxConc
+}
+
+// graceContext returns the context of the batches in flight. It is not
+// cancelled with ctx but grace later, so an answer already on its way is
+// still reported as what it is; stop ends it and releases its timers.
+func graceContext(ctx context.Context, grace time.Duration) (context.Context, func()) {
 	inflightCtx, cancelInflight := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelInflight()
 	stopGrace := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(c.opts.CancelGrace, cancelInflight)
+		t := time.AfterFunc(grace, cancelInflight)
 		context.AfterFunc(inflightCtx, func() { t.Stop() })
 	})
-	defer stopGrace()
-
-	var (
-		ready    []*task
-		delayed  taskHeap
-		inflight int
-		done     = make(chan []*task, maxConc)
-		wg       sync.WaitGroup
-		opsCh    = ops
-		timer    = time.NewTimer(time.Hour)
-	)
-	defer timer.Stop()
-	room := func() bool { return len(ready)+delayed.Len() < batchSize*maxConc*2 }
-	accept := func(op Operation) {
-		if ctx.Err() != nil {
-			e.finish(&task{op: op}, NotStarted, 0, "", ctx.Err())
-			return
-		}
-		t := &task{op: op, enqueued: time.Now()}
-		req, err := stepRequest(op, c.ep.graphURL)
-		if err != nil {
-			e.finish(t, Failed, 0, "", fmt.Errorf("%s: %w", op, err))
-			return
-		}
-		t.req = req
-		ready = append(ready, t)
+	return inflightCtx, func() {
+		stopGrace()
+		cancelInflight()
 	}
-	requeue := func(t *task, now time.Time) {
-		if ctx.Err() != nil {
-			e.cancelled(t)
-			return
-		}
-		if t.notBefore.After(now) {
-			heap.Push(&delayed, t)
-			return
-		}
-		t.enqueued = now
-		ready = append(ready, t)
-	}
+}
 
+// dispatcher is the queue of one Execute call: operations wait in ready
+// (sendable now) or delayed (a retry waiting for its notBefore) until they
+// leave in a batch. It is owned by the Execute goroutine alone, so it needs
+// no lock; the batch goroutines share only the execution and report back on
+// done.
+type dispatcher struct {
+	e           *execution
+	ctx         context.Context // the caller's: once cancelled no batch starts
+	inflightCtx context.Context // of batches on the wire (see graceContext)
+	ops         <-chan Operation
+	batchSize   int
+	maxConc     int
+
+	ready    []*task
+	delayed  taskHeap
+	inflight int            // batches on the wire
+	done     chan []*task   // a finished batch's steps to retry
+	wg       sync.WaitGroup // the batch goroutines
+	timer    *time.Timer
+}
+
+// run moves operations from ops through the queue into batches. It returns
+// once ops is closed, the queue is empty and no batch is in flight: every
+// operation has had its Result.
+func (q *dispatcher) run() {
 	for {
 		now := time.Now()
-		for delayed.Len() > 0 && !delayed[0].notBefore.After(now) {
-			t := heap.Pop(&delayed).(*task)
-			t.enqueued = now
-			ready = append(ready, t)
-		}
+		q.promote(now)
 		// One reading of ctx per iteration: a cancellation arriving later
-		// wakes the select below, never leaves it without a wake-up.
-		cancelled := ctx.Err() != nil
+		// wakes the select in await, never leaves it without a wake-up.
+		cancelled := q.ctx.Err() != nil
 		if cancelled {
-			for _, t := range ready {
-				e.cancelled(t)
-			}
-			for _, t := range delayed {
-				e.cancelled(t)
-			}
-			ready, delayed = nil, nil
+			q.cancelQueued()
 		}
-		if opsCh == nil && len(ready) == 0 && delayed.Len() == 0 && inflight == 0 {
-			break
+		if q.drained() {
+			return
 		}
+		q.fill()
+		// The fill may have seen ops close with nothing left to do; await
+		// would then have nothing to wake it.
+		if q.drained() {
+			return
+		}
+		sent, wait := q.trySend(now, cancelled)
+		if sent {
+			continue
+		}
+		q.await(now, wait, cancelled)
+	}
+}
 
-		// Top up from ops without blocking so batches go out full.
-	fill:
-		for opsCh != nil && len(ready) < batchSize && room() {
-			select {
-			case op, ok := <-opsCh:
-				if !ok {
-					opsCh = nil
-					break fill
-				}
-				accept(op)
-			default:
-				break fill
-			}
-		}
-		// The fill may have seen ops close with nothing left to do; the
-		// select below would then have nothing to wake it.
-		if opsCh == nil && len(ready) == 0 && delayed.Len() == 0 && inflight == 0 {
-			break
-		}
+// drained says whether the work is over: ops closed, nothing queued,
+// nothing in flight.
+func (q *dispatcher) drained() bool {
+	return q.ops == nil && len(q.ready) == 0 && q.delayed.Len() == 0 && q.inflight == 0
+}
 
-		wait := time.Duration(-1)
-		if !cancelled && len(ready) > 0 && inflight < e.ctl.limit() {
-			n := min(batchSize, len(ready))
-			partialWait := time.Duration(0)
-			if n < batchSize && opsCh != nil && inflight > 0 {
-				partialWait = ready[0].enqueued.Add(linger).Sub(now)
-			}
-			if partialWait > 0 {
-				wait = partialWait
-			} else if d := e.ctl.delay(now, n); d > 0 {
-				wait = d
-			} else {
-				e.ctl.take(now, n)
-				batch := make([]*task, n)
-				copy(batch, ready)
-				ready = ready[n:]
-				inflight++
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					done <- e.runBatch(inflightCtx, batch)
-				}()
-				continue
-			}
-		}
-		if delayed.Len() > 0 {
-			if d := delayed[0].notBefore.Sub(now); wait < 0 || d < wait {
-				wait = d
-			}
-		}
-		var timerC <-chan time.Time
-		if wait >= 0 {
-			timer.Reset(max(wait, time.Millisecond))
-			timerC = timer.C
-		}
-		var in <-chan Operation
-		if opsCh != nil && (room() || cancelled) {
-			in = opsCh
-		}
-		var ctxDone <-chan struct{}
-		if !cancelled {
-			ctxDone = ctx.Done()
-		}
+// room says whether the queue takes another operation from ops; the bound
+// keeps a fast producer from queueing a whole run in memory.
+func (q *dispatcher) room() bool {
+	return len(q.ready)+q.delayed.Len() < q.batchSize*q.maxConc*2
+}
+
+// promote moves the delayed tasks that are due to ready.
+func (q *dispatcher) promote(now time.Time) {
+	for q.delayed.Len() > 0 && !q.delayed[0].notBefore.After(now) {
+		t := heap.Pop(&q.delayed).(*task)
+		t.enqueued = now
+		q.ready = append(q.ready, t)
+	}
+}
+
+// cancelQueued reports every queued task once ctx is cancelled.
+func (q *dispatcher) cancelQueued() {
+	for _, t := range q.ready {
+		q.e.cancelled(t)
+	}
+	for _, t := range q.delayed {
+		q.e.cancelled(t)
+	}
+	q.ready, q.delayed = nil, nil
+}
+
+// fill tops up ready from ops without blocking, so batches go out full.
+func (q *dispatcher) fill() {
+	for q.ops != nil && len(q.ready) < q.batchSize && q.room() {
 		select {
-		case op, ok := <-in:
+		case op, ok := <-q.ops:
 			if !ok {
-				opsCh = nil
-			} else {
-				accept(op)
+				q.ops = nil
+				return
 			}
-		case retry := <-done:
-			inflight--
-			now := time.Now()
-			for _, t := range retry {
-				requeue(t, now)
-			}
-		case <-timerC:
-		case <-ctxDone:
-		}
-		if timerC != nil && !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
+			q.accept(op)
+		default:
+			return
 		}
 	}
-	wg.Wait()
-	return e.stats.snapshot()
+}
+
+// accept queues a new operation, or answers it at once when ctx is
+// cancelled or it cannot be turned into a step.
+func (q *dispatcher) accept(op Operation) {
+	if q.ctx.Err() != nil {
+		q.e.finish(&task{op: op}, NotStarted, 0, "", q.ctx.Err())
+		return
+	}
+	t := &task{op: op, enqueued: time.Now()}
+	req, err := stepRequest(op, q.e.c.ep.graphURL)
+	if err != nil {
+		q.e.finish(t, Failed, 0, "", fmt.Errorf("%s: %w", op, err))
+		return
+	}
+	t.req = req
+	q.ready = append(q.ready, t)
+}
+
+// requeue takes back a step a batch returned for another attempt.
+func (q *dispatcher) requeue(t *task, now time.Time) {
+	if q.ctx.Err() != nil {
+		q.e.cancelled(t)
+		return
+	}
+	if t.notBefore.After(now) {
+		heap.Push(&q.delayed, t)
+		return
+	}
+	t.enqueued = now
+	q.ready = append(q.ready, t)
+}
+
+// trySend starts the next batch when the concurrency limit, the linger of
+// a partial batch and the pacer all allow it. Otherwise it returns how long
+// until they may (-1: not before something arrives).
+func (q *dispatcher) trySend(now time.Time, cancelled bool) (sent bool, wait time.Duration) {
+	if cancelled || len(q.ready) == 0 || q.inflight >= q.e.ctl.limit() {
+		return false, -1
+	}
+	n := min(q.batchSize, len(q.ready))
+	if n < q.batchSize && q.ops != nil && q.inflight > 0 {
+		if w := q.ready[0].enqueued.Add(linger).Sub(now); w > 0 {
+			return false, w
+		}
+	}
+	if w := q.e.ctl.delay(now, n); w > 0 {
+		return false, w
+	}
+	q.e.ctl.take(now, n)
+	batch := make([]*task, n)
+	copy(batch, q.ready)
+	q.ready = q.ready[n:]
+	q.inflight++
+	q.wg.Add(1)
+	go func() {
+		defer q.wg.Done()
+		q.done <- q.e.runBatch(q.inflightCtx, batch)
+	}()
+	return true, 0
+}
+
+// await blocks until something may change what can be sent: an operation
+// arrives (while there is room) or ops closes, a batch comes back, wait
+// (when >= 0) or the next delayed task is due, or ctx is cancelled.
+func (q *dispatcher) await(now time.Time, wait time.Duration, cancelled bool) {
+	if q.delayed.Len() > 0 {
+		if d := q.delayed[0].notBefore.Sub(now); wait < 0 || d < wait {
+			wait = d
+		}
+	}
+	var timerC <-chan time.Time
+	if wait >= 0 {
+		q.timer.Reset(max(wait, time.Millisecond))
+		timerC = q.timer.C
+	}
+	var in <-chan Operation
+	if q.ops != nil && (q.room() || cancelled) {
+		in = q.ops
+	}
+	var ctxDone <-chan struct{}
+	if !cancelled {
+		ctxDone = q.ctx.Done()
+	}
+	select {
+	case op, ok := <-in:
+		if !ok {
+			q.ops = nil
+		} else {
+			q.accept(op)
+		}
+	case retry := <-q.done:
+		q.inflight--
+		now := time.Now()
+		for _, t := range retry {
+			q.requeue(t, now)
+		}
+	case <-timerC:
+	case <-ctxDone:
+	}
+	if timerC != nil && !q.timer.Stop() {
+		select {
+		case <-q.timer.C:
+		default:
+		}
+	}
 }
 
 // controller returns the client's pace controller. It outlives one Execute
@@ -284,275 +362,6 @@ func (e *execution) cancelled(t *task) {
 		return
 	}
 	e.finish(t, Failed, t.lastStatus, "", errors.Join(e.outer.Err(), t.lastErr))
-}
-
-// runBatch sends one $batch and settles each step: success and final
-// failures are reported, retriable steps are returned with notBefore set.
-func (e *execution) runBatch(ctx context.Context, batch []*task) []*task {
-	c := e.c
-	sent := time.Now()
-	steps := make([]batchStep, len(batch))
-	for i, t := range batch {
-		steps[i] = t.req
-		t.attempts++
-		if t.first.IsZero() {
-			t.first = sent
-		}
-	}
-	retried := 0
-	for _, t := range batch {
-		if t.attempts > 1 {
-			retried++
-		}
-	}
-	e.add(func(s *statCounters) {
-		s.batches.Add(1)
-		s.steps.Add(int64(len(batch)))
-		s.retried.Add(int64(retried))
-	})
-	e.stats.requests.Add(1) // the client's counter is bumped by send
-	body, err := encodeBatch(steps)
-	if err != nil { // cannot happen with JSON-safe Fields; report, don't loop
-		for _, t := range batch {
-			e.finish(t, Failed, 0, "", fmt.Errorf("encode $batch: %w", err))
-		}
-		return nil
-	}
-	resp, err := c.send(ctx, abs.POST, c.ep.graphURL+"/$batch", body, nil)
-	now := time.Now()
-	var retry []*task
-	if err != nil {
-		var ae *AuthError
-		if errors.As(err, &ae) {
-			for _, t := range batch {
-				e.finish(t, Failed, 0, "", err)
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w: batch aborted in flight, outcome unknown", e.outer.Err())
-			for _, t := range batch {
-				e.finish(t, Failed, 0, "", err)
-			}
-			return nil
-		}
-		c.log.DebugContext(ctx, "$batch transport error", "steps", len(batch), "err", err)
-		for _, t := range batch {
-			t.lastErr, t.lastStatus = fmt.Errorf("$batch: %w", err), 0
-			t.ambiguous = true
-			retry = e.schedule(t, retryTransient, 0, now, retry)
-		}
-		return retry
-	}
-	batchReqID := resp.header.Get("request-id")
-	if resp.status != http.StatusOK {
-		ge := c.graphError(ctx, resp.status, resp.header, resp.body, now)
-		class := classify("batch", resp.status)
-		c.log.DebugContext(ctx, "$batch refused", "status", resp.status, "code", ge.Code, "request_id", ge.RequestID)
-		if class == retryThrottled {
-			e.throttled(1)
-			e.ctl.observe(sent, now, 0, len(batch))
-			if ge.RetryAfter > 0 {
-				e.ctl.pause(now, now.Add(ge.RetryAfter))
-			}
-		}
-		for _, t := range batch {
-			t.lastErr, t.lastStatus, t.requestID = ge, resp.status, ge.RequestID
-			if class == retryTransient {
-				t.ambiguous = true
-			}
-			if class == noRetry {
-				e.finish(t, Failed, resp.status, "", c.auth.denied(ge, t.op.Kind))
-				continue
-			}
-			retry = e.schedule(t, class, ge.RetryAfter, now, retry)
-		}
-		return retry
-	}
-	answers, err := decodeBatch(resp.body, len(batch))
-	if err != nil {
-		answers = make([]*batchStepResponse, len(batch))
-	}
-	accepted, throttled := 0, 0
-	var pauseFor time.Duration
-	for i, t := range batch {
-		a := answers[i]
-		if a == nil {
-			t.lastErr = errors.New("$batch: step not answered")
-			t.lastStatus = 0
-			t.ambiguous = true
-			retry = e.schedule(t, retryTransient, 0, now, retry)
-			continue
-		}
-		t.lastStatus = a.Status
-		if a.Status >= 200 && a.Status < 300 {
-			accepted++
-			t.requestID = firstNonEmpty(a.header().Get("request-id"), batchReqID)
-			id := ""
-			if t.op.Kind == OpCreate {
-				id = createdID(a.Body)
-			}
-			e.succeed(t, a.Status, id, false)
-			continue
-		}
-		ge := c.graphError(ctx, a.Status, a.header(), a.Body, now)
-		if ge.RequestID == "" {
-			ge.RequestID = batchReqID
-		}
-		t.requestID, t.lastErr = ge.RequestID, ge
-		if a.Status == http.StatusTooManyRequests {
-			throttled++
-			if pauseFor == 0 || (ge.RetryAfter > 0 && ge.RetryAfter < pauseFor) {
-				pauseFor = ge.RetryAfter
-			}
-		} else if a.Status < 500 {
-			accepted++
-		}
-		if t.ambiguous && e.alreadyDone(t, ge) {
-			if t.op.Kind == OpCreate {
-				if id, err := e.lookupCreated(ctx, t); err == nil {
-					e.succeed(t, a.Status, id, true)
-				} else {
-					e.finish(t, Failed, a.Status, "", fmt.Errorf("create retried after an unknown outcome met a conflict, and the lookup failed: %w (conflict: %v)", err, ge))
-				}
-				continue
-			}
-			e.succeed(t, a.Status, "", true)
-			continue
-		}
-		class := classify(t.op.Kind, a.Status)
-		if class == noRetry {
-			e.finish(t, Failed, a.Status, "", c.auth.denied(ge, t.op.Kind))
-			continue
-		}
-		if class == retryTransient {
-			t.ambiguous = true
-		}
-		retry = e.schedule(t, class, ge.RetryAfter, now, retry)
-	}
-	if throttled > 0 {
-		e.throttled(throttled)
-		if pauseFor > 0 {
-			e.ctl.pause(now, now.Add(pauseFor))
-		}
-	}
-	e.ctl.observe(sent, now, accepted, throttled)
-	c.log.DebugContext(ctx, "$batch", "steps", len(batch), "accepted", accepted, "throttled", throttled,
-		"retry", len(retry), "request_id", batchReqID, "latency", now.Sub(sent))
-	return retry
-}
-
-func (e *execution) throttled(n int) {
-	e.add(func(s *statCounters) { s.throttled.Add(int64(n)) })
-	if m := e.c.opts.Metrics; m != nil {
-		m.Throttled(n)
-	}
-}
-
-// schedule decides the next attempt of a failed step, or reports it Failed
-// when its retries are spent.
-func (e *execution) schedule(t *task, class retryClass, retryAfter time.Duration, now time.Time, retry []*task) []*task {
-	o := e.c.opts
-	var wait time.Duration
-	switch class {
-	case retryThrottled:
-		t.throttles++
-		if t.throttles > o.MaxThrottled {
-			e.finish(t, Failed, t.lastStatus, "", t.lastErr)
-			return retry
-		}
-		wait = retryAfter
-		if wait <= 0 {
-			wait = backoff(t.throttles, o.MinBackoff, o.MaxBackoff)
-		}
-	case retryTransient:
-		if t.attempts-t.throttles >= o.MaxAttempts {
-			e.finish(t, Failed, t.lastStatus, "", gaveUp(t, now))
-			return retry
-		}
-		wait = max(backoff(t.attempts-t.throttles, o.MinBackoff, o.MaxBackoff), retryAfter)
-	case retryNotYet:
-		t.notFound++
-		again, after := e.c.notFoundRetry(t.op, t.notFound, now)
-		if !again || t.attempts-t.throttles >= o.MaxAttempts {
-			e.finish(t, Failed, t.lastStatus, "", t.lastErr)
-			return retry
-		}
-		wait = after
-	case retryAuth:
-		t.authRetry++
-		if t.authRetry > 1 {
-			e.finish(t, Failed, t.lastStatus, "", t.lastErr)
-			return retry
-		}
-	}
-	t.notBefore = now.Add(wait)
-	return append(retry, t)
-}
-
-// gaveUp is the error of a step whose transient retries ran out, in the
-// words an operator acts on. A step Graph never answered (network, TLS,
-// DNS) says Graph was unreachable and for how long, so an outage is not
-// mistaken for a bad user; the cause stays wrapped for errors.As.
-func gaveUp(t *task, now time.Time) error {
-	if t.lastStatus != 0 || t.lastErr == nil {
-		return t.lastErr
-	}
-	return fmt.Errorf("Graph unreachable: %d attempts over %s got no answer (%w); check the network path to Graph (proxy, firewall, DNS, TLS inspection); nothing is lost, the next run plans this user again",
-		t.attempts, now.Sub(t.first).Round(time.Second), t.lastErr)
-}
-
-// alreadyDone says whether a failure of a retried step whose earlier
-// attempt may have been applied shows that it was: the user exists (create
-// conflict), the object or reference is already gone, the member is
-// already there.
-func (e *execution) alreadyDone(t *task, ge *GraphError) bool {
-	switch t.op.Kind {
-	case OpCreate:
-		return isUPNConflict(ge)
-	case OpDelete, OpRemoveManager, OpRemoveMember, OpRestore:
-		return ge.Status == http.StatusNotFound
-	case OpAddMember:
-		return isMemberConflict(ge)
-	}
-	return false
-}
-
-// lookupCreated finds the user an ambiguous create made, by its UPN. The
-// new user may not be visible at once (eventual consistency), so a miss is
-// retried a few times.
-func (e *execution) lookupCreated(ctx context.Context, t *task) (string, error) {
-	upn, _ := t.op.Fields["userPrincipalName"].(string)
-	if upn == "" {
-		return "", errors.New("create has no userPrincipalName")
-	}
-	for i := 1; ; i++ {
-		e.stats.requests.Add(1)
-		users, err := e.c.FindUsers(ctx, upn, "")
-		if err != nil {
-			return "", err
-		}
-		if len(users) == 1 {
-			return users[0].ID, nil
-		}
-		if len(users) > 1 || i >= 5 {
-			return "", fmt.Errorf("lookup of %s found %d users", upn, len(users))
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(backoff(i, e.c.opts.MinBackoff, e.c.opts.MaxBackoff)):
-		}
-	}
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // taskHeap orders delayed tasks by notBefore.

@@ -132,35 +132,49 @@ func (c *controller) observe(sent, now time.Time, accepted, throttled int) {
 	c.accepted += accepted
 	c.total += accepted
 	if throttled == 0 {
-		c.inflight = math.Min(c.maxInflight, c.inflight+1/c.inflight)
-		if c.rate > 0 {
-			if c.pacerWaited && !c.lastCreep.IsZero() {
-				// Creep up in proportion to time, not to batches, so the cycle
-				// length does not depend on how fast batches come back. A
-				// first guess grows fast until the next event measures.
-				g := rateCreep
-				if !c.measured {
-					g = guessCreep
-				} else if clean, bound := now.Sub(c.lastEvent), c.cleanBound(); clean > cleanBounds*bound {
-					// Far longer without a throttle event than an
-					// unchanged quota allows: it has grown (a cut ended,
-					// other apps went quiet). Probe faster the longer it
-					// stays clean; the overshoot costs one event.
-					k := clean.Seconds() / bound.Seconds()
-					g = math.Min(maxCreep, rateCreep*k*k*k*k)
-					c.probing = true
-				}
-				c.rate *= 1 + g*now.Sub(c.lastCreep).Seconds()
-			}
-			c.lastCreep = now
-			c.pacerWaited = false
-		}
+		c.grow(now)
 		return
 	}
 	if !c.lastEvent.IsZero() && sent.Before(c.lastEvent) {
 		// Sent before we reacted to the last event: same congestion.
 		return
 	}
+	c.react(sent, now)
+}
+
+// grow follows a clean batch: one more batch in flight per window, and a
+// pace that held a batch back creeps up. Called with mu held.
+func (c *controller) grow(now time.Time) {
+	c.inflight = math.Min(c.maxInflight, c.inflight+1/c.inflight)
+	if c.rate <= 0 {
+		return
+	}
+	if c.pacerWaited && !c.lastCreep.IsZero() {
+		// Creep up in proportion to time, not to batches, so the cycle
+		// length does not depend on how fast batches come back. A
+		// first guess grows fast until the next event measures.
+		g := rateCreep
+		if !c.measured {
+			g = guessCreep
+		} else if clean, bound := now.Sub(c.lastEvent), c.cleanBound(); clean > cleanBounds*bound {
+			// Far longer without a throttle event than an
+			// unchanged quota allows: it has grown (a cut ended,
+			// other apps went quiet). Probe faster the longer it
+			// stays clean; the overshoot costs one event.
+			k := clean.Seconds() / bound.Seconds()
+			g = math.Min(maxCreep, rateCreep*k*k*k*k)
+			c.probing = true
+		}
+		c.rate *= 1 + g*now.Sub(c.lastCreep).Seconds()
+	}
+	c.lastCreep = now
+	c.pacerWaited = false
+}
+
+// react follows a new throttle event (a batch sent after the last one was
+// reacted to met a 429): halve the batches in flight and set the pace from
+// what the event shows. Called with mu held.
+func (c *controller) react(sent, now time.Time) {
 	c.inflight = math.Max(1, c.inflight*mdFactor)
 	if c.lastEvent.IsZero() {
 		// First event: the burst is spent and the bucket is empty now.

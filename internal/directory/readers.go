@@ -132,32 +132,12 @@ func (c *Client) getJSON(ctx context.Context, rawURL string, headers map[string]
 		default:
 			ge := c.graphError(ctx, resp.status, resp.header, resp.body, time.Now())
 			lastErr = ge
-			switch classify("read", resp.status) {
-			case retryThrottled:
-				throttled++
-				c.stats.throttled.Add(1)
-				if c.opts.Metrics != nil {
-					c.opts.Metrics.Throttled(1)
-				}
+			class := classify("read", resp.status)
+			if class == retryThrottled {
 				attempt-- // waiting out a 429 is not a fault
-				if throttled > c.opts.MaxThrottled {
-					return nil, ge
-				}
-				wait = ge.RetryAfter
-				if wait <= 0 {
-					wait = backoff(throttled, c.opts.MinBackoff, c.opts.MaxBackoff)
-				}
-			case retryTransient:
-				wait = backoff(attempt, c.opts.MinBackoff, c.opts.MaxBackoff)
-				if ge.RetryAfter > wait {
-					wait = ge.RetryAfter
-				}
-			case retryAuth:
-				if attempt > 1 {
-					return nil, ge
-				}
-			default:
-				return nil, c.auth.denied(ge, "read")
+			}
+			if wait, err = c.readWait(ge, class, attempt, &throttled); err != nil {
+				return nil, err
 			}
 		}
 		if attempt >= c.opts.MaxAttempts {
@@ -170,6 +150,35 @@ func (c *Client) getJSON(ctx context.Context, rawURL string, headers map[string]
 			return nil, ctx.Err()
 		case <-t.C:
 		}
+	}
+}
+
+// readWait is how long a read waits before retrying the refusal ge of
+// class, or the error that ends the read. throttled counts the read's 429s.
+func (c *Client) readWait(ge *GraphError, class retryClass, attempt int, throttled *int) (time.Duration, error) {
+	switch class {
+	case retryThrottled:
+		*throttled++
+		c.stats.throttled.Add(1)
+		if c.opts.Metrics != nil {
+			c.opts.Metrics.Throttled(1)
+		}
+		if *throttled > c.opts.MaxThrottled {
+			return 0, ge
+		}
+		if ge.RetryAfter > 0 {
+			return ge.RetryAfter, nil
+		}
+		return backoff(*throttled, c.opts.MinBackoff, c.opts.MaxBackoff), nil
+	case retryTransient:
+		return max(backoff(attempt, c.opts.MinBackoff, c.opts.MaxBackoff), ge.RetryAfter), nil
+	case retryAuth:
+		if attempt > 1 {
+			return 0, ge
+		}
+		return 0, nil
+	default:
+		return 0, c.auth.denied(ge, "read")
 	}
 }
 
