@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/entraprov/entraprov/internal/config"
 	"sync"
 	"time"
 )
@@ -58,18 +59,23 @@ func (c *Client) Execute(ctx context.Context, ops <-chan Operation, results chan
 }
 
 // batchLimits are the job's steps per $batch (Graph takes at most 20) and
-// batches in flight, defaulted.
+// batches in flight; a job built in code without them gets config's
+// defaults (config.DefaultJob), which are the one place they live.
 func (c *Client) batchLimits() (batchSize, maxConc int) {
+	def := config.DefaultJob()
 	batchSize = c.job.BatchSize
-	if batchSize < 1 || batchSize > 20 {
-		batchSize = 20
+	if batchSize < 1 || batchSize > maxBatchSteps {
+		batchSize = def.BatchSize
 	}
 	maxConc = c.job.MaxConcurrency
 	if maxConc < 1 {
-		maxConc = 4
+		maxConc = def.MaxConcurrency
 	}
 	return batchSize, maxConc
 }
+
+// maxBatchSteps is Graph's limit of requests in one $batch.
+const maxBatchSteps = 20
 
 // graceContext returns the context of the batches in flight. It is not
 // cancelled with ctx but grace later, so an answer already on its way is
