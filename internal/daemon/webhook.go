@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	esync "github.com/entraprov/entraprov/internal/sync"
 	"os"
 	"strings"
 	"sync"
@@ -28,7 +29,7 @@ type hookState struct {
 // has a webhook, in the background: delivery (with its retries) must not
 // hold up the scheduler.
 func (d *workerd) sendWebhook(res jobs.Result) {
-	if res.Skipped || res.Run.ID == 0 || res.Run.Mode == "plan" {
+	if res.Skipped || res.Run.ID == 0 || res.Run.Mode == string(esync.ModePlan) {
 		return
 	}
 	d.mu.Lock()

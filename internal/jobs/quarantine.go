@@ -186,7 +186,7 @@ func BeforeManualRun(ctx context.Context, qs ReleaseStore, job string) (store.Jo
 // same rule a scheduled run gets from the Scheduler. Plan runs and runs that
 // were not recorded do not count.
 func AfterManualRun(ctx context.Context, qs QuarantineStore, p Policy, job config.Job, run store.Run) (QuarantineDecision, error) {
-	if p.AfterFailures <= 0 || run.ID == 0 || run.Mode != "apply" {
+	if p.AfterFailures <= 0 || run.ID == 0 || run.Mode != string(esync.ModeApply) {
 		return QuarantineDecision{}, nil
 	}
 	sched, err := Parse(job.Schedule)
