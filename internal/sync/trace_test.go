@@ -156,6 +156,17 @@ func TestProvisionOnDemandLeaverAndBudget(t *testing.T) {
 		t.Fatalf("the full run after it wrote %d times; want it still blocked", w)
 	}
 
+	// It takes the job's lease: never beside a full run.
+	lease, ok, err := e.st.LeaseJob(e.ctx, e.job.Name)
+	if err != nil || !ok {
+		t.Fatalf("lease: %v %v", ok, err)
+	}
+	e.run(esync.RunOptions{User: "E000009"}, store.RunSkipped)
+	lease.Release()
+	if u := e.user("user000009@" + e.seeded.Domain); !u.AccountEnabled {
+		t.Fatal("E000009 was disabled while another run held the job")
+	}
+
 	runs, err := e.st.ListRuns(e.ctx, e.job.Name, 100)
 	if err != nil {
 		t.Fatal(err)
