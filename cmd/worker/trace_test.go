@@ -102,6 +102,18 @@ func TestSyncUserTrace(t *testing.T) {
 		t.Fatalf("full sync: %v, writes %d\n%s\n%s", err, sim.Counters().Writes, out, errOut)
 	}
 
+	// A row the planner refuses: the reason, and exit 1.
+	if _, err := st.Pool().Exec(context.Background(), `INSERT INTO entraprov.desired_users
+		(external_id, user_principal_name, display_name, account_enabled) VALUES ('E99998', 'no-at-sign', 'Bad Row', true)`); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = worker("sync", "--job", "hr", "--user", "E99998")
+	if exitCodeOf(err) != exitFail || !regexp.MustCompile(`(?m)^  step 1: create \(fails: user_principal_name`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^  seq 1  create  failed$`).MatchString(out) {
+		t.Fatalf("refused user: exit %d (%v)\n%s", exitCodeOf(err), err, out)
+	}
+	t.Logf("worker sync --job hr --user E99998 (refused):\n%s", out)
+
 	// An update: the mirror's view, and from → to of what changes.
 	if _, err := st.Pool().Exec(context.Background(), `UPDATE entraprov.desired_users SET job_title = 'Lead', display_name = 'User Three' WHERE external_id = 'E00003'`); err != nil {
 		t.Fatal(err)

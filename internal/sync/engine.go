@@ -281,7 +281,10 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 
 	r := &runner{e: e, job: job, opts: opts, run: run, log: log, policy: PolicyFor(job), now: e.now(),
 		wctx: context.WithoutCancel(ctx)}
-	r.trace(TraceEvent{Kind: TraceRun, Run: run})
+	if opts.Trace != nil {
+		started := *run // the run as recorded; it changes as it goes
+		r.trace(TraceEvent{Kind: TraceRun, Run: &started})
+	}
 	// The run's overall deadline stops it like a cancellation (in-flight
 	// batches get their grace, the history is written, status interrupted)
 	// whatever Graph or a proxy does: answers that trickle in, throttling
