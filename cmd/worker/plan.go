@@ -16,6 +16,7 @@ func init() { addCommand(newPlanCommand) }
 func newPlanCommand() *cobra.Command {
 	var jobName string
 	var limit int
+	var tf traceFlags
 	cmd := &cobra.Command{
 		Use:   "plan --job NAME",
 		Short: "Dry run: show and record what a sync would change, writing nothing to the directory",
@@ -23,9 +24,17 @@ func newPlanCommand() *cobra.Command {
 do for every user, records it as a run with mode "plan" (operations with status
 "planned", and "failed" for rows that would be refused, with the reason), and
 prints the counts and the first --limit changes. Nothing is written to the
-directory. See every planned operation with ` + "`worker show RUN`" + `.`,
+directory. See every planned operation with ` + "`worker show RUN`" + `.` + onDemandHelp + `
+With plan, nothing is sent: the trace stops at the decision and the planned
+history rows.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if tf.user != "" {
+				return runUser(cmd, jobName, tf, esync.ModePlan)
+			}
+			if tf.asJSON {
+				return withExit(exitUsage, fmt.Errorf("--json: only with --user (see worker show RUN --json for a run)"))
+			}
 			var ops []store.Operation
 			more := 0
 			run, err := runOnce(cmd, jobName, esync.RunOptions{Trigger: esync.TriggerManual, Mode: esync.ModePlan},
@@ -61,6 +70,7 @@ directory. See every planned operation with ` + "`worker show RUN`" + `.`,
 	}
 	cmd.Flags().StringVar(&jobName, "job", "", "the job to plan (its name in the configuration)")
 	cmd.Flags().IntVar(&limit, "limit", 20, "how many planned operations to print (0: none)")
+	tf.register(cmd)
 	_ = cmd.MarkFlagRequired("job")
 	return cmd
 }

@@ -24,6 +24,7 @@ func newSyncCommand() *cobra.Command {
 	var jobName string
 	var allowDeletes, retryStuck bool
 	var approve int64
+	var tf traceFlags
 	cmd := &cobra.Command{
 		Use:   "sync --job NAME",
 		Short: "Run one job now and apply its changes to the directory",
@@ -48,9 +49,19 @@ tries them all in this run.
 
 Exit status: 0 when the run succeeded or was partial (some users failed:
 see ` + "`worker show RUN --status failed`" + `), 1 when it failed, was blocked or
-interrupted, 2 on bad flags, 78 on a configuration error.`,
+interrupted, 2 on bad flags, 78 on a configuration error.` + onDemandHelp + ` Its exit
+status is 1 when the user's change failed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if tf.user != "" {
+				if approve != 0 || allowDeletes {
+					return withExit(exitUsage, fmt.Errorf("--user: a one-user run is never held by the change budget; drop --approve and --allow-deletes"))
+				}
+				return runUser(cmd, jobName, tf, esync.ModeApply)
+			}
+			if tf.asJSON {
+				return withExit(exitUsage, fmt.Errorf("--json: only with --user (see worker show RUN --json for a run)"))
+			}
 			if approve < 0 {
 				return withExit(exitUsage, fmt.Errorf("--approve %d: want the id of a blocked run (worker history --job %s)", approve, jobName))
 			}
@@ -85,6 +96,7 @@ interrupted, 2 on bad flags, 78 on a configuration error.`,
 		"lift the change budget's disable and delete bounds for this run, unreviewed (logged, recorded; prefer --approve)")
 	cmd.Flags().BoolVar(&retryStuck, "retry-stuck", false,
 		"try the users backed off after repeated identical failures now, instead of at their next attempt")
+	tf.register(cmd)
 	_ = cmd.MarkFlagRequired("job")
 	return cmd
 }
@@ -129,7 +141,10 @@ func runOnce(cmd *cobra.Command, jobName string, opts esync.RunOptions,
 		}
 	}
 	eng := newEngine(st, nil, log)
-	if opts.Mode == esync.ModeApply {
+	// A one-user run neither lifts the job's quarantine nor counts
+	// towards it: it says nothing about the job's health.
+	judged := opts.Mode == esync.ModeApply && opts.User == ""
+	if judged {
 		note, err := releaseForManualRun(ctx, st, job.Name)
 		if err != nil {
 			return store.Run{}, withExit(exitFail, err)
@@ -145,7 +160,7 @@ func runOnce(cmd *cobra.Command, jobName string, opts esync.RunOptions,
 	if run.ID == 0 && run.Status == "" {
 		return run, withExit(exitFail, err)
 	}
-	if opts.Mode == esync.ModeApply && run.Status != store.RunSkipped {
+	if judged && run.Status != store.RunSkipped {
 		d, qerr := jobs.AfterManualRun(context.WithoutCancel(ctx), st, jobs.PolicyFrom(cfg.Quarantine), job, run)
 		if qerr != nil {
 			log.Warn("quarantine check failed", "err", qerr)

@@ -156,3 +156,16 @@ func createdID(body json.RawMessage) string {
 	}
 	return v.ID
 }
+
+// RequestLine is the method and path (relative to the Graph base URL) an
+// operation is sent as inside a batch: what a trace of one user shows of
+// each request. The body, and so the password of a create, is not part of
+// it.
+func RequestLine(op Operation) (method, path string, err error) {
+	op.Password = ""
+	s, err := stepRequest(op, "")
+	if err != nil {
+		return "", "", err
+	}
+	return s.Method, s.URL, nil
+}

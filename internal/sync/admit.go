@@ -43,6 +43,7 @@ func (p *applyPass) admit(row store.SourceRow) (admitted, error) {
 	if err != nil {
 		return out, err
 	}
+	r.traceRow(p.pass, row, dec)
 	if p.pass == 1 {
 		if dec.Rekey != nil {
 			var moved *store.Operation

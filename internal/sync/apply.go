@@ -164,7 +164,7 @@ func (p *applyPass) produce(only map[string]struct{}) error {
 		return err
 	}
 
-	err := r.e.Store.StreamSource(p.ctx, r.job.Name, r.job.Source, func(row store.SourceRow) error {
+	err := r.streamSource(p.ctx, func(row store.SourceRow) error {
 		if only != nil {
 			if _, ok := only[row.ExternalID]; !ok {
 				return nil
@@ -203,6 +203,7 @@ func (p *applyPass) produce(only map[string]struct{}) error {
 func (p *applyPass) handOver(sends []outgoing) error {
 	for i, o := range sends {
 		p.inflight.put(o.op.Key, o.ps)
+		p.r.traceRequest(p.pass, o)
 		select {
 		case p.ops <- o.op:
 		case <-p.ctx.Done():
@@ -287,11 +288,12 @@ func (r *runner) recordPlan(ctx context.Context, status store.OpStatus) error {
 	}
 	rec := newRecorder(r, "write links", "record the plan", r.e.Store.RecordOperations)
 	rec.wctx = ctx // a plan is not worth writing once the run is stopped
-	err = r.e.Store.StreamSource(ctx, r.job.Name, r.job.Source, func(row store.SourceRow) error {
+	err = r.streamSource(ctx, func(row store.SourceRow) error {
 		if err := r.lookupLostCreate(ctx, &row); err != nil {
 			return err
 		}
 		dec := Plan(row, r.policy, r.now)
+		r.traceRow(0, row, dec)
 		if dec.Unchanged() {
 			r.count(func(c *store.RunCounts) { c.Unchanged++ })
 		}

@@ -125,6 +125,20 @@ type RunOptions struct {
 	// RetryStuck tries every user the per-user back-off leaves alone
 	// (backoff.go), whatever its next attempt time.
 	RetryStuck bool
+	// User, when set, restricts the run to the user of this external_id
+	// (provision on demand, trace.go): the rest of the job is neither
+	// planned nor sent. Such a run still holds the job lease, is recorded
+	// like any other (its counts are that one user's), tries the user
+	// whatever its back-off, and is never blocked or withheld by the change
+	// budget (one user is not a mass event), nor does it change the job's
+	// health (job_state's last success and failure count, quarantine).
+	// A user neither in the source nor linked is ErrUnknownUser, before
+	// any run is recorded.
+	User string
+	// Trace, if set, is told each step of the run's path for its users
+	// (trace.go); it is meant for one-user runs. It is called from the
+	// run's goroutines one event at a time and must not block.
+	Trace func(TraceEvent)
 }
 
 // Progress is a snapshot of a running run for a progress line.
@@ -220,7 +234,19 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 	if opts.Mode == "" {
 		opts.Mode = ModeApply
 	}
+	if opts.User != "" {
+		if opts.Approve != 0 || opts.AllowDeletes {
+			return store.Run{}, fmt.Errorf("run job %s for user %s: a one-user run is never held by the change budget, so it takes neither an approval nor --allow-deletes", job.Name, opts.User)
+		}
+		opts.RetryStuck = true // the operator asks for this user now
+		if err := e.checkUser(ctx, job, opts.User); err != nil {
+			return store.Run{}, fmt.Errorf("run job %s: %w", job.Name, err)
+		}
+	}
 	log := e.logger().With("job", job.Name)
+	if opts.User != "" {
+		log = log.With("user", opts.User)
+	}
 	// Before taking the lock: stale runs are those whose lock nobody holds.
 	if n, err := e.Store.MarkInterrupted(ctx, job.Name); err != nil {
 		return store.Run{}, fmt.Errorf("run job %s: %w", job.Name, err)
@@ -255,6 +281,10 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 
 	r := &runner{e: e, job: job, opts: opts, run: run, log: log, policy: PolicyFor(job), now: e.now(),
 		wctx: context.WithoutCancel(ctx)}
+	if opts.Trace != nil {
+		started := *run // the run as recorded; it changes as it goes
+		r.trace(TraceEvent{Kind: TraceRun, Run: &started})
+	}
 	// The run's overall deadline stops it like a cancellation (in-flight
 	// batches get their grace, the history is written, status interrupted)
 	// whatever Graph or a proxy does: answers that trickle in, throttling
@@ -352,6 +382,8 @@ type runner struct {
 	budget    *budget         // the change budget of the apply passes (apply mode)
 	baseStats directory.Stats // the client's traffic before the run
 
+	traceMu gosync.Mutex // serialises opts.Trace
+
 	mu           gosync.Mutex // guards the counters below and run.Counts
 	seq          int64
 	blocked      string // threshold message when blocked
@@ -398,6 +430,17 @@ func (r *runner) execute(ctx context.Context) error {
 	// or a foreign table: the budget in the apply pass is what holds then).
 	sctx, release := r.shareSnapshot(ctx)
 	defer release()
+	if r.opts.User != "" {
+		// One user: no mass event to guard against, and its change must
+		// not spend or trip the budget meant for one.
+		r.budget = unbounded(r.job.Budget)
+		deferred, err := r.apply(sctx, 1, nil)
+		release()
+		if err != nil {
+			return err
+		}
+		return r.afterPass1(ctx, deferred)
+	}
 	if err := r.startBudget(ctx); err != nil {
 		return err
 	}
@@ -414,6 +457,12 @@ func (r *runner) execute(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return r.afterPass1(ctx, deferred)
+}
+
+// afterPass1 sends the deferred steps (pass 2), notes what the budget
+// withheld, and reads the run's own writes back into the mirror.
+func (r *runner) afterPass1(ctx context.Context, deferred map[string]struct{}) error {
 	if len(deferred) > 0 {
 		// Pass 2 plans against the directory as pass 1 left it.
 		if err := r.refreshMirror(ctx); err != nil {
@@ -494,8 +543,10 @@ func (r *runner) saveOutcome(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if r.opts.Mode == ModePlan {
-		return nil // a dry run says nothing about the job's health
+	if r.opts.Mode == ModePlan || r.opts.User != "" {
+		// A dry run says nothing about the job's health, and neither does
+		// one user's.
+		return nil
 	}
 	st.LastRunID = r.run.ID
 	switch r.run.Status {

@@ -72,6 +72,7 @@ func (rc *recorder) flush() error {
 			rc.err = fmt.Errorf("%s: %w", rc.opsWhat, err)
 			return rc.err
 		}
+		rc.r.traceHistory(rc.ops)
 	}
 	return nil
 }

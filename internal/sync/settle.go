@@ -107,6 +107,7 @@ func (p *applyPass) settle(res directory.Result) (store.Operation, *store.Link) 
 		p.settleFailure(res, ps, &c)
 	}
 	r.countStatus(c.Status, 1)
+	r.traceAnswer(p.pass, ps, res, c)
 	u := ps.user
 	if c.Status != store.OpSucceeded {
 		u.failed = true
