@@ -65,91 +65,20 @@ func syncStateGone() *response {
 // a deltaLink whose use returns only users changed since, removed ones as
 // @removed (changed = soft-deleted, deleted = gone for good).
 func (s *Sim) deltaUsers(t *tenant, c *call) *response {
-	pageSize := 200
-	if pf := c.header.Get("Prefer"); pf != "" {
-		for _, part := range strings.Split(pf, ",") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(part), "odata.maxpagesize="); ok {
-				if n, err := strconv.Atoi(v); err == nil && n > 0 {
-					pageSize = min(n, 999)
-				}
-			}
-		}
-	}
+	pageSize := deltaPageSize(c.header.Get("Prefer"))
 	minimal := strings.Contains(strings.ToLower(c.header.Get("Prefer")), "return=minimal")
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	var st deltaState
-	switch {
-	case c.query.Get("$skiptoken") != "":
-		var ok bool
-		if st, ok = s.decodeDelta(c.query.Get("$skiptoken")); !ok || st.T != t.id {
-			return syncStateGone()
-		}
-	case c.query.Get("$deltatoken") == "latest":
-		sel, manager, r := deltaSelect(c.query.Get("$select"))
-		if r != nil {
-			return r
-		}
-		link := c.base + "/users/delta?$deltatoken=" + s.encodeDelta(deltaState{T: t.id, E: s.epoch, M: "c", F: t.seq, S: sel, N: manager})
-		return &response{status: 200, body: map[string]any{"@odata.context": c.base + "/$metadata#users", "@odata.deltaLink": link, "value": []any{}}}
-	case c.query.Get("$deltatoken") != "":
-		var ok bool
-		if st, ok = s.decodeDelta(c.query.Get("$deltatoken")); !ok || st.T != t.id || st.F < t.minDelta {
-			return syncStateGone()
-		}
-		st.M, st.U, st.Min = "c", t.seq, minimal
-		st.P = int64(sort.Search(len(t.changes), func(i int) bool { return t.changes[i].seq > st.F }))
-	default:
-		if c.query.Has("$top") || c.query.Has("$expand") || c.query.Has("$orderby") {
-			return badRequest("The delta query does not support $top, $expand or $orderby.")
-		}
-		sel, manager, r := deltaSelect(c.query.Get("$select"))
-		if r != nil {
-			return r
-		}
-		st = deltaState{T: t.id, E: s.epoch, M: "f", U: t.seq, S: sel, N: manager}
+	st, r := s.deltaRound(t, c, minimal)
+	if r != nil {
+		return r
 	}
-	vals := make([]any, 0, min(pageSize, 256))
-	more := false
+	var vals []any
+	var more bool
 	if st.M == "f" {
-		i := t.posAfter(st.P)
-		for ; i < len(t.order); i++ {
-			u := t.order[i]
-			if u.deleted || u.purged {
-				continue
-			}
-			if len(vals) == pageSize {
-				more = true
-				break
-			}
-			vals = append(vals, deltaItem(u, st, t))
-			st.P = u.seq
-		}
+		vals, more = t.deltaFullPage(&st, pageSize)
 	} else {
-		seen := map[*user]bool{}
-		i := int(st.P)
-		for ; i < len(t.changes) && t.changes[i].seq <= st.U; i++ {
-			ch := t.changes[i]
-			u := ch.u
-			// A later change of the same user in this round emits it then.
-			if seen[u] || (u.changeSeq != ch.seq && u.changeSeq <= st.U) {
-				continue
-			}
-			if len(vals) == pageSize {
-				more = true
-				break
-			}
-			seen[u] = true
-			switch {
-			case u.purged:
-				vals = append(vals, map[string]any{"@odata.type": userType, "id": u.id, "@removed": map[string]any{"reason": "deleted"}})
-			case u.deleted:
-				vals = append(vals, map[string]any{"@odata.type": userType, "id": u.id, "@removed": map[string]any{"reason": "changed"}})
-			default:
-				vals = append(vals, deltaItem(u, st, t))
-			}
-		}
-		st.P = int64(i)
+		vals, more = t.deltaChangesPage(&st, pageSize)
 	}
 	out := map[string]any{"@odata.context": c.base + "/$metadata#users", "value": vals}
 	if more {
@@ -159,6 +88,111 @@ func (s *Sim) deltaUsers(t *tenant, c *call) *response {
 		out["@odata.deltaLink"] = c.base + "/users/delta?$deltatoken=" + s.encodeDelta(next)
 	}
 	return &response{status: 200, body: out}
+}
+
+// deltaPageSize reads Prefer: odata.maxpagesize (default 200, at most 999).
+func deltaPageSize(prefer string) int {
+	pageSize := 200
+	if prefer == "" {
+		return pageSize
+	}
+	for _, part := range strings.Split(prefer, ",") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(part), "odata.maxpagesize="); ok {
+			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+				pageSize = min(n, 999)
+			}
+		}
+	}
+	return pageSize
+}
+
+// deltaRound returns where this page of the round starts: a $skiptoken
+// carries on, a $deltatoken starts a round of changes, no token starts a
+// full round. $deltatoken=latest (and any refused token or option) is
+// answered at once with the returned response. Call with t.mu held.
+func (s *Sim) deltaRound(t *tenant, c *call, minimal bool) (deltaState, *response) {
+	var st deltaState
+	switch {
+	case c.query.Get("$skiptoken") != "":
+		var ok bool
+		if st, ok = s.decodeDelta(c.query.Get("$skiptoken")); !ok || st.T != t.id {
+			return st, syncStateGone()
+		}
+	case c.query.Get("$deltatoken") == "latest":
+		sel, manager, r := deltaSelect(c.query.Get("$select"))
+		if r != nil {
+			return st, r
+		}
+		link := c.base + "/users/delta?$deltatoken=" + s.encodeDelta(deltaState{T: t.id, E: s.epoch, M: "c", F: t.seq, S: sel, N: manager})
+		return st, &response{status: 200, body: map[string]any{"@odata.context": c.base + "/$metadata#users", "@odata.deltaLink": link, "value": []any{}}}
+	case c.query.Get("$deltatoken") != "":
+		var ok bool
+		if st, ok = s.decodeDelta(c.query.Get("$deltatoken")); !ok || st.T != t.id || st.F < t.minDelta {
+			return st, syncStateGone()
+		}
+		st.M, st.U, st.Min = "c", t.seq, minimal
+		st.P = int64(sort.Search(len(t.changes), func(i int) bool { return t.changes[i].seq > st.F }))
+	default:
+		if c.query.Has("$top") || c.query.Has("$expand") || c.query.Has("$orderby") {
+			return st, badRequest("The delta query does not support $top, $expand or $orderby.")
+		}
+		sel, manager, r := deltaSelect(c.query.Get("$select"))
+		if r != nil {
+			return st, r
+		}
+		st = deltaState{T: t.id, E: s.epoch, M: "f", U: t.seq, S: sel, N: manager}
+	}
+	return st, nil
+}
+
+// deltaFullPage is a page of a full round: live users in creation order
+// after st.P, which it advances. Call with t.mu held.
+func (t *tenant) deltaFullPage(st *deltaState, pageSize int) (vals []any, more bool) {
+	vals = make([]any, 0, min(pageSize, 256))
+	for i := t.posAfter(st.P); i < len(t.order); i++ {
+		u := t.order[i]
+		if u.deleted || u.purged {
+			continue
+		}
+		if len(vals) == pageSize {
+			return vals, true
+		}
+		vals = append(vals, deltaItem(u, *st, t))
+		st.P = u.seq
+	}
+	return vals, false
+}
+
+// deltaChangesPage is a page of a round of changes: each user changed up
+// to st.U once, from change index st.P, which it advances. Call with t.mu
+// held.
+func (t *tenant) deltaChangesPage(st *deltaState, pageSize int) (vals []any, more bool) {
+	vals = make([]any, 0, min(pageSize, 256))
+	seen := map[*user]bool{}
+	i := int(st.P)
+	for ; i < len(t.changes) && t.changes[i].seq <= st.U; i++ {
+		ch := t.changes[i]
+		u := ch.u
+		// A later change of the same user in this round emits it then.
+		if seen[u] || (u.changeSeq != ch.seq && u.changeSeq <= st.U) {
+			continue
+		}
+		if len(vals) == pageSize {
+			more = true
+			break
+		}
+		seen[u] = true
+		switch {
+		case u.purged:
+			vals = append(vals, map[string]any{"@odata.type": userType, "id": u.id, "@removed": map[string]any{"reason": "deleted"}})
+		case u.deleted:
+			vals = append(vals, map[string]any{"@odata.type": userType, "id": u.id, "@removed": map[string]any{"reason": "changed"}})
+		default:
+			vals = append(vals, deltaItem(u, *st, t))
+		}
+	}
+	st.P = int64(i)
+	return vals, more
 }
 
 // deltaSelect parses $select for delta, where the manager navigation

@@ -197,6 +197,8 @@ func (p *fparser) unary() (func(*user) bool, error) {
 	return p.primary()
 }
 
+// primary parses a parenthesised expression, a startswith/endswith call
+// or a comparison of a property.
 func (p *fparser) primary() (func(*user) bool, error) {
 	t := p.next()
 	if t == "(" {
@@ -208,33 +210,45 @@ func (p *fparser) primary() (func(*user) bool, error) {
 	}
 	if fn := strings.ToLower(t); (fn == "startswith" || fn == "endswith") && p.peek() == "(" {
 		p.next()
-		prop := p.next()
-		if err := p.expect(","); err != nil {
-			return nil, err
-		}
-		lit := p.next()
-		if err := p.expect(")"); err != nil {
-			return nil, err
-		}
-		name, ok := resolveProp(prop)
-		if !ok {
-			return nil, unknownProp(prop)
-		}
-		if !strings.HasPrefix(lit, "'") {
-			return nil, fmt.Errorf("%s needs a string literal", fn)
-		}
-		v := strings.ToLower(unquote(lit))
-		if fn == "endswith" {
-			p.need(name, "endsWith")
-			return func(u *user) bool { return strings.HasSuffix(strings.ToLower(propString(u, name)), v) }, nil
-		}
-		p.need(name, "startsWith")
-		return func(u *user) bool { return strings.HasPrefix(strings.ToLower(propString(u, name)), v) }, nil
+		return p.stringFunc(fn)
 	}
 	name, ok := resolveProp(t)
 	if !ok {
 		return nil, unknownProp(t)
 	}
+	return p.comparison(name)
+}
+
+// stringFunc parses the arguments of startswith or endswith (fn, lower
+// case) after its "(": prop, 'literal').
+func (p *fparser) stringFunc(fn string) (func(*user) bool, error) {
+	prop := p.next()
+	if err := p.expect(","); err != nil {
+		return nil, err
+	}
+	lit := p.next()
+	if err := p.expect(")"); err != nil {
+		return nil, err
+	}
+	name, ok := resolveProp(prop)
+	if !ok {
+		return nil, unknownProp(prop)
+	}
+	if !strings.HasPrefix(lit, "'") {
+		return nil, fmt.Errorf("%s needs a string literal", fn)
+	}
+	v := strings.ToLower(unquote(lit))
+	if fn == "endswith" {
+		p.need(name, "endsWith")
+		return func(u *user) bool { return strings.HasSuffix(strings.ToLower(propString(u, name)), v) }, nil
+	}
+	p.need(name, "startsWith")
+	return func(u *user) bool { return strings.HasPrefix(strings.ToLower(propString(u, name)), v) }, nil
+}
+
+// comparison parses what follows property name: eq, ne or in and its
+// operand.
+func (p *fparser) comparison(name string) (func(*user) bool, error) {
 	op := strings.ToLower(p.next())
 	switch op {
 	case "eq", "ne":

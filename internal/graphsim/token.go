@@ -173,58 +173,83 @@ func (s *Sim) token(w http.ResponseWriter, r *http.Request, tenantRef string) in
 		}
 		return 400
 	}
-	clientID := strings.ToLower(f.Get("client_id"))
-	if clientID == "" {
-		s.tokenError(w, 400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
-		return 400
-	}
-	s.mu.RLock()
-	reg := s.apps[clientID]
-	var app App
-	var certs []*x509.Certificate
-	if reg != nil {
-		app = reg.app
-		app.Secrets = append([]Secret(nil), reg.app.Secrets...)
-		certs = reg.certs
-	}
-	s.mu.RUnlock()
-	t.mu.RLock()
-	sp := t.sps[clientID]
-	var roles []string
-	var spID string
-	if sp != nil {
-		roles = append(roles, sp.roles...)
-		spID = sp.id
-	}
-	t.mu.RUnlock()
-	if reg == nil || sp == nil || (app.HomeTenant != t.id && !app.MultiTenant) {
-		s.tokenError(w, 400, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", f.Get("client_id"), t.name))
-		return 400
+	cl, status := s.lookupClient(w, t, f.Get("client_id"))
+	if status != 0 {
+		return status
 	}
 	scope, status := s.checkScope(w, f.Get("scope"))
 	if status != 0 {
 		return status
 	}
-	acr := ""
+	acr, status := s.authenticateClient(w, r, tenantRef, cl)
+	if status != 0 {
+		return status
+	}
+	return s.issueToken(w, t, cl, scope, acr)
+}
+
+// tokenClient is the requesting application as tenant t knows it: its
+// registration (a copy) and its service principal there.
+type tokenClient struct {
+	app   App
+	certs []*x509.Certificate
+	spID  string
+	roles []string
+}
+
+// lookupClient finds the application registered under clientID and its
+// service principal in t, answering the error (and returning its status)
+// when either is missing or the app may not sign in to t.
+func (s *Sim) lookupClient(w http.ResponseWriter, t *tenant, clientID string) (tokenClient, int) {
+	var cl tokenClient
+	id := strings.ToLower(clientID)
+	if id == "" {
+		s.tokenError(w, 400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
+		return cl, 400
+	}
+	s.mu.RLock()
+	reg := s.apps[id]
+	if reg != nil {
+		cl.app = reg.app
+		cl.app.Secrets = append([]Secret(nil), reg.app.Secrets...)
+		cl.certs = reg.certs
+	}
+	s.mu.RUnlock()
+	t.mu.RLock()
+	sp := t.sps[id]
+	if sp != nil {
+		cl.roles = append(cl.roles, sp.roles...)
+		cl.spID = sp.id
+	}
+	t.mu.RUnlock()
+	if reg == nil || sp == nil || (cl.app.HomeTenant != t.id && !cl.app.MultiTenant) {
+		s.tokenError(w, 400, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, t.name))
+		return cl, 400
+	}
+	return cl, 0
+}
+
+// authenticateClient checks the client's credential, a secret or a signed
+// assertion, and returns the token's appidacr for it ("1" or "2").
+func (s *Sim) authenticateClient(w http.ResponseWriter, r *http.Request, tenantRef string, cl tokenClient) (string, int) {
+	f := r.PostForm
 	switch {
 	case f.Get("client_secret") != "":
-		acr = "1"
-		if st := s.checkSecret(w, app, f.Get("client_secret")); st != 0 {
-			return st
-		}
+		return "1", s.checkSecret(w, cl.app, f.Get("client_secret"))
 	case f.Get("client_assertion") != "":
-		acr = "2"
 		if f.Get("client_assertion_type") != assertionType {
 			s.tokenError(w, 400, "invalid_request", 70021, "The client_assertion_type must be '"+assertionType+"'.")
-			return 400
+			return "", 400
 		}
-		if st := s.checkAssertion(w, r, tenantRef, app, certs, f.Get("client_assertion")); st != 0 {
-			return st
-		}
-	default:
-		s.tokenError(w, 401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
-		return 401
+		return "2", s.checkAssertion(w, r, tenantRef, cl.app, cl.certs, f.Get("client_assertion"))
 	}
+	s.tokenError(w, 401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+	return "", 401
+}
+
+// issueToken signs an app-only access token for cl in t, records it for the
+// Graph endpoints to check and writes the token response.
+func (s *Sim) issueToken(w http.ResponseWriter, t *tenant, cl tokenClient, scope, acr string) int {
 	now := s.now()
 	exp := now.Add(s.opts.TokenLifetime)
 	aud := graphResource
@@ -234,12 +259,12 @@ func (s *Sim) token(w http.ResponseWriter, r *http.Request, tenantRef string) in
 	claims := jwt.MapClaims{
 		"aud": aud, "iss": "https://sts.windows.net/" + t.id + "/",
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": exp.Unix(),
-		"tid": t.id, "oid": spID, "sub": spID, "appid": app.ClientID, "appidacr": acr,
+		"tid": t.id, "oid": cl.spID, "sub": cl.spID, "appid": cl.app.ClientID, "appidacr": acr,
 		"idtyp": "app", "ver": "1.0", "uti": uuid.NewString(), "rh": "0.graphsim.",
-		"app_displayname": app.DisplayName,
+		"app_displayname": cl.app.DisplayName,
 	}
-	if len(roles) > 0 {
-		claims["roles"] = roles
+	if len(cl.roles) > 0 {
+		claims["roles"] = cl.roles
 	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
 	tok.Header["kid"] = s.kid
@@ -249,10 +274,10 @@ func (s *Sim) token(w http.ResponseWriter, r *http.Request, tenantRef string) in
 		return 500
 	}
 	rs := map[string]bool{}
-	for _, r := range roles {
+	for _, r := range cl.roles {
 		rs[r] = true
 	}
-	s.tokens.Store(signed, &principal{tid: t.id, appid: app.ClientID, oid: spID, roles: rs, exp: exp})
+	s.tokens.Store(signed, &principal{tid: t.id, appid: cl.app.ClientID, oid: cl.spID, roles: rs, exp: exp})
 	s.ctr.addToken()
 	secs := int(s.opts.TokenLifetime / time.Second)
 	writeJSON(w, 200, map[string]any{"token_type": "Bearer", "expires_in": secs, "ext_expires_in": secs, "access_token": signed})

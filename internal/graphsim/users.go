@@ -400,105 +400,18 @@ func (s *Sim) listDeleted(t *tenant, c *call) *response {
 // pageUsers serves GET /users and the deleted-items list: $top, $select,
 // $filter, $count, $skiptoken paging in creation order.
 func (s *Sim) pageUsers(t *tenant, c *call, path string, deleted bool) *response {
-	if c.query.Has("$skip") {
-		return badRequest("'$skip' is not supported by the service.")
-	}
-	top, r := parseTop(c, 100)
+	q, r := parseUsersQuery(c)
 	if r != nil {
 		return r
-	}
-	sel, r := parseSelect(c.query.Get("$select"))
-	if r != nil {
-		return r
-	}
-	eventual := strings.EqualFold(c.header.Get("ConsistencyLevel"), "eventual")
-	wantCount := strings.EqualFold(c.query.Get("$count"), "true")
-	// ?$count=true without ConsistencyLevel is silently ignored: 200 and no
-	// @odata.count (aad-advanced-queries, "Error handling"); only the
-	// /$count segment is refused.
-	advancedParams := wantCount && eventual
-	wantCount = advancedParams
-	var f *filter
-	if fq := c.query.Get("$filter"); fq != "" {
-		var err error
-		f, err = parseFilter(fq)
-		if err != nil {
-			var fe filterErr
-			if errors.As(err, &fe) {
-				return badRequest(fe.msg)
-			}
-			return badRequest("Invalid filter clause: " + err.Error())
-		}
-		if f.unsupported != "" {
-			return unsupportedFilter(f.unsupported)
-		}
-		if f.advanced && !advancedParams {
-			if op := f.advWhy; op == "ne" || op == "not" || op == "endsWith" {
-				return gErr(400, "Request_UnsupportedQuery", "Operator '"+op+"' is not supported because the required parameters might be missing. Try adding $count=true query parameter and ConsistencyLevel:eventual header. Refer to https://aka.ms/graph-docs/advanced-queries for more information")
-			}
-			return unsupportedFilter(f.advWhy)
-		}
-	}
-	expand, msel, r := parseExpand(c.query.Get("$expand"))
-	if r != nil {
-		return r
-	}
-	if expand && top > maxExpandPage {
-		// With $expand a page of directory objects holds at most 100,
-		// whatever $top asks (known issue 13635 as observed; the nextLink
-		// carries on from there).
-		top = maxExpandPage
-	}
-	var after int64
-	if tok := c.query.Get("$skiptoken"); tok != "" {
-		var ok bool
-		if after, ok = parsePageToken(tok); !ok {
-			return badRequest("Invalid skip token.")
-		}
 	}
 	now := s.now()
 	match := func(u *user) bool {
 		if u.purged || u.deleted != deleted || (!deleted && now.Before(u.visibleAt)) {
 			return false
 		}
-		return f == nil || f.eval(u)
+		return q.f == nil || q.f.eval(u)
 	}
-	t.mu.RLock()
-	cands := t.order
-	if f != nil && f.eqProp != "" && !deleted {
-		cands = t.indexed(f.eqProp, f.eqVals)
-	}
-	start := sort.Search(len(cands), func(i int) bool { return cands[i].seq > after })
-	vals := make([]any, 0, min(top, 64))
-	var last int64
-	more := false
-	for _, u := range cands[start:] {
-		if !match(u) {
-			continue
-		}
-		if len(vals) == top {
-			more = true
-			break
-		}
-		o := project(u, sel)
-		if deleted {
-			o["deletedDateTime"] = u.props["deletedDateTime"]
-		} else if expand {
-			t.withManager(o, u, msel)
-		}
-		vals = append(vals, o)
-		last = u.seq
-	}
-	count := -1
-	if wantCount {
-		count = 0
-		for _, u := range cands {
-			if match(u) {
-				count++
-			}
-		}
-	}
-	t.mu.RUnlock()
+	vals, last, more, count := t.usersPage(q, match, deleted)
 	out := map[string]any{"@odata.context": c.base + "/$metadata#users", "value": vals}
 	if count >= 0 {
 		out["@odata.count"] = count
@@ -507,6 +420,124 @@ func (s *Sim) pageUsers(t *tenant, c *call, path string, deleted bool) *response
 		out["@odata.nextLink"] = nextLink(c, path, pageToken(last))
 	}
 	return &response{status: 200, body: out}
+}
+
+// usersQuery is a list request's OData options, checked.
+type usersQuery struct {
+	top       int
+	sel       []string
+	wantCount bool    // $count=true with ConsistencyLevel: eventual
+	f         *filter // nil without $filter
+	expand    bool    // $expand=manager
+	msel      []string
+	after     int64 // the $skiptoken's position
+}
+
+// parseUsersQuery reads a list request's options in the order Graph
+// checks them, answering the first one it refuses.
+func parseUsersQuery(c *call) (usersQuery, *response) {
+	var q usersQuery
+	if c.query.Has("$skip") {
+		return q, badRequest("'$skip' is not supported by the service.")
+	}
+	var r *response
+	if q.top, r = parseTop(c, 100); r != nil {
+		return q, r
+	}
+	if q.sel, r = parseSelect(c.query.Get("$select")); r != nil {
+		return q, r
+	}
+	eventual := strings.EqualFold(c.header.Get("ConsistencyLevel"), "eventual")
+	// ?$count=true without ConsistencyLevel is silently ignored: 200 and no
+	// @odata.count (aad-advanced-queries, "Error handling"); only the
+	// /$count segment is refused.
+	q.wantCount = strings.EqualFold(c.query.Get("$count"), "true") && eventual
+	if q.f, r = parseUsersFilter(c.query.Get("$filter"), q.wantCount); r != nil {
+		return q, r
+	}
+	if q.expand, q.msel, r = parseExpand(c.query.Get("$expand")); r != nil {
+		return q, r
+	}
+	if q.expand && q.top > maxExpandPage {
+		// With $expand a page of directory objects holds at most 100,
+		// whatever $top asks (known issue 13635 as observed; the nextLink
+		// carries on from there).
+		q.top = maxExpandPage
+	}
+	if tok := c.query.Get("$skiptoken"); tok != "" {
+		var ok bool
+		if q.after, ok = parsePageToken(tok); !ok {
+			return q, badRequest("Invalid skip token.")
+		}
+	}
+	return q, nil
+}
+
+// parseUsersFilter parses $filter (nil when absent) and refuses what Graph
+// serves only as an advanced query when the request is not one.
+func parseUsersFilter(fq string, advancedParams bool) (*filter, *response) {
+	if fq == "" {
+		return nil, nil
+	}
+	f, err := parseFilter(fq)
+	if err != nil {
+		var fe filterErr
+		if errors.As(err, &fe) {
+			return nil, badRequest(fe.msg)
+		}
+		return nil, badRequest("Invalid filter clause: " + err.Error())
+	}
+	if f.unsupported != "" {
+		return nil, unsupportedFilter(f.unsupported)
+	}
+	if f.advanced && !advancedParams {
+		if op := f.advWhy; op == "ne" || op == "not" || op == "endsWith" {
+			return nil, gErr(400, "Request_UnsupportedQuery", "Operator '"+op+"' is not supported because the required parameters might be missing. Try adding $count=true query parameter and ConsistencyLevel:eventual header. Refer to https://aka.ms/graph-docs/advanced-queries for more information")
+		}
+		return nil, unsupportedFilter(f.advWhy)
+	}
+	return f, nil
+}
+
+// usersPage collects, under the tenant's read lock, the page of users
+// matching after q.after: the rendered objects, the last one's position,
+// whether more follow, and the total count (-1 unless q.wantCount).
+func (t *tenant) usersPage(q usersQuery, match func(*user) bool, deleted bool) (vals []any, last int64, more bool, count int) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	cands := t.order
+	if q.f != nil && q.f.eqProp != "" && !deleted {
+		cands = t.indexed(q.f.eqProp, q.f.eqVals)
+	}
+	start := sort.Search(len(cands), func(i int) bool { return cands[i].seq > q.after })
+	vals = make([]any, 0, min(q.top, 64))
+	for _, u := range cands[start:] {
+		if !match(u) {
+			continue
+		}
+		if len(vals) == q.top {
+			more = true
+			break
+		}
+		o := project(u, q.sel)
+		if deleted {
+			o["deletedDateTime"] = u.props["deletedDateTime"]
+		} else if q.expand {
+			t.withManager(o, u, q.msel)
+		}
+		vals = append(vals, o)
+		last = u.seq
+	}
+	count = -1
+	if q.wantCount {
+		count = 0
+		for _, u := range cands {
+			if match(u) {
+				count++
+			}
+		}
+	}
+	return vals, last, more, count
 }
 
 // maxExpandPage caps a user list page that carries $expand.
