@@ -17,7 +17,7 @@ func newPlanCommand() *cobra.Command {
 	var jobName string
 	var limit int
 	cmd := &cobra.Command{
-		Use:   "plan --job NAME",
+		Use:   "plan [--job NAME]",
 		Short: "Dry run: show and record what a sync would change, writing nothing to the directory",
 		Long: `plan reads the directory (delta) and the job's source, decides what a sync would
 do for every user, records it as a run with mode "plan" (operations with status
@@ -59,8 +59,7 @@ directory. See every planned operation with ` + "`worker show RUN`" + `.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&jobName, "job", "", "the job to plan (its name in the configuration)")
+	cmd.Flags().StringVar(&jobName, "job", "", "the job to plan (its name in the configuration; optional when it has one job)")
 	cmd.Flags().IntVar(&limit, "limit", 20, "how many planned operations to print (0: none)")
-	_ = cmd.MarkFlagRequired("job")
 	return cmd
 }
