@@ -232,3 +232,35 @@ SELECT id FROM r`, summary, longMsg).Scan(&runID)
 		t.Errorf("history cuts the error (%v):\n%s", err, out)
 	}
 }
+
+// On a terminal, history prune asks first: "n" deletes nothing (exit 1),
+// "y" prunes. util-linux script(1) gives the built binary a terminal.
+func TestPruneAsksOnATerminal(t *testing.T) {
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Fatalf("script(1) from util-linux is needed to give the worker a terminal: %v", err)
+	}
+	bin := buildWorker(t)
+	dbURL := testdb.NewURL(t)
+	for _, tc := range []struct {
+		answer string
+		code   int
+		want   string
+	}{
+		{"n\n", exitFail, "not confirmed: nothing was deleted"},
+		{"y\n", exitOK, "pruned 0 runs"},
+	} {
+		cmd := exec.Command(script, "-qec", bin+" history prune --older-than 400d --database-url='"+dbURL+"'", "/dev/null")
+		cmd.Stdin = strings.NewReader(tc.answer)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code || !strings.Contains(string(out), "? [y/N]") || !strings.Contains(string(out), tc.want) {
+			t.Errorf("answer %q: exit %d; want %d and %q after the question:\n%s", tc.answer, code, tc.code, tc.want, out)
+		}
+	}
+}
