@@ -18,7 +18,7 @@ func newAuditCommand() *cobra.Command {
 	var jobName string
 	var asJSON, unmanaged bool
 	cmd := &cobra.Command{
-		Use:   "audit --job NAME",
+		Use:   "audit [--job NAME]",
 		Short: "Read-only: compare the directory (read live) with the job's desired state",
 		Long: `audit reads every user of the tenant live from Graph (not the worker's mirror)
 and the job's source and links, and reports for the users the job manages:
@@ -37,10 +37,9 @@ could not be made), 2 on bad flags, 78 on a configuration error.`,
 			return runAudit(cmd, jobName, asJSON, audit.Options{IncludeUnmanaged: unmanaged})
 		},
 	}
-	cmd.Flags().StringVar(&jobName, "job", "", "the job to audit (its name in the configuration)")
+	cmd.Flags().StringVar(&jobName, "job", "", "the job to audit (its name in the configuration; optional when it has one job)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().BoolVar(&unmanaged, "include-unmanaged", false, "also report unlinked directory users that match desired rows")
-	_ = cmd.MarkFlagRequired("job")
 	return cmd
 }
 
@@ -65,7 +64,7 @@ func runAudit(cmd *cobra.Command, jobName string, asJSON bool, opts audit.Option
 	if err := st.CheckSource(ctx, job.Source); err != nil {
 		return withExit(exitFail, fmt.Errorf("job %s: %w", job.Name, err))
 	}
-	log := daemonLogger(cfg.Log, cmd.ErrOrStderr())
+	log := commandLogger(cfg.Log, cmd.ErrOrStderr())
 	dir, err := directory.New(ctx, job, directory.Options{Logger: log, UserAgent: "entraprov/" + version})
 	if err != nil {
 		return withExit(exitFail, fmt.Errorf("job %s: %w", job.Name, err))

@@ -104,19 +104,16 @@ permissions the job needs (each missing one named, with the tenant's
 admin-consent URL); a GET /users?$top=1 probe; and the clock against the
 identity platform's.
 
-On a terminal it prints a checklist; otherwise (or with --json) JSON. The
-exit status is non-zero when any check fails.`,
+It prints a checklist, on a terminal or piped; --json prints JSON instead.
+The exit status is non-zero when any check fails.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !asJSON && !checklist {
-				asJSON = !isTerminal(cmd.OutOrStdout())
-			}
 			return runCheck(cmd, jobName, asJSON)
 		},
 	}
 	cmd.Flags().StringVar(&jobName, "job", "", "check only this job")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON even on a terminal")
-	cmd.Flags().BoolVar(&checklist, "checklist", false, "print the checklist even when stdout is not a terminal")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of the checklist")
+	cmd.Flags().BoolVar(&checklist, "checklist", false, "print the checklist (the default; kept for scripts that pass it)")
 	cmd.MarkFlagsMutuallyExclusive("json", "checklist")
 	return cmd
 }
@@ -134,15 +131,11 @@ func runCheck(cmd *cobra.Command, jobName string, asJSON bool) error {
 	}
 	jobs := cfg.Jobs
 	if jobName != "" {
-		jobs = nil
-		for _, j := range cfg.Jobs {
-			if j.Name == jobName {
-				jobs = append(jobs, j)
-			}
+		j, err := findJob(cfg, jobName)
+		if err != nil {
+			return err
 		}
-		if len(jobs) == 0 {
-			return withExit(exitUsage, fmt.Errorf("no job %q in %s", jobName, globals.configPath))
-		}
+		jobs = []config.Job{j}
 	}
 	rep.add(checkItem{Name: "config", Status: checkOK, Detail: fmt.Sprintf("%s: %d job(s) valid", globals.configPath, len(cfg.Jobs))})
 	// Risky but valid settings (endpoints outside the cloud, secret files
@@ -465,12 +458,13 @@ func indentTail(s string, n int) string {
 	return strings.ReplaceAll(s, "\n", "\n"+strings.Repeat(" ", n))
 }
 
-// isTerminal reports whether w is a character device (a TTY).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+// isTerminal reports whether f (stdout, stderr or stdin) is a character
+// device (a TTY).
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
 	if !ok {
 		return false
 	}
-	fi, err := f.Stat()
+	fi, err := file.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -78,7 +78,8 @@ func newCheckEnv(t *testing.T, roles []string) checkEnv {
 
 func runCheckJSON(t *testing.T, args ...string) (checkReport, int, string) {
 	t.Helper()
-	stdout, stderr, err := runWorker(t, append([]string{"check"}, args...)...)
+	// JSON only when asked: piped or not, check prints the checklist.
+	stdout, stderr, err := runWorker(t, append([]string{"check", "--json"}, args...)...)
 	var rep checkReport
 	if jerr := json.Unmarshal([]byte(stdout), &rep); jerr != nil {
 		t.Fatalf("check output is not JSON (%v):\n%s\n%s", jerr, stdout, stderr)

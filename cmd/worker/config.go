@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -283,4 +284,36 @@ func secretStatus(ctx context.Context, r config.SecretRef) string {
 		return fmt.Sprintf("%s (not readable here: %v)", r, err)
 	}
 	return r.String() + " (readable)"
+}
+
+// checkJobName refuses a --job (or JOB argument) that names no job, for
+// the commands that read or write the history without running a job
+// (history, show --stuck, quarantine release): checked against the
+// configuration when one is named, else against the jobs the database
+// knows. Like findJob, an unknown name is a usage error (2) listing the
+// jobs; "" (every job) passes.
+func checkJobName(cmd *cobra.Command, ctx context.Context, st *store.Store, name string) error {
+	if name == "" {
+		return nil
+	}
+	if globals.configPath != "" {
+		cfg, err := loadConfig(cmd)
+		if err != nil {
+			return err
+		}
+		_, err = findJob(cfg, name)
+		return err
+	}
+	names, err := st.JobNames(ctx)
+	if err != nil {
+		return withExit(exitFail, err)
+	}
+	if slices.Contains(names, name) {
+		return nil
+	}
+	known := "none yet"
+	if len(names) > 0 {
+		known = strings.Join(names, ", ")
+	}
+	return withExit(exitUsage, fmt.Errorf("no job %q in the database (jobs with runs or state: %s); pass --config to check against the configuration", name, known))
 }

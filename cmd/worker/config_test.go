@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -21,7 +22,10 @@ func runWorker(t *testing.T, args ...string) (stdout, stderr string, err error) 
 	root.SetOut(&out)
 	root.SetErr(&errOut)
 	root.SetArgs(args)
-	err = root.Execute()
+	// No terminal on stdin: commands that would ask for confirmation
+	// want --yes instead.
+	root.SetIn(strings.NewReader(""))
+	err = execute(context.Background(), root)
 	if err != nil {
 		errOut.WriteString("worker: " + err.Error() + "\n") // as exitCode prints it
 	}

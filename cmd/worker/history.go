@@ -40,6 +40,9 @@ func newHistoryCommand() *cobra.Command {
 				return withExit(exitUsage, fmt.Errorf("--limit must be positive, got %d", limit))
 			}
 			return withCurrentStore(cmd, func(ctx context.Context, st *store.Store) error {
+				if err := checkJobName(cmd, ctx, st, job); err != nil {
+					return err
+				}
 				runs, err := st.ListRuns(ctx, job, limit)
 				if err != nil {
 					return withExit(exitFail, err)
@@ -99,6 +102,9 @@ func newShowCommand() *cobra.Command {
 					return withExit(exitUsage, fmt.Errorf("--runs must be between 1 and %d, got %d", store.StuckWindow, nRuns))
 				}
 				return withCurrentStore(cmd, func(ctx context.Context, st *store.Store) error {
+					if err := checkJobName(cmd, ctx, st, job); err != nil {
+						return err
+					}
 					users, err := st.StuckUsers(ctx, job, nRuns)
 					if err != nil {
 						return withExit(exitFail, err)
@@ -177,7 +183,8 @@ func printStuck(w io.Writer, users []store.StuckUser, job string, n int, asJSON 
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tEXTERNAL_ID\tACTION\tHTTP\tERROR\tRUNS\tFIRST_FAILED\tLAST_FAILED\tLAST_RUN\tREQUEST_ID\tNEXT_ATTEMPT")
+	// ERROR last and uncut, as in printRunOperations.
+	fmt.Fprintln(tw, "JOB\tEXTERNAL_ID\tACTION\tHTTP\tRUNS\tFIRST_FAILED\tLAST_FAILED\tLAST_RUN\tREQUEST_ID\tNEXT_ATTEMPT\tERROR")
 	for _, u := range users {
 		http := "-"
 		if u.HTTPStatus != 0 {
@@ -200,8 +207,8 @@ func printStuck(w io.Writer, users []store.StuckUser, job string, n int, asJSON 
 				next = fmtTime(*u.NextAttemptAt)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", u.Job, u.ExternalID, u.Action, http,
-			orDash(oneLine(msg, 80)), runs, fmtTime(u.FirstAt), fmtTime(u.LastAt), u.RunID, orDash(u.RequestID), next)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", u.Job, u.ExternalID, u.Action, http,
+			runs, fmtTime(u.FirstAt), fmtTime(u.LastAt), u.RunID, orDash(u.RequestID), next, orDash(flatLine(msg)))
 	}
 	return tw.Flush()
 }
@@ -285,11 +292,12 @@ func printHistory(w io.Writer, runs []store.Run, job string, asJSON bool, now ti
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	// ERROR last and uncut: the failure is read here.
 	fmt.Fprintln(tw, "RUN\tJOB\tMODE\tTRIGGER\tSTATUS\tSTARTED\tDURATION\tCOUNTS\tREQUESTS\tTHROTTLED\tERROR")
 	for _, r := range runs {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n",
 			r.ID, r.Job, r.Mode, r.Trigger, r.Status, fmtTime(r.StartedAt), fmtDuration(r, now),
-			orDash(formatCounts(r.Counts.Map())), r.Stats.Requests, r.Stats.Throttled, orDash(oneLine(r.ErrorSummary, 60)))
+			orDash(formatCounts(r.Counts.Map())), r.Stats.Requests, r.Stats.Throttled, orDash(flatLine(r.ErrorSummary)))
 	}
 	return tw.Flush()
 }
@@ -359,10 +367,13 @@ func printRunHeader(w io.Writer, r store.Run, now time.Time) error {
 	return tw.Flush()
 }
 
-// printRunOperations is the operations table of printRun.
+// printRunOperations is the operations table of printRun. ERROR holds
+// only failures, in full and last, so a wide message never pushes the
+// other columns about or gets cut where it is read; what the engine notes
+// on other operations (a rehire, a backed-off user) is in NOTE.
 func printRunOperations(w io.Writer, ops []store.Operation) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tEXTERNAL_ID\tACTION\tSTATUS\tHTTP\tOBJECT_ID\tCHANGES\tERROR\tREQUEST_ID")
+	fmt.Fprintln(tw, "SEQ\tEXTERNAL_ID\tACTION\tSTATUS\tHTTP\tOBJECT_ID\tCHANGES\tREQUEST_ID\tNOTE\tERROR")
 	for _, o := range ops {
 		http := "-"
 		if o.HTTPStatus != 0 {
@@ -372,9 +383,13 @@ func printRunOperations(w io.Writer, ops []store.Operation) error {
 		if o.Message != "" {
 			msg = strings.TrimPrefix(msg+": "+o.Message, ": ")
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Seq, o.ExternalID, o.Action, o.Status, http,
-			orDash(o.ObjectID), orDash(strings.Join(slices.Sorted(maps.Keys(o.Changes)), ",")),
-			orDash(oneLine(msg, 80)), orDash(o.RequestID))
+		note, failure := msg, ""
+		if o.Status == store.OpFailed || o.Status == store.OpInterrupted {
+			note, failure = "", msg
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Seq, o.ExternalID, o.Action, o.Status, http,
+			orDash(o.ObjectID), orDash(strings.Join(slices.Sorted(maps.Keys(o.Changes)), ",")), orDash(o.RequestID),
+			orDash(oneLine(note, 60)), orDash(flatLine(failure)))
 	}
 	return tw.Flush()
 }
@@ -417,6 +432,19 @@ func oneLine(s string, n int) string {
 		s = string(r[:n-1]) + "…"
 	}
 	return s
+}
+
+// flatLine keeps a table row on one line without losing any of s: its
+// lines joined with " / ", nothing cut (for the last column, where a
+// failure is read).
+func flatLine(s string) string {
+	var parts []string
+	for l := range strings.Lines(s) {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, " / ")
 }
 
 func orDash(s string) string {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -67,15 +68,62 @@ func newRootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&globals.databaseURL, "database-url", "",
 		"PostgreSQL URL; overrides the config file and ENTRAPROV_DATABASE_URL / DATABASE_URL")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return withExit(exitUsage, err) })
+	// --version prints what `worker version` prints.
+	root.Version = version
+	root.SetVersionTemplate(versionLine())
 	for _, f := range commands {
 		root.AddCommand(f())
+	}
+	for _, c := range root.Commands() {
+		markUsage(c)
 	}
 	return root
 }
 
+// markUsage makes every usage mistake cobra finds in c and its subcommands
+// exit 2. cobra reports an unknown command, wrong arguments, a missing
+// required flag and conflicting flags as plain errors, before RunE runs;
+// wrapping RunE tells them apart from a command's own failures (see
+// execute). A command group without RunE would print its help and exit 0
+// for an unknown subcommand (`worker migrate down`): it gets a RunE that
+// prints the help, and NoArgs, so an unknown subcommand is refused.
+func markUsage(c *cobra.Command) {
+	if !c.Runnable() && c.HasSubCommands() {
+		c.Args = cobra.NoArgs
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	if run := c.RunE; run != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			ranCommand = true
+			return run(cmd, args)
+		}
+	}
+	for _, sub := range c.Commands() {
+		markUsage(sub)
+	}
+}
+
+// ranCommand is set once a command's own RunE starts: an error returned
+// before then is cobra's usage check.
+var ranCommand bool
+
+// execute runs root and marks cobra's usage errors with exitUsage.
+func execute(ctx context.Context, root *cobra.Command) error {
+	ranCommand = false
+	cmd, err := root.ExecuteContextC(ctx)
+	var ee *exitError
+	if err != nil && !ranCommand && !errors.As(err, &ee) {
+		if !strings.Contains(err.Error(), "--help") {
+			err = fmt.Errorf("%w\nsee `%s --help`", err, cmd.CommandPath())
+		}
+		return withExit(exitUsage, err)
+	}
+	return err
+}
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRootCommand().ExecuteContext(ctx)
+	err := execute(ctx, newRootCommand())
 	stop()
 	os.Exit(exitCode(err))
 }
@@ -90,6 +138,7 @@ func exitCode(err error) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	// cobra reports unknown commands and bad args as plain errors.
+	// A command's own error not marked with a code (execute marks cobra's
+	// usage errors): a failure.
 	return exitFail
 }

@@ -18,7 +18,7 @@ func newPlanCommand() *cobra.Command {
 	var limit int
 	var tf traceFlags
 	cmd := &cobra.Command{
-		Use:   "plan --job NAME",
+		Use:   "plan [--job NAME]",
 		Short: "Dry run: show and record what a sync would change, writing nothing to the directory",
 		Long: `plan reads the directory (delta) and the job's source, decides what a sync would
 do for every user, records it as a run with mode "plan" (operations with status
@@ -68,9 +68,8 @@ history rows.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&jobName, "job", "", "the job to plan (its name in the configuration)")
+	cmd.Flags().StringVar(&jobName, "job", "", "the job to plan (its name in the configuration; optional when it has one job)")
 	cmd.Flags().IntVar(&limit, "limit", 20, "how many planned operations to print (0: none)")
 	tf.register(cmd)
-	_ = cmd.MarkFlagRequired("job")
 	return cmd
 }

@@ -26,14 +26,18 @@ SELECT r.id, s, 'E' || s, 'update', 'succeeded' FROM r, generate_series(1, 10) s
 		t.Fatal(err)
 	}
 	runCases(t, []cliCase{
-		{name: "missing_age_is_usage", args: []string{"history", "prune", db}, code: exitFail,
+		{name: "missing_age_is_usage", args: []string{"history", "prune", db}, code: exitUsage,
 			contains: []string{"older-than"}},
 		{name: "bad_age_is_usage", args: []string{"history", "prune", "--older-than", "soon", db}, code: exitUsage,
 			contains: []string{"400d"}},
+		{name: "age_under_the_retention_floor_is_usage", args: []string{"history", "prune", "--older-than", "1h", "--yes", db}, code: exitUsage,
+			contains: []string{"shorter than 1d"}},
+		{name: "no_terminal_wants_yes", args: []string{"history", "prune", "--older-than", "399d", db}, code: exitUsage,
+			contains: []string{"--yes"}},
 		// Runs at 0, 100, …, 500 days: 400 and 500 are older than 400d minus a bit.
-		{name: "prunes_old_runs", args: []string{"history", "prune", "--older-than", "399d", "--chunk", "3", db}, code: exitOK,
+		{name: "prunes_old_runs", args: []string{"history", "prune", "--older-than", "399d", "--chunk", "3", "--yes", db}, code: exitOK,
 			contains: []string{"pruned 2 runs and 20 operations"}},
-		{name: "second_prune_has_nothing", args: []string{"history", "prune", "--older-than", "399d", db}, code: exitOK,
+		{name: "second_prune_has_nothing", args: []string{"history", "prune", "--older-than", "399d", "-y", db}, code: exitOK,
 			contains: []string{"pruned 0 runs and 0 operations"}},
 	})
 	var runs, ops int

@@ -18,6 +18,7 @@ func newQuarantineCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "quarantine",
 		Short: "List quarantined jobs, or release one",
+		Args:  cobra.NoArgs,
 		Long: "A job whose last quarantine.after_failures runs failed is quarantined: its\n" +
 			"scheduled occurrences are skipped (recorded with the reason) while a wait that\n" +
 			"doubles from the schedule's interval up to quarantine.max_backoff passes. A run\n" +
@@ -45,6 +46,9 @@ func newQuarantineCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			job := args[0]
 			return withCurrentStore(cmd, func(ctx context.Context, st *store.Store) error {
+				if err := checkJobName(cmd, ctx, st, job); err != nil {
+					return err
+				}
 				was, err := st.ReleaseQuarantine(ctx, job)
 				if err != nil {
 					return withExit(exitFail, err)

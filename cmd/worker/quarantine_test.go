@@ -55,8 +55,10 @@ func TestQuarantineIsShownFirstAndReleased(t *testing.T) {
 			t.Errorf("worker %s: first line %q; want the quarantine with reason and release command", strings.Join(args, " "), l)
 		}
 	}
-	if l := firstLine("history", "--job", "other", cfg); strings.Contains(l, "QUARANTINED") {
-		t.Errorf("history of another job warns about staff: %q", l)
+	// A job the configuration does not have is refused, not shown as a
+	// quarantine-free empty history.
+	if out, _, err := runWorker(t, "history", "--job", "other", cfg); exitCodeOf(err) != exitUsage || strings.Contains(out, "QUARANTINED") {
+		t.Errorf("history of an unknown job: exit %d (%v)\n%s", exitCodeOf(err), err, out)
 	}
 
 	rep, code, out := runCheckJSON(t, cfg)

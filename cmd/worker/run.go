@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -128,6 +132,20 @@ func runDaemon(cmd *cobra.Command, stopTimeout time.Duration) error {
 // daemonLogger follows config log: JSON for journald and files, text on a
 // terminal ("auto" decides by w, normally stderr).
 func daemonLogger(c config.Log, w io.Writer) *slog.Logger {
+	return newLogger(c, w, !isTerminal(w))
+}
+
+// commandLogger is the logger of the commands people run (sync, plan,
+// audit): text on stderr whether it is a terminal or a pipe, so that
+// `worker plan | less` reads like the terminal; JSON only with
+// log.format: json.
+func commandLogger(c config.Log, w io.Writer) *slog.Logger {
+	return newLogger(c, w, false)
+}
+
+// newLogger builds the handler log.format names; autoJSON is what "auto"
+// (and unset) means for the caller.
+func newLogger(c config.Log, w io.Writer, autoJSON bool) *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
 		level = slog.LevelInfo
@@ -135,13 +153,32 @@ func daemonLogger(c config.Log, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	format := c.Format
 	if format == "" || format == "auto" {
-		format = "json"
-		if isTerminal(w) {
-			format = "text"
+		format = "text"
+		if autoJSON {
+			format = "json"
 		}
 	}
 	if format == "text" {
+		opts.ReplaceAttr = textMaps
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// textMaps renders a map attribute as sorted k=v pairs ("create=3
+// update=5") in text logs, which would otherwise print Go's map[...].
+func textMaps(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindAny {
+		return a
+	}
+	v := reflect.ValueOf(a.Value.Any())
+	if v.Kind() != reflect.Map {
+		return a
+	}
+	parts := make([]string, 0, v.Len())
+	for it := v.MapRange(); it.Next(); {
+		parts = append(parts, fmt.Sprintf("%v=%v", it.Key(), it.Value()))
+	}
+	slices.Sort(parts)
+	return slog.String(a.Key, strings.Join(parts, " "))
 }

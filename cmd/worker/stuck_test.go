@@ -20,7 +20,7 @@ func TestShowStuckCommand(t *testing.T) {
 		{name: "no_runs_is_friendly", args: []string{"show", "--stuck", db}, code: exitOK,
 			contains: []string{"no user of any job failed the same way in each of its last 3 apply runs"}},
 		{name: "bad_runs_is_usage", args: []string{"show", "--stuck", "--runs", "0", db}, code: exitUsage},
-		{name: "run_id_with_stuck_is_an_error", args: []string{"show", "--stuck", "1", db}, code: exitFail},
+		{name: "run_id_with_stuck_is_usage", args: []string{"show", "--stuck", "1", db}, code: exitUsage},
 		{name: "job_without_stuck_is_usage", args: []string{"show", "1", "--job", "nightly", db}, code: exitUsage},
 	})
 
@@ -64,8 +64,8 @@ func TestShowStuckCommand(t *testing.T) {
 			contains: []string{"EXTERNAL_ID", "E100", "update", "400",
 				"Request_BadRequest: Invalid value specified for property 'usageLocation'.", fmt.Sprintf("req-%d", last)},
 			absent: []string{"E200"}},
-		{name: "stuck_over_fewer_runs_has_no_one", args: []string{"show", "--stuck", "--job", "other", db}, code: exitOK,
-			contains: []string{"no user of job other"}},
+		{name: "stuck_of_unknown_job_is_usage", args: []string{"show", "--stuck", "--job", "other", db}, code: exitUsage,
+			contains: []string{`no job "other"`, "nightly"}},
 	})
 
 	// E300 is backed off: its last runs skipped it, so only its back-off

@@ -26,7 +26,7 @@ func newSyncCommand() *cobra.Command {
 	var approve int64
 	var tf traceFlags
 	cmd := &cobra.Command{
-		Use:   "sync --job NAME",
+		Use:   "sync [--job NAME]",
 		Short: "Run one job now and apply its changes to the directory",
 		Long: `sync runs one job once, now, exactly as the schedule would (recorded with
 trigger "manual"): refresh the directory mirror, plan every user, check the
@@ -89,7 +89,7 @@ status is 1 when the user's change failed.`,
 			}
 		},
 	}
-	cmd.Flags().StringVar(&jobName, "job", "", "the job to run (its name in the configuration)")
+	cmd.Flags().StringVar(&jobName, "job", "", "the job to run (its name in the configuration; optional when it has one job)")
 	cmd.Flags().Int64Var(&approve, "approve", 0,
 		"apply the reviewed plan of this blocked run of the job (refused if the plan has grown since)")
 	cmd.Flags().BoolVar(&allowDeletes, "allow-deletes", false,
@@ -97,7 +97,6 @@ status is 1 when the user's change failed.`,
 	cmd.Flags().BoolVar(&retryStuck, "retry-stuck", false,
 		"try the users backed off after repeated identical failures now, instead of at their next attempt")
 	tf.register(cmd)
-	_ = cmd.MarkFlagRequired("job")
 	return cmd
 }
 
@@ -121,7 +120,7 @@ func runOnce(cmd *cobra.Command, jobName string, opts esync.RunOptions,
 		ctx = context.Background()
 	}
 	stderr := cmd.ErrOrStderr()
-	log := daemonLogger(cfg.Log, stderr)
+	log := commandLogger(cfg.Log, stderr)
 	logConfigWarnings(log, cfg)
 	st, err := openConfigStore(ctx, cfg)
 	if err != nil {
@@ -179,8 +178,9 @@ func runOnce(cmd *cobra.Command, jobName string, opts esync.RunOptions,
 	return run, nil
 }
 
-// findJob returns the named job; an unknown name is a usage error that
-// lists the configured ones.
+// findJob returns the named job, or the only one when name is empty and
+// the configuration has one job. An unknown or missing name is a usage
+// error (2) that lists the configured jobs.
 func findJob(cfg *config.Config, name string) (config.Job, error) {
 	var names []string
 	for _, j := range cfg.Jobs {
@@ -188,6 +188,12 @@ func findJob(cfg *config.Config, name string) (config.Job, error) {
 			return j, nil
 		}
 		names = append(names, j.Name)
+	}
+	if name == "" {
+		if len(cfg.Jobs) == 1 {
+			return cfg.Jobs[0], nil
+		}
+		return config.Job{}, withExit(exitUsage, fmt.Errorf("--job is required: the configuration has %d jobs (%s)", len(names), strings.Join(names, ", ")))
 	}
 	return config.Job{}, withExit(exitUsage, fmt.Errorf("no job %q in the configuration (jobs: %s)", name, strings.Join(names, ", ")))
 }

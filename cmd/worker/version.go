@@ -17,9 +17,14 @@ func init() {
 			Short: "Print the worker version",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				_, err := fmt.Fprintf(cmd.OutOrStdout(), "entraprov worker %s (%s)\n", version, runtime.Version())
+				_, err := fmt.Fprint(cmd.OutOrStdout(), versionLine())
 				return err
 			},
 		}
 	})
+}
+
+// versionLine is what `worker version` and `worker --version` print.
+func versionLine() string {
+	return fmt.Sprintf("entraprov worker %s (%s)\n", version, runtime.Version())
 }

@@ -78,3 +78,8 @@ func kindName(n *yaml.Node) string {
 		return "scalar"
 	}
 }
+
+// MinRetention is the shortest history.retention, and the shortest age
+// `worker history prune --older-than` takes: the history of the last day
+// is what an operator reads to answer for today's runs.
+const MinRetention = 24 * time.Hour

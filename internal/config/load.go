@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -107,15 +108,28 @@ func load(path string, data []byte, lookupEnv func(string) (string, bool)) (*Con
 
 	// A key that failed to decode holds a zero value; validating it again
 	// would only repeat the problem in other words.
+	// Likewise the key a typo'd one was meant to be, and its children:
+	// "tennant_id: unknown key; did you mean tenant_id?" says it all.
 	bad := make(map[string]bool, len(problems))
+	var covered []string
 	for _, p := range problems {
 		bad[p.Key] = true
+		if p.covers != "" {
+			covered = append(covered, p.covers)
+		}
 	}
 	for _, p := range cfg.problems() {
-		if bad[p.Key] {
+		if bad[p.Key] || slices.ContainsFunc(covered, func(k string) bool {
+			return p.Key == k || strings.HasPrefix(p.Key, k+".") || strings.HasPrefix(p.Key, k+"[")
+		}) {
 			continue
 		}
 		p.Line = ix.lineOf(p.Key)
+		// A database URL from the environment has no line: name the
+		// variable, not the file's database section.
+		if strings.HasPrefix(p.Key, "database.url") && strings.HasSuffix(cfg.Database.URLFrom, "DATABASE_URL") {
+			p.Key, p.Line = "$"+cfg.Database.URLFrom, 0
+		}
 		problems = append(problems, p)
 	}
 	if len(problems) > 0 {
@@ -472,7 +486,11 @@ func (ix *index) problemFor(msg string) Problem {
 		if reSecretKey.MatchString(name) && e.node != nil && e.node.Kind == yaml.ScalarNode {
 			return Problem{Key: key, Line: line, Msg: "unknown key, and a literal secret is not allowed in the file; reference it instead, e.g. client_secret: {file: /etc/entraprov/secret} or {credential: graph-secret} (systemd LoadCredential=)"}
 		}
-		return Problem{Key: key, Line: line, Msg: unknownKeyHelp(name, typ)}
+		p := Problem{Key: key, Line: line, Msg: unknownKeyHelp(name, typ)}
+		if s := closest(name, knownKeys()[typ]); s != "" {
+			p.covers = strings.TrimSuffix(key, name) + s
+		}
+		return p
 	}
 	if sm := reAlreadySet.FindStringSubmatch(rest); sm != nil {
 		e, _ := ix.find(line, sm[1], true)

@@ -20,6 +20,10 @@ type Problem struct {
 	Key  string // key path, e.g. jobs[1].schedule ("" for the whole file)
 	Msg  string // what is wrong and how to fix it; never a secret value
 	Line int    // line in the file, 0 if unknown
+	// covers is the key an unknown key was probably meant to be (its
+	// "did you mean"): problems of that key, such as "required", would
+	// report the same typo twice.
+	covers string
 }
 
 func (p Problem) String() string {
@@ -282,7 +286,7 @@ func (c *Config) validateTop(v *validator) {
 	if q := c.Quarantine; q.MaxBackoff.Duration < time.Minute {
 		v.add("quarantine.max_backoff", "%s is shorter than 1m; want the longest wait between runs of a quarantined job, e.g. 24h (default)", q.MaxBackoff.Duration)
 	}
-	if r := c.History.Retention.Duration; r != 0 && r < 24*time.Hour {
+	if r := c.History.Retention.Duration; r != 0 && r < MinRetention {
 		v.add("history.retention", "%s is shorter than 1d; want how long run history is kept, e.g. 400d (default), or 0 to keep everything", r)
 	}
 	if len(c.Jobs) == 0 {
