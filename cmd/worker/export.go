@@ -77,12 +77,13 @@ func opRecord(r store.Run, o store.Operation) []any {
 }
 
 // exportChanges is the operation's changed attributes. The engine never
-// stores a secret in them; a password-like name is still blanked here so
-// that an export can never be the place one leaks.
+// stores a secret in them; a password or secret property is still blanked
+// here so that an export can never be the place one leaks (a flag such as
+// forceChangePasswordNextSignIn is not a secret and stays).
 func exportChanges(c map[string]any) map[string]any {
 	out := make(map[string]any, len(c))
 	for k, v := range c {
-		if strings.Contains(strings.ToLower(k), "password") || strings.Contains(strings.ToLower(k), "secret") {
+		if l := strings.ToLower(k); l == "password" || l == "passwordprofile" || strings.Contains(l, "secret") {
 			v = "[redacted]"
 		}
 		out[k] = v

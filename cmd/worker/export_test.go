@@ -44,7 +44,7 @@ func TestHistoryAndShowExport(t *testing.T) {
 	const msg = "Invalid value, \"usageLocation\" is required.\nSecond line"
 	if err := st.RecordOperations(ctx, []store.Operation{
 		{RunID: run.ID, Seq: 1, ExternalID: "E100", Action: "create", Status: store.OpPending,
-			Changes: map[string]any{"displayName": "Alice", "passwordProfile": "Sup3rS3cret!"}},
+			Changes: map[string]any{"displayName": "Alice", "passwordProfile": "Sup3rS3cret!", "forceChangePasswordNextSignIn": true}},
 		{RunID: run.ID, Seq: 2, ExternalID: "E200", Action: "update", Status: store.OpPending,
 			Changes: map[string]any{"jobTitle": "CTO"}},
 	}); err != nil {
@@ -116,7 +116,7 @@ func TestHistoryAndShowExport(t *testing.T) {
 		ok, bad := rows[0], rows[1]
 		if ok["run_id"] != runID || ok["job"] != "nightly" || ok["tenant_id"] != "tenant-1" || ok["external_id"] != "E100" ||
 			ok["status"] != "succeeded" || ok["http_status"] != "201" || ok["object_id"] != "11111111-aaaa" ||
-			ok["changes"] != `{"displayName":"Alice","passwordProfile":"[redacted]"}` {
+			ok["changes"] != `{"displayName":"Alice","forceChangePasswordNextSignIn":true,"passwordProfile":"[redacted]"}` {
 			t.Errorf("succeeded row %v", ok)
 		}
 		if bad["external_id"] != "E200" || bad["status"] != "failed" || bad["message"] != msg || bad["attempts"] != "2" ||
