@@ -8,7 +8,9 @@ GO      ?= go
 GOTOOLCHAIN ?= go1.27.3
 export GOTOOLCHAIN
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X main.version=$(VERSION)
+# -s -w: no symbol table or DWARF (smaller binary; panics still print
+# file:line stack traces).
+LDFLAGS := -s -w -X main.version=$(VERSION)
 # Throwaway PostgreSQL for tests unless DATABASE_URL is set (see the script).
 WITH_PG := scripts/with-postgres --
 

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -36,6 +37,9 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "graphsim:", err)
+		if errors.Is(err, flag.ErrHelp) { // --help: the usage was asked for
+			os.Exit(0)
+		}
 		var ue usageError
 		if errors.As(err, &ue) {
 			os.Exit(2)
@@ -63,9 +67,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	shuffle := fs.Bool("shuffle-batch", false, "answer $batch steps in random order")
 	randSeed := fs.Int64("random-seed", 1, "seed of faults, jitter and shuffling")
 	caFile := fs.String("ca-file", "", "write the CA certificate here (default: a temp file)")
-	certDir := fs.String("cert-dir", "", "directory for seeded app certificates and keys (default: a temp dir)")
+	certDir := fs.String("cert-dir", "", "directory for seeded app certificates and keys, created when missing (default: a temp dir)")
+	writeConfig := fs.String("write-config", "", "write a worker config (YAML) for the first tenant and app here, its client secret in a 0600 file beside it, and the CA next to it unless --ca-file")
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err // main exits 0: help was asked for, not a mistake
+		}
 		return usageError{err}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
@@ -102,6 +110,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("cert dir: %w", err)
 		}
 		defer os.RemoveAll(dir)
+	} else {
+		if err := os.MkdirAll(dir, 0o700); err != nil { // it holds private keys
+			return usageError{fmt.Errorf("--cert-dir: %w", err)}
+		}
+		// Absolute, so the paths in the JSON line and a written config
+		// work from any directory.
+		if dir, err = filepath.Abs(dir); err != nil {
+			return fmt.Errorf("--cert-dir: %w", err)
+		}
 	}
 	var seeded graphsim.SeedResult
 	if *seedFile != "" {
@@ -126,14 +143,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ca := srv.CAFile
+	if *caFile == "" && *writeConfig != "" {
+		// The temp CA file goes with this process; the config's ca_file
+		// should name a file the operator can see beside the config.
+		*caFile = filepath.Join(filepath.Dir(*writeConfig), "graphsim-ca.pem")
+		if err := os.MkdirAll(filepath.Dir(*caFile), 0o755); err != nil {
+			srv.Close()
+			return fmt.Errorf("--write-config: %w", err)
+		}
+	}
 	if *caFile != "" {
 		if err := os.WriteFile(*caFile, srv.CAPEM, 0o644); err != nil {
 			srv.Close()
 			return fmt.Errorf("--ca-file: %w", err)
 		}
 		ca = *caFile
+		if abs, err := filepath.Abs(ca); err == nil {
+			ca = abs
+		}
 	}
-	out, _ := json.Marshal(line{AuthorityHost: srv.AuthorityHost, GraphURL: srv.GraphURL, CAFile: ca, AdminURL: srv.URL + "/_sim/", Tenants: seeded.Tenants})
+	l := line{AuthorityHost: srv.AuthorityHost, GraphURL: srv.GraphURL, CAFile: ca, AdminURL: srv.URL + "/_sim/", Tenants: seeded.Tenants}
+	if *writeConfig != "" {
+		if err := writeWorkerConfig(*writeConfig, l); err != nil {
+			srv.Close()
+			return err
+		}
+		log.Info("wrote a worker config", "path", *writeConfig)
+	}
+	out, _ := json.Marshal(l)
 	fmt.Fprintln(stdout, string(out))
 	log.Info("graphsim serving", "addr", srv.Addr(), "time_scale", *timeScale, "throttling", *throttling)
 

@@ -6,13 +6,18 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
+	"flag"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/entraprov/entraprov/internal/config"
 )
 
 // TestRunPrintsOneLineAndServes: the JSON line has everything a client
@@ -115,4 +120,83 @@ func errorsAs(err error, target *usageError) bool {
 		*target = ue
 	}
 	return ok
+}
+
+// TestHelpExitsCleanly: --help is a request, not a usage error (main
+// exits 0 on flag.ErrHelp) and the usage names --write-config.
+func TestHelpExitsCleanly(t *testing.T) {
+	var usage strings.Builder
+	err := run(context.Background(), []string{"--help"}, io.Discard, &usage)
+	var ue usageError
+	if !errors.Is(err, flag.ErrHelp) || errorsAs(err, &ue) {
+		t.Fatalf("--help: %v; want flag.ErrHelp, not a usage error", err)
+	}
+	if !strings.Contains(usage.String(), "-write-config") {
+		t.Fatalf("usage lacks --write-config:\n%s", usage.String())
+	}
+}
+
+// TestWriteConfigIsAValidWorkerConfig: with a --cert-dir that does not
+// exist yet (created) and --write-config in a directory that does not
+// exist either, graphsim writes a config that the worker's own loader
+// (config.Load: strict decode + validate) accepts as is, pointing at this
+// emulator's tenant, app and CA, with the client secret only in a 0600
+// file it refers to, which the worker's secret reader reads back.
+func TestWriteConfigIsAValidWorkerConfig(t *testing.T) {
+	base := t.TempDir()
+	cfgPath := filepath.Join(base, "conf", "config.yaml")
+	certDir := filepath.Join(base, "no", "such", "certs")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--cert-dir", certDir, "--write-config", cfgPath, "--latency", "none"}, pw, io.Discard)
+	}()
+	lineText, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(<-done)
+	}
+	go io.Copy(io.Discard, pr)
+	var l line
+	if err := json.Unmarshal([]byte(lineText), &l); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(certDir); err != nil || !fi.IsDir() {
+		t.Fatalf("--cert-dir not created: %v", err)
+	}
+	app := l.Tenants[0].Apps[0]
+
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatalf("written config does not load:\n%v", err)
+	}
+	if len(cfg.Jobs) != 1 {
+		t.Fatalf("jobs %+v", cfg.Jobs)
+	}
+	j := cfg.Jobs[0]
+	if j.TenantID != l.Tenants[0].ID || j.AuthorityHost != l.AuthorityHost || j.GraphURL != l.GraphURL ||
+		j.CAFile != filepath.Join(base, "conf", "graphsim-ca.pem") || j.Auth.ClientID != app.ClientID ||
+		j.Auth.Method != "secret" || j.Schedule == "" || len(j.AllowedDomains) == 0 || j.AllowedDomains[0] != l.Tenants[0].Domains[0] {
+		t.Fatalf("job %+v does not match line %s", j, lineText)
+	}
+	if pem, err := os.ReadFile(j.CAFile); err != nil || !x509.NewCertPool().AppendCertsFromPEM(pem) {
+		t.Fatalf("ca_file %s: %v", j.CAFile, err)
+	}
+	text, _ := os.ReadFile(cfgPath)
+	if strings.Contains(string(text), app.ClientSecret) {
+		t.Fatal("the config holds the client secret itself")
+	}
+	fi, err := os.Stat(j.Auth.Secret.File)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("secret file %s: %v mode %v; want 0600", j.Auth.Secret.File, err, fi.Mode())
+	}
+	secret, err := j.Auth.Secret.Read(context.Background())
+	if err != nil || secret != app.ClientSecret {
+		t.Fatalf("secret file does not hold the app's secret (err %v)", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/store"
 )
 
@@ -28,22 +29,48 @@ func newHistoryCommand() *cobra.Command {
 		job    string
 		limit  int
 		asJSON bool
+		since  string
+		format string
 	)
 	c := &cobra.Command{
 		Use:   "history",
 		Short: "List the last runs, newest first",
 		Long: "Lists the last runs recorded in entraprov.sync_runs (the same as\n" +
-			"SELECT * FROM entraprov.run_summary). `worker show RUN` lists a run's operations.",
+			"SELECT * FROM entraprov.run_summary). `worker show RUN` lists a run's operations.\n\n" +
+			"--since 7d lists every run started in the last 7 days (--limit still caps it when given);\n" +
+			"--format csv|jsonl writes one record per run for auditors and SIEM ingestion: columns\n" +
+			strings.Join(runExportColumns, ", ") + ".",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit <= 0 {
 				return withExit(exitUsage, fmt.Errorf("--limit must be positive, got %d", limit))
 			}
+			if err := checkFormat(format, asJSON); err != nil {
+				return err
+			}
+			var from time.Time
+			if since != "" {
+				age, err := config.ParseDuration(since)
+				if err != nil || age <= 0 {
+					return withExit(exitUsage, fmt.Errorf("--since %q: want a positive duration such as 24h or 7d", since))
+				}
+				from = time.Now().Add(-age)
+			}
 			return withCurrentStore(cmd, func(ctx context.Context, st *store.Store) error {
 				if err := checkJobName(cmd, ctx, st, job); err != nil {
 					return err
 				}
-				runs, err := st.ListRuns(ctx, job, limit)
+				var runs []store.Run
+				var err error
+				if since != "" {
+					n := limit
+					if !cmd.Flags().Changed("limit") {
+						n = 0 // the whole window
+					}
+					runs, err = st.ListRunsSince(ctx, job, from, n)
+				} else {
+					runs, err = st.ListRuns(ctx, job, limit)
+				}
 				if err != nil {
 					return withExit(exitFail, err)
 				}
@@ -54,11 +81,14 @@ func newHistoryCommand() *cobra.Command {
 					return withExit(exitFail, err)
 				}
 				qw := cmd.OutOrStdout()
-				if asJSON {
+				if asJSON || format != formatTable {
 					qw = cmd.ErrOrStderr()
 				}
 				for _, l := range warn {
 					fmt.Fprintln(qw, l)
+				}
+				if format != formatTable {
+					return exportRuns(cmd.OutOrStdout(), format, runs)
 				}
 				return printHistory(cmd.OutOrStdout(), runs, job, asJSON, time.Now())
 			})
@@ -67,6 +97,8 @@ func newHistoryCommand() *cobra.Command {
 	c.Flags().StringVar(&job, "job", "", "only runs of this job")
 	c.Flags().IntVar(&limit, "limit", 20, "number of runs to list")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	c.Flags().StringVar(&since, "since", "", "only runs started within this long ago (e.g. 24h, 7d); all of them unless --limit is given")
+	c.Flags().StringVar(&format, "format", formatTable, "output format: table, csv or jsonl (one run a record)")
 	c.AddCommand(newPruneCommand())
 	return c
 }
@@ -78,6 +110,7 @@ func newShowCommand() *cobra.Command {
 		stuck  bool
 		job    string
 		nRuns  int
+		format string
 	)
 	c := &cobra.Command{
 		Use:   "show RUN_ID | show --stuck [--job X] [--runs N]",
@@ -89,7 +122,9 @@ func newShowCommand() *cobra.Command {
 			"Graph error code in each of the job's last N apply runs (--runs, default 3): the last failure,\n" +
 			"how many runs in a row it failed, since when, and the request id to quote to Microsoft.\n" +
 			"A user the job backs off (jobs[].user_backoff) is listed once it failed N times in a row\n" +
-			"the same way, with its next attempt; `worker sync --job X --retry-stuck` tries it now.",
+			"the same way, with its next attempt; `worker sync --job X --retry-stuck` tries it now.\n\n" +
+			"--format csv|jsonl writes one record per operation (the run's id, job, tenant and mode on each)\n" +
+			"for auditors and SIEM ingestion: columns " + strings.Join(opExportColumns, ", ") + ".",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if stuck {
 				return cobra.NoArgs(cmd, args)
@@ -97,6 +132,12 @@ func newShowCommand() *cobra.Command {
 			return cobra.ExactArgs(1)(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkFormat(format, asJSON); err != nil {
+				return err
+			}
+			if stuck && format != formatTable {
+				return withExit(exitUsage, errors.New("--format goes with a RUN_ID, not --stuck"))
+			}
 			if stuck {
 				if nRuns < 1 || nRuns > store.StuckWindow {
 					return withExit(exitUsage, fmt.Errorf("--runs must be between 1 and %d, got %d", store.StuckWindow, nRuns))
@@ -134,6 +175,9 @@ func newShowCommand() *cobra.Command {
 				if err != nil {
 					return withExit(exitFail, err)
 				}
+				if format != formatTable {
+					return exportOperations(cmd.OutOrStdout(), format, run, ops)
+				}
 				return printRun(cmd.OutOrStdout(), run, ops, status, asJSON, time.Now())
 			})
 		},
@@ -142,6 +186,7 @@ func newShowCommand() *cobra.Command {
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of tables")
 	c.Flags().BoolVar(&stuck, "stuck", false, "list users failing the same way in each of the last --runs apply runs")
 	c.Flags().StringVar(&job, "job", "", "with --stuck: only this job")
+	c.Flags().StringVar(&format, "format", formatTable, "output format: table, csv or jsonl (one operation a record)")
 	c.Flags().IntVar(&nRuns, "runs", 3, "with --stuck: how many last apply runs a user must have failed")
 	return c
 }

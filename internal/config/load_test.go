@@ -530,3 +530,19 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestCredentialPathByHand: run by hand (worker check on the host), a
+// {credential: …} reference says how to set $CREDENTIALS_DIRECTORY, and
+// once set it names the file in that directory.
+func TestCredentialPathByHand(t *testing.T) {
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	_, err := CredentialPath("graph-secret")
+	if err == nil || !strings.Contains(err.Error(), "set it to the directory holding the file named graph-secret") ||
+		!strings.Contains(err.Error(), "CREDENTIALS_DIRECTORY=/etc/entraprov/credentials worker check") {
+		t.Fatalf("unset: %v", err)
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", "/etc/entraprov/credentials")
+	if p, err := CredentialPath("graph-secret"); err != nil || p != "/etc/entraprov/credentials/graph-secret" {
+		t.Fatalf("set: %q, %v", p, err)
+	}
+}

@@ -95,7 +95,11 @@ func (r SecretRef) ReadBytes(ctx context.Context) ([]byte, error) {
 func CredentialPath(name string) (string, error) {
 	dir := os.Getenv("CREDENTIALS_DIRECTORY")
 	if dir == "" {
-		return "", fmt.Errorf("$CREDENTIALS_DIRECTORY is not set; run under systemd with LoadCredential=%s:/path/to/file, or use {file: /path/to/file}", name)
+		// Run by hand (worker check on the host) the variable is missing:
+		// say how to point it at the directory systemd loads from.
+		return "", fmt.Errorf("$CREDENTIALS_DIRECTORY is not set: systemd sets it for LoadCredential=%s:/path/to/file; "+
+			"when running by hand, set it to the directory holding the file named %s, e.g. CREDENTIALS_DIRECTORY=/etc/entraprov/credentials worker check "+
+			"(or use {file: /path/to/file})", name, name)
 	}
 	return filepath.Join(dir, name), nil
 }

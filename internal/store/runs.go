@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"time"
 
@@ -239,6 +240,28 @@ func (s *Store) ListRuns(ctx context.Context, job string, limit int) ([]Run, err
 	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	return runs, nil
+}
+
+// ListRunsSince lists the runs started at or after since, newest first;
+// limit <= 0 means all of them (an export for auditors wants the whole
+// window, not the last screenful).
+func (s *Store) ListRunsSince(ctx context.Context, job string, since time.Time, limit int) ([]Run, error) {
+	if limit <= 0 {
+		limit = math.MaxInt32
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+runColumns+`
+  FROM entraprov.sync_runs
+ WHERE ($1 = '' OR job = $1) AND started_at >= $2
+ ORDER BY started_at DESC, id DESC
+ LIMIT $3`, job, since, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list runs since %s: %w", since.Format(time.RFC3339), err)
+	}
+	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
+	if err != nil {
+		return nil, fmt.Errorf("list runs since %s: %w", since.Format(time.RFC3339), err)
 	}
 	return runs, nil
 }
