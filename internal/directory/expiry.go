@@ -109,3 +109,8 @@ func (c *Client) AppCredentials(ctx context.Context) (AppCredentials, error) {
 	}
 	return out, nil
 }
+
+// ExpiryWarning is how long before a credential expires the worker warns
+// (worker check, the daemon's start-up log, the alert rule's threshold):
+// time for a change request and an upload to the app registration.
+const ExpiryWarning = 30 * 24 * time.Hour
