@@ -34,17 +34,20 @@ func publishCertificateExpiry(ctx context.Context, m *metrics.Metrics, jobs []co
 }
 
 // publishSecretExpiry asks Graph, for every client-secret job, when the app
-// registration's secrets end (GET /applications(appId=…)). It runs beside
-// the scheduler: a slow or refused answer must not hold the start-up.
-// Without Application.Read.All the expiry stays unknown and the log says
-// which permission would let the worker know.
-func publishSecretExpiry(ctx context.Context, m *metrics.Metrics, jobs []config.Job, log *slog.Logger) {
+// registration's secrets end (GET /applications(appId=…)), through the
+// runner when it can (engineRunner). It runs beside the scheduler: a slow
+// or refused answer must not hold the start-up. Without
+// Application.Read.All the expiry stays unknown and the log says which
+// permission would let the worker know.
+func publishSecretExpiry(ctx context.Context, m *metrics.Metrics, r secretExpiryReader, jobs []config.Job, log *slog.Logger) {
 	for _, j := range jobs {
 		if j.Auth.Method != "secret" {
 			m.SetCredentialExpiry(j.Name, metrics.CredentialSecret, time.Time{})
 			continue
 		}
-		end, err := secretEnd(ctx, j)
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		end, err := r.SecretExpiry(rctx, j)
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}
@@ -64,21 +67,6 @@ func publishSecretExpiry(ctx context.Context, m *metrics.Metrics, jobs []config.
 		}
 		m.SetCredentialExpiry(j.Name, metrics.CredentialSecret, time.Time{})
 	}
-}
-
-func secretEnd(ctx context.Context, j config.Job) (time.Time, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	c, err := directory.New(ctx, j, directory.Options{UserAgent: "entraprov/credential-expiry"})
-	if err != nil {
-		return time.Time{}, err
-	}
-	creds, err := c.AppCredentials(ctx)
-	if err != nil {
-		return time.Time{}, err
-	}
-	end, _ := creds.LatestSecretEnd()
-	return end, nil
 }
 
 func logExpiry(log *slog.Logger, job, what string, end time.Time) {

@@ -124,7 +124,9 @@ func Run(ctx context.Context, o Options) error {
 	expiryDone := make(chan struct{})
 	go func() {
 		defer close(expiryDone)
-		publishSecretExpiry(wdCtx, m, cfg.Jobs, log)
+		if r, ok := runner.(secretExpiryReader); ok {
+			publishSecretExpiry(wdCtx, m, r, cfg.Jobs, log)
+		}
 	}()
 	pruneDone := make(chan struct{})
 	go func() {
