@@ -25,20 +25,10 @@ var permReadApp = []string{"Application.Read.All", "Application.ReadWrite.OwnedB
 // A secret without expiry has a null endDateTime (Graph always sets one;
 // the emulator's Secret.Expires zero means "never").
 func (s *Sim) getApplication(t *tenant, c *call) *response {
-	appID := strings.ToLower(c.params[0])
-	s.mu.RLock()
-	reg := s.apps[appID]
-	var app App
-	var certs []*x509.Certificate
-	if reg != nil {
-		app = reg.app
-		app.Secrets = append([]Secret(nil), reg.app.Secrets...)
-		certs = append(certs, reg.certs...)
-	}
-	s.mu.RUnlock()
+	app, certs, registered := s.appSnapshot(strings.ToLower(c.params[0]))
 	// The application object lives in its home tenant only; elsewhere a
 	// multi-tenant app is a service principal.
-	if reg == nil || app.HomeTenant != t.id {
+	if !registered || app.HomeTenant != t.id {
 		return notFound(c.params[0])
 	}
 	pw := make([]any, 0, len(app.Secrets))
@@ -80,4 +70,18 @@ func (s *Sim) getApplication(t *tenant, c *call) *response {
 // credentialKeyID is a stable keyId per credential of an app.
 func credentialKeyID(clientID, kind string, i int) string {
 	return uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "%s/%s/%d", clientID, kind, i)).String()
+}
+
+// appSnapshot copies an app registration (its secrets slice too: rotation
+// appends to it) and its parsed certificates under the lock.
+func (s *Sim) appSnapshot(clientID string) (App, []*x509.Certificate, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	reg := s.apps[clientID]
+	if reg == nil {
+		return App{}, nil, false
+	}
+	app := reg.app
+	app.Secrets = append([]Secret(nil), reg.app.Secrets...)
+	return app, reg.certs, true
 }
