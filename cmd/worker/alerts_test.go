@@ -43,6 +43,7 @@ func exportedMetricNames(t *testing.T) []string {
 		Stats: store.RunStats{Retried: 1}})
 	m.SetNextRun("j", now.Add(time.Hour))
 	m.SetRunning("j", false)
+	m.SetCredentialExpiry("j", metrics.CredentialCertificate, now.Add(24*time.Hour))
 	g := m.Graph("j")
 	g.GraphRequest("batch", 200, time.Millisecond)
 	g.StepDone(directory.OpKind("create"), directory.Outcome("succeeded"), 201)
@@ -114,7 +115,7 @@ func TestAlertRules(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"EntraprovRunBlocked", "EntraprovRunFailed", "EntraprovJobQuarantined",
-		"EntraprovNoSuccessIn26h", "EntraprovThrottlingHigh"} {
+		"EntraprovNoSuccessIn26h", "EntraprovThrottlingHigh", "EntraprovCredentialExpiring"} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("alert %s missing (have %v)", want, alerts)
 		}

@@ -35,7 +35,7 @@ const (
 
 // checkItem is one line of the preflight checklist.
 type checkItem struct {
-	Name       string   `json:"name"` // config, database, schema, source, source_ids, groups, token, permissions, graph, clock
+	Name       string   `json:"name"` // config, database, schema, source, source_ids, groups, credential, token, permissions, graph, clock
 	Job        string   `json:"job,omitempty"`
 	Status     string   `json:"status"`
 	Detail     string   `json:"detail"`
@@ -98,7 +98,10 @@ func newCheckCommand() *cobra.Command {
 		Long: `check verifies everything a run needs, without changing anything:
 the configuration; the database connection and schema version; each job's
 source relation (columns and types, one row per external_id, groups within
-allowed_groups); that a token can be acquired (failures
+allowed_groups); when the job's certificate (its file's NotAfter) or
+client secret (read from the app registration, which needs
+Application.Read.All) expires, warning within 30 days; that a token can be
+acquired (failures
 explained from their AADSTS code); that the token carries the application
 permissions the job needs (each missing one named, with the tenant's
 admin-consent URL); a GET /users?$top=1 probe; and the clock against the
@@ -243,6 +246,7 @@ func checkJob(ctx context.Context, job config.Job, st *store.Store, rep *checkRe
 		cancel()
 	}
 
+	checkCertificateExpiry(ctx, job, rep)
 	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	client, err := directory.New(tctx, job, directory.Options{Logger: slog.New(slog.DiscardHandler), UserAgent: "entraprov-check/" + version})
@@ -272,6 +276,7 @@ func checkJob(ctx context.Context, job config.Job, st *store.Store, rep *checkRe
 	}
 	rep.add(checkItem{Name: "token", Job: name, Status: checkOK,
 		Detail: fmt.Sprintf("token acquired for app %s in tenant %s (%s)", appID, tenant, job.Auth.Method)})
+	checkSecretExpiry(tctx, job, client, rep)
 
 	granted := "no application permissions"
 	if len(roles) > 0 {
@@ -467,4 +472,71 @@ func isTerminal(f any) bool {
 	}
 	fi, err := file.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// checkCertificateExpiry reads the NotAfter of a certificate job's file:
+// a warning within directory.ExpiryWarning, a failure once expired. A file
+// that cannot be read is the token check's failure, not reported twice.
+func checkCertificateExpiry(ctx context.Context, job config.Job, rep *checkReport) {
+	if job.Auth.Method != "certificate" {
+		return
+	}
+	end, err := directory.CertificateNotAfter(ctx, job.Auth)
+	if err != nil {
+		return
+	}
+	rep.add(expiryItem(job.Name, "certificate", end, time.Now(),
+		"create a new certificate, upload its public part to the app registration (Certificates & secrets) and point auth.certificate_file at it"))
+}
+
+// checkSecretExpiry reads the app registration's client secrets, when the
+// app may (Application.Read.All); otherwise it says it cannot know.
+func checkSecretExpiry(ctx context.Context, job config.Job, client *directory.Client, rep *checkReport) {
+	if job.Auth.Method != "secret" {
+		return
+	}
+	creds, err := client.AppCredentials(ctx)
+	var ae *directory.AuthError
+	switch {
+	case errors.As(err, &ae) && ae.Permission == directory.PermReadApplication:
+		rep.add(checkItem{Name: "credential", Job: job.Name, Status: checkWarn, ConsentURL: ae.ConsentURL,
+			Detail: "cannot know when the client secret expires: the app may not read its own registration",
+			Advice: fmt.Sprintf("grant the application permission %s (and admin consent) to have check and the metrics report it, or track the secret's end date yourself", directory.PermReadApplication)})
+	case err != nil:
+		rep.add(checkItem{Name: "credential", Job: job.Name, Status: checkWarn, Detail: "cannot know when the client secret expires: " + err.Error()})
+	default:
+		end, ok := creds.LatestSecretEnd()
+		if !ok {
+			rep.add(checkItem{Name: "credential", Job: job.Name, Status: checkWarn, Detail: "the app registration lists no client secret with an end date"})
+			return
+		}
+		rep.add(expiryItem(job.Name, "client secret", end, time.Now(),
+			"create a new client secret in the app registration (Certificates & secrets) and update auth.client_secret's source"))
+	}
+}
+
+// expiryItem judges one credential's end date at now.
+func expiryItem(job, what string, end, now time.Time, renew string) checkItem {
+	it := checkItem{Name: "credential", Job: job}
+	left := end.Sub(now)
+	date := end.UTC().Format("2006-01-02 15:04 UTC")
+	switch {
+	case left <= 0:
+		it.Status, it.Detail, it.Advice = checkFail, fmt.Sprintf("the %s expired on %s: sign-in fails", what, date), renew
+	case left < directory.ExpiryWarning:
+		it.Status, it.Detail, it.Advice = checkWarn, fmt.Sprintf("the %s expires on %s, in %s", what, date, daysLeft(left)), renew
+	default:
+		it.Status, it.Detail = checkOK, fmt.Sprintf("the %s is valid until %s (%s)", what, date, daysLeft(left))
+	}
+	return it
+}
+
+// daysLeft counts started days: 28 days and an hour is "29 days", an hour
+// is "1 day" (never "0 days" before the end).
+func daysLeft(d time.Duration) string {
+	n := int((d + 24*time.Hour - 1) / (24 * time.Hour))
+	if n == 1 {
+		return "1 day"
+	}
+	return fmt.Sprintf("%d days", n)
 }

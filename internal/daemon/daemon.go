@@ -89,6 +89,7 @@ func Run(ctx context.Context, o Options) error {
 		hooks: &hookState{unwell: map[string]bool{}, sender: &webhook.Sender{Log: log}},
 		last:  map[string]jobs.Result{}, running: map[string]time.Time{}}
 	publishQuarantine(ctx, m, st, cfg)
+	publishCertificateExpiry(ctx, m, cfg.Jobs, log)
 	d.sched = jobs.New(jobs.Options{
 		Runner: runner, History: st, Logger: log,
 		OnStart: d.onStart, OnResult: d.onResult,
@@ -120,6 +121,13 @@ func Run(ctx context.Context, o Options) error {
 		defer close(wdDone)
 		d.watchdog(wdCtx)
 	}()
+	expiryDone := make(chan struct{})
+	go func() {
+		defer close(expiryDone)
+		if r, ok := runner.(secretExpiryReader); ok {
+			publishSecretExpiry(wdCtx, m, r, cfg.Jobs, log)
+		}
+	}()
 	pruneDone := make(chan struct{})
 	go func() {
 		defer close(pruneDone)
@@ -140,6 +148,7 @@ loop:
 	stopErr := d.stop(o.StopTimeout)
 	stopWatchdog()
 	<-wdDone
+	<-expiryDone
 	<-pruneDone
 	if msrv != nil {
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -240,6 +249,8 @@ func (d *workerd) reload(ctx context.Context) {
 	for _, name := range diff.Removed {
 		d.m.ForgetJob(name)
 	}
+	// A reload may point a job at a renewed certificate.
+	publishCertificateExpiry(ctx, d.m, cfg.Jobs, d.log)
 	d.publishNext()
 	var restart []string
 	if !reflect.DeepEqual(old.Database, cfg.Database) {

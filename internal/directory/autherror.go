@@ -145,6 +145,8 @@ func permissionFor(kind OpKind) string {
 		return "GroupMember.ReadWrite.All"
 	case "", "read":
 		return "User.Read.All"
+	case opReadApplication:
+		return PermReadApplication
 	default:
 		return "User.ReadWrite.All"
 	}

@@ -80,6 +80,9 @@ func init() {
 	add("POST", "/directory/deletedItems/{id}/restore", permWriteUser, 1, (*Sim).restoreUser)
 	add("DELETE", "/directory/deletedItems/{id}", permWriteUser, 1, (*Sim).purgeUser)
 	add("GET", "/organization", permOrg, 1, (*Sim).organization)
+	// The alternate key form (applications.go); the object-id form is not
+	// served: the worker knows its client id, not its application's id.
+	add("GET", "/applications(appId='{id}')", permReadApp, 1, (*Sim).getApplication)
 }
 
 // matchRoute finds the route for method and path. A path that matches a
@@ -118,6 +121,15 @@ func matchSegs(pat, segs []string) ([]string, bool) {
 				return nil, false
 			}
 			params = append(params, segs[i])
+			continue
+		}
+		// A key inside a segment: applications(appId='{id}').
+		if pre, post, ok := strings.Cut(p, "{id}"); ok {
+			s := segs[i]
+			if len(s) <= len(pre)+len(post) || !strings.EqualFold(s[:len(pre)], pre) || !strings.EqualFold(s[len(s)-len(post):], post) {
+				return nil, false
+			}
+			params = append(params, s[len(pre):len(s)-len(post)])
 			continue
 		}
 		if !strings.EqualFold(p, segs[i]) {

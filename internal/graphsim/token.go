@@ -207,14 +207,8 @@ func (s *Sim) lookupClient(w http.ResponseWriter, t *tenant, clientID string) (t
 		s.tokenError(w, 400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
 		return cl, 400
 	}
-	s.mu.RLock()
-	reg := s.apps[id]
-	if reg != nil {
-		cl.app = reg.app
-		cl.app.Secrets = append([]Secret(nil), reg.app.Secrets...)
-		cl.certs = reg.certs
-	}
-	s.mu.RUnlock()
+	app, certs, registered := s.appSnapshot(id)
+	cl.app, cl.certs = app, certs
 	t.mu.RLock()
 	sp := t.sps[id]
 	if sp != nil {
@@ -222,7 +216,7 @@ func (s *Sim) lookupClient(w http.ResponseWriter, t *tenant, clientID string) (t
 		cl.spID = sp.id
 	}
 	t.mu.RUnlock()
-	if reg == nil || sp == nil || (cl.app.HomeTenant != t.id && !cl.app.MultiTenant) {
+	if !registered || sp == nil || (cl.app.HomeTenant != t.id && !cl.app.MultiTenant) {
 		s.tokenError(w, 400, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, t.name))
 		return cl, 400
 	}
@@ -481,14 +475,8 @@ func (s *Sim) adminConsent(w http.ResponseWriter, r *http.Request, tenantRef str
 		return 400
 	}
 	clientID := strings.ToLower(r.URL.Query().Get("client_id"))
-	s.mu.RLock()
-	reg := s.apps[clientID]
-	var app App
-	if reg != nil {
-		app = reg.app
-	}
-	s.mu.RUnlock()
-	if reg == nil || (app.HomeTenant != t.id && !app.MultiTenant) {
+	app, _, registered := s.appSnapshot(clientID)
+	if !registered || (app.HomeTenant != t.id && !app.MultiTenant) {
 		s.tokenError(w, 400, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'.", r.URL.Query().Get("client_id"), t.name))
 		return 400
 	}

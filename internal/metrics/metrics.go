@@ -40,6 +40,8 @@ type Metrics struct {
 	running       *prometheus.GaugeVec
 	backingOff    *prometheus.GaugeVec
 	quarantined   *prometheus.GaugeVec // quarantine.go
+	// credentialExpiry: credential.go
+	credentialExpiry *prometheus.GaugeVec
 }
 
 // New registers the worker's collectors, plus the Go runtime and process
@@ -101,7 +103,8 @@ func New() *Metrics {
 		}, []string{"job"}),
 	}
 	m.quarantined = newQuarantined()
-	m.reg.MustRegister(m.runs, m.quarantined, m.operations, m.graphRequests, m.graphLatency, m.throttled, m.retries,
+	m.credentialExpiry = newCredentialExpiry()
+	m.reg.MustRegister(m.runs, m.quarantined, m.credentialExpiry, m.operations, m.graphRequests, m.graphLatency, m.throttled, m.retries,
 		m.runDuration, m.lastSuccess, m.lastRun, m.nextRun, m.running, m.backingOff,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -173,4 +176,6 @@ func (m *Metrics) ForgetJob(job string) {
 	m.backingOff.DeleteLabelValues(job)
 	// A removed job's last quarantine value would keep its alert firing.
 	m.quarantined.DeleteLabelValues(job)
+	// Nor an expiring credential it no longer uses.
+	m.credentialExpiry.DeletePartialMatch(prometheus.Labels{"job": job})
 }
