@@ -192,6 +192,10 @@ WITH r AS (
     SELECT id, 1, 'E1', 'enable', 'succeeded', 200, '', 'the user is wanted again (rehire)' FROM r
     UNION ALL
     SELECT id, 2, 'E2', 'update', 'failed', 400, 'Request_BadRequest', $2 FROM r
+), c AS (
+    INSERT INTO entraprov.sync_operations (run_id, seq, external_id, action, status, http_status, changes)
+    SELECT id, 3, 'E3', 'update', 'succeeded', 204,
+           '{"jobTitle": {"from": "Clerk", "to": "Lead"}, "mobilePhone": {"from": "+1 555 0100", "to": null}, "passwordProfile": "hunter2-never-shown"}'::jsonb FROM r
 )
 SELECT id FROM r`, summary, longMsg).Scan(&runID)
 	if err != nil {
@@ -214,6 +218,11 @@ SELECT id FROM r`, summary, longMsg).Scan(&runID)
 		case strings.HasPrefix(l, "2 "):
 			failed = l
 		}
+	}
+	// Every changed attribute with from → to; a secret never.
+	if !strings.Contains(out, `jobTitle: "Clerk" → "Lead"; mobilePhone: "+1 555 0100" → (none); passwordProfile: "[redacted]"`) ||
+		strings.Contains(out, "hunter2") {
+		t.Errorf("CHANGES without from → to, or a secret shown:\n%s", out)
 	}
 	if f := strings.Fields(header); len(f) < 2 || f[len(f)-2] != "NOTE" || f[len(f)-1] != "ERROR" {
 		t.Errorf("header %q: want NOTE then ERROR last", header)

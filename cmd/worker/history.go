@@ -433,10 +433,33 @@ func printRunOperations(w io.Writer, ops []store.Operation) error {
 			note, failure = "", msg
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Seq, o.ExternalID, o.Action, o.Status, http,
-			orDash(o.ObjectID), orDash(strings.Join(slices.Sorted(maps.Keys(o.Changes)), ",")), orDash(o.RequestID),
+			orDash(o.ObjectID), orDash(fmtChanges(o.Changes)), orDash(o.RequestID),
 			orDash(oneLine(note, 60)), orDash(flatLine(failure)))
 	}
 	return tw.Flush()
+}
+
+// fmtChanges is the CHANGES cell: every changed attribute with from → to
+// (`jobTitle: "Clerk" → "Lead"`), or its value where history records no
+// old one (a create, a group, a manager); a secret never (exportChanges).
+func fmtChanges(c map[string]any) string {
+	c = exportChanges(c)
+	parts := make([]string, 0, len(c))
+	for _, k := range slices.Sorted(maps.Keys(c)) {
+		v := c[k]
+		if m, ok := v.(map[string]any); ok {
+			if _, from := m["from"]; from {
+				parts = append(parts, k+": "+fmtChange(v))
+				continue
+			}
+			if _, to := m["to"]; to {
+				parts = append(parts, k+": "+fmtChange(v))
+				continue
+			}
+		}
+		parts = append(parts, k+": "+fmtValue(v))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func writeJSON(w io.Writer, v any) error {
