@@ -174,7 +174,7 @@ func TestHistoryAndShowCommands(t *testing.T) {
 		{name: "history_bad_limit_is_usage", args: []string{"history", "--limit", "0", db}, code: exitUsage},
 		{name: "show_prints_header_and_operations", args: []string{"show", id(first), db}, code: exitOK,
 			contains: []string{"status", "partial", "tenant-1", "2 requests, 1 batches, 1 throttled, 1 retried",
-				"E100", "succeeded", "11111111-aaaa", "displayName,userPrincipalName",
+				"E100", "succeeded", "11111111-aaaa", `displayName: "Alice"; userPrincipalName: "alice@contoso.test"`,
 				"E200", "req-bad", "Request_BadRequest: Invalid value specified for property 'usageLocation'. / second line"}},
 		{name: "show_only_failed", args: []string{"show", id(first), "--status", "failed", db}, code: exitOK,
 			contains: []string{"E200"}, absent: []string{"E100"}},

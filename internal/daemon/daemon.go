@@ -115,25 +115,7 @@ func Run(ctx context.Context, o Options) error {
 	d.notify(sdd.SdNotifyReady, "STATUS="+d.status())
 	log.Info("worker ready", "jobs", len(cfg.Jobs), "pid", os.Getpid())
 
-	wdCtx, stopWatchdog := context.WithCancel(context.WithoutCancel(ctx))
-	wdDone := make(chan struct{})
-	go func() {
-		defer close(wdDone)
-		d.watchdog(wdCtx)
-	}()
-	expiryDone := make(chan struct{})
-	go func() {
-		defer close(expiryDone)
-		if r, ok := runner.(secretExpiryReader); ok {
-			publishSecretExpiry(wdCtx, m, r, cfg.Jobs, log)
-		}
-	}()
-	pruneDone := make(chan struct{})
-	go func() {
-		defer close(pruneDone)
-		// Read at start; a reload keeps it.
-		retentionLoop(wdCtx, st, cfg.History.Retention.Duration, 10*time.Minute, 24*time.Hour, log)
-	}()
+	stopBackground := d.background(ctx, runner, cfg)
 
 loop:
 	for {
@@ -146,10 +128,7 @@ loop:
 	}
 
 	stopErr := d.stop(o.StopTimeout)
-	stopWatchdog()
-	<-wdDone
-	<-expiryDone
-	<-pruneDone
+	stopBackground()
 	if msrv != nil {
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = msrv.Shutdown(sctx)
@@ -161,6 +140,34 @@ loop:
 	}
 	log.Info("worker stopped")
 	return nil
+}
+
+// background starts what runs beside the scheduler: the systemd watchdog,
+// the read of the client secret's end date, and the retention loop (its
+// retention read at start; a reload keeps it). The returned func stops them
+// and waits until each has returned.
+func (d *workerd) background(ctx context.Context, runner jobs.Runner, cfg *config.Config) (stop func()) {
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		d.watchdog(bctx)
+	}()
+	go func() {
+		defer wg.Done()
+		if r, ok := runner.(secretExpiryReader); ok {
+			publishSecretExpiry(bctx, d.m, r, cfg.Jobs, d.log)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		retentionLoop(bctx, d.st, cfg.History.Retention.Duration, 10*time.Minute, 24*time.Hour, d.log)
+	}()
+	return func() {
+		cancel()
+		wg.Wait()
+	}
 }
 
 // serveMetrics serves /metrics and /healthz on addr ("": not at all).

@@ -228,20 +228,9 @@ func (e *Engine) retryFinal(ctx context.Context, log *slog.Logger, what string, 
 // recorded or did not complete (failed, interrupted); a blocked or partial
 // run is not an error.
 func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (store.Run, error) {
-	if opts.Trigger == "" {
-		opts.Trigger = TriggerManual
-	}
-	if opts.Mode == "" {
-		opts.Mode = ModeApply
-	}
-	if opts.User != "" {
-		if opts.Approve != 0 || opts.AllowDeletes {
-			return store.Run{}, fmt.Errorf("run job %s for user %s: a one-user run is never held by the change budget, so it takes neither an approval nor --allow-deletes", job.Name, opts.User)
-		}
-		opts.RetryStuck = true // the operator asks for this user now
-		if err := e.checkUser(ctx, job, opts.User); err != nil {
-			return store.Run{}, fmt.Errorf("run job %s: %w", job.Name, err)
-		}
+	opts, err := e.runOptions(ctx, job, opts)
+	if err != nil {
+		return store.Run{}, err
 	}
 	log := e.logger().With("job", job.Name)
 	if opts.User != "" {
@@ -295,6 +284,35 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 	r.finish(rctx, runErr)
 	cancelRun()
 
+	return e.closeRun(ctx, r)
+}
+
+// runOptions applies the defaults of opts and refuses what a one-user run
+// cannot take; an unknown user is refused before anything is recorded.
+func (e *Engine) runOptions(ctx context.Context, job config.Job, opts RunOptions) (RunOptions, error) {
+	if opts.Trigger == "" {
+		opts.Trigger = TriggerManual
+	}
+	if opts.Mode == "" {
+		opts.Mode = ModeApply
+	}
+	if opts.User != "" {
+		if opts.Approve != 0 || opts.AllowDeletes {
+			return opts, fmt.Errorf("run job %s for user %s: a one-user run is never held by the change budget, so it takes neither an approval nor --allow-deletes", job.Name, opts.User)
+		}
+		opts.RetryStuck = true // the operator asks for this user now
+		if err := e.checkUser(ctx, job, opts.User); err != nil {
+			return opts, fmt.Errorf("run job %s: %w", job.Name, err)
+		}
+	}
+	return opts, nil
+}
+
+// closeRun writes the final run row and job state (even after a
+// cancellation), logs the run's one summary line and returns the run with
+// its error.
+func (e *Engine) closeRun(ctx context.Context, r *runner) (store.Run, error) {
+	run, job, log := r.run, r.job, r.log
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
 	defer cancel()
 	if err := e.retryFinal(fctx, log, "finish run", func(ctx context.Context) error { return e.Store.FinishRun(ctx, run) }); err != nil {
