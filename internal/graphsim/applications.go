@@ -62,7 +62,7 @@ func (s *Sim) getApplication(t *tenant, c *call) *response {
 		body["keyCredentials"] = keys
 	}
 	if sel == "" {
-		body["id"], body["appId"], body["displayName"] = uuid.NewSHA1(uuid.NameSpaceOID, []byte("app/"+app.ClientID)).String(), app.ClientID, app.DisplayName
+		body["id"], body["appId"], body["displayName"] = appObjectID(app.ClientID), app.ClientID, app.DisplayName
 	}
 	return &response{status: 200, body: body}
 }

@@ -67,10 +67,20 @@ func syncStateGone() *response {
 func (s *Sim) deltaUsers(t *tenant, c *call) *response {
 	pageSize := deltaPageSize(c.header.Get("Prefer"))
 	minimal := strings.Contains(strings.ToLower(c.header.Get("Prefer")), "return=minimal")
+	// $select is resolved before t.mu is taken: directory extensions are
+	// looked up under it.
+	sel, manager, r := deltaSelect(c.query.Get("$select"), s.extensions(t))
+	if r != nil {
+		return r
+	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	st, r := s.deltaRound(t, c, minimal)
+	st, r := s.deltaRound(t, c, minimal, sel, manager)
 	if r != nil {
+		return r
+	}
+	// The token carries the first call's $select.
+	if r := lifecycleRead(c, st.S); r != nil {
 		return r
 	}
 	var vals []any
@@ -110,7 +120,7 @@ func deltaPageSize(prefer string) int {
 // carries on, a $deltatoken starts a round of changes, no token starts a
 // full round. $deltatoken=latest (and any refused token or option) is
 // answered at once with the returned response. Call with t.mu held.
-func (s *Sim) deltaRound(t *tenant, c *call, minimal bool) (deltaState, *response) {
+func (s *Sim) deltaRound(t *tenant, c *call, minimal bool, sel []string, manager bool) (deltaState, *response) {
 	var st deltaState
 	switch {
 	case c.query.Get("$skiptoken") != "":
@@ -119,8 +129,7 @@ func (s *Sim) deltaRound(t *tenant, c *call, minimal bool) (deltaState, *respons
 			return st, syncStateGone()
 		}
 	case c.query.Get("$deltatoken") == "latest":
-		sel, manager, r := deltaSelect(c.query.Get("$select"))
-		if r != nil {
+		if r := lifecycleRead(c, sel); r != nil {
 			return st, r
 		}
 		link := c.base + "/users/delta?$deltatoken=" + s.encodeDelta(deltaState{T: t.id, E: s.epoch, M: "c", F: t.seq, S: sel, N: manager})
@@ -135,10 +144,6 @@ func (s *Sim) deltaRound(t *tenant, c *call, minimal bool) (deltaState, *respons
 	default:
 		if c.query.Has("$top") || c.query.Has("$expand") || c.query.Has("$orderby") {
 			return st, badRequest("The delta query does not support $top, $expand or $orderby.")
-		}
-		sel, manager, r := deltaSelect(c.query.Get("$select"))
-		if r != nil {
-			return st, r
 		}
 		st = deltaState{T: t.id, E: s.epoch, M: "f", U: t.seq, S: sel, N: manager}
 	}
@@ -197,7 +202,7 @@ func (t *tenant) deltaChangesPage(st *deltaState, pageSize int) (vals []any, mor
 
 // deltaSelect parses $select for delta, where the manager navigation
 // property is allowed.
-func deltaSelect(q string) ([]string, bool, *response) {
+func deltaSelect(q string, ext extLookup) ([]string, bool, *response) {
 	manager := false
 	var rest []string
 	for _, p := range strings.Split(q, ",") {
@@ -210,7 +215,7 @@ func deltaSelect(q string) ([]string, bool, *response) {
 			rest = append(rest, p)
 		}
 	}
-	sel, r := parseSelect(strings.Join(rest, ","))
+	sel, r := parseSelect(strings.Join(rest, ","), ext)
 	return sel, manager, r
 }
 

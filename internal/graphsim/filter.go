@@ -17,9 +17,22 @@ type filter struct {
 	// "prop in ('a','b')", letting the handler use an index, not a scan.
 	eqProp string
 	eqVals []string
+	// used are the properties the filter reads (canonical, head of a
+	// path), for permissions that guard a property.
+	used []string
+}
+
+// uses lists the properties f reads; nil for no filter.
+func (f *filter) uses() []string {
+	if f == nil {
+		return nil
+	}
+	return f.used
 }
 
 type fparser struct {
+	ext         extLookup
+	used        []string
 	toks        []string
 	pos         int
 	adv         bool
@@ -31,6 +44,7 @@ type fparser struct {
 // documented table of user properties (filterSupport).
 func (p *fparser) need(prop, op string) {
 	head, _, _ := strings.Cut(prop, "/")
+	p.used = append(p.used, head)
 	switch filterSupport(head, op) {
 	case supAdvanced:
 		p.adv = true
@@ -47,12 +61,12 @@ func (p *fparser) need(prop, op string) {
 	}
 }
 
-func parseFilter(s string) (*filter, error) {
+func parseFilter(s string, ext extLookup) (*filter, error) {
 	toks, err := tokenize(s)
 	if err != nil {
 		return nil, err
 	}
-	p := &fparser{toks: toks}
+	p := &fparser{toks: toks, ext: ext}
 	ev, err := p.or()
 	if err != nil {
 		return nil, err
@@ -60,14 +74,14 @@ func parseFilter(s string) (*filter, error) {
 	if p.pos != len(p.toks) {
 		return nil, fmt.Errorf("syntax error at position %d in '%s'", p.pos, s)
 	}
-	f := &filter{eval: ev, advanced: p.adv, advWhy: p.advWhy, unsupported: p.unsupported}
+	f := &filter{eval: ev, advanced: p.adv, advWhy: p.advWhy, unsupported: p.unsupported, used: p.used}
 	if len(toks) == 3 && strings.EqualFold(toks[1], "eq") && strings.HasPrefix(toks[2], "'") {
-		if d, ok := resolveProp(toks[0]); ok {
+		if d, ok := resolveProp(toks[0], ext); ok {
 			f.eqProp, f.eqVals = d, []string{unquote(toks[2])}
 		}
 	}
 	if len(toks) >= 5 && strings.EqualFold(toks[1], "in") && toks[2] == "(" && toks[len(toks)-1] == ")" {
-		if d, ok := resolveProp(toks[0]); ok {
+		if d, ok := resolveProp(toks[0], ext); ok {
 			var vals []string
 			for i, tk := range toks[3 : len(toks)-1] {
 				switch {
@@ -212,7 +226,7 @@ func (p *fparser) primary() (func(*user) bool, error) {
 		p.next()
 		return p.stringFunc(fn)
 	}
-	name, ok := resolveProp(t)
+	name, ok := resolveProp(t, p.ext)
 	if !ok {
 		return nil, unknownProp(t)
 	}
@@ -230,7 +244,7 @@ func (p *fparser) stringFunc(fn string) (func(*user) bool, error) {
 	if err := p.expect(")"); err != nil {
 		return nil, err
 	}
-	name, ok := resolveProp(prop)
+	name, ok := resolveProp(prop, p.ext)
 	if !ok {
 		return nil, unknownProp(prop)
 	}
@@ -303,12 +317,17 @@ func (p *fparser) comparison(name string) (func(*user) bool, error) {
 	}
 }
 
-type filterErr struct{ msg string }
+type filterErr struct{ code, msg string }
 
 func (e filterErr) Error() string { return e.msg }
 
 func unknownProp(p string) error {
-	return filterErr{fmt.Sprintf("Could not find a property named '%s' on type 'microsoft.graph.user'.", p)}
+	if isExtensionName(p) {
+		// As observed for an extension the tenant does not have
+		// (instructure/canvas-lms microsoft_sync specs).
+		return filterErr{"Request_UnsupportedQuery", fmt.Sprintf("Property '%s' does not exist as a declared property or extension property.", p)}
+	}
+	return filterErr{"Request_BadRequest", fmt.Sprintf("Could not find a property named '%s' on type 'microsoft.graph.user'.", p)}
 }
 
 func literal(t string) (any, error) {
@@ -325,18 +344,26 @@ func literal(t string) (any, error) {
 	if f, err := strconv.ParseFloat(t, 64); err == nil {
 		return f, nil
 	}
+	// An Edm.DateTimeOffset literal is unquoted ISO 8601
+	// (employeeHireDate eq 2024-01-15T00:00:00Z); stored ones are UTC.
+	if ts, ok := parseDateTimeOffset(t); ok {
+		return ts, nil
+	}
 	return nil, fmt.Errorf("invalid literal '%s'", t)
 }
 
-// resolveProp maps a filter property (any case, maybe a/b path) to its
-// canonical name.
-func resolveProp(p string) (string, bool) {
+// resolveProp maps a property (any case, maybe a/b path) to its canonical
+// name; ext resolves the tenant's directory extensions.
+func resolveProp(p string, ext extLookup) (string, bool) {
 	head, rest, nested := strings.Cut(p, "/")
 	if strings.EqualFold(head, "id") && !nested {
 		return "id", true
 	}
 	d, ok := userProps[strings.ToLower(head)]
 	if !ok {
+		if e := ext.find(head); e != nil && !nested {
+			return e.name, true
+		}
 		return "", false
 	}
 	if nested {
@@ -376,6 +403,12 @@ func propEquals(u *user, name string, want any) bool {
 	case string:
 		g, ok := got.(string)
 		return ok && strings.EqualFold(g, w)
+	case float64:
+		// Integer directory extensions are stored as int64.
+		if g, ok := got.(int64); ok {
+			return float64(g) == w
+		}
+		return got == want
 	default:
 		return got == want
 	}

@@ -40,6 +40,9 @@ var userFilterSupport = map[string]string{
 	"department":                    "DAADDDDA",
 	"displayName":                   "DAA--DDA",
 	"employeeHireDate":              "AA-AAA--",
+	"employeeLeaveDateTime":         "AA-AAA--", // see userFilterSupportUnlisted
+	"employeeOrgData":               "AA-AAA--", // see userFilterSupportUnlisted
+	"faxNumber":                     "AA-AAAAA", // see userFilterSupportUnlisted
 	"employeeId":                    "DA--A-DA",
 	"employeeType":                  "AA-AAAA-",
 	"givenName":                     "DA-DDDDA",
@@ -73,6 +76,21 @@ var userFilterSupport = map[string]string{
 	"userType":                      "DAA--D-A",
 }
 
+// userFilterSupportUnlisted: employeeLeaveDateTime, employeeOrgData and
+// faxNumber are not rows of the table, but the user resource page says
+// each "Supports $filter" (employeeLeaveDateTime and employeeOrgData: eq,
+// ne, not, ge, le, in; faxNumber: also startsWith and eq on null). Which of
+// those need the advanced parameters is not documented; the emulator
+// requires them, like the table's rows of their siblings (employeeHireDate,
+// streetAddress, postalCode: advanced only).
+
+// extensionFilterSupport is what a clause on a directory extension needs:
+// eq (and so in) works without the advanced parameters (observed:
+// learn.microsoft.com/answers/questions/1103191, $filter=extension_… eq
+// '…' on v1.0); ne and not follow the page's general rule (advanced);
+// other operators are refused (docs silent).
+var extensionFilterSupport = "DAA--D--"
+
 // endsWithProps are the only user properties endsWith works on (advanced).
 var endsWithProps = map[string]bool{"mail": true, "otherMails": true, "userPrincipalName": true, "proxyAddresses": true}
 
@@ -80,6 +98,9 @@ var endsWithProps = map[string]bool{"mail": true, "otherMails": true, "userPrinc
 // "endsWith". prop is the canonical property name.
 func filterSupport(prop, op string) support {
 	row, ok := userFilterSupport[prop]
+	if !ok && isExtensionName(prop) {
+		row, ok = extensionFilterSupport, true
+	}
 	if !ok {
 		return supNone
 	}

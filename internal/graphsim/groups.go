@@ -60,8 +60,11 @@ func (s *Sim) listMembers(t *tenant, c *call) *response {
 	if r != nil {
 		return r
 	}
-	sel, r := parseSelect(c.query.Get("$select"))
+	sel, r := parseSelect(c.query.Get("$select"), s.extensions(t))
 	if r != nil {
+		return r
+	}
+	if r := lifecycleRead(c, sel); r != nil {
 		return r
 	}
 	t.mu.RLock()

@@ -61,7 +61,9 @@ func init() {
 	add("GET", "/users/$count", permReadUsers, 1, (*Sim).countUsers)
 	add("GET", "/users/delta", permReadUsers, 1, (*Sim).deltaUsers)
 	add("GET", "/users/{id}", permReadUsers, 1, (*Sim).getUser)
-	add("PATCH", "/users/{id}", permWriteUser, 1, (*Sim).patchUser)
+	// An app with only User-LifeCycleInfo.ReadWrite.All (and a read
+	// permission) may PATCH employeeLeaveDateTime alone; patchUser checks.
+	add("PATCH", "/users/{id}", append(append([]string{}, permWriteUser...), roleLifeCycleWrite), 1, (*Sim).patchUser)
 	add("DELETE", "/users/{id}", permWriteUser, 1, (*Sim).deleteUser)
 	add("GET", "/users/{id}/manager", permReadUsers, 1, (*Sim).getManager)
 	add("GET", "/users/{id}/manager/$ref", permReadUsers, 1, (*Sim).getManager)
@@ -83,6 +85,11 @@ func init() {
 	// The alternate key form (applications.go); the object-id form is not
 	// served: the worker knows its client id, not its application's id.
 	add("GET", "/applications(appId='{id}')", permReadApp, 1, (*Sim).getApplication)
+	// Directory extensions (extensions.go), by object id and by appId.
+	add("POST", "/applications/{id}/extensionProperties", permWriteApp, 1, (*Sim).createExtension)
+	add("GET", "/applications/{id}/extensionProperties", permReadApp, 1, (*Sim).listExtensions)
+	add("POST", "/applications(appId='{id}')/extensionProperties", permWriteApp, 1, (*Sim).createExtension)
+	add("GET", "/applications(appId='{id}')/extensionProperties", permReadApp, 1, (*Sim).listExtensions)
 }
 
 // matchRoute finds the route for method and path. A path that matches a

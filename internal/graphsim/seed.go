@@ -88,6 +88,12 @@ var (
 	DefaultTenantID = uuid.NewSHA1(uuid.NameSpaceURL, []byte("graphsim/tenant/contoso")).String()
 	DefaultClientID = uuid.NewSHA1(uuid.NameSpaceURL, []byte("graphsim/app/entraprov")).String()
 	DefaultDomain   = "contoso.example"
+	// DefaultRoles are the application permissions SeedDefault's app asks
+	// for and is granted: user and group-member writes, and
+	// User-LifeCycleInfo.ReadWrite.All, which reading or writing
+	// employeeLeaveDateTime needs. An app without the last one: seed it
+	// with a seed file's "roles", or RevokeConsent it.
+	DefaultRoles = []string{"User.ReadWrite.All", "GroupMember.ReadWrite.All", "User-LifeCycleInfo.ReadWrite.All"}
 	// DefaultGroups are seeded by SeedDefault.
 	DefaultGroups = []string{"All Staff", "Engineering", "Sales"}
 )
@@ -99,8 +105,7 @@ func DefaultGroupID(name string) string {
 
 // SeedDefault creates one tenant with a verified domain (contoso.example,
 // plus contoso.onmicrosoft.com), one multi-tenant app with a secret and a
-// certificate consented with User.ReadWrite.All and
-// GroupMember.ReadWrite.All, and three groups.
+// certificate consented with DefaultRoles, and three groups.
 func (s *Sim) SeedDefault() Seeded {
 	s.AddTenant(DefaultTenantID, DefaultDomain, "contoso.onmicrosoft.com")
 	certPEM, keyPEM, err := NewCertificate("entraprov graphsim app", 365*24*time.Hour)
@@ -112,9 +117,9 @@ func (s *Sim) SeedDefault() Seeded {
 		ClientID: DefaultClientID, HomeTenant: DefaultTenantID, DisplayName: "entraprov", MultiTenant: true,
 		Secrets:       []Secret{{Value: secret, Expires: s.now().Add(365 * 24 * time.Hour)}},
 		Certificates:  [][]byte{certPEM},
-		RequiredRoles: []string{"User.ReadWrite.All", "GroupMember.ReadWrite.All"},
+		RequiredRoles: append([]string(nil), DefaultRoles...),
 	})
-	s.Consent(DefaultTenantID, DefaultClientID, "User.ReadWrite.All", "GroupMember.ReadWrite.All")
+	s.Consent(DefaultTenantID, DefaultClientID, DefaultRoles...)
 	groups := map[string]string{}
 	for _, g := range DefaultGroups {
 		id := DefaultGroupID(g)

@@ -105,6 +105,7 @@ type Sim struct {
 	tenants  map[string]*tenant // by id
 	byDomain map[string]*tenant // by lower-case verified domain
 	apps     map[string]*appReg // by client id
+	exts     map[string]*extDef // directory extensions by lower-case full name
 
 	signKey *rsa.PrivateKey
 	kid     string
@@ -145,6 +146,7 @@ func New(opts Options) *Sim {
 		tenants:  map[string]*tenant{},
 		byDomain: map[string]*tenant{},
 		apps:     map[string]*appReg{},
+		exts:     map[string]*extDef{},
 		signKey:  key,
 		kid:      uuid.NewString(),
 		epoch:    uuid.NewString()[:8],

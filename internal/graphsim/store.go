@@ -80,6 +80,7 @@ type servicePrincipal struct {
 type appReg struct {
 	app   App
 	certs []*x509.Certificate
+	exts  []*extDef // its directory extensions, in creation order
 }
 
 func newTenant(id string, domains []string) *tenant {

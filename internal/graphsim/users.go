@@ -18,8 +18,8 @@ import (
 const userType = "#microsoft.graph.user"
 
 // parseSelect turns $select into canonical property names; nil means the
-// default set.
-func parseSelect(q string) ([]string, *response) {
+// default set. ext resolves the tenant's directory extensions (nil: none).
+func parseSelect(q string, ext extLookup) ([]string, *response) {
 	if q == "" {
 		return nil, nil
 	}
@@ -29,7 +29,12 @@ func parseSelect(q string) ([]string, *response) {
 		if p == "" {
 			continue
 		}
-		name, ok := resolveProp(p)
+		name, ok := resolveProp(p, ext)
+		if !ok && isExtensionName(p) {
+			// As observed for an extension the tenant does not have
+			// (instructure/canvas-lms microsoft_sync specs).
+			return nil, gErr(400, "Request_UnsupportedQuery", fmt.Sprintf("Property '%s' does not exist as a declared property or extension property.", p))
+		}
 		if !ok || strings.Contains(name, "/") {
 			return nil, badRequest(fmt.Sprintf("Could not find a property named '%s' on type 'microsoft.graph.user'.", p))
 		}
@@ -40,7 +45,7 @@ func parseSelect(q string) ([]string, *response) {
 
 // parseExpand accepts the one expansion users support here:
 // manager, optionally manager($select=a,b).
-func parseExpand(q string) (bool, []string, *response) {
+func parseExpand(q string, ext extLookup) (bool, []string, *response) {
 	if q == "" {
 		return false, nil, nil
 	}
@@ -56,7 +61,7 @@ func parseExpand(q string) (bool, []string, *response) {
 	if !ok {
 		return false, nil, badRequest("Only $select is supported inside $expand=manager(...).")
 	}
-	sel, r := parseSelect(v)
+	sel, r := parseSelect(v, ext)
 	return true, sel, r
 }
 
@@ -85,6 +90,11 @@ func project(u *user, sel []string) map[string]any {
 			out[k] = nil
 		default:
 			v := u.props[k]
+			if v == nil && isExtensionName(k) {
+				// A directory extension without a value is left out
+				// (docs silent; emulator choice).
+				continue
+			}
 			if v == nil {
 				// A collection is never null: an unset one is [] (the
 				// create-user response example: "businessPhones": []).
@@ -117,12 +127,22 @@ func decodeObject(body []byte) (map[string]any, *response) {
 }
 
 // normalizeUserBody maps body keys to canonical property names and checks
-// that each is a known, writable property of the right type.
-func normalizeUserBody(m map[string]any) (map[string]any, *response) {
+// that each is a known, writable property (or a directory extension
+// registered for the tenant's users) with a valid value, returned as
+// stored.
+func normalizeUserBody(m map[string]any, ext extLookup) (map[string]any, *response) {
 	out := make(map[string]any, len(m))
 	for k, v := range m {
 		if strings.Contains(k, "@") {
 			continue // @odata.type and annotations are accepted and ignored
+		}
+		if e := ext.find(k); e != nil {
+			nv, r := checkExtValue(e, v)
+			if r != nil {
+				return nil, r
+			}
+			out[e.name] = nv
+			continue
 		}
 		d, ok := userProps[strings.ToLower(k)]
 		if !ok {
@@ -131,12 +151,57 @@ func normalizeUserBody(m map[string]any) (map[string]any, *response) {
 		if d.readOnly {
 			return nil, badRequest(fmt.Sprintf("Property '%s' is read-only and cannot be set.", d.name))
 		}
-		if r := checkPropValue(d, v); r != nil {
+		nv, r := checkPropValue(d, v)
+		if r != nil {
 			return nil, r
 		}
-		out[d.name] = v
+		out[d.name] = nv
 	}
 	return out, nil
+}
+
+// syncedReadOnly is the answer to writing a property the on-premises
+// directory owns on a synced user (observed: microsoft-graph-docs-contrib
+// issue 1900; microsoft-graph-docs issue 18038).
+func syncedReadOnly() *response {
+	return badRequest("Unable to update the specified properties for on-premises mastered Directory Sync objects or objects currently undergoing migration.")
+}
+
+// setProps applies written properties to a user's stored ones: null
+// clears; a complex value is merged field by field (OData 4.01 PATCH
+// semantics for complex properties; Graph's docs are silent), a null field
+// clearing that field. Caller holds t.mu.
+func setProps(props map[string]any, written map[string]any) {
+	for k, v := range written {
+		if k == "passwordProfile" {
+			continue
+		}
+		nm, isMap := v.(map[string]any)
+		if d := userProps[strings.ToLower(k)]; isMap && d.fields != nil {
+			merged := map[string]any{}
+			if old, ok := props[k].(map[string]any); ok {
+				maps.Copy(merged, old)
+			}
+			for f, x := range nm {
+				if x == nil {
+					delete(merged, f)
+				} else {
+					merged[f] = x
+				}
+			}
+			if len(merged) == 0 {
+				delete(props, k)
+			} else {
+				props[k] = merged
+			}
+			continue
+		}
+		if v == nil {
+			delete(props, k)
+		} else {
+			props[k] = v
+		}
+	}
 }
 
 func (s *Sim) checkUPN(t *tenant, upn string) *response {
@@ -163,8 +228,11 @@ func (s *Sim) createUser(t *tenant, c *call) *response {
 	if r != nil {
 		return r
 	}
-	props, r := normalizeUserBody(m)
+	props, r := normalizeUserBody(m, s.extensions(t))
 	if r != nil {
+		return r
+	}
+	if r := lifecycleWrite(c, props); r != nil {
 		return r
 	}
 	if _, ok := props["accountEnabled"].(bool); !ok {
@@ -195,6 +263,9 @@ func (s *Sim) createUser(t *tenant, c *call) *response {
 		return badRequest("The specified password does not comply with password complexity requirements. Please provide a different password.")
 	}
 	delete(props, "passwordProfile") // the password is checked, never kept
+	stored := map[string]any{}
+	setProps(stored, props)
+	props = stored
 	now := s.now()
 	t.mu.Lock()
 	if t.byUPN[strings.ToLower(upn)] != nil {
@@ -220,12 +291,16 @@ func (s *Sim) createUser(t *tenant, c *call) *response {
 }
 
 func (s *Sim) getUser(t *tenant, c *call) *response {
-	sel, r := parseSelect(c.query.Get("$select"))
+	ext := s.extensions(t)
+	sel, r := parseSelect(c.query.Get("$select"), ext)
 	if r != nil {
 		return r
 	}
-	expand, msel, r := parseExpand(c.query.Get("$expand"))
+	expand, msel, r := parseExpand(c.query.Get("$expand"), ext)
 	if r != nil {
+		return r
+	}
+	if r := lifecycleRead(c, sel, msel); r != nil {
 		return r
 	}
 	t.mu.RLock()
@@ -250,8 +325,11 @@ func (s *Sim) patchUser(t *tenant, c *call) *response {
 	if r != nil {
 		return r
 	}
-	props, r := normalizeUserBody(m)
+	props, r := normalizeUserBody(m, s.extensions(t))
 	if r != nil {
+		return r
+	}
+	if r := lifecycleWrite(c, props); r != nil {
 		return r
 	}
 	for _, k := range []string{"accountEnabled", "displayName", "mailNickname", "userPrincipalName"} {
@@ -291,19 +369,20 @@ func (s *Sim) patchUser(t *tenant, c *call) *response {
 			return conflict("mailNickname")
 		}
 	}
-	t.unindex(u)
-	changed := make([]string, 0, len(props))
-	for k, v := range props {
-		changed = append(changed, k)
-		if k == "passwordProfile" {
-			continue
-		}
-		if v == nil {
-			delete(u.props, k)
-		} else {
-			u.props[k] = v
+	if synced, _ := u.props["onPremisesSyncEnabled"].(bool); synced {
+		for k := range props {
+			if userProps[strings.ToLower(k)].syncedRO {
+				t.mu.Unlock()
+				return syncedReadOnly()
+			}
 		}
 	}
+	t.unindex(u)
+	changed := make([]string, 0, len(props))
+	for k := range props {
+		changed = append(changed, k)
+	}
+	setProps(u.props, props)
 	t.index(u)
 	t.touch(u, changed...)
 	id := u.id
@@ -400,8 +479,11 @@ func (s *Sim) listDeleted(t *tenant, c *call) *response {
 // pageUsers serves GET /users and the deleted-items list: $top, $select,
 // $filter, $count, $skiptoken paging in creation order.
 func (s *Sim) pageUsers(t *tenant, c *call, path string, deleted bool) *response {
-	q, r := parseUsersQuery(c)
+	q, r := parseUsersQuery(c, s.extensions(t))
 	if r != nil {
+		return r
+	}
+	if r := lifecycleRead(c, q.sel, q.msel, q.f.uses()); r != nil {
 		return r
 	}
 	now := s.now()
@@ -435,7 +517,7 @@ type usersQuery struct {
 
 // parseUsersQuery reads a list request's options in the order Graph
 // checks them, answering the first one it refuses.
-func parseUsersQuery(c *call) (usersQuery, *response) {
+func parseUsersQuery(c *call, ext extLookup) (usersQuery, *response) {
 	var q usersQuery
 	if c.query.Has("$skip") {
 		return q, badRequest("'$skip' is not supported by the service.")
@@ -444,7 +526,7 @@ func parseUsersQuery(c *call) (usersQuery, *response) {
 	if q.top, r = parseTop(c, 100); r != nil {
 		return q, r
 	}
-	if q.sel, r = parseSelect(c.query.Get("$select")); r != nil {
+	if q.sel, r = parseSelect(c.query.Get("$select"), ext); r != nil {
 		return q, r
 	}
 	eventual := strings.EqualFold(c.header.Get("ConsistencyLevel"), "eventual")
@@ -452,10 +534,10 @@ func parseUsersQuery(c *call) (usersQuery, *response) {
 	// @odata.count (aad-advanced-queries, "Error handling"); only the
 	// /$count segment is refused.
 	q.wantCount = strings.EqualFold(c.query.Get("$count"), "true") && eventual
-	if q.f, r = parseUsersFilter(c.query.Get("$filter"), q.wantCount); r != nil {
+	if q.f, r = parseUsersFilter(c.query.Get("$filter"), q.wantCount, ext); r != nil {
 		return q, r
 	}
-	if q.expand, q.msel, r = parseExpand(c.query.Get("$expand")); r != nil {
+	if q.expand, q.msel, r = parseExpand(c.query.Get("$expand"), ext); r != nil {
 		return q, r
 	}
 	if q.expand && q.top > maxExpandPage {
@@ -475,15 +557,15 @@ func parseUsersQuery(c *call) (usersQuery, *response) {
 
 // parseUsersFilter parses $filter (nil when absent) and refuses what Graph
 // serves only as an advanced query when the request is not one.
-func parseUsersFilter(fq string, advancedParams bool) (*filter, *response) {
+func parseUsersFilter(fq string, advancedParams bool, ext extLookup) (*filter, *response) {
 	if fq == "" {
 		return nil, nil
 	}
-	f, err := parseFilter(fq)
+	f, err := parseFilter(fq, ext)
 	if err != nil {
 		var fe filterErr
 		if errors.As(err, &fe) {
-			return nil, badRequest(fe.msg)
+			return nil, gErr(400, fe.code, fe.msg)
 		}
 		return nil, badRequest("Invalid filter clause: " + err.Error())
 	}
@@ -685,8 +767,11 @@ func (s *Sim) memberOf(t *tenant, c *call) *response {
 }
 
 func (s *Sim) getDeleted(t *tenant, c *call) *response {
-	sel, r := parseSelect(c.query.Get("$select"))
+	sel, r := parseSelect(c.query.Get("$select"), s.extensions(t))
 	if r != nil {
+		return r
+	}
+	if r := lifecycleRead(c, sel); r != nil {
 		return r
 	}
 	t.mu.RLock()
@@ -752,4 +837,43 @@ func (s *Sim) organization(t *tenant, c *call) *response {
 	}
 	org := map[string]any{"id": t.id, "displayName": t.name, "verifiedDomains": doms, "tenantType": "AAD"}
 	return &response{status: 200, body: map[string]any{"@odata.context": c.base + "/$metadata#organization", "value": []any{org}}}
+}
+
+// Lifecycle permissions: "To read this property [employeeLeaveDateTime],
+// the calling app must be assigned the User-LifeCycleInfo.Read.All
+// permission. To write this property, the calling app must be assigned the
+// User.Read.All and User-LifeCycleInfo.ReadWrite.All permissions" (user
+// resource type, v1.0; tutorial-lifecycle-workflows-set-employeeleavedatetime).
+const (
+	roleLifeCycleRead  = "User-LifeCycleInfo.Read.All"
+	roleLifeCycleWrite = "User-LifeCycleInfo.ReadWrite.All"
+)
+
+// lifecycleRead refuses a read that selects or filters on
+// employeeLeaveDateTime without a lifecycle permission (ReadWrite implies
+// Read). What the service answers then is not documented: 403
+// Authorization_RequestDenied, like any missing permission (emulator
+// choice).
+func lifecycleRead(c *call, props ...[]string) *response {
+	for _, l := range props {
+		if contains(l, propLeaveDate) && !c.p.has([]string{roleLifeCycleRead, roleLifeCycleWrite}) {
+			return denied()
+		}
+	}
+	return nil
+}
+
+// lifecycleWrite enforces the write rule of employeeLeaveDateTime, and
+// lets an app holding only User-LifeCycleInfo.ReadWrite.All with a user
+// read permission (the tutorial's least privilege: User.Read.All and
+// User-LifeCycleInfo.ReadWrite.All) write that property and nothing else.
+func lifecycleWrite(c *call, props map[string]any) *response {
+	_, leave := props[propLeaveDate]
+	if leave && !c.p.has([]string{roleLifeCycleWrite}) {
+		return denied()
+	}
+	if !c.p.has(permWriteUser) && (!leave || len(props) != 1 || !c.p.has(permReadUsers)) {
+		return denied()
+	}
+	return nil
 }
