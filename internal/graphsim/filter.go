@@ -260,11 +260,24 @@ func (p *fparser) stringFunc(fn string) (func(*user) bool, error) {
 	return func(u *user) bool { return strings.HasPrefix(strings.ToLower(propString(u, name)), v) }, nil
 }
 
-// comparison parses what follows property name: eq, ne or in and its
-// operand.
+// comparison parses what follows property name: eq, ne, ge, le or in and
+// its operand.
 func (p *fparser) comparison(name string) (func(*user) bool, error) {
 	op := strings.ToLower(p.next())
 	switch op {
+	case "ge", "le":
+		want, err := literal(p.next())
+		if err != nil {
+			return nil, err
+		}
+		if want == nil {
+			return nil, fmt.Errorf("operator '%s' needs a value, not null", op)
+		}
+		p.need(name, op)
+		return func(u *user) bool {
+			c, ok := propCompare(u, name, want)
+			return ok && ((op == "ge" && c >= 0) || (op == "le" && c <= 0))
+		}, nil
 	case "eq", "ne":
 		lit := p.next()
 		want, err := literal(lit)
@@ -393,6 +406,40 @@ func propValue(u *user, name string) any {
 func propString(u *user, name string) string {
 	s, _ := propValue(u, name).(string)
 	return s
+}
+
+// propCompare orders a user's property against a literal: strings (and
+// DateTimeOffsets, stored in one UTC form, so they order as text)
+// case-insensitively, numbers numerically. ok is false when the property
+// is unset or of another type, which no ge/le matches.
+func propCompare(u *user, name string, want any) (int, bool) {
+	got := propValue(u, name)
+	switch w := want.(type) {
+	case string:
+		g, ok := got.(string)
+		if !ok {
+			return 0, false
+		}
+		return strings.Compare(strings.ToLower(g), strings.ToLower(w)), true
+	case float64:
+		var g float64
+		switch x := got.(type) {
+		case float64:
+			g = x
+		case int64:
+			g = float64(x)
+		default:
+			return 0, false
+		}
+		switch {
+		case g < w:
+			return -1, true
+		case g > w:
+			return 1, true
+		}
+		return 0, true
+	}
+	return 0, false
 }
 
 func propEquals(u *user, name string, want any) bool {

@@ -538,8 +538,13 @@ func TestFilterWiderProfile(t *testing.T) {
 		"employeeOrgData": map[string]any{"costCenter": "CC9"}, "onPremisesExtensionAttributes": map[string]any{"extensionAttribute5": "E5"}}); a.status != 204 {
 		t.Fatalf("patch: %d %v", a.status, a.body)
 	}
-	r.mustCreate("other@" + seeded.Domain)
+	other := r.mustCreate("other@" + seeded.Domain)
+	if a := r.do("PATCH", "/users/"+other, map[string]any{"employeeHireDate": "2025-11-30T12:00:00+01:00", "city": "Aarau"}); a.status != 204 {
+		t.Fatalf("patch: %d %v", a.status, a.body)
+	}
 	for _, f := range []string{
+		"employeeHireDate ge 2026-01-01T00:00:00Z",
+		"employeeHireDate le 2025-11-30T11:00:00Z and employeeHireDate ge 2025-11-30T11:00:00Z",
 		"employeeHireDate eq 2026-02-02T00:00:00Z",
 		"employeeOrgData/costCenter eq 'CC9'",
 		"onPremisesExtensionAttributes/extensionAttribute5 eq 'E5'",
@@ -551,8 +556,19 @@ func TestFilterWiderProfile(t *testing.T) {
 		}
 		a := r.do("GET", q+"&$count=true", nil, "ConsistencyLevel", "eventual")
 		vals, _ := a.body["value"].([]any)
-		if a.status != 200 || len(vals) != 1 || vals[0].(map[string]any)["id"] != id {
+		want := id
+		if strings.Contains(f, "le ") {
+			want = other // 12:00+01:00 is 11:00Z: ge and le both hold
+		}
+		if a.status != 200 || len(vals) != 1 || vals[0].(map[string]any)["id"] != want {
 			t.Errorf("%s with them: %d %v", f, a.status, a.body)
 		}
+	}
+	// city: ge by default, le not at all (the table's blank cell).
+	if a := r.do("GET", "/users?$select=id&$filter="+url.QueryEscape("city ge 'A'"), nil); a.status != 200 || len(a.body["value"].([]any)) != 1 {
+		t.Errorf("city ge 'A' by default: %d %v", a.status, a.body)
+	}
+	if a := r.do("GET", "/users?$select=id&$count=true&$filter="+url.QueryEscape("city le 'Z'"), nil, "ConsistencyLevel", "eventual"); a.status != 400 {
+		t.Errorf("city le: %d, want 400 (not supported even as an advanced query)", a.status)
 	}
 }
