@@ -572,3 +572,109 @@ func TestFilterWiderProfile(t *testing.T) {
 		t.Errorf("city le: %d, want 400 (not supported even as an advanced query)", a.status)
 	}
 }
+
+// TestExtensionPropertyRoutes: the extensionProperties routes need an
+// Application write permission, answer 404 for an app not in the tenant,
+// 400 for an undocumented dataType, missing targetObjects or a duplicate;
+// a multi-valued extension takes a collection with the limit per value; an
+// extension is usable where its app is (home tenant, or a tenant where the
+// multi-tenant app was consented), not elsewhere.
+func TestExtensionPropertyRoutes(t *testing.T) {
+	sim, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{})
+	r := newRaw(t, srv, seeded)
+	post := func(path string, body map[string]any) answer { return r.do("POST", path, body) }
+	def := map[string]any{"name": "skills", "dataType": "String", "isMultiValued": true, "targetObjects": []any{"User"}}
+	byAppID := "/applications(appId='" + seeded.ClientID + "')/extensionProperties"
+	if a := post(byAppID, def); a.status != 403 || a.code() != "Authorization_RequestDenied" {
+		t.Fatalf("without an Application permission: %d %s", a.status, a.code())
+	}
+	sim.Consent(seeded.TenantID, seeded.ClientID, "Application.ReadWrite.All")
+	r = newRaw(t, srv, seeded)
+	if a := post("/applications/"+uuid.NewString()+"/extensionProperties", def); a.status != 404 {
+		t.Errorf("unknown application: %d", a.status)
+	}
+	for what, bad := range map[string]map[string]any{
+		"dataType Float":    {"name": "a", "dataType": "Float", "targetObjects": []any{"User"}},
+		"no targetObjects":  {"name": "a", "dataType": "String"},
+		"targetObjects bad": {"name": "a", "dataType": "String", "targetObjects": []any{"user"}},
+		"no name":           {"dataType": "String", "targetObjects": []any{"User"}},
+	} {
+		if a := post(byAppID, bad); a.status != 400 {
+			t.Errorf("%s: %d, want 400", what, a.status)
+		}
+	}
+	a := post(byAppID, def)
+	name, _ := a.body["name"].(string)
+	if a.status != 201 || a.body["isMultiValued"] != true || a.body["dataType"] != "String" || !strings.HasSuffix(name, "_skills") {
+		t.Fatalf("create multi-valued: %d %v", a.status, a.body)
+	}
+	if a := post(byAppID, def); a.status != 400 {
+		t.Errorf("duplicate: %d, want 400", a.status)
+	}
+	if a := r.do("GET", byAppID, nil); a.status != 200 || len(a.body["value"].([]any)) != 1 {
+		t.Errorf("list by appId: %d %v", a.status, a.body)
+	}
+
+	id := r.mustCreate("multi@" + seeded.Domain)
+	if a := r.do("PATCH", "/users/"+id, map[string]any{name: []any{"go", "sql"}}); a.status != 204 {
+		t.Fatalf("multi-valued write: %d %v", a.status, a.body)
+	}
+	for _, bad := range []any{"go", []any{"go", strings.Repeat("x", 257)}, []any{1}} {
+		if a := r.do("PATCH", "/users/"+id, map[string]any{name: bad}); a.status != 400 {
+			t.Errorf("multi-valued %v: %d, want 400", bad, a.status)
+		}
+	}
+	if st, _ := sim.User(seeded.TenantID, id); fmt.Sprint(st.Properties[name]) != "[go sql]" {
+		t.Errorf("stored %v", st.Properties[name])
+	}
+
+	// Another tenant: the default app is multi-tenant; once consented there
+	// its extensions are usable. A single-tenant app's are not.
+	const other = "22222222-2222-2222-2222-222222222222"
+	sim.AddTenant(other, "fabrikam.example")
+	sim.Consent(other, seeded.ClientID, "User.ReadWrite.All")
+	single := uuid.NewString()
+	sim.AddApp(graphsim.App{ClientID: single, HomeTenant: seeded.TenantID, DisplayName: "single"})
+	singleExt, err := sim.AddExtensionProperty(single, "badge", "String")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := newRaw(t, srv, graphsim.Seeded{TenantID: other, ClientID: seeded.ClientID, ClientSecret: seeded.ClientSecret})
+	id2 := r2.mustCreate("x@fabrikam.example")
+	if a := r2.do("PATCH", "/users/"+id2, map[string]any{name: []any{"ok"}}); a.status != 204 {
+		t.Errorf("consented multi-tenant app's extension in another tenant: %d %v", a.status, a.body)
+	}
+	if a := r2.do("PATCH", "/users/"+id2, map[string]any{singleExt: "b"}); a.status != 400 || !strings.HasSuffix(a.message(), "does not exist as a declared property or extension property.") {
+		t.Errorf("single-tenant app's extension in another tenant: %d %q", a.status, a.message())
+	}
+	if a := r2.do("GET", "/users/"+id2+"?$select=id,"+singleExt, nil); a.status != 400 || a.code() != "Request_UnsupportedQuery" {
+		t.Errorf("$select of an extension the tenant lacks: %d %s", a.status, a.code())
+	}
+	if a := r.do("PATCH", "/users/"+id, map[string]any{singleExt: "b"}); a.status != 204 {
+		t.Errorf("single-tenant app's extension in its home tenant: %d %v", a.status, a.body)
+	}
+}
+
+// TestSeedFileExtensions: a seed file app's "extensions" are registered
+// and their full names reported, as cmd/graphsim prints them.
+func TestSeedFileExtensions(t *testing.T) {
+	sf, err := graphsim.LoadSeedFile(strings.NewReader(`{"tenants":[{"id":"11111111-1111-1111-1111-111111111111","domains":["contoso.example"],
+	  "apps":[{"client_id":"33333333-3333-3333-3333-333333333333","roles":["User.ReadWrite.All"],
+	           "extensions":[{"name":"costCode","data_type":"String"},{"name":"grade","data_type":"Integer"}]}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := graphsim.New(graphsim.Options{})
+	res, err := sim.ApplySeed(sf, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"extension_33333333333333333333333333333333_costCode", "extension_33333333333333333333333333333333_grade"}
+	if got := res.Tenants[0].Apps[0].Extensions; !slices.Equal(got, want) {
+		t.Fatalf("seeded extensions %v, want %v", got, want)
+	}
+	sf.Tenants[0].Apps[0].Extensions[0].DataType = "Decimal"
+	if _, err := graphsim.New(graphsim.Options{}).ApplySeed(sf, t.TempDir()); err == nil || !strings.Contains(err.Error(), "costCode") {
+		t.Fatalf("an undocumented data type in a seed file: %v", err)
+	}
+}

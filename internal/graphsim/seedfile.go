@@ -65,6 +65,15 @@ type SeedApp struct {
 	Roles         []string            `json:"roles"`          // admin consent in the home tenant
 	RequiredRoles []string            `json:"required_roles"` // what /adminconsent grants; default: roles
 	Consent       map[string][]string `json:"consent"`        // admin consent in other tenants
+	// Extensions are directory extensions for users registered on the
+	// app (AddExtensionProperty), e.g. {"name":"costCode","data_type":"String"}.
+	Extensions []SeedExtension `json:"extensions"`
+}
+
+// SeedExtension is a directory extension of a seed file's app.
+type SeedExtension struct {
+	Name     string `json:"name"`
+	DataType string `json:"data_type"`
 }
 
 // SeedResult is what a seed produced, shaped for cmd/graphsim's JSON line.
@@ -87,6 +96,9 @@ type SeededApp struct {
 	ClientSecret    string `json:"client_secret,omitempty"`
 	CertificateFile string `json:"certificate_file,omitempty"`
 	KeyFile         string `json:"key_file,omitempty"`
+	// Extensions are the full names (extension_{appId}_{name}) of the
+	// directory extensions registered on the app.
+	Extensions []string `json:"extensions,omitempty"`
 }
 
 // LoadSeedFile reads a seed file.
@@ -164,6 +176,13 @@ func (s *Sim) ApplySeed(sf *SeedFile, certDir string) (SeedResult, error) {
 			}
 			for tid, roles := range a.Consent {
 				s.Consent(tid, a.ClientID, roles...)
+			}
+			for _, e := range a.Extensions {
+				full, err := s.AddExtensionProperty(a.ClientID, e.Name, e.DataType)
+				if err != nil {
+					return res, fmt.Errorf("seed app %s extension %q: %w", a.ClientID, e.Name, err)
+				}
+				ra.Extensions = append(ra.Extensions, full)
 			}
 			rt.Apps = append(rt.Apps, ra)
 		}
