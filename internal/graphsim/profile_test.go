@@ -678,3 +678,41 @@ func TestSeedFileExtensions(t *testing.T) {
 		t.Fatalf("an undocumented data type in a seed file: %v", err)
 	}
 }
+
+// TestDeltaSelectsWiderProfile: /users/delta with $select of the wider
+// profile returns those properties in the full read, and a change of
+// employeeOrgData brings the user back in the next round with the new
+// value (msgraph-sdk-go's delta function).
+func TestDeltaSelectsWiderProfile(t *testing.T) {
+	_, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{})
+	ctx := context.Background()
+	client, _ := graphClient(t, srv, secretCredential(t, srv, seeded.TenantID, seeded.ClientID, seeded.ClientSecret))
+	u, err := client.Users().Post(ctx, fullProfile("delta@"+seeded.Domain), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := client.Users().Delta().GetAsDeltaGetResponse(ctx, &users.DeltaRequestBuilderGetRequestConfiguration{
+		QueryParameters: &users.DeltaRequestBuilderGetQueryParameters{Select: profileSelect}})
+	if err != nil || len(first.GetValue()) != 1 {
+		t.Fatalf("delta: %v", err)
+	}
+	d := first.GetValue()[0]
+	if *d.GetEmployeeOrgData().GetCostCenter() != "CC-042" || *d.GetOnPremisesExtensionAttributes().GetExtensionAttribute1() != "badge-7" ||
+		d.GetEmployeeLeaveDateTime() == nil || *d.GetCity() != "Zürich" || len(d.GetOtherMails()) != 1 {
+		t.Fatalf("delta item lacks the selected profile: %+v", d.GetBackingStore().Enumerate())
+	}
+	org := models.NewEmployeeOrgData()
+	org.SetCostCenter(ptr("CC-043"))
+	body := models.NewUser()
+	body.SetEmployeeOrgData(org)
+	if _, err := client.Users().ByUserId(*u.GetId()).Patch(ctx, body, nil); err != nil {
+		t.Fatal(err)
+	}
+	next, err := client.Users().Delta().WithUrl(*first.GetOdataDeltaLink()).GetAsDeltaGetResponse(ctx, nil)
+	if err != nil || len(next.GetValue()) != 1 {
+		t.Fatalf("next round: %v", err)
+	}
+	if o := next.GetValue()[0].GetEmployeeOrgData(); *o.GetCostCenter() != "CC-043" || *o.GetDivision() != "Research" {
+		t.Fatalf("changed employeeOrgData: %v/%v, want Research/CC-043 (merged)", o.GetDivision(), o.GetCostCenter())
+	}
+}
