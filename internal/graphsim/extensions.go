@@ -208,11 +208,7 @@ func checkExtScalar(e *extDef, v any) (any, *response) {
 		}
 		return n, nil
 	case "DateTime":
-		s, ok := v.(string)
-		if !ok {
-			return nil, bad
-		}
-		ts, ok := parseDateTimeOffset(s)
+		ts, ok := dateTimeValue(v)
 		if !ok {
 			return nil, bad
 		}
@@ -258,6 +254,16 @@ func parseDateTimeOffset(s string) (string, bool) {
 	return ts.UTC().Format(time.RFC3339), true
 }
 
+// dateTimeValue reads a written DateTimeOffset (a JSON string) and returns
+// it in UTC.
+func dateTimeValue(v any) (string, bool) {
+	s, ok := v.(string)
+	if !ok {
+		return "", false
+	}
+	return parseDateTimeOffset(s)
+}
+
 // extJSON renders an extensionProperty.
 func extJSON(e *extDef) map[string]any {
 	return map[string]any{
@@ -272,7 +278,7 @@ func extJSON(e *extDef) map[string]any {
 // Directory.ReadWrite.All).
 var permWriteApp = []string{"Application.ReadWrite.OwnedBy", "Application.ReadWrite.All", "Directory.ReadWrite.All"}
 
-// appByObjectID finds the registration whose application object id (or,
+// appByRef finds the registration whose application object id (or,
 // for the alternate key form, client id) is ref, in tenant t.
 func (s *Sim) appByRef(t *tenant, ref string, byAppID bool) *appReg {
 	ref = strings.ToLower(ref)

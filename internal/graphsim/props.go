@@ -133,11 +133,7 @@ func checkPropValue(d propDef, v any) (any, *response) {
 			return nil, bad
 		}
 	case kDateTime:
-		s, ok := v.(string)
-		if !ok {
-			return nil, bad
-		}
-		ts, ok := parseDateTimeOffset(s)
+		ts, ok := dateTimeValue(v)
 		if !ok {
 			return nil, bad
 		}
