@@ -64,7 +64,7 @@ func ExampleClient_Execute() {
 	fmt.Println(byKey[1].Key, byKey[1].Outcome, byKey[1].HTTPStatus)
 	fmt.Println(byKey[2].Key, byKey[2].Outcome, byKey[2].HTTPStatus)
 	// Output:
-	// roles: [User.ReadWrite.All GroupMember.ReadWrite.All] <nil>
+	// roles: [User.ReadWrite.All GroupMember.ReadWrite.All User-LifeCycleInfo.ReadWrite.All] <nil>
 	// 1 succeeded 201
 	// 2 failed 400
 }
