@@ -89,4 +89,7 @@ type Result struct {
 	// here; nil when no quarantine check ran (no run, a skip, quarantine
 	// off, or the check failed).
 	Quarantine *QuarantineDecision
+	// Queued is how long the occurrence waited for a run slot
+	// (max_concurrent_jobs) before it started; 0 when it started at once.
+	Queued time.Duration
 }

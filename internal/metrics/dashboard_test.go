@@ -29,6 +29,7 @@ func servedNames(t *testing.T) []string {
 		Stats: store.RunStats{Retried: 1}, Counts: store.RunCounts{BackingOff: 1}})
 	m.SetNextRun("j", now.Add(time.Hour))
 	m.SetRunning("j", true)
+	m.ObserveQueueWait(time.Second)
 	m.SetQuarantined("j", true)
 	m.SetCredentialExpiry("j", CredentialCertificate, now.Add(time.Hour))
 	g := m.Graph("j")
