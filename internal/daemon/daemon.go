@@ -372,6 +372,9 @@ func (d *workerd) status() string {
 	if len(running) > 0 {
 		parts = append(parts, "running "+strings.Join(running, ", "))
 	}
+	if n := d.sched.Queued(); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d queued (max_concurrent_jobs)", n))
+	}
 	if st := d.sched.Status(); len(st) > 0 {
 		parts = append(parts, fmt.Sprintf("next %s at %s", st[0].Name, st[0].Next.Format("2006-01-02 15:04:05 MST")))
 	}
