@@ -42,6 +42,16 @@ func (s *Scheduler) admit(e *entry, occ Occurrence) {
 		s.log.Info("stopping: occurrence not started", "job", e.job.Name, "scheduled_for", occ.ScheduledFor)
 		return
 	}
+	// A reload during the start jitter: an occurrence that has not started
+	// follows the job list, as a queued one does.
+	cur, ok := s.entries[e.job.Name]
+	if !ok {
+		s.releaseLocked(e.job.Name)
+		s.mu.Unlock()
+		s.log.Info("job removed before its occurrence started; it will not run", "job", e.job.Name, "scheduled_for", occ.ScheduledFor)
+		return
+	}
+	e = cur
 	if s.limit > 0 && s.slots >= s.limit {
 		s.queue = append(s.queue, &pending{e: e, occ: occ, since: time.Now()})
 		n := len(s.queue)
