@@ -53,7 +53,9 @@ func (s *Scheduler) admit(e *entry, occ Occurrence) {
 	}
 	e = cur
 	if s.limit > 0 && s.slots >= s.limit {
-		s.queue = append(s.queue, &pending{e: e, occ: occ, since: time.Now()})
+		p := &pending{e: e, occ: occ, since: time.Now()}
+		s.queue = append(s.queue, p)
+		s.queued[e.job.Name] = p
 		n := len(s.queue)
 		s.queuedChangedLocked()
 		s.mu.Unlock()
@@ -107,18 +109,12 @@ func (s *Scheduler) startAll(ps []*pending) {
 func (s *Scheduler) removeLocked(i int) *pending {
 	p := s.queue[i]
 	s.queue = append(s.queue[:i], s.queue[i+1:]...)
+	delete(s.queued, p.e.job.Name)
 	return p
 }
 
 // queuedLocked is the job's queued occurrence, or nil. s.mu is held.
-func (s *Scheduler) queuedLocked(job string) *pending {
-	for _, p := range s.queue {
-		if p.e.job.Name == job {
-			return p
-		}
-	}
-	return nil
-}
+func (s *Scheduler) queuedLocked(job string) *pending { return s.queued[job] }
 
 // dropQueuedLocked removes the job's queued occurrence, if any, and frees
 // the job. s.mu is held.
@@ -138,6 +134,7 @@ func (s *Scheduler) dropQueuedLocked(job string) *pending {
 func (s *Scheduler) drainLocked() []*pending {
 	out := s.queue
 	s.queue = nil
+	clear(s.queued)
 	for _, p := range out {
 		s.releaseLocked(p.e.job.Name)
 	}

@@ -70,9 +70,10 @@ type Scheduler struct {
 	// busy: the job has an occurrence here, waiting out its jitter,
 	// queued or running; the job's next occurrences are skipped meanwhile.
 	busy     map[string]bool
-	queue    []*pending // occurrences due but waiting for a run slot (queue.go)
-	slots    int        // runs holding a slot (started, not yet ended)
-	limit    int        // Options.MaxConcurrent, changed by SetMaxConcurrent
+	queue    []*pending          // occurrences due but waiting for a run slot (queue.go)
+	queued   map[string]*pending // queue by job name
+	slots    int                 // runs holding a slot (started, not yet ended)
+	limit    int                 // Options.MaxConcurrent, changed by SetMaxConcurrent
 	started  bool
 	stopping bool
 }
@@ -108,6 +109,7 @@ func New(opts Options) *Scheduler {
 		cron:    cron.New(cron.WithLocation(loc), cron.WithLogger(clog), cron.WithChain(cron.Recover(clog))),
 		entries: map[string]*entry{},
 		busy:    map[string]bool{},
+		queued:  map[string]*pending{},
 		limit:   opts.MaxConcurrent,
 	}
 	s.runCtx, s.cancelRuns = context.WithCancel(context.Background())
