@@ -10,19 +10,24 @@ import (
 // budget only share it more thinly, and each run holds database
 // connections. A due occurrence that finds every slot taken waits here and
 // still is that occurrence: it keeps its scheduled_for, the job stays busy
-// (a later tick of the job is skipped and recorded, as when its run is
-// still in progress), and the slot that frees next goes to the oldest due
-// occurrence — the one whose tenant has waited longest — ties by job name,
-// so the order is the same in every worker process. A queued occurrence
-// that never starts (SIGTERM) is recorded nowhere, exactly like an
-// occurrence missed while the worker was down: catch_up runs it at the next
-// start. A job removed by a reload loses its queued occurrence.
+// (a later tick of the job is skipped, and recorded so when the queued
+// occurrence starts, as when a run is still in progress), and the slot that
+// frees next goes to the oldest due occurrence — the one whose tenant has
+// waited longest — ties by job name, so the order is the same in every
+// worker process. A queued occurrence that never starts (SIGTERM) is
+// recorded nowhere, and neither are the ticks that came while it waited,
+// exactly like occurrences missed while the worker was down: catch_up runs
+// the job at the next start. A job removed by a reload loses its queued
+// occurrence.
 
 // pending is an occurrence waiting for a run slot.
 type pending struct {
 	e     *entry
 	occ   Occurrence
 	since time.Time // when it was queued
+	// later are the job's occurrences that fell due while it waited:
+	// skipped, and recorded so when it starts (not before: see launch).
+	later []Occurrence
 }
 
 // before orders the queue: oldest scheduled time first, then job name.
@@ -65,7 +70,7 @@ func (s *Scheduler) admit(e *entry, occ Occurrence) {
 	}
 	s.slots++
 	s.mu.Unlock()
-	go s.execute(e, occ, 0)
+	go s.execute(e, occ, 0, nil)
 }
 
 // endRun frees the job and its slot, and starts what the slot now allows.
@@ -101,7 +106,7 @@ func (s *Scheduler) dispatchLocked() []*pending {
 func (s *Scheduler) startAll(ps []*pending) {
 	now := time.Now()
 	for _, p := range ps {
-		go s.execute(p.e, p.occ, now.Sub(p.since))
+		go s.execute(p.e, p.occ, now.Sub(p.since), p.later)
 	}
 }
 

@@ -227,8 +227,8 @@ func TestRunCapHoldsAndOldestDueStartsFirst(t *testing.T) {
 }
 
 // A later tick of a job whose occurrence is queued is skipped (and the skip
-// recorded, as when its run is still in progress); the queued occurrence
-// then runs once, as itself.
+// recorded when the queued occurrence starts, as when its run is still in
+// progress); the queued occurrence then runs once, as itself.
 func TestQueuedOccurrenceIsNotDuplicatedByLaterTicks(t *testing.T) {
 	t.Parallel()
 	st := testdb.New(t)
@@ -272,7 +272,7 @@ func TestQueuedOccurrenceIsNotDuplicatedByLaterTicks(t *testing.T) {
 		t.Fatalf("dup-b history %+v; want the run of %v, then two skips", rows, t1)
 	}
 	for _, row := range rows[1:] {
-		if row.status != store.RunSkipped || !strings.Contains(row.summary, "still queued for a run slot (max_concurrent_jobs)") {
+		if row.status != store.RunSkipped || !strings.Contains(row.summary, "was still queued for a run slot (max_concurrent_jobs); it ran instead") {
 			t.Errorf("later tick recorded as %+v; want skipped because the previous occurrence is queued", row)
 		}
 	}
@@ -282,8 +282,8 @@ func TestQueuedOccurrenceIsNotDuplicatedByLaterTicks(t *testing.T) {
 }
 
 // A queued occurrence that never started when the worker stops is recorded
-// nowhere, like an occurrence missed while the worker was down: the next
-// start's catch-up runs it.
+// nowhere, nor are the ticks that came while it waited, like occurrences
+// missed while the worker was down: the next start's catch-up runs it.
 func TestQueuedOccurrenceAtStopIsCaughtUpAtNextStart(t *testing.T) {
 	t.Parallel()
 	st := testdb.New(t)
@@ -315,13 +315,14 @@ func TestQueuedOccurrenceAtStopIsCaughtUpAtNextStart(t *testing.T) {
 		t.Fatal("stop-a did not start")
 	}
 	due(s, "stop-b", latest)
+	due(s, "stop-b", latest.Add(time.Hour)) // a tick while it waits
 	g.none(t, s, 1)
 	stop(t, s) // SIGTERM: stop-a is interrupted, stop-b never started
 	if rows := runRows(t, st, "stop-a"); len(rows) != 1 || rows[0].status != store.RunInterrupted {
 		t.Errorf("stop-a history %+v; want its run interrupted", rows)
 	}
 	if rows := runRows(t, st, "stop-b"); len(rows) != 1 {
-		t.Fatalf("stop-b history %+v; want only its previous run: the queued occurrence records nothing", rows)
+		t.Fatalf("stop-b history %+v; want only its previous run: the queued occurrence and the tick while it waited record nothing", rows)
 	}
 	if n := s.Queued(); n != 0 {
 		t.Errorf("%d still queued after Stop", n)

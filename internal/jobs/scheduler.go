@@ -238,13 +238,20 @@ func (s *Scheduler) launch(e *entry, occ Occurrence) {
 		s.mu.Unlock()
 		return
 	}
-	if s.busy[job.Name] {
-		reason := "the previous run of this job is still in progress in this process"
-		if s.queuedLocked(job.Name) != nil {
-			reason = "the previous occurrence of this job is still queued for a run slot (max_concurrent_jobs); it runs first"
-		}
+	if p := s.queuedLocked(job.Name); p != nil {
+		// Skipped too, but recorded only when the queued occurrence
+		// starts (queue.go): should the worker stop first, both are
+		// missed, and the job's last recorded occurrence must stay older
+		// than them for catch_up to run the job at the next start.
+		p.later = append(p.later, occ)
 		s.mu.Unlock()
-		s.skip(e, occ, reason)
+		s.log.Info("occurrence skipped: the job's previous occurrence is still queued for a run slot", "job", job.Name,
+			"scheduled_for", occ.ScheduledFor, "queued_scheduled_for", p.occ.ScheduledFor)
+		return
+	}
+	if s.busy[job.Name] {
+		s.mu.Unlock()
+		s.skip(e, occ, "the previous run of this job is still in progress in this process")
 		return
 	}
 	s.busy[job.Name] = true
@@ -290,10 +297,16 @@ func (s *Scheduler) releaseLocked(job string) {
 }
 
 // execute runs occ, which holds a run slot; queued is how long it waited
-// for it. When the run ends, the slot goes to the oldest queued occurrence.
-func (s *Scheduler) execute(e *entry, occ Occurrence, queued time.Duration) {
+// for it, later the job's occurrences that fell due meanwhile (recorded as
+// skipped now). When the run ends, the slot goes to the oldest queued
+// occurrence.
+func (s *Scheduler) execute(e *entry, occ Occurrence, queued time.Duration, later []Occurrence) {
 	job := e.job
 	defer s.endRun(job.Name)
+	for _, o := range later {
+		s.skip(e, o, fmt.Sprintf("the previous occurrence of this job (scheduled for %s) was still queued for a run slot (max_concurrent_jobs); it ran instead",
+			occ.ScheduledFor.Format(time.RFC3339)))
+	}
 	log := s.log.With("job", job.Name, "trigger", occ.Trigger, "scheduled_for", occ.ScheduledFor)
 	if s.opts.OnStart != nil {
 		s.opts.OnStart(job.Name, occ)
@@ -547,7 +560,7 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 		// missed occurrence (the job's last recorded one is older).
 		s.log.Warn("stopping: queued occurrence never started; it counts as missed", "job", p.e.job.Name,
 			"scheduled_for", p.occ.ScheduledFor, "queued_for", time.Since(p.since).Round(time.Millisecond),
-			"catch_up", p.e.job.CatchUp)
+			"later_occurrences", len(p.later), "catch_up", p.e.job.CatchUp)
 	}
 
 	done := make(chan struct{})
