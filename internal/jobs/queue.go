@@ -61,11 +61,11 @@ func (s *Scheduler) admit(e *entry, occ Occurrence) {
 		p := &pending{e: e, occ: occ, since: time.Now()}
 		s.queue = append(s.queue, p)
 		s.queued[e.job.Name] = p
-		n := len(s.queue)
+		n, limit := len(s.queue), s.limit
 		s.queuedChangedLocked()
 		s.mu.Unlock()
 		s.log.Info("every run slot is taken; occurrence queued", "job", e.job.Name, "trigger", occ.Trigger,
-			"scheduled_for", occ.ScheduledFor, "queued", n, "max_concurrent_jobs", s.limit)
+			"scheduled_for", occ.ScheduledFor, "queued", n, "max_concurrent_jobs", limit)
 		return
 	}
 	s.slots++
