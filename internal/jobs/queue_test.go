@@ -345,7 +345,8 @@ func TestQueuedOccurrenceAtStopIsCaughtUpAtNextStart(t *testing.T) {
 }
 
 // A reload that removes a job drops its queued occurrence (it never runs);
-// one that changes a job runs its queued occurrence with the new settings.
+// one that changes a job runs its queued occurrence with the new settings;
+// a job it adds queues like the others, by its due time.
 func TestReloadDropsRemovedJobsQueuedOccurrence(t *testing.T) {
 	t.Parallel()
 	st := testdb.New(t)
@@ -365,19 +366,24 @@ func TestReloadDropsRemovedJobsQueuedOccurrence(t *testing.T) {
 
 	changed := testJob("rl-c", never)
 	changed.Source = "hr.contractors"
-	d, err := s.Reload(context.Background(), []config.Job{testJob("rl-a", never), changed})
+	d, err := s.Reload(context.Background(), []config.Job{testJob("rl-a", never), changed, testJob("rl-d", never)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(d.Removed) != "[rl-b]" {
+	if fmt.Sprint(d.Removed) != "[rl-b]" || fmt.Sprint(d.Added) != "[rl-d]" {
 		t.Fatalf("diff %+v; want rl-b removed", d)
 	}
 	if n, l := s.Queued(), q.last.Load(); n != 1 || l != 1 {
 		t.Fatalf("%d queued (gauge %d) after removing rl-b, want 1", n, l)
 	}
+	due(s, "rl-d", at.Add(-time.Minute)) // the added job, due before rl-c
 	g.open("rl-a")
+	if name := g.next(t); name != "rl-d" {
+		t.Fatalf("%s started after rl-a; want the added rl-d (due first; rl-b was removed)", name)
+	}
+	g.open("rl-d")
 	if name := g.next(t); name != "rl-c" {
-		t.Fatalf("%s started after rl-a; want rl-c (rl-b was removed)", name)
+		t.Fatalf("%s started after rl-d; want rl-c", name)
 	}
 	g.open("rl-c")
 	g.none(t, s, 0)
