@@ -115,7 +115,7 @@ func TestAlertRules(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"EntraprovRunBlocked", "EntraprovRunFailed", "EntraprovJobQuarantined",
-		"EntraprovNoSuccessIn26h", "EntraprovThrottlingHigh", "EntraprovCredentialExpiring"} {
+		"EntraprovNoSuccessIn26h", "EntraprovThrottlingHigh", "EntraprovCredentialExpiring", "EntraprovJobsQueuedLong"} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("alert %s missing (have %v)", want, alerts)
 		}

@@ -113,7 +113,13 @@ func openConfigStore(ctx context.Context, cfg *config.Config) (*store.Store, err
 	if err != nil {
 		return nil, withExit(exitConfig, err)
 	}
-	st, err := store.Open(ctx, dsn, store.WithMaxConns(cfg.Database.MaxConns))
+	// The pool serves max_concurrent_jobs runs at once (config.PoolSize),
+	// unless the URL's pool_max_conns says otherwise.
+	pool := cfg.PoolSize()
+	if cfg.Database.MaxConns == 0 && strings.Contains(dsn, "pool_max_conns") {
+		pool = 0
+	}
+	st, err := store.Open(ctx, dsn, store.WithMaxConns(pool))
 	if err != nil {
 		return nil, withExit(exitFail, err)
 	}

@@ -33,6 +33,10 @@ type Config struct {
 	Quarantine Quarantine `yaml:"quarantine"`
 	// History says how long the daemon keeps the run history.
 	History History `yaml:"history"`
+	// MaxConcurrentJobs caps the runs `worker run` has in flight at once;
+	// further due occurrences queue, oldest scheduled time first
+	// (internal/jobs). See DefaultMaxConcurrentJobs for its default.
+	MaxConcurrentJobs int `yaml:"max_concurrent_jobs"`
 	// Jobs are the provisioning jobs, one per tenant/source pair.
 	Jobs []Job `yaml:"jobs"`
 }

@@ -26,8 +26,45 @@ func Default() Config {
 		Log:     Log{Format: "auto", Level: "info"},
 		Quarantine: Quarantine{AfterFailures: 5, FailurePercent: 40,
 			MaxBackoff: Duration{Duration: 24 * time.Hour}},
-		History: History{Retention: Duration{Duration: 400 * 24 * time.Hour}},
+		History:           History{Retention: Duration{Duration: 400 * 24 * time.Hour}},
+		MaxConcurrentJobs: DefaultMaxConcurrentJobs,
 	}
+}
+
+// DefaultMaxConcurrentJobs is enough runs at once to fill one application's
+// Graph write budget across tenants, and no more. Graph allows an app
+// 70,000 writes per 5 min across all its tenants (≈ 233 writes/s) but only
+// 3,000 per 150 s (20 writes/s) in any one tenant, so a single job (one
+// tenant) can use at most 20/233 of the app's budget: 233 / 20 ≈ 11.7 jobs
+// in different tenants saturate it; 12 rounds up. More runs at once would
+// only share the same app budget more thinly (and hold more database
+// connections), fewer would leave it unused while tenants wait.
+const DefaultMaxConcurrentJobs = 12
+
+// Database connections a running job may hold at once: its lock's own
+// session, the source stream and a history or link write; plus a few for
+// the daemon itself (skip records, retention, /healthz).
+const (
+	connsPerRun   = 3
+	connsForSpare = 4
+)
+
+// runsForPool is the most runs a pool of m connections serves safely (see
+// validateConcurrency), at least 1.
+func runsForPool(m int) int { return max(1, (m-2)/2) }
+
+// PoolSize is the connection pool size the worker opens: database.max_conns
+// when set, else enough for max_concurrent_jobs runs (a run that cannot get
+// a connection while every other run holds its lock's would wait forever).
+// 0 means "keep pgx's and the URL's setting" (no jobs to size for).
+func (c *Config) PoolSize() int32 {
+	if c.Database.MaxConns > 0 {
+		return c.Database.MaxConns
+	}
+	if c.MaxConcurrentJobs <= 0 {
+		return 0
+	}
+	return int32(connsPerRun*c.MaxConcurrentJobs + connsForSpare)
 }
 
 // Engine tuning without a configuration key. They live here with the other
@@ -203,6 +240,11 @@ func decode(data []byte) (*Config, *index, []Problem, error) {
 		k := fmt.Sprintf("jobs[%d]", i)
 		fillDefaults(reflect.ValueOf(&cfg.Jobs[i]).Elem(), reflect.ValueOf(defJob), k, ix.present)
 		problems = append(problems, legacyThreshold(&cfg.Jobs[i], k, ix)...)
+	}
+	// A file that sizes the pool by hand but predates max_concurrent_jobs
+	// keeps working: the default then fits the pool instead of refusing it.
+	if !ix.present["max_concurrent_jobs"] && cfg.Database.MaxConns > 0 {
+		cfg.MaxConcurrentJobs = min(DefaultMaxConcurrentJobs, runsForPool(int(cfg.Database.MaxConns)))
 	}
 	return cfg, ix, problems, nil
 }

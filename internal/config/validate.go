@@ -289,6 +289,7 @@ func (c *Config) validateTop(v *validator) {
 	if r := c.History.Retention.Duration; r != 0 && r < MinRetention {
 		v.add("history.retention", "%s is shorter than 1d; want how long run history is kept, e.g. 400d (default), or 0 to keep everything", r)
 	}
+	c.validateConcurrency(v)
 	if len(c.Jobs) == 0 {
 		v.add("jobs", "no jobs defined; add at least one job (see configs/entraprov.example.yaml)")
 	}
@@ -659,5 +660,23 @@ func (v *validator) bound(key string, b Bound) {
 	if !b.Off && b.MaxCount == 0 && b.MaxPercent == 0 {
 		v.add(key, "max_count and max_percent are both 0, which would allow any number of changes; "+
 			"set a bound (e.g. max_count: 500, max_percent: 10) or, to turn this bound off, say so: off: true")
+	}
+}
+
+// validateConcurrency checks max_concurrent_jobs, and that an explicit pool
+// can serve that many runs: each holds its job lock's connection for the
+// whole run and needs at least one more for its queries, so a pool of
+// 2×N+1 or fewer can leave every run waiting for a connection another run
+// holds.
+func (c *Config) validateConcurrency(v *validator) {
+	n := c.MaxConcurrentJobs
+	if n < 1 {
+		v.add("max_concurrent_jobs", "%d is less than 1; want how many jobs may run at once, e.g. %d (default: enough jobs in different tenants to fill one app's Graph write budget)", n, DefaultMaxConcurrentJobs)
+		return
+	}
+	if m := int(c.Database.MaxConns); m > 0 && m < 2*n+2 {
+		v.add("max_concurrent_jobs", "%d runs at once need at least %d database connections (each holds its job lock's and needs one more) but database.max_conns is %d; "+
+			"want max_concurrent_jobs: %d or less, or database.max_conns: %d (or 0, which sizes the pool from max_concurrent_jobs)",
+			n, 2*n+2, m, runsForPool(m), connsPerRun*n+connsForSpare)
 	}
 }

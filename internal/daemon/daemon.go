@@ -61,6 +61,10 @@ type workerd struct {
 	hooks        *hookState
 	sched        *jobs.Scheduler
 
+	// startMaxJobs is max_concurrent_jobs at start: the database pool was
+	// sized for it, so a reload may lower the cap but not raise it beyond.
+	startMaxJobs int
+
 	mu      sync.Mutex
 	cfg     *config.Config
 	last    map[string]jobs.Result
@@ -85,7 +89,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	d := &workerd{reloadConfig: o.Reload, log: log, st: st, m: m, cfg: cfg,
+	d := &workerd{reloadConfig: o.Reload, log: log, st: st, m: m, cfg: cfg, startMaxJobs: cfg.MaxConcurrentJobs,
 		hooks: &hookState{unwell: map[string]bool{}, sender: &webhook.Sender{Log: log}},
 		last:  map[string]jobs.Result{}, running: map[string]time.Time{}}
 	publishQuarantine(ctx, m, st, cfg)
@@ -95,6 +99,7 @@ func Run(ctx context.Context, o Options) error {
 		OnStart: d.onStart, OnResult: d.onResult,
 		// The policy is read at start; a reload keeps it.
 		Quarantine: st, Policy: jobs.PolicyFrom(cfg.Quarantine),
+		MaxConcurrent: cfg.MaxConcurrentJobs, OnQueued: m.SetQueued,
 	})
 
 	msrv, err := d.serveMetrics(cfg.Metrics.Listen)
@@ -256,6 +261,7 @@ func (d *workerd) reload(ctx context.Context) {
 	for _, name := range diff.Removed {
 		d.m.ForgetJob(name)
 	}
+	d.reloadMaxConcurrent(old.MaxConcurrentJobs, cfg.MaxConcurrentJobs)
 	// A reload may point a job at a renewed certificate.
 	publishCertificateExpiry(ctx, d.m, cfg.Jobs, d.log)
 	d.publishNext()
@@ -277,6 +283,23 @@ func (d *workerd) reload(ctx context.Context) {
 	}
 }
 
+// reloadMaxConcurrent applies a reloaded max_concurrent_jobs. Up to the
+// value at start it applies at once; above it, only after a restart: the
+// database pool was sized at start, and more runs than it serves could all
+// wait for a connection another run holds.
+func (d *workerd) reloadMaxConcurrent(old, n int) {
+	if n == old {
+		return
+	}
+	if n > d.startMaxJobs {
+		d.log.Warn("max_concurrent_jobs above its value at start takes effect at the next restart (the database pool is sized at start)",
+			"max_concurrent_jobs", n, "applied", d.startMaxJobs)
+		n = d.startMaxJobs
+	}
+	d.sched.SetMaxConcurrent(n)
+	d.log.Info("max_concurrent_jobs applied", "max_concurrent_jobs", n)
+}
+
 func (d *workerd) onStart(job string, occ jobs.Occurrence) {
 	d.m.SetRunning(job, true)
 	d.mu.Lock()
@@ -292,7 +315,9 @@ func (d *workerd) onResult(res jobs.Result) {
 		d.m.ObserveSkipped(res.Job)
 	case errors.Is(res.Err, jobs.ErrTaken):
 		// Another worker ran it; it counts there.
+		d.m.ObserveQueueWait(res.Queued)
 	default:
+		d.m.ObserveQueueWait(res.Queued)
 		if run.Job == "" {
 			run.Job = res.Job
 		}
@@ -346,6 +371,9 @@ func (d *workerd) status() string {
 	sort.Strings(running)
 	if len(running) > 0 {
 		parts = append(parts, "running "+strings.Join(running, ", "))
+	}
+	if n := d.sched.Queued(); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d queued (max_concurrent_jobs)", n))
 	}
 	if st := d.sched.Status(); len(st) > 0 {
 		parts = append(parts, fmt.Sprintf("next %s at %s", st[0].Name, st[0].Next.Format("2006-01-02 15:04:05 MST")))

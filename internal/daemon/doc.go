@@ -2,7 +2,8 @@
 // scheduler for the configured jobs until it is stopped.
 //
 // It owns, for the life of the process: closing runs a stopped worker left
-// running; the scheduler (jobs.Scheduler) with the quarantine policy; the
+// running; the scheduler (jobs.Scheduler) with the quarantine policy and
+// the max_concurrent_jobs cap (a reload may lower it live); the
 // /metrics and /healthz server; reload of the jobs on SIGHUP (a broken
 // configuration is refused and the running jobs kept); the systemd
 // protocol (READY, RELOADING, STOPPING, STATUS= and the watchdog ping,

@@ -3,8 +3,9 @@
 //
 // It owns when a job runs: one cron entry per job, optional start jitter,
 // no overlap of a job inside one process (the occurrence is skipped and the
-// skip recorded), catch-up of a missed occurrence at start-up, reload of the
-// job list (SIGHUP), a bounded, cancelling stop (SIGTERM), and the
+// skip recorded), a cap on the runs in flight at once with a queue served
+// oldest-due first (queue.go), catch-up of a missed occurrence at start-up,
+// reload of the job list (SIGHUP), a bounded, cancelling stop (SIGTERM), and the
 // quarantine of a job whose runs keep failing (quarantine.go: its
 // occurrences are skipped while a doubling wait passes). It must not
 // know how a run works: a Runner does the run and owns the cross-process
@@ -89,4 +90,7 @@ type Result struct {
 	// here; nil when no quarantine check ran (no run, a skip, quarantine
 	// off, or the check failed).
 	Quarantine *QuarantineDecision
+	// Queued is how long the occurrence waited for a run slot
+	// (max_concurrent_jobs) before it started; 0 when it started at once.
+	Queued time.Duration
 }

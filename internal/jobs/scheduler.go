@@ -43,6 +43,15 @@ type Options struct {
 	// (quarantine.go). nil: no quarantine.
 	Quarantine QuarantineStore
 	Policy     Policy
+	// MaxConcurrent caps the runs in flight in this process (config
+	// max_concurrent_jobs); 0: no cap. A due occurrence beyond the cap
+	// waits in a queue and starts when a run ends, oldest scheduled time
+	// first (queue.go).
+	MaxConcurrent int
+	// OnQueued is called with the number of queued occurrences each time
+	// it changes, with the scheduler's lock held: it must only publish the
+	// number (a gauge) and not call the scheduler.
+	OnQueued func(queued int)
 }
 
 // Scheduler runs jobs on their schedules. Create it with New.
@@ -56,9 +65,15 @@ type Scheduler struct {
 	cancelRuns context.CancelFunc
 	wg         sync.WaitGroup // in-flight occurrences
 
-	mu       sync.Mutex
-	entries  map[string]*entry // by job name
-	busy     map[string]bool   // job name -> a run is in flight here
+	mu      sync.Mutex
+	entries map[string]*entry // by job name
+	// busy: the job has an occurrence here, waiting out its jitter,
+	// queued or running; the job's next occurrences are skipped meanwhile.
+	busy     map[string]bool
+	queue    []*pending          // occurrences due but waiting for a run slot (queue.go)
+	queued   map[string]*pending // queue by job name
+	slots    int                 // runs holding a slot (started, not yet ended)
+	limit    int                 // Options.MaxConcurrent, changed by SetMaxConcurrent
 	started  bool
 	stopping bool
 }
@@ -94,6 +109,8 @@ func New(opts Options) *Scheduler {
 		cron:    cron.New(cron.WithLocation(loc), cron.WithLogger(clog), cron.WithChain(cron.Recover(clog))),
 		entries: map[string]*entry{},
 		busy:    map[string]bool{},
+		queued:  map[string]*pending{},
+		limit:   opts.MaxConcurrent,
 	}
 	s.runCtx, s.cancelRuns = context.WithCancel(context.Background())
 	return s
@@ -181,7 +198,7 @@ func (s *Scheduler) fire(e *entry) {
 	if at.IsZero() {
 		at = time.Now().Truncate(time.Second)
 	}
-	s.launch(e, Occurrence{Trigger: esync.TriggerSchedule, ScheduledFor: at}, false)
+	s.launch(e, Occurrence{Trigger: esync.TriggerSchedule, ScheduledFor: at})
 }
 
 // catchUp starts a run for the latest occurrence missed since the job's last
@@ -202,12 +219,15 @@ func (s *Scheduler) catchUp(ctx context.Context, e *entry) {
 	}
 	s.log.Info("missed an occurrence while down; catching up", "job", e.job.Name,
 		"scheduled_for", missed, "last_recorded", last)
-	s.launch(e, Occurrence{Trigger: esync.TriggerCatchUp, ScheduledFor: missed}, true)
+	s.launch(e, Occurrence{Trigger: esync.TriggerCatchUp, ScheduledFor: missed})
 }
 
-// launch runs occ of e unless the job is already running in this process
-// (then the occurrence is recorded as skipped) or the scheduler is stopping.
-func (s *Scheduler) launch(e *entry, occ Occurrence, async bool) {
+// launch starts occ of e, or queues it when every run slot is taken,
+// unless the job already has an occurrence here (waiting out its jitter,
+// queued or running: then occ is recorded as skipped, so a job never runs
+// twice at once nor piles up occurrences) or the scheduler is stopping. It
+// returns without waiting for the run.
+func (s *Scheduler) launch(e *entry, occ Occurrence) {
 	job := e.job
 	if reason, ok := s.quarantined(job.Name, occ); ok {
 		s.skip(e, occ, reason)
@@ -218,6 +238,17 @@ func (s *Scheduler) launch(e *entry, occ Occurrence, async bool) {
 		s.mu.Unlock()
 		return
 	}
+	if p := s.queuedLocked(job.Name); p != nil {
+		// Skipped too, but recorded only when the queued occurrence
+		// starts (queue.go): should the worker stop first, both are
+		// missed, and the job's last recorded occurrence must stay older
+		// than them for catch_up to run the job at the next start.
+		p.later = append(p.later, occ)
+		s.mu.Unlock()
+		s.log.Info("occurrence skipped: the job's previous occurrence is still queued for a run slot", "job", job.Name,
+			"scheduled_for", occ.ScheduledFor, "queued_scheduled_for", p.occ.ScheduledFor)
+		return
+	}
 	if s.busy[job.Name] {
 		s.mu.Unlock()
 		s.skip(e, occ, "the previous run of this job is still in progress in this process")
@@ -226,42 +257,69 @@ func (s *Scheduler) launch(e *entry, occ Occurrence, async bool) {
 	s.busy[job.Name] = true
 	s.wg.Add(1)
 	s.mu.Unlock()
-	if async {
-		go s.execute(e, occ)
+	if j := job.Jitter.Duration; j > 0 {
+		// The jitter spreads the start; it holds no run slot.
+		go func() {
+			if s.jitter(e, occ, j) {
+				s.admit(e, occ)
+			}
+		}()
 		return
 	}
-	s.execute(e, occ)
+	s.admit(e, occ)
 }
 
-func (s *Scheduler) execute(e *entry, occ Occurrence) {
-	job := e.job
-	defer func() {
+// jitter waits a random delay below j; false (the occurrence released)
+// when the scheduler stops meanwhile: the run never started, as if missed.
+func (s *Scheduler) jitter(e *entry, occ Occurrence, j time.Duration) bool {
+	log := s.log.With("job", e.job.Name, "trigger", occ.Trigger, "scheduled_for", occ.ScheduledFor)
+	d := rand.N(j)
+	log.Info("waiting for start jitter", "delay", d.Round(time.Millisecond))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.runCtx.Done():
+		log.Info("stopped during start jitter; run not started")
 		s.mu.Lock()
-		delete(s.busy, job.Name)
+		s.releaseLocked(e.job.Name)
 		s.mu.Unlock()
-		s.wg.Done()
-	}()
-	log := s.log.With("job", job.Name, "trigger", occ.Trigger, "scheduled_for", occ.ScheduledFor)
-	if j := job.Jitter.Duration; j > 0 {
-		d := rand.N(j)
-		log.Info("waiting for start jitter", "delay", d.Round(time.Millisecond))
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-s.runCtx.Done():
-			t.Stop()
-			log.Info("stopped during start jitter; run not started")
-			return
-		}
+		return false
 	}
+}
+
+// releaseLocked ends the job's occurrence here (run ended, or dropped
+// before it started). s.mu is held.
+func (s *Scheduler) releaseLocked(job string) {
+	delete(s.busy, job)
+	s.wg.Done()
+}
+
+// execute runs occ, which holds a run slot; queued is how long it waited
+// for it, later the job's occurrences that fell due meanwhile (recorded as
+// skipped now). When the run ends, the slot goes to the oldest queued
+// occurrence.
+func (s *Scheduler) execute(e *entry, occ Occurrence, queued time.Duration, later []Occurrence) {
+	job := e.job
+	defer s.endRun(job.Name)
+	for _, o := range later {
+		s.skip(e, o, fmt.Sprintf("the previous occurrence of this job (scheduled for %s) was still queued for a run slot (max_concurrent_jobs); it ran instead",
+			occ.ScheduledFor.Format(time.RFC3339)))
+	}
+	log := s.log.With("job", job.Name, "trigger", occ.Trigger, "scheduled_for", occ.ScheduledFor)
 	if s.opts.OnStart != nil {
 		s.opts.OnStart(job.Name, occ)
 	}
-	log.Info("run starting")
+	if queued > 0 {
+		log.Info("run starting", "queued_for", queued.Round(time.Millisecond))
+	} else {
+		log.Info("run starting")
+	}
 	started := time.Now()
 	run, err := s.opts.Runner.Run(s.runCtx, job, occ)
 	next := e.sched.Next(time.Now())
-	res := Result{Job: job.Name, Occurrence: occ, Run: run, Err: err, Next: next}
+	res := Result{Job: job.Name, Occurrence: occ, Run: run, Err: err, Next: next, Queued: queued}
 	switch {
 	case errors.Is(err, ErrTaken):
 		log.Info("occurrence handled by another worker; nothing recorded here", "next_run", next)
@@ -347,6 +405,11 @@ func (s *Scheduler) Reload(ctx context.Context, jobs []config.Job) (Diff, error)
 			d.Changed[e.job.Name] = changedKeys(old.job, e.job)
 			s.cron.Remove(old.entryID())
 			s.addLocked(e)
+			// A queued occurrence has not started: it runs with the
+			// new settings.
+			if p := s.queuedLocked(e.job.Name); p != nil {
+				p.e = e
+			}
 		}
 	}
 	for name, old := range s.entries {
@@ -354,6 +417,10 @@ func (s *Scheduler) Reload(ctx context.Context, jobs []config.Job) (Diff, error)
 			d.Removed = append(d.Removed, name)
 			s.cron.Remove(old.entryID())
 			delete(s.entries, name)
+			if p := s.dropQueuedLocked(name); p != nil {
+				s.log.Info("job removed: its queued occurrence will not run", "job", name,
+					"scheduled_for", p.occ.ScheduledFor, "queued_for", time.Since(p.since).Round(time.Millisecond))
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -403,6 +470,8 @@ type JobStatus struct {
 	Schedule string
 	Next     time.Time
 	Running  bool
+	// Queued: an occurrence is due and waits for a run slot.
+	Queued bool
 }
 
 // Status lists the scheduled jobs, soonest next run first.
@@ -411,7 +480,9 @@ func (s *Scheduler) Status() []JobStatus {
 	s.mu.Lock()
 	out := make([]JobStatus, 0, len(s.entries))
 	for name, e := range s.entries {
-		out = append(out, JobStatus{Name: name, Schedule: e.job.Schedule, Next: e.sched.Next(now), Running: s.busy[name]})
+		queued := s.queuedLocked(name) != nil
+		out = append(out, JobStatus{Name: name, Schedule: e.job.Schedule, Next: e.sched.Next(now),
+			Running: s.busy[name] && !queued, Queued: queued})
 	}
 	s.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
@@ -423,13 +494,16 @@ func (s *Scheduler) Status() []JobStatus {
 	return out
 }
 
-// Running names the jobs with a run in flight in this process.
+// Running names the jobs with a run in flight in this process (or waiting
+// out its start jitter), not those queued for a run slot.
 func (s *Scheduler) Running() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]string, 0, len(s.busy))
 	for name := range s.busy {
-		out = append(out, name)
+		if s.queuedLocked(name) == nil {
+			out = append(out, name)
+		}
 	}
 	sort.Strings(out)
 	return out
@@ -477,8 +551,17 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 		return nil
 	}
 	s.stopping = true
+	dropped := s.drainLocked()
 	s.mu.Unlock()
 	s.cron.Stop()
+	for _, p := range dropped {
+		// As for an occurrence missed while the worker was down, nothing
+		// is recorded: with catch_up the next start runs the latest
+		// missed occurrence (the job's last recorded one is older).
+		s.log.Warn("stopping: queued occurrence never started; it counts as missed", "job", p.e.job.Name,
+			"scheduled_for", p.occ.ScheduledFor, "queued_for", time.Since(p.since).Round(time.Millisecond),
+			"later_occurrences", len(p.later), "catch_up", p.e.job.CatchUp)
+	}
 
 	done := make(chan struct{})
 	go func() {

@@ -29,6 +29,7 @@ func servedNames(t *testing.T) []string {
 		Stats: store.RunStats{Retried: 1}, Counts: store.RunCounts{BackingOff: 1}})
 	m.SetNextRun("j", now.Add(time.Hour))
 	m.SetRunning("j", true)
+	m.ObserveQueueWait(time.Second)
 	m.SetQuarantined("j", true)
 	m.SetCredentialExpiry("j", CredentialCertificate, now.Add(time.Hour))
 	g := m.Graph("j")
@@ -149,7 +150,7 @@ func TestDashboardQueriesNameExportedMetrics(t *testing.T) {
 	}
 	for _, want := range []string{"entraprov_runs_total", "entraprov_operations_total", "entraprov_graph_throttled_total",
 		"entraprov_users_backing_off", "entraprov_last_success_timestamp_seconds", "entraprov_job_quarantined",
-		"entraprov_credential_expiry_timestamp_seconds"} {
+		"entraprov_credential_expiry_timestamp_seconds", "entraprov_jobs_queued", "entraprov_job_queue_wait_seconds_bucket"} {
 		if !used[want] {
 			t.Errorf("the dashboard does not show %s", want)
 		}

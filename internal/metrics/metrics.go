@@ -42,6 +42,9 @@ type Metrics struct {
 	quarantined   *prometheus.GaugeVec // quarantine.go
 	// credentialExpiry: credential.go
 	credentialExpiry *prometheus.GaugeVec
+	// queued and queueWait: the max_concurrent_jobs run queue.
+	queued    prometheus.Gauge
+	queueWait prometheus.Histogram
 }
 
 // New registers the worker's collectors, plus the Go runtime and process
@@ -104,7 +107,17 @@ func New() *Metrics {
 	}
 	m.quarantined = newQuarantined()
 	m.credentialExpiry = newCredentialExpiry()
-	m.reg.MustRegister(m.runs, m.quarantined, m.credentialExpiry, m.operations, m.graphRequests, m.graphLatency, m.throttled, m.retries,
+	m.queued = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "jobs_queued",
+		Help: "Due occurrences waiting for a run slot: max_concurrent_jobs runs are in flight.",
+	})
+	m.queueWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "job_queue_wait_seconds",
+		Help: "How long each started run waited for a run slot (max_concurrent_jobs) after it was due.",
+		// From no wait to a night's runs queued behind each other.
+		Buckets: []float64{0, 1, 10, 60, 300, 900, 1800, 3600, 7200, 14400},
+	})
+	m.reg.MustRegister(m.runs, m.quarantined, m.credentialExpiry, m.queued, m.queueWait, m.operations, m.graphRequests, m.graphLatency, m.throttled, m.retries,
 		m.runDuration, m.lastSuccess, m.lastRun, m.nextRun, m.running, m.backingOff,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -148,6 +161,12 @@ func (m *Metrics) ObserveRun(r store.Run) {
 func (m *Metrics) ObserveSkipped(job string) {
 	m.runs.WithLabelValues(job, string(store.RunSkipped)).Inc()
 }
+
+// SetQueued publishes the number of occurrences waiting for a run slot.
+func (m *Metrics) SetQueued(n int) { m.queued.Set(float64(n)) }
+
+// ObserveQueueWait records how long a started run waited for its slot.
+func (m *Metrics) ObserveQueueWait(d time.Duration) { m.queueWait.Observe(d.Seconds()) }
 
 // SetNextRun publishes the job's next scheduled time (zero: none).
 func (m *Metrics) SetNextRun(job string, t time.Time) {
