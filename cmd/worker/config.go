@@ -301,7 +301,14 @@ func checkJobName(cmd *cobra.Command, ctx context.Context, st *store.Store, name
 		if err != nil {
 			return err
 		}
-		_, err = findJob(cfg, name)
+		ecfg, exp, err := expandConfig(ctx, cfg, st)
+		if err != nil {
+			return err
+		}
+		if _, ok := exp.Find(name); ok {
+			return nil // a tenants row, even disabled: its history stays readable
+		}
+		_, err = findJob(ecfg, name)
 		return err
 	}
 	names, err := st.JobNames(ctx)

@@ -27,6 +27,7 @@ func Default() Config {
 		Quarantine: Quarantine{AfterFailures: 5, FailurePercent: 40,
 			MaxBackoff: Duration{Duration: 24 * time.Hour}},
 		History: History{Retention: Duration{Duration: 400 * 24 * time.Hour}},
+		Tenants: Tenants{Refresh: Duration{Duration: time.Minute}},
 	}
 }
 
