@@ -213,7 +213,12 @@ func printConfigSummary(ctx context.Context, w io.Writer, cfg *config.Config, no
 		if leaver == "delete" {
 			leaver += " after " + j.Leaver.DeleteAfter.String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Name, j.TenantID, j.Auth.Method, j.Schedule, next, j.Source, leaver)
+		tenant := j.TenantID
+		if j.TenantsFrom != "" {
+			// A template: its tenants are rows, listed by worker tenants.
+			tenant = "each row of " + j.TenantsFrom
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Name, tenant, j.Auth.Method, j.Schedule, next, j.Source, leaver)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

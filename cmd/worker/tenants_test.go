@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func (e tenantsEnv) consentURL(name string) string {
 // tenants relation and the shared source (three users per tenant, scoped
 // by the tenant's name) and writes a configuration whose one job is the
 // template "isv" on schedule.
-func newTenantsEnv(t *testing.T, schedule string) tenantsEnv {
+func newTenantsEnv(t *testing.T, schedule, refresh string) tenantsEnv {
 	t.Helper()
 	roles := []string{directory.PermUsers, directory.PermGroups}
 	sim := graphsim.New(graphsim.Options{})
@@ -93,7 +94,7 @@ func newTenantsEnv(t *testing.T, schedule string) tenantsEnv {
     schedule: %q
     catch_up: false
 `, srv.AuthorityHost, srv.GraphURL, srv.CAFile, isvClient, app.CertificateFile, app.KeyFile, schedule)
-	path := writeConfig(t, dbURL, job, metricsOff, "tenants:\n  refresh: 1s\n")
+	path := writeConfig(t, dbURL, job, metricsOff, "tenants:\n  refresh: "+refresh+"\n")
 	t.Setenv("DATABASE_URL", "")
 	t.Setenv("ENTRAPROV_DATABASE_URL", "")
 	return tenantsEnv{cfgPath: path, dbURL: dbURL, st: st, sim: sim, authority: srv.AuthorityHost}
@@ -139,7 +140,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool, 
 // its own runs while the others succeed beside it.
 func TestTenantsFollowTheirRelationWhileTheDaemonRuns(t *testing.T) {
 	bin := buildWorker(t)
-	e := newTenantsEnv(t, "@every 2s")
+	e := newTenantsEnv(t, "@every 2s", "1s")
 	e.addTenant(t, "contoso", true)
 	e.addTenant(t, "northwind", true)
 	p := startWorkerProc(t, bin, e.cfgPath)
@@ -201,7 +202,7 @@ func TestTenantsFollowTheirRelationWhileTheDaemonRuns(t *testing.T) {
 // --json, and its failure does not keep the others from succeeding. A
 // disabled tenant is listed and cannot be run by hand.
 func TestWorkerTenantsShowsTheConsentURLOfATenantWithoutConsent(t *testing.T) {
-	e := newTenantsEnv(t, "0 2 * * *")
+	e := newTenantsEnv(t, "0 2 * * *", "1m")
 	for _, n := range []string{"contoso", "fabrikam", "northwind"} {
 		e.addTenant(t, n, true)
 	}
@@ -277,5 +278,41 @@ func TestWorkerTenantsShowsTheConsentURLOfATenantWithoutConsent(t *testing.T) {
 	}
 	if len(list) != 4 {
 		t.Errorf("%d tenants listed; want 4:\n%s", len(list), out)
+	}
+}
+
+// SIGHUP reads the tenants again at once (the timer would wait an hour
+// here): an inserted row is scheduled. A tenants relation that can no
+// longer be read keeps the running jobs, and the commands that need it
+// stop naming the template's key and the fix (exit 78).
+func TestTenantsReloadOnSIGHUP(t *testing.T) {
+	bin := buildWorker(t)
+	e := newTenantsEnv(t, "0 2 * * *", "1h")
+	e.addTenant(t, "contoso", true)
+	p := startWorkerProc(t, bin, e.cfgPath)
+	waitLog(t, p, `"msg":"worker ready"`, 30*time.Second)
+
+	e.addTenant(t, "fabrikam", true)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, p, `"added":["isv@fabrikam"]`, 15*time.Second)
+
+	execSQL(t, e.st, `DROP TABLE isv.tenants`)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, p, "reload refused: the tenants of a template job cannot be read; keeping the running jobs", 15*time.Second)
+	if strings.Contains(p.logs.String(), `"removed":["isv@contoso"`) {
+		t.Errorf("a tenants relation that cannot be read removed the running jobs:\n%s", p.logs.String())
+	}
+	if code := p.term(t, 20*time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM; log:\n%s", code, p.logs.String())
+	}
+
+	_, errOut, err := runWorker(t, "tenants", "--config="+e.cfgPath)
+	if exitCodeOf(err) != exitConfig || !strings.Contains(errOut, "jobs[0].tenants_from") || !strings.Contains(errOut, "isv.tenants does not exist") ||
+		!strings.Contains(errOut, "CREATE TABLE isv.tenants") {
+		t.Errorf("tenants without its relation: exit %d\n%s; want 78 naming jobs[0].tenants_from and how to create it", exitCodeOf(err), errOut)
 	}
 }
