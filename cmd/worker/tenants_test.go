@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -49,24 +48,15 @@ func (e tenantsEnv) consentURL(name string) string {
 func newTenantsEnv(t *testing.T, schedule, refresh string) tenantsEnv {
 	t.Helper()
 	roles := []string{directory.PermUsers, directory.PermGroups}
-	sim := graphsim.New(graphsim.Options{})
-	seeded, err := sim.ApplySeed(&graphsim.SeedFile{Tenants: []graphsim.SeedTenant{
+	sim, srv, seeded := startSeededSim(t, &graphsim.SeedFile{Tenants: []graphsim.SeedTenant{
 		{ID: isvTenants["contoso"], Domains: []string{"contoso.example"}, Apps: []graphsim.SeedApp{{
 			ClientID: isvClient, ClientSecret: "none", Certificate: true, MultiTenant: true, Roles: roles,
 			Consent: map[string][]string{isvTenants["fabrikam"]: roles, isvTenants["old"]: roles}}}},
 		{ID: isvTenants["fabrikam"], Domains: []string{"fabrikam.example"}},
 		{ID: isvTenants["northwind"], Domains: []string{"northwind.example"}},
 		{ID: isvTenants["old"], Domains: []string{"old.example"}},
-	}}, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	}})
 	app := seeded.Tenants[0].Apps[0]
-	srv, err := graphsim.StartTLS(sim, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
 
 	dbURL := testdb.NewURL(t)
 	st := openStore(t, dbURL)
@@ -80,20 +70,9 @@ func newTenantsEnv(t *testing.T, schedule, refresh string) tenantsEnv {
 		 SELECT t || '-' || i, 'user' || i || '@' || t || '.example', 'User ' || i || ' of ' || t, i::text, t
 		   FROM unnest(ARRAY['contoso', 'fabrikam', 'northwind', 'old']) AS t, generate_series(1, 3) AS i`)
 
-	job := fmt.Sprintf(`  - name: isv
-    tenants_from: isv.tenants
-    source: isv.users
-    authority_host: %s
-    graph_url: %s
-    ca_file: %s
-    auth:
-      method: certificate
-      client_id: %s
-      certificate_file: %s
-      key_file: %s
-    schedule: %q
-    catch_up: false
-`, srv.AuthorityHost, srv.GraphURL, srv.CAFile, isvClient, app.CertificateFile, app.KeyFile, schedule)
+	job := simJobYAML{Name: "isv", TenantsFrom: "isv.tenants", Authority: srv.AuthorityHost, GraphURL: srv.GraphURL,
+		CAFile: srv.CAFile, ClientID: isvClient, CertFile: app.CertificateFile, KeyFile: app.KeyFile, Schedule: schedule,
+		Extra: []string{"source: isv.users", "catch_up: false"}}.String()
 	path := writeConfig(t, dbURL, job, metricsOff, "tenants:\n  refresh: "+refresh+"\n")
 	t.Setenv("DATABASE_URL", "")
 	t.Setenv("ENTRAPROV_DATABASE_URL", "")

@@ -54,14 +54,7 @@ VALUES ($1, $2, $3, 'Contractor', $4, $5)`, r.id, r.p.UPN, r.p.DisplayName, "X"+
 		t.Fatalf("Expand = %+v, %v; want hr and isv@contoso", exp.Jobs, err)
 	}
 	isv := exp.Jobs[1]
-	runJob := func(job config.Job, want store.RunStatus) store.Run {
-		t.Helper()
-		r, err := e.eng.Run(e.ctx, job, esync.RunOptions{})
-		if r.Status != want {
-			t.Fatalf("job %s: run status %q (err %v, summary %q); want %q", job.Name, r.Status, err, r.ErrorSummary, want)
-		}
-		return r
-	}
+	runJob := e.runJob
 	annUntouched := func(when string) {
 		t.Helper()
 		if got := e.mustLive(ann.UPN); !reflect.DeepEqual(got, annBefore) {
