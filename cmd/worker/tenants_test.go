@@ -227,9 +227,18 @@ func TestWorkerTenantsShowsTheConsentURLOfATenantWithoutConsent(t *testing.T) {
 		t.Errorf("tenants table: want contoso's roles and northwind's consent URL only:\n%s", out)
 	}
 
-	// worker check signs in too, and records it.
-	if _, _, err := runWorker(t, "check", cfg, "--job", "isv@northwind", "--json"); exitCodeOf(err) != exitFail {
-		t.Errorf("check of northwind: exit %d; want 1", exitCodeOf(err))
+	// worker check counts the template's tenants, checks the one asked
+	// for, and records its sign-in too.
+	rep, code, checkOut := runCheckJSON(t, cfg, "--job", "isv@northwind")
+	if code != exitFail {
+		t.Errorf("check of northwind: exit %d; want 1\n%s", code, checkOut)
+	}
+	if it := findCheck(rep, "tenants"); it.Status != checkOK || it.Job != "isv" ||
+		!strings.Contains(it.Detail, "template over isv.tenants: 3 tenant(s) run, 1 disabled, 0 refused") {
+		t.Errorf("tenants check = %+v", it)
+	}
+	if it := findCheck(rep, "token"); it.Job != "isv@northwind" || it.ConsentURL != e.consentURL("northwind") {
+		t.Errorf("token check = %+v; want northwind's consent URL", it)
 	}
 	out, errOut, err = runWorker(t, "tenants", cfg, "--json")
 	if err != nil {
