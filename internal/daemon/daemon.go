@@ -62,16 +62,18 @@ type workerd struct {
 	hooks        *hookState
 	sched        *jobs.Scheduler
 
-	mu  sync.Mutex
-	cfg *config.Config
-	// jobs are what the scheduler runs: cfg's jobs with its templates
-	// expanded over their tenants relations (internal/tenants).
-	jobs []config.Job
+	// Owned by Run's loop (start, SIGHUP, tenants refresh), not by mu:
+	// jobs are what the scheduler runs, cfg's jobs with its templates
+	// expanded over their tenants relations (internal/tenants);
 	// tenantProblems are the tenants rows last refused, so a refresh logs
 	// a refused row once, not every minute.
+	jobs           []config.Job
 	tenantProblems string
-	last           map[string]jobs.Result
-	running        map[string]time.Time
+
+	mu      sync.Mutex
+	cfg     *config.Config
+	last    map[string]jobs.Result
+	running map[string]time.Time
 }
 
 // Run starts the scheduler, tells systemd the worker is ready, and serves
