@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -146,12 +147,18 @@ func runCheck(cmd *cobra.Command, jobName string, asJSON bool) error {
 	if tenants.HasTemplates(cfg) {
 		jobs = checkTenants(ctx, cfg, st, rep)
 		if jobName != "" {
-			if st == nil {
+			var j config.Job
+			switch {
+			case st != nil:
+				if j, err = findConfigJob(ctx, cfg, st, jobName); err != nil {
+					return err
+				}
+			case slices.ContainsFunc(jobs, func(j config.Job) bool { return j.Name == jobName }):
+				j, _ = findJob(&config.Config{Jobs: jobs}, jobName)
+			default:
+				// A template's tenant, unknown without the database (its
+				// failure is reported above).
 				return finishCheck(out, rep, asJSON, exitFail)
-			}
-			j, err := findConfigJob(ctx, cfg, st, jobName)
-			if err != nil {
-				return err
 			}
 			jobs = []config.Job{j}
 		}
