@@ -68,16 +68,25 @@ const (
 
 // tenantJSON is one line of `worker tenants --json`.
 type tenantJSON struct {
-	Job         string      `json:"job"`
-	Template    string      `json:"template,omitempty"`
-	TenantsFrom string      `json:"tenants_from,omitempty"`
-	Name        string      `json:"name,omitempty"`
-	TenantID    string      `json:"tenant_id"`
-	Enabled     bool        `json:"enabled"`
-	State       string      `json:"state"`
-	Problem     string      `json:"problem,omitempty"`
-	SignIn      *signInJSON `json:"last_sign_in,omitempty"`
+	Job         string       `json:"job"`
+	Template    string       `json:"template,omitempty"`
+	TenantsFrom string       `json:"tenants_from,omitempty"`
+	Name        string       `json:"name,omitempty"`
+	TenantID    string       `json:"tenant_id"`
+	Enabled     bool         `json:"enabled"`
+	State       string       `json:"state"`
+	Problem     string       `json:"problem,omitempty"`
+	SignIn      *signInJSON  `json:"last_sign_in,omitempty"`
+	LastRun     *lastRunJSON `json:"last_run,omitempty"`
 	consent     *store.Consent
+}
+
+// lastRunJSON is a tenant's latest apply run (worker show ID for more).
+type lastRunJSON struct {
+	ID        int64           `json:"id"`
+	Status    store.RunStatus `json:"status"`
+	StartedAt time.Time       `json:"started_at"`
+	Error     string          `json:"error,omitempty"`
 }
 
 type signInJSON struct {
@@ -101,8 +110,8 @@ tenant, and one line per row of each template job's tenants relation
 (jobs[].tenants_from), enabled or not. For each it shows the last sign-in a
 run or ` + "`worker check`" + ` made there: the application permissions granted, those
 missing, and for a tenant whose administrator has not consented yet the
-admin-consent URL to send them, with what to do. It never shows a secret or
-a token.
+admin-consent URL to send them, with what to do; and its latest run
+(` + "`worker show ID`" + ` for more). It never shows a secret or a token.
 
 States: ok; missing roles (signed in, a permission the job needs is not
 granted); no consent (sign-in refused, the consent URL is the fix);
@@ -140,6 +149,19 @@ func runTenants(cmd *cobra.Command, asJSON bool) error {
 		return withExit(exitFail, err)
 	}
 	list := tenantList(cfg, exp, consent)
+	names := make([]string, len(list))
+	for i, t := range list {
+		names[i] = t.Job
+	}
+	runs, err := st.LastApplyRuns(ctx, names)
+	if err != nil {
+		return withExit(exitFail, err)
+	}
+	for i := range list {
+		if r, ok := runs[list[i].Job]; ok {
+			list[i].LastRun = &lastRunJSON{ID: r.ID, Status: r.Status, StartedAt: r.StartedAt, Error: r.ErrorSummary}
+		}
+	}
 	if asJSON {
 		return writeJSON(cmd.OutOrStdout(), list)
 	}
@@ -200,7 +222,7 @@ func printTenants(w io.Writer, list []tenantJSON) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tTENANT\tSTATE\tLAST SIGN-IN\tGRANTED\tMISSING")
+	fmt.Fprintln(tw, "JOB\tTENANT\tSTATE\tLAST SIGN-IN\tGRANTED\tMISSING\tLAST RUN")
 	var notes []string
 	for _, t := range list {
 		last, granted, missing := "-", "-", "-"
@@ -219,7 +241,11 @@ func printTenants(w io.Writer, list []tenantJSON) error {
 				granted = "-"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Job, orDash(t.TenantID), t.State, last, granted, missing)
+		run := "-"
+		if r := t.LastRun; r != nil {
+			run = fmt.Sprintf("%d %s %s", r.ID, r.Status, r.StartedAt.Local().Format("2006-01-02 15:04"))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Job, orDash(t.TenantID), t.State, last, granted, missing, run)
 		if n := tenantNote(t); n != "" {
 			notes = append(notes, n)
 		}

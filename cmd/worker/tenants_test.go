@@ -261,8 +261,14 @@ func TestWorkerTenantsShowsTheConsentURLOfATenantWithoutConsent(t *testing.T) {
 		!strings.Contains(strings.Join(co.SignIn.Granted, ","), directory.PermUsers) || len(co.SignIn.Missing) != 0 {
 		t.Errorf("contoso = %+v %+v; want ok, signed in by its run with %s", co, co.SignIn, directory.PermUsers)
 	}
-	if old := by["isv@old"]; old.State != tenantDisabled || old.Enabled || old.SignIn != nil {
-		t.Errorf("old = %+v; want disabled, never signed in", old)
+	if old := by["isv@old"]; old.State != tenantDisabled || old.Enabled || old.SignIn != nil || old.LastRun != nil {
+		t.Errorf("old = %+v; want disabled, never signed in, never run", old)
+	}
+	if r := co.LastRun; r == nil || r.Status != store.RunSucceeded {
+		t.Errorf("contoso's last run = %+v; want its succeeded sync", r)
+	}
+	if r := nw.LastRun; r == nil || r.Status != store.RunFailed || !strings.Contains(r.Error, e.consentURL("northwind")) {
+		t.Errorf("northwind's last run = %+v; want failed, naming its consent URL", r)
 	}
 	if len(list) != 4 {
 		t.Errorf("%d tenants listed; want 4:\n%s", len(list), out)

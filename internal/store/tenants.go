@@ -167,3 +167,27 @@ func nonNil(s []string) []string {
 	}
 	return s
 }
+
+// LastApplyRuns returns the latest apply run of each of jobs that has one
+// (skipped occurrences left out): `worker tenants` shows whether a
+// tenant's runs work, beside whether it may sign in. One query, an index
+// lookup per job.
+func (s *Store) LastApplyRuns(ctx context.Context, jobs []string) (map[string]Run, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+runColumns+` FROM (
+SELECT r.* FROM unnest($1::text[]) AS j(name)
+ CROSS JOIN LATERAL (SELECT * FROM entraprov.sync_runs s
+                      WHERE s.job = j.name AND s.mode = 'apply' AND s.status <> 'skipped'
+                      ORDER BY s.started_at DESC, s.id DESC LIMIT 1) r) last`, nonNil(jobs))
+	if err != nil {
+		return nil, fmt.Errorf("last runs of %d jobs: %w", len(jobs), err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
+	if err != nil {
+		return nil, fmt.Errorf("last runs of %d jobs: %w", len(jobs), err)
+	}
+	out := make(map[string]Run, len(list))
+	for _, r := range list {
+		out[r.Job] = r
+	}
+	return out, nil
+}
