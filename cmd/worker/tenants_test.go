@@ -19,13 +19,17 @@ import (
 )
 
 // The customer tenants of the ISV's app: contoso is its home, fabrikam
-// consented, northwind never did.
+// consented, northwind never did, litware only in part.
 var isvTenants = map[string]string{
 	"contoso":   "a1a1a1a1-0000-4000-8000-000000000001",
 	"fabrikam":  "b2b2b2b2-0000-4000-8000-000000000002",
 	"northwind": "c3c3c3c3-0000-4000-8000-000000000003",
 	"old":       "d4d4d4d4-0000-4000-8000-000000000004",
+	"litware":   "f6f6f6f6-0000-4000-8000-000000000006", // consented users only, not group memberships
 }
+
+// litwareGroup is a group of litware's that one of its users wants.
+const litwareGroup = "f6f6f6f6-1111-4000-8000-000000000006"
 
 const isvClient = "e5e5e5e5-0000-4000-8000-000000000005"
 
@@ -51,10 +55,13 @@ func newTenantsEnv(t *testing.T, schedule, refresh string) tenantsEnv {
 	sim, srv, seeded := startSeededSim(t, &graphsim.SeedFile{Tenants: []graphsim.SeedTenant{
 		{ID: isvTenants["contoso"], Domains: []string{"contoso.example"}, Apps: []graphsim.SeedApp{{
 			ClientID: isvClient, ClientSecret: "none", Certificate: true, MultiTenant: true, Roles: roles,
-			Consent: map[string][]string{isvTenants["fabrikam"]: roles, isvTenants["old"]: roles}}}},
+			Consent: map[string][]string{isvTenants["fabrikam"]: roles, isvTenants["old"]: roles,
+				isvTenants["litware"]: {directory.PermUsers}}}}},
 		{ID: isvTenants["fabrikam"], Domains: []string{"fabrikam.example"}},
 		{ID: isvTenants["northwind"], Domains: []string{"northwind.example"}},
 		{ID: isvTenants["old"], Domains: []string{"old.example"}},
+		{ID: isvTenants["litware"], Domains: []string{"litware.example"},
+			Groups: []graphsim.SeedGroup{{ID: litwareGroup, DisplayName: "Litware staff"}}},
 	}})
 	app := seeded.Tenants[0].Apps[0]
 
@@ -68,7 +75,8 @@ func newTenantsEnv(t *testing.T, schedule, refresh string) tenantsEnv {
 		`ALTER TABLE isv.users ADD COLUMN tenant_scope text NOT NULL`,
 		`INSERT INTO isv.users (external_id, user_principal_name, display_name, employee_id, tenant_scope)
 		 SELECT t || '-' || i, 'user' || i || '@' || t || '.example', 'User ' || i || ' of ' || t, i::text, t
-		   FROM unnest(ARRAY['contoso', 'fabrikam', 'northwind', 'old']) AS t, generate_series(1, 3) AS i`)
+		   FROM unnest(ARRAY['contoso', 'fabrikam', 'northwind', 'old', 'litware']) AS t, generate_series(1, 3) AS i`,
+		`UPDATE isv.users SET groups = ARRAY['`+litwareGroup+`'] WHERE external_id = 'litware-1'`)
 
 	job := simJobYAML{Name: "isv", TenantsFrom: "isv.tenants", Authority: srv.AuthorityHost, GraphURL: srv.GraphURL,
 		CAFile: srv.CAFile, ClientID: isvClient, CertFile: app.CertificateFile, KeyFile: app.KeyFile, Schedule: schedule,
@@ -178,11 +186,13 @@ func TestTenantsFollowTheirRelationWhileTheDaemonRuns(t *testing.T) {
 // The ISV's onboarding view: after each tenant's run (and a check), `worker
 // tenants` shows which customers consented and which are broken and why; a
 // tenant without consent shows its admin-consent URL, in the table and in
-// --json, and its failure does not keep the others from succeeding. A
-// disabled tenant is listed and cannot be run by hand.
+// --json, and its failure does not keep the others from succeeding; a
+// tenant consented without a permission its source needs (group
+// memberships) shows it missing, with the URL. A disabled tenant is listed
+// and cannot be run by hand.
 func TestWorkerTenantsShowsTheConsentURLOfATenantWithoutConsent(t *testing.T) {
 	e := newTenantsEnv(t, "0 2 * * *", "1m")
-	for _, n := range []string{"contoso", "fabrikam", "northwind"} {
+	for _, n := range []string{"contoso", "fabrikam", "northwind", "litware"} {
 		e.addTenant(t, n, true)
 	}
 	e.addTenant(t, "old", false)
@@ -234,7 +244,7 @@ func TestWorkerTenantsShowsTheConsentURLOfATenantWithoutConsent(t *testing.T) {
 		t.Errorf("check of northwind: exit %d; want 1\n%s", code, checkOut)
 	}
 	if it := findCheck(rep, "tenants"); it.Status != checkOK || it.Job != "isv" ||
-		!strings.Contains(it.Detail, "template over isv.tenants: 3 tenant(s) run, 1 disabled, 0 refused") {
+		!strings.Contains(it.Detail, "template over isv.tenants: 4 tenant(s) run, 1 disabled, 0 refused") {
 		t.Errorf("tenants check = %+v", it)
 	}
 	if it := findCheck(rep, "token"); it.Job != "isv@northwind" || it.ConsentURL != e.consentURL("northwind") {
@@ -270,8 +280,30 @@ func TestWorkerTenantsShowsTheConsentURLOfATenantWithoutConsent(t *testing.T) {
 	if r := nw.LastRun; r == nil || r.Status != store.RunFailed || !strings.Contains(r.Error, e.consentURL("northwind")) {
 		t.Errorf("northwind's last run = %+v; want failed, naming its consent URL", r)
 	}
-	if len(list) != 4 {
-		t.Errorf("%d tenants listed; want 4:\n%s", len(list), out)
+	// Signed in, but short of a permission its source needs: the run that
+	// adds a member is refused, and the tenant says what is missing.
+	if _, _, err := runWorker(t, "sync", cfg, "--job", "isv@litware"); err != nil {
+		t.Fatalf("sync isv@litware: %v", err)
+	}
+	if got := len(e.sim.Users(isvTenants["litware"])); got != 3 {
+		t.Errorf("litware holds %d users; want 3", got)
+	}
+	out, _, err = runWorker(t, "tenants", cfg, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, tn := range list {
+		if tn.Job == "isv@litware" && (tn.State != tenantMissing || tn.SignIn == nil ||
+			strings.Join(tn.SignIn.Missing, ",") != directory.PermGroups || tn.SignIn.ConsentURL != e.consentURL("litware") ||
+			!strings.Contains(tn.SignIn.Advice, e.consentURL("litware"))) {
+			t.Errorf("litware = %+v %+v; want missing roles [%s] with its consent URL", tn, tn.SignIn, directory.PermGroups)
+		}
+	}
+	if len(list) != 5 {
+		t.Errorf("%d tenants listed; want 5:\n%s", len(list), out)
 	}
 }
 

@@ -21,9 +21,12 @@ type Signer interface {
 
 var _ Signer = (*directory.Client)(nil)
 
-// Recorder keeps each job's last sign-in (*store.Store).
+// Recorder keeps each job's last sign-in, and says whether the job
+// manages group memberships (which needs one more permission)
+// (*store.Store).
 type Recorder interface {
 	SaveConsent(ctx context.Context, c store.Consent) error
+	JobUsesGroups(ctx context.Context, job, relation string) (bool, error)
 }
 
 var _ Recorder = (*store.Store)(nil)
@@ -70,7 +73,15 @@ func SignIn(ctx context.Context, s Signer, rec Recorder, job config.Job, by stri
 		// Stopped while signing in: that says nothing about the tenant.
 		return err
 	}
-	c := Judge(job, []string{directory.PermUsers}, roles, err, by, time.Now())
+	// The permissions judged are those worker check requires: a run must
+	// not call a tenant fine that check calls short of GroupMember.
+	required := []string{directory.PermUsers}
+	if err == nil {
+		if uses, gerr := rec.JobUsesGroups(ctx, job.Name, job.Source); gerr == nil && uses {
+			required = append(required, directory.PermGroups)
+		}
+	}
+	c := Judge(job, required, roles, err, by, time.Now())
 	if rerr := rec.SaveConsent(context.WithoutCancel(ctx), c); rerr != nil && log != nil {
 		log.WarnContext(ctx, "could not record the sign-in for worker tenants", "job", job.Name, "err", rerr)
 	}
