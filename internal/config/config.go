@@ -103,7 +103,7 @@ type Log struct {
 // (ScopedSource). The template itself never runs.
 type Job struct {
 	Name     string `yaml:"name"`
-	TenantID string `yaml:"tenant_id"`
+	TenantID string `yaml:"tenant_id,omitempty"` // absent from a template (tenants_from)
 	// TenantsFrom, when set, makes the job a template expanded over the
 	// rows of this relation (tenant_id, name, enabled, scope).
 	TenantsFrom string `yaml:"tenants_from,omitempty"`
