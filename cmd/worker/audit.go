@@ -48,10 +48,6 @@ func runAudit(cmd *cobra.Command, jobName string, asJSON bool, opts audit.Option
 	if err != nil {
 		return err
 	}
-	job, err := findJob(cfg, jobName)
-	if err != nil {
-		return err
-	}
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
@@ -61,6 +57,10 @@ func runAudit(cmd *cobra.Command, jobName string, asJSON bool, opts audit.Option
 		return err
 	}
 	defer st.Close()
+	job, err := findConfigJob(ctx, cfg, st, jobName)
+	if err != nil {
+		return err
+	}
 	if err := st.CheckSource(ctx, job.Source); err != nil {
 		return withExit(exitFail, fmt.Errorf("job %s: %w", job.Name, err))
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/directory"
 	"github.com/entraprov/entraprov/internal/store"
+	"github.com/entraprov/entraprov/internal/tenants"
 )
 
 func init() { addCommand(newCheckCommand) }
@@ -56,30 +57,16 @@ func (r *checkReport) add(it checkItem) *checkItem {
 	return &r.Checks[len(r.Checks)-1]
 }
 
-// Application permissions a job needs, with the ones that include them.
+// Application permissions a job needs (internal/directory, permissions.go).
 var (
-	permUsers  = "User.ReadWrite.All"
-	permGroups = "GroupMember.ReadWrite.All"
-	impliedBy  = map[string][]string{
-		permUsers:  {"Directory.ReadWrite.All"},
-		permGroups: {"Group.ReadWrite.All", "Directory.ReadWrite.All"},
-	}
+	permUsers  = directory.PermUsers
+	permGroups = directory.PermGroups
 )
 
 // missingPermissions lists the required permissions the token's roles do
 // not grant (directly or through a broader permission).
 func missingPermissions(required, roles []string) []string {
-	var missing []string
-	for _, p := range required {
-		if slices.Contains(roles, p) {
-			continue
-		}
-		if slices.ContainsFunc(impliedBy[p], func(r string) bool { return slices.Contains(roles, r) }) {
-			continue
-		}
-		missing = append(missing, p)
-	}
-	return missing
+	return directory.MissingPermissions(required, roles)
 }
 
 // maxClockSkew: beyond it the certificate assertions the worker signs may be
@@ -133,7 +120,7 @@ func runCheck(cmd *cobra.Command, jobName string, asJSON bool) error {
 		return finishCheck(out, rep, asJSON, exitConfig)
 	}
 	jobs := cfg.Jobs
-	if jobName != "" {
+	if jobName != "" && !tenants.HasTemplates(cfg) {
 		j, err := findJob(cfg, jobName)
 		if err != nil {
 			return err
@@ -157,12 +144,36 @@ func runCheck(cmd *cobra.Command, jobName string, asJSON bool) error {
 		defer st.Close()
 		checkOwners(ctx, st, rep)
 	}
+	if tenants.HasTemplates(cfg) {
+		jobs = checkTenants(ctx, cfg, st, rep)
+		if jobName != "" {
+			var j config.Job
+			switch {
+			case st != nil:
+				if j, err = findConfigJob(ctx, cfg, st, jobName); err != nil {
+					return err
+				}
+			case slices.ContainsFunc(jobs, func(j config.Job) bool { return j.Name == jobName }):
+				j, _ = findJob(&config.Config{Jobs: jobs}, jobName)
+			default:
+				// A template's tenant, unknown without the database (its
+				// failure is reported above).
+				return finishCheck(out, rep, asJSON, exitFail)
+			}
+			jobs = []config.Job{j}
+		}
+	}
 	for _, job := range jobs {
 		if st != nil {
 			checkQuarantine(ctx, job.Name, st, rep)
 		}
 		for _, w := range warnings[job.Name] {
 			rep.add(checkItem{Name: "config", Job: job.Name, Status: checkWarn, Detail: w})
+		}
+		if job.Template != "" {
+			for _, w := range warnings[job.Template] {
+				rep.add(checkItem{Name: "config", Job: job.Name, Status: checkWarn, Detail: w})
+			}
 		}
 		checkJob(ctx, job, st, rep)
 		checkWebhook(ctx, job, rep)
@@ -259,6 +270,12 @@ func checkJob(ctx context.Context, job config.Job, st *store.Store, rep *checkRe
 		return
 	}
 	roles, tenant, appID, err := client.TokenRoles(tctx)
+	if st != nil {
+		// What `worker tenants` shows for this tenant, as a run records it.
+		if serr := st.SaveConsent(tctx, tenants.Judge(job, required, roles, err, store.ConsentByCheck, time.Now())); serr != nil {
+			rep.add(checkItem{Name: "token", Job: name, Status: checkWarn, Detail: "could not record the sign-in for worker tenants: " + serr.Error()})
+		}
+	}
 	if err != nil {
 		it := rep.add(checkItem{Name: "token", Job: name, Status: checkFail, Detail: err.Error()})
 		var ae *directory.AuthError
@@ -539,4 +556,52 @@ func daysLeft(d time.Duration) string {
 		return "1 day"
 	}
 	return fmt.Sprintf("%d days", n)
+}
+
+// checkTenants reads the tenants relation of every template job: one
+// "tenants" line per template (how many rows run, are disabled, are
+// refused), a warning per refused row. It returns the jobs to check: the
+// file's jobs of one tenant and the tenants' that run.
+func checkTenants(ctx context.Context, cfg *config.Config, st *store.Store, rep *checkReport) []config.Job {
+	var plain []config.Job
+	for _, j := range cfg.Jobs {
+		if j.TenantsFrom == "" {
+			plain = append(plain, j)
+		}
+	}
+	if st == nil {
+		for _, j := range cfg.Jobs {
+			if j.TenantsFrom != "" {
+				rep.add(checkItem{Name: "tenants", Job: j.Name, Status: checkSkip, Detail: "database not ready: the tenants of " + j.TenantsFrom + " are unknown"})
+			}
+		}
+		return plain
+	}
+	_, exp, err := expandConfig(ctx, cfg, st)
+	if err != nil {
+		rep.add(checkItem{Name: "tenants", Status: checkFail, Detail: err.Error(),
+			Advice: "create or fix the tenants relation (see configs/tenants.example.sql)"})
+		return plain
+	}
+	for _, j := range cfg.Jobs {
+		if j.TenantsFrom == "" {
+			continue
+		}
+		var runs, disabled, refused int
+		for _, t := range exp.Tenants {
+			switch {
+			case t.Template != j.Name:
+			case t.Problem != "":
+				refused++
+				rep.add(checkItem{Name: "tenants", Job: t.Job, Status: checkWarn, Detail: "row refused: " + t.Problem})
+			case !t.Row.Enabled:
+				disabled++
+			default:
+				runs++
+			}
+		}
+		rep.add(checkItem{Name: "tenants", Job: j.Name, Status: checkOK,
+			Detail: fmt.Sprintf("template over %s: %d tenant(s) run, %d disabled, %d refused", j.TenantsFrom, runs, disabled, refused)})
+	}
+	return exp.Jobs
 }

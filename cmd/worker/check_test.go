@@ -51,21 +51,11 @@ func newCheckEnv(t *testing.T, roles []string) checkEnv {
 	t.Helper()
 	const tenant = "4f1c7c3a-9a43-4d5e-8d57-0c2b0d3f1a11"
 	const client = "7d0e2a51-2b1f-4c3e-9b8a-5e6f7a8b9c0d"
-	sim := graphsim.New(graphsim.Options{})
-	dir := t.TempDir()
-	seeded, err := sim.ApplySeed(&graphsim.SeedFile{Tenants: []graphsim.SeedTenant{{
+	_, srv, seeded := startSeededSim(t, &graphsim.SeedFile{Tenants: []graphsim.SeedTenant{{
 		ID: tenant, Domains: []string{"contoso.example"},
 		Apps: []graphsim.SeedApp{{ClientID: client, ClientSecret: "none", Certificate: true, Roles: roles}},
-	}}}, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}}})
 	app := seeded.Tenants[0].Apps[0]
-	srv, err := graphsim.StartTLS(sim, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
 
 	dbURL := testdb.NewURL(t)
 	t.Setenv("DATABASE_URL", dbURL)

@@ -219,7 +219,12 @@ func printConfigSummary(ctx context.Context, w io.Writer, cfg *config.Config, no
 		if leaver == "delete" {
 			leaver += " after " + j.Leaver.DeleteAfter.String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Name, j.TenantID, j.Auth.Method, j.Schedule, next, j.Source, leaver)
+		tenant := j.TenantID
+		if j.TenantsFrom != "" {
+			// A template: its tenants are rows, listed by worker tenants.
+			tenant = "each row of " + j.TenantsFrom
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Name, tenant, j.Auth.Method, j.Schedule, next, j.Source, leaver)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -307,7 +312,14 @@ func checkJobName(cmd *cobra.Command, ctx context.Context, st *store.Store, name
 		if err != nil {
 			return err
 		}
-		_, err = findJob(cfg, name)
+		ecfg, exp, err := expandConfig(ctx, cfg, st)
+		if err != nil {
+			return err
+		}
+		if _, ok := exp.Find(name); ok {
+			return nil // a tenants row, even disabled: its history stays readable
+		}
+		_, err = findJob(ecfg, name)
 		return err
 	}
 	names, err := st.JobNames(ctx)

@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/tenants"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
 
@@ -57,5 +59,35 @@ INSERT INTO hr.employees (employee_number, first_name, last_name, org_unit, site
 	want := []string{"E000001 helene.dupre@contoso.com ", "E000002 zoe.obrien@ext.contoso.com E000001"}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("view rows = %q, want %q (interns, leavers and hires more than a week out are scoped out)", got, want)
+	}
+}
+
+// The ISV example loads, and its SQL gives the template its tenants: a
+// customer inserted as the SQL says becomes the job isv@<name> reading its
+// own rows of the shared source, whose columns pass the source check.
+func TestISVExampleExpands(t *testing.T) {
+	st := testdb.New(t)
+	ctx := context.Background()
+	sql, err := os.ReadFile("../../configs/tenants.example.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Pool().Exec(ctx, string(sql)); err != nil {
+		t.Fatalf("tenants example does not load: %v", err)
+	}
+	cfg, err := config.Load("../../configs/isv-tenants.example.yaml")
+	if err != nil {
+		t.Fatalf("ISV example config: %v", err)
+	}
+	if _, err := st.Pool().Exec(ctx, `INSERT INTO isv.tenants (tenant_id, name, scope, allowed_domains)
+VALUES ('8f2c0c1e-6f9a-4a41-a1f1-3e0e0d1e2f30', 'fabrikam', 'fabrikam', '{fabrikam.com}')`); err != nil {
+		t.Fatal(err)
+	}
+	exp, err := tenants.Expand(ctx, st, cfg)
+	if err != nil || len(exp.Jobs) != 1 || exp.Jobs[0].Name != "isv@fabrikam" || exp.Jobs[0].AllowedDomains[0] != "fabrikam.com" {
+		t.Fatalf("Expand = %+v, %v; want isv@fabrikam with its domain", exp.Jobs, err)
+	}
+	if err := st.CheckSource(ctx, exp.Jobs[0].Source); err != nil {
+		t.Fatalf("the shared source fails the source check: %v", err)
 	}
 }

@@ -5,22 +5,31 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/entraprov/entraprov/internal/graphsim"
 )
 
 // The YAML the tests drive the binary with, built in one place.
 
 // simJobYAML is one job section whose certificate app signs in at a
-// graphsim server; extra lines (already indented as job keys) follow.
+// graphsim server; extra lines (already indented as job keys) follow. With
+// TenantsFrom it is a template (tenants_from instead of tenant_id; no
+// allowed_domains when Domain is empty: the rows give them).
 type simJobYAML struct {
 	Name, Tenant, Authority, GraphURL, CAFile string
 	ClientID, CertFile, KeyFile               string
 	Schedule, Domain                          string
+	TenantsFrom                               string
 	Extra                                     []string
 }
 
 func (j simJobYAML) String() string {
+	tenant := "tenant_id: " + j.Tenant
+	if j.TenantsFrom != "" {
+		tenant = "tenants_from: " + j.TenantsFrom
+	}
 	s := fmt.Sprintf(`  - name: %s
-    tenant_id: %s
+    %s
     authority_host: %s
     graph_url: %s
     ca_file: %s
@@ -30,11 +39,31 @@ func (j simJobYAML) String() string {
       certificate_file: %s
       key_file: %s
     schedule: %q
-`, j.Name, j.Tenant, j.Authority, j.GraphURL, j.CAFile, j.ClientID, j.CertFile, j.KeyFile, j.Schedule)
+`, j.Name, tenant, j.Authority, j.GraphURL, j.CAFile, j.ClientID, j.CertFile, j.KeyFile, j.Schedule)
 	for _, l := range j.Extra {
 		s += "    " + l + "\n"
 	}
+	if j.Domain == "" {
+		return s
+	}
 	return s + fmt.Sprintf("    allowed_domains: [%s]\n", j.Domain)
+}
+
+// startSeededSim starts graphsim over TLS with seed (certificates under a
+// temporary directory), stopped when the test ends.
+func startSeededSim(t testing.TB, seed *graphsim.SeedFile) (*graphsim.Sim, *graphsim.Server, graphsim.SeedResult) {
+	t.Helper()
+	sim := graphsim.New(graphsim.Options{})
+	seeded, err := sim.ApplySeed(seed, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := graphsim.StartTLS(sim, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	return sim, srv, seeded
 }
 
 // metricsOff is the section that keeps `worker run` from binding the

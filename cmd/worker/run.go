@@ -23,6 +23,7 @@ import (
 	"github.com/entraprov/entraprov/internal/metrics"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
+	"github.com/entraprov/entraprov/internal/tenants"
 )
 
 func init() { addCommand(newRunCommand) }
@@ -46,7 +47,16 @@ func newEngine(st *store.Store, m *metrics.Metrics, log *slog.Logger) *esync.Eng
 			if m != nil {
 				opts.Metrics = m.Graph(job.Name)
 			}
-			return directory.New(ctx, job, opts)
+			c, err := directory.New(ctx, job, opts)
+			if err != nil {
+				return nil, err
+			}
+			// Signing in first records the tenant's consent for `worker
+			// tenants`, and fails a tenant that has none at once.
+			if err := tenants.SignIn(ctx, c, st, job, store.ConsentByRun, log); err != nil {
+				return nil, err
+			}
+			return c, nil
 		},
 		Logger: log,
 	}

@@ -111,10 +111,6 @@ func runOnce(cmd *cobra.Command, jobName string, opts esync.RunOptions,
 	if err != nil {
 		return store.Run{}, err
 	}
-	job, err := findJob(cfg, jobName)
-	if err != nil {
-		return store.Run{}, err
-	}
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
@@ -127,6 +123,10 @@ func runOnce(cmd *cobra.Command, jobName string, opts esync.RunOptions,
 		return store.Run{}, err
 	}
 	defer st.Close()
+	job, err := findConfigJob(ctx, cfg, st, jobName)
+	if err != nil {
+		return store.Run{}, err
+	}
 
 	if opts.Approve != 0 {
 		// A wrong run id is the operator's typo: say so without recording a

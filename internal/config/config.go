@@ -37,8 +37,20 @@ type Config struct {
 	// further due occurrences queue, oldest scheduled time first
 	// (internal/jobs). See DefaultMaxConcurrentJobs for its default.
 	MaxConcurrentJobs int `yaml:"max_concurrent_jobs"`
-	// Jobs are the provisioning jobs, one per tenant/source pair.
+	// Tenants says how often the daemon reads the tenants relations of
+	// template jobs (jobs[].tenants_from) again.
+	Tenants Tenants `yaml:"tenants"`
+	// Jobs are the provisioning jobs, one per tenant/source pair, or
+	// templates expanded over a tenants relation (tenants_from).
 	Jobs []Job `yaml:"jobs"`
+}
+
+// Tenants is how the daemon follows the tenants relations of template jobs.
+type Tenants struct {
+	// Refresh: `worker run` reads every tenants relation again this often
+	// (and on SIGHUP), adding the jobs of new or enabled rows and removing
+	// those of deleted or disabled ones, without a restart.
+	Refresh Duration `yaml:"refresh"`
 }
 
 // History is the retention of sync_runs and sync_operations.
@@ -87,9 +99,21 @@ type Log struct {
 }
 
 // Job is one provisioning job: a source relation reconciled into one tenant.
+//
+// A job with TenantsFrom is a template (one app, many customer tenants):
+// internal/tenants expands it into one job per row of that relation, named
+// "<template>@<tenant name>", each with the row's tenant id and reading only
+// the rows of Source whose tenant_scope column equals the row's scope
+// (ScopedSource). The template itself never runs.
 type Job struct {
 	Name     string `yaml:"name"`
-	TenantID string `yaml:"tenant_id"`
+	TenantID string `yaml:"tenant_id,omitempty"` // absent from a template (tenants_from)
+	// TenantsFrom, when set, makes the job a template expanded over the
+	// rows of this relation (tenant_id, name, enabled, scope).
+	TenantsFrom string `yaml:"tenants_from,omitempty"`
+	// Template is, on a job expanded from a template, the template's name;
+	// "" on a job written in the file. Never read from the file.
+	Template string `yaml:"-"`
 	// Cloud is public | usgov | china; it selects the authority host and the
 	// Graph base URL.
 	Cloud string `yaml:"cloud"`

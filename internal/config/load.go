@@ -28,6 +28,7 @@ func Default() Config {
 			MaxBackoff: Duration{Duration: 24 * time.Hour}},
 		History:           History{Retention: Duration{Duration: 400 * 24 * time.Hour}},
 		MaxConcurrentJobs: DefaultMaxConcurrentJobs,
+		Tenants:           Tenants{Refresh: Duration{Duration: time.Minute}},
 	}
 }
 

@@ -142,7 +142,10 @@ func (j Job) Endpoints() (authorityHost, graphURL string) {
 
 // SourceParts splits Source into identifiers for pgx.Identifier
 // ("hr.users" -> ["hr", "users"]). Source has been validated by Load.
-func (j Job) SourceParts() []string { return strings.Split(j.Source, ".") }
+func (j Job) SourceParts() []string {
+	rel, _, _ := SplitSource(j.Source)
+	return strings.Split(rel, ".")
+}
 
 var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
@@ -193,6 +196,10 @@ var (
 	exampleGUID = "00000000-0000-0000-0000-000000000000"
 )
 
+// IsDomain reports whether s is a DNS domain name (at least two labels),
+// as allowed_domains wants.
+func IsDomain(s string) bool { return isDomain(s) }
+
 func isDomain(s string) bool {
 	if len(s) > 253 || !strings.Contains(s, ".") {
 		return false
@@ -222,7 +229,7 @@ func (c *Config) problems() []Problem {
 				names[j.Name] = i
 			}
 		}
-		if j.TenantID != "" && j.Source != "" {
+		if j.TenantID != "" && j.Source != "" && j.TenantsFrom == "" {
 			pair := strings.ToLower(j.TenantID) + "\x00" + strings.ToLower(j.Source)
 			if first, dup := pairs[pair]; dup {
 				v.add(k+".source", "tenant %s and source %s are already used by jobs[%d]; two jobs would fight over the same users — merge them or give one its own source view", j.TenantID, j.Source, first)
@@ -293,25 +300,23 @@ func (c *Config) validateTop(v *validator) {
 	if len(c.Jobs) == 0 {
 		v.add("jobs", "no jobs defined; add at least one job (see configs/entraprov.example.yaml)")
 	}
+	if r := c.Tenants.Refresh.Duration; r < time.Second {
+		v.add("tenants.refresh", "%s is shorter than 1s; want how often `worker run` reads the tenants relations of template jobs again, e.g. 1m (default)", r)
+	}
 }
 
 func (j *Job) validate(v *validator, k string) {
 	switch {
 	case j.Name == "":
 		v.add(k+".name", "required; a short id such as nightly or contoso-staff (lowercase letters, digits, - and _)")
-	case !reJobName.MatchString(j.Name) || len(j.Name) > 63:
+	case NameProblem(j.Name) != "":
 		v.add(k+".name", "%q is not a valid job name; want 1-63 lowercase letters, digits, - and _, starting with a letter or digit (e.g. contoso-staff)", j.Name)
 	}
 
-	switch t := j.TenantID; {
-	case t == "":
-		v.add(k+".tenant_id", "required; the directory (tenant) id GUID or a verified domain such as contoso.onmicrosoft.com")
-	case t == "common" || t == "organizations" || t == "consumers":
-		v.add(k+".tenant_id", "%q is not a tenant; app-only sign-in needs the tenant id GUID or a domain such as contoso.onmicrosoft.com", t)
-	case !reGUID.MatchString(t) && !isDomain(t):
-		// Not echoed, like every value that may be a secret pasted into
-		// the wrong field: the key and line locate it.
-		v.add(k+".tenant_id", "is neither a GUID (%s) nor a domain such as contoso.onmicrosoft.com", exampleGUID)
+	if j.TenantsFrom != "" {
+		j.validateTemplate(v, k)
+	} else if msg := TenantIDProblem(j.TenantID); msg != "" {
+		v.add(k+".tenant_id", "%s", msg)
 	}
 
 	if _, ok := Clouds[j.Cloud]; !ok {
@@ -359,7 +364,7 @@ func (j *Job) validate(v *validator, k string) {
 		v.add(k+".source", "%q is not a relation name; want table or schema.table with unquoted identifiers (letters, digits, _; at most 63 bytes each), e.g. hr.entra_users", j.Source)
 	}
 
-	if len(j.AllowedDomains) == 0 {
+	if len(j.AllowedDomains) == 0 && j.TenantsFrom == "" {
 		v.add(k+".allowed_domains", "required; list the UPN domains this job may write, e.g. [contoso.com]; users outside them are refused")
 	}
 	seen := map[string]bool{}
@@ -413,6 +418,75 @@ func (j *Job) validate(v *validator, k string) {
 	if d := j.MaxRunDuration.Duration; d < time.Minute {
 		v.add(k+".max_run_duration", "%s is shorter than 1m; want the longest a run may take before it is stopped, e.g. 6h (default)", j.MaxRunDuration)
 	}
+}
+
+// NameProblem says what is wrong with a job name, or a tenant's name in a
+// tenants relation ("" if nothing): 1-63 lowercase letters, digits, - and
+// _, starting with a letter or digit. Names appear in history, metrics
+// labels and log lines.
+func NameProblem(name string) string {
+	if name == "" || !reJobName.MatchString(name) || len(name) > 63 {
+		return "want 1-63 lowercase letters, digits, - and _, starting with a letter or digit"
+	}
+	return ""
+}
+
+// TenantIDProblem says what is wrong with a tenant id ("" if nothing),
+// without echoing it: a secret pasted into the wrong field must not reach
+// the terminal or the journal; the key (or the tenants row) locates it.
+func TenantIDProblem(t string) string {
+	switch {
+	case t == "":
+		return "required; the directory (tenant) id GUID or a verified domain such as contoso.onmicrosoft.com"
+	case t == "common" || t == "organizations" || t == "consumers":
+		return fmt.Sprintf("%q is not a tenant; app-only sign-in needs the tenant id GUID or a domain such as contoso.onmicrosoft.com", t)
+	case !reGUID.MatchString(t) && !isDomain(t):
+		return fmt.Sprintf("is neither a GUID (%s) nor a domain such as contoso.onmicrosoft.com", exampleGUID)
+	}
+	return ""
+}
+
+// validateTemplate checks what is particular to a template job: its
+// tenants relation's name, and that it names no tenant of its own (each
+// expanded job takes its row's).
+func (j *Job) validateTemplate(v *validator, k string) {
+	if parts := strings.Split(j.TenantsFrom, "."); len(parts) > 2 || !allIdents(parts) {
+		v.add(k+".tenants_from", "%q is not a relation name; want table or schema.table with unquoted identifiers, e.g. isv.tenants (columns tenant_id, name, enabled, scope)", j.TenantsFrom)
+	}
+	if j.TenantID != "" {
+		v.add(k+".tenant_id", "not used with tenants_from: each tenant's id comes from the tenant_id column of %s; remove tenant_id (or remove tenants_from for a job of one tenant)", j.TenantsFrom)
+	}
+}
+
+// ScopeColumn is the column of a template's source relation that scopes it
+// to one tenant: an expanded job reads only the rows whose tenant_scope
+// equals its tenants row's scope (compared as text, passed as a query
+// parameter, never spliced into SQL).
+const ScopeColumn = "tenant_scope"
+
+// ScopedSource is the Source of a job expanded from a template: relation
+// read only where its tenant_scope column equals scope. The form,
+// "isv.desired_users[tenant_scope=acme]", is what messages show; the store
+// parses it back with SplitSource. No configured source can take this form
+// (relation names are plain identifiers), so a file cannot unscope a job.
+func ScopedSource(relation, scope string) string {
+	return relation + "[" + ScopeColumn + "=" + scope + "]"
+}
+
+// SplitSource is the inverse of ScopedSource: a plain relation comes back
+// with scoped false.
+func SplitSource(source string) (relation, scope string, scoped bool) {
+	i := strings.IndexByte(source, '[')
+	if i < 0 {
+		return source, "", false
+	}
+	rest, ok := strings.CutPrefix(source[i+1:], ScopeColumn+"=")
+	if !ok || !strings.HasSuffix(rest, "]") {
+		// Not a form ScopedSource makes: keep it whole, so the relation
+		// check refuses it instead of reading an unscoped relation.
+		return source, "", false
+	}
+	return source[:i], strings.TrimSuffix(rest, "]"), true
 }
 
 func allIdents(parts []string) bool {

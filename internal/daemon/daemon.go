@@ -20,6 +20,7 @@ import (
 	"github.com/entraprov/entraprov/internal/jobs"
 	"github.com/entraprov/entraprov/internal/metrics"
 	"github.com/entraprov/entraprov/internal/store"
+	"github.com/entraprov/entraprov/internal/tenants"
 	"github.com/entraprov/entraprov/internal/webhook"
 )
 
@@ -65,6 +66,14 @@ type workerd struct {
 	// sized for it, so a reload may lower the cap but not raise it beyond.
 	startMaxJobs int
 
+	// Owned by Run's loop (start, SIGHUP, tenants refresh), not by mu:
+	// jobs are what the scheduler runs, cfg's jobs with its templates
+	// expanded over their tenants relations (internal/tenants);
+	// tenantProblems are the tenants rows last refused, so a refresh logs
+	// a refused row once, not every minute.
+	jobs           []config.Job
+	tenantProblems string
+
 	mu      sync.Mutex
 	cfg     *config.Config
 	last    map[string]jobs.Result
@@ -92,8 +101,20 @@ func Run(ctx context.Context, o Options) error {
 	d := &workerd{reloadConfig: o.Reload, log: log, st: st, m: m, cfg: cfg, startMaxJobs: cfg.MaxConcurrentJobs,
 		hooks: &hookState{unwell: map[string]bool{}, sender: &webhook.Sender{Log: log}},
 		last:  map[string]jobs.Result{}, running: map[string]time.Time{}}
-	publishQuarantine(ctx, m, st, cfg)
-	publishCertificateExpiry(ctx, m, cfg.Jobs, log)
+	// Template jobs become one job per tenants row before anything reads
+	// the jobs: a tenants relation that cannot be read stops the start.
+	jobList, err := d.expand(ctx, cfg)
+	if err != nil {
+		st.Close()
+		var ve *config.ValidationError
+		if errors.As(err, &ve) {
+			return &ConfigError{err}
+		}
+		return err
+	}
+	d.jobs = jobList
+	publishQuarantine(ctx, m, st, jobList)
+	publishCertificateExpiry(ctx, m, jobList, log)
 	d.sched = jobs.New(jobs.Options{
 		Runner: runner, History: st, Logger: log,
 		OnStart: d.onStart, OnResult: d.onResult,
@@ -108,7 +129,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	if err := d.sched.Start(ctx, cfg.Jobs); err != nil {
+	if err := d.sched.Start(ctx, jobList); err != nil {
 		if msrv != nil {
 			_ = msrv.Shutdown(context.Background())
 		}
@@ -118,17 +139,24 @@ func Run(ctx context.Context, o Options) error {
 	d.publishNext()
 
 	d.notify(sdd.SdNotifyReady, "STATUS="+d.status())
-	log.Info("worker ready", "jobs", len(cfg.Jobs), "pid", os.Getpid())
+	log.Info("worker ready", "jobs", len(jobList), "pid", os.Getpid())
 
-	stopBackground := d.background(ctx, runner, cfg)
+	stopBackground := d.background(ctx, runner, cfg, jobList)
 
+	// Tenants rows change without a reload: a customer added is an INSERT.
+	refresh := time.NewTicker(refreshEvery(cfg))
+	defer refresh.Stop()
 loop:
 	for {
 		select {
 		case <-ctx.Done():
 			break loop
 		case <-o.Hangup:
-			d.reload(ctx)
+			if r := d.reload(ctx); r > 0 {
+				refresh.Reset(r)
+			}
+		case <-refresh.C:
+			d.refreshTenants(ctx)
 		}
 	}
 
@@ -151,7 +179,7 @@ loop:
 // the read of the client secret's end date, and the retention loop (its
 // retention read at start; a reload keeps it). The returned func stops them
 // and waits until each has returned.
-func (d *workerd) background(ctx context.Context, runner jobs.Runner, cfg *config.Config) (stop func()) {
+func (d *workerd) background(ctx context.Context, runner jobs.Runner, cfg *config.Config, jobList []config.Job) (stop func()) {
 	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Add(3)
@@ -162,7 +190,7 @@ func (d *workerd) background(ctx context.Context, runner jobs.Runner, cfg *confi
 	go func() {
 		defer wg.Done()
 		if r, ok := runner.(secretExpiryReader); ok {
-			publishSecretExpiry(bctx, d.m, r, cfg.Jobs, d.log)
+			publishSecretExpiry(bctx, d.m, r, jobList, d.log)
 		}
 	}()
 	go func() {
@@ -229,8 +257,8 @@ func (d *workerd) stop(timeout time.Duration) error {
 
 // publishQuarantine publishes the quarantine state of the configured jobs
 // at start (entraprov_job_quarantined); each run's decision updates it.
-func publishQuarantine(ctx context.Context, m *metrics.Metrics, st *store.Store, cfg *config.Config) {
-	for _, j := range cfg.Jobs {
+func publishQuarantine(ctx context.Context, m *metrics.Metrics, st *store.Store, jobList []config.Job) {
+	for _, j := range jobList {
 		js, err := st.GetJobState(ctx, j.Name)
 		if err == nil {
 			m.SetQuarantined(j.Name, js.QuarantinedUntil != nil)
@@ -238,33 +266,97 @@ func publishQuarantine(ctx context.Context, m *metrics.Metrics, st *store.Store,
 	}
 }
 
-// reload re-reads the configuration on SIGHUP. A configuration that does
-// not load or validate is refused as a whole: the running jobs stay.
-func (d *workerd) reload(ctx context.Context) {
+// expandTimeout bounds one read of the tenants relations.
+const expandTimeout = 30 * time.Second
+
+// expand returns cfg's jobs with its templates expanded over their tenants
+// relations, logging the rows refused when they changed since last time.
+func (d *workerd) expand(ctx context.Context, cfg *config.Config) ([]config.Job, error) {
+	if !tenants.HasTemplates(cfg) {
+		return cfg.Jobs, nil
+	}
+	ectx, cancel := context.WithTimeout(ctx, expandTimeout)
+	defer cancel()
+	exp, err := tenants.Expand(ectx, d.st, cfg)
+	if err != nil {
+		return nil, err
+	}
+	problems := exp.Problems()
+	if joined := strings.Join(problems, "\n"); joined != d.tenantProblems {
+		d.tenantProblems = joined
+		for _, p := range problems {
+			d.log.Warn("tenants row refused: its tenant does not run until the row is fixed", "problem", p)
+		}
+	}
+	return exp.Jobs, nil
+}
+
+// refreshTenants reads the tenants relations again and hands the scheduler
+// the jobs they now give (the same path as a reload): a new or enabled row
+// is scheduled, a deleted or disabled one stops (a run in progress
+// finishes). A relation that cannot be read keeps the running jobs.
+func (d *workerd) refreshTenants(ctx context.Context) {
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	if !tenants.HasTemplates(cfg) {
+		return
+	}
+	jobList, err := d.expand(ctx, cfg)
+	if err != nil {
+		d.log.Error("could not read the tenants; keeping the running jobs", "err", err)
+		return
+	}
+	if reflect.DeepEqual(jobList, d.jobs) {
+		return
+	}
+	d.apply(ctx, jobList)
+}
+
+// apply hands the scheduler a new list of jobs; false when it refused it.
+func (d *workerd) apply(ctx context.Context, jobList []config.Job) (jobs.Diff, bool) {
+	diff, err := d.sched.Reload(ctx, jobList)
+	if err != nil {
+		d.log.Error("reload refused; keeping the running jobs", "err", err)
+		return diff, false
+	}
+	d.jobs = jobList
+	for _, name := range diff.Removed {
+		d.m.ForgetJob(name)
+	}
+	// A reload may point a job at a renewed certificate.
+	publishCertificateExpiry(ctx, d.m, jobList, d.log)
+	d.publishNext()
+	return diff, true
+}
+
+// reload re-reads the configuration on SIGHUP, and the tenants relations
+// of its templates. A configuration that does not load or validate, or a
+// tenants relation that cannot be read, is refused as a whole: the running
+// jobs stay. It returns the new tenants refresh interval (0: refused).
+func (d *workerd) reload(ctx context.Context) time.Duration {
 	d.notify(sdd.SdNotifyReloading, sdd.SdNotifyMonotonicUsec())
 	defer func() { d.notify(sdd.SdNotifyReady, "STATUS="+d.status()) }()
 	d.log.Info("SIGHUP: reloading the configuration")
 	cfg, err := d.reloadConfig()
 	if err != nil {
 		d.log.Error("reload refused: the new configuration is invalid; keeping the running jobs", "err", err)
-		return
+		return 0
 	}
-	diff, err := d.sched.Reload(ctx, cfg.Jobs)
+	jobList, err := d.expand(ctx, cfg)
 	if err != nil {
-		d.log.Error("reload refused; keeping the running jobs", "err", err)
-		return
+		d.log.Error("reload refused: the tenants of a template job cannot be read; keeping the running jobs", "err", err)
+		return 0
+	}
+	diff, ok := d.apply(ctx, jobList)
+	if !ok {
+		return 0
 	}
 	d.mu.Lock()
 	old := d.cfg
 	d.cfg = cfg
 	d.mu.Unlock()
-	for _, name := range diff.Removed {
-		d.m.ForgetJob(name)
-	}
 	d.reloadMaxConcurrent(old.MaxConcurrentJobs, cfg.MaxConcurrentJobs)
-	// A reload may point a job at a renewed certificate.
-	publishCertificateExpiry(ctx, d.m, cfg.Jobs, d.log)
-	d.publishNext()
 	var restart []string
 	if !reflect.DeepEqual(old.Database, cfg.Database) {
 		restart = append(restart, "database")
@@ -281,6 +373,16 @@ func (d *workerd) reload(ctx context.Context) {
 	if diff.Empty() {
 		d.log.Info("reload: jobs unchanged", "jobs", diff.Unchanged)
 	}
+	return refreshEvery(cfg)
+}
+
+// refreshEvery is cfg's tenants.refresh; a Config built in code without
+// one gets the default (a ticker cannot tick every 0s).
+func refreshEvery(cfg *config.Config) time.Duration {
+	if r := cfg.Tenants.Refresh.Duration; r > 0 {
+		return r
+	}
+	return config.Default().Tenants.Refresh.Duration
 }
 
 // reloadMaxConcurrent applies a reloaded max_concurrent_jobs. Up to the

@@ -5,7 +5,10 @@
 // running; the scheduler (jobs.Scheduler) with the quarantine policy and
 // the max_concurrent_jobs cap (a reload may lower it live); the
 // /metrics and /healthz server; reload of the jobs on SIGHUP (a broken
-// configuration is refused and the running jobs kept); the systemd
+// configuration is refused and the running jobs kept) and, for template
+// jobs, every tenants.refresh: their tenants relations read again
+// (internal/tenants) so a customer inserted or disabled there is scheduled
+// or stopped without a restart; the systemd
 // protocol (READY, RELOADING, STOPPING, STATUS= and the watchdog ping,
 // withheld while the scheduler does not answer); the webhook events of
 // finished runs; the history retention loop; and the orderly stop that

@@ -112,7 +112,12 @@ func (ac authContext) advice(code int, e *AuthError) string {
 	case 7000222:
 		return fmt.Sprintf("the client secret expired: create a new one in the app registration (Certificates & secrets) and update %s", where)
 	case 700016:
-		return fmt.Sprintf("application %s is not found in tenant %s: check client_id and tenant_id, and that the app is registered in (or consented to by) that tenant", ac.clientID, ac.tenant)
+		// A multi-tenant app no administrator of this tenant consented to
+		// has no service principal there, which is what this code says: for
+		// an ISV's new customer, the consent URL is the fix. Consent stays
+		// false: a mistyped client_id or tenant_id says the same.
+		e.ConsentURL = consentURL(ac.authority, ac.tenant, ac.clientID)
+		return fmt.Sprintf("application %s is not found in tenant %s: check client_id and tenant_id; for a multi-tenant app, an administrator of that tenant must first consent to it by opening %s", ac.clientID, ac.tenant, e.ConsentURL)
 	case 90002:
 		return fmt.Sprintf("tenant %s does not exist: check tenant_id (a GUID or a verified domain) and the cloud setting", ac.tenant)
 	case 65001, 500011:

@@ -24,21 +24,21 @@ type SourceDuplicates struct {
 // once (a hash aggregate; about what one run's stream costs, without the
 // joins).
 func (s *Store) FindSourceDuplicates(ctx context.Context, relation string, examples int) (SourceDuplicates, error) {
-	ident, err := relationIdent(relation)
+	src, err := parseSource(relation)
 	if err != nil {
 		return SourceDuplicates{}, err
 	}
 	rows, err := s.pool.Query(ctx, `
 WITH d AS (
   SELECT external_id::text AS external_id, count(*) AS n
-    FROM `+ident.Sanitize()+`
+    FROM `+src.from(2)+` s
    WHERE external_id IS NOT NULL
    GROUP BY 1 HAVING count(*) > 1
 )
 SELECT external_id, n, count(*) OVER (), sum(n) OVER ()
   FROM d
  ORDER BY n DESC, external_id
- LIMIT $1`, examples)
+ LIMIT $1`, src.args(examples)...)
 	if err != nil {
 		return SourceDuplicates{}, fmt.Errorf("source %s: look for duplicate external_id: %w", relation, err)
 	}

@@ -76,15 +76,15 @@ SELECT count(*) FROM own`, hostname, os.Getpid(), reason).Scan(&n)
 // removed). `worker check` then requires GroupMember.ReadWrite.All. Run
 // CheckSource first.
 func (s *Store) JobUsesGroups(ctx context.Context, job, relation string) (bool, error) {
-	ident, err := relationIdent(relation)
+	src, err := parseSource(relation)
 	if err != nil {
 		return false, err
 	}
 	var uses bool
 	err = s.pool.QueryRow(ctx, `
-SELECT EXISTS (SELECT 1 FROM `+ident.Sanitize()+` WHERE cardinality(groups) > 0)
+SELECT EXISTS (SELECT 1 FROM `+src.from(2)+` s WHERE cardinality(groups) > 0)
     OR EXISTS (SELECT 1 FROM entraprov.directory_links WHERE job = $1 AND cardinality(groups) > 0)`,
-		job).Scan(&uses)
+		src.args(job)...).Scan(&uses)
 	if err != nil {
 		return false, fmt.Errorf("does job %s manage groups: %w", job, err)
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/entraprov/entraprov/internal/config"
 )
 
 // sourceColumn is one column of the source contract.
@@ -90,15 +92,55 @@ func relationIdent(relation string) (pgx.Identifier, error) {
 	return pgx.Identifier(parts), nil
 }
 
+// sourceRel is a job's source as the store reads it: the relation and, for
+// a job expanded from a template (config.ScopedSource), the value its
+// tenant_scope column must hold. The value travels as a query parameter,
+// never in the SQL text.
+type sourceRel struct {
+	ident  pgx.Identifier
+	scope  string
+	scoped bool
+}
+
+// parseSource reads a job's Source: "schema.name", "name", or either with
+// the scope config.ScopedSource appends.
+func parseSource(source string) (sourceRel, error) {
+	rel, scope, scoped := config.SplitSource(source)
+	ident, err := relationIdent(rel)
+	if err != nil {
+		return sourceRel{}, err
+	}
+	return sourceRel{ident: ident, scope: scope, scoped: scoped}, nil
+}
+
+// from is the FROM item that reads the source: the relation itself, or
+// only its rows of the job's tenant, the scope being parameter $n.
+func (r sourceRel) from(n int) string {
+	if !r.scoped {
+		return r.ident.Sanitize()
+	}
+	return fmt.Sprintf("(SELECT * FROM %s WHERE %s::text = $%d)", r.ident.Sanitize(), config.ScopeColumn, n)
+}
+
+// args appends the scope (when scoped) to a query's other arguments, as
+// the parameter from(len(args)+1) names.
+func (r sourceRel) args(args ...any) []any {
+	if r.scoped {
+		return append(args, r.scope)
+	}
+	return args
+}
+
 // CheckSource verifies that relation (a table or view) exists and has every
 // contract column with a usable type. The error names every missing column
 // and every wrong type with the type expected, so a user fixes their view in
 // one go.
 func (s *Store) CheckSource(ctx context.Context, relation string) error {
-	ident, err := relationIdent(relation)
+	src, err := parseSource(relation)
 	if err != nil {
 		return err
 	}
+	ident := src.ident
 	var oid *uint32
 	err = s.pool.QueryRow(ctx, `SELECT to_regclass($1)::oid`, ident.Sanitize()).Scan(&oid)
 	if err != nil {
@@ -139,6 +181,11 @@ SELECT a.attname,
 			problems = append(problems, fmt.Sprintf("column %s has type %s; want %s (cast it in the view: %s::%s AS %s)",
 				c.name, typ, c.kind, c.name, c.kind, c.name))
 		}
+	}
+	if _, ok := have[config.ScopeColumn]; src.scoped && !ok {
+		problems = append(problems, fmt.Sprintf("missing column %s (text): the source of a template job is shared by its tenants, "+
+			"each reading the rows whose %s equals its tenants row's scope; add it to the view (e.g. customer_id AS %s)",
+			config.ScopeColumn, config.ScopeColumn, config.ScopeColumn))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("source %s does not match the desired_users contract:\n  %s",
@@ -396,7 +443,7 @@ var ErrStopStream = errors.New("stop streaming")
 // Run CheckSource first: a relation missing a column fails here with
 // PostgreSQL's less friendly message.
 func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(SourceRow) error) error {
-	ident, err := relationIdent(relation)
+	src, err := parseSource(relation)
 	if err != nil {
 		return err
 	}
@@ -405,7 +452,7 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 		return fmt.Errorf("stream source %s for job %s: %w", relation, job, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only: nothing to keep
-	rows, err := tx.Query(ctx, streamQuery(ident.Sanitize()), job)
+	rows, err := tx.Query(ctx, streamQuery(src.from(2)), src.args(job)...)
 	if err != nil {
 		return fmt.Errorf("stream source %s for job %s: %w", relation, job, err)
 	}

@@ -122,6 +122,16 @@ func (e *env) run(opts esync.RunOptions, want store.RunStatus) store.Run {
 	return r
 }
 
+// runJob is run for another job than e.job (default options).
+func (e *env) runJob(job config.Job, want store.RunStatus) store.Run {
+	e.t.Helper()
+	r, err := e.eng.Run(e.ctx, job, esync.RunOptions{})
+	if r.Status != want {
+		e.t.Fatalf("job %s: run status %q (err %v, summary %q); want %q", job.Name, r.Status, err, r.ErrorSummary, want)
+	}
+	return r
+}
+
 func (e *env) ops(runID int64, status store.OpStatus) []store.Operation {
 	e.t.Helper()
 	ops, err := e.st.ListOperations(e.ctx, runID, status)

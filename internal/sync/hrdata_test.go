@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/graphsim"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
@@ -418,14 +417,7 @@ func TestOneOwnerPerAccountAcrossJobs(t *testing.T) {
 	hr := e.job
 	co := e.job
 	co.Name, co.Source, co.Matching.AdoptBy = "contractors", "entraprov.contractors", "user_principal_name"
-	runJob := func(job config.Job, want store.RunStatus) store.Run {
-		t.Helper()
-		r, err := e.eng.Run(e.ctx, job, esync.RunOptions{})
-		if r.Status != want {
-			t.Fatalf("job %s: run status %q (err %v, summary %q); want %q", job.Name, r.Status, err, r.ErrorSummary, want)
-		}
-		return r
-	}
+	runJob := e.runJob
 	toContractors := func(ids ...string) {
 		for _, id := range ids {
 			e.exec(`INSERT INTO entraprov.contractors SELECT * FROM entraprov.desired_users WHERE external_id = $1`, id)
