@@ -43,6 +43,13 @@ type controller struct {
 	total      int           // steps accepted since start
 
 	pacerWaited bool // the pacer held back a batch since the last adjustment
+
+	// The batches in flight of every Execute sharing the controller (one
+	// app in one tenant, see Pacing): busy of at most limit(); a release
+	// closes freed so that waiting dispatchers try again.
+	busy  int
+	freed chan struct{}
+	hold  time.Time // the last 429's Retry-After ends (see pause)
 }
 
 const (
@@ -111,6 +118,92 @@ func (c *controller) take(now time.Time, n int) {
 	c.next = c.next.Add(time.Duration(float64(n) / c.rate * float64(time.Second)))
 }
 
+// acquire takes one batch slot if fewer than limit() batches of all the
+// controller's users are in flight. Otherwise it returns a channel closed
+// at the next release.
+func (c *controller) acquire() (ok bool, freed <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.busy < int(c.inflight) {
+		c.busy++
+		return true, nil
+	}
+	if c.freed == nil {
+		c.freed = make(chan struct{})
+	}
+	return false, c.freed
+}
+
+// release returns a slot acquire took.
+func (c *controller) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.busy--
+	if c.freed != nil {
+		close(c.freed)
+		c.freed = nil
+	}
+}
+
+// raiseMax lets a job with a larger batch concurrency join the controller.
+func (c *controller) raiseMax(maxInflight int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m := float64(maxInflight); m > c.maxInflight {
+		c.maxInflight = m
+	}
+}
+
+// reserve takes n steps of pace and returns when they may be sent: at
+// once, or when the pace (less one batch of tolerance, as delay) or a
+// pause allows. Reservations queue in the order they are made, so jobs
+// sharing the controller take turns.
+func (c *controller) reserve(now time.Time, n int) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.start.IsZero() {
+		c.start = now
+	}
+	at := now
+	if !c.next.IsZero() {
+		var tol time.Duration
+		if c.rate > 0 {
+			tol = time.Duration(float64(n) / c.rate * float64(time.Second))
+		}
+		if t := c.next.Add(-tol); t.After(at) {
+			at = t
+			c.pacerWaited = true
+		}
+	}
+	if c.hold.After(at) {
+		at = c.hold
+	}
+	if c.rate > 0 {
+		if c.next.Before(at) {
+			c.next = at
+		}
+		c.next = c.next.Add(time.Duration(float64(n) / c.rate * float64(time.Second)))
+	}
+	return at
+}
+
+// holdUntil is when the last pause ends (zero: never paused).
+func (c *controller) holdUntil() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hold
+}
+
+// count records accepted steps of an answer that neither grows nor cuts
+// the pace (see pacer.observe).
+func (c *controller) count(now time.Time, accepted int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lastSeen = now
+	c.accepted += accepted
+	c.total += accepted
+}
+
 // pause holds every send until t (a throttled batch's Retry-After, asked
 // at now): the service said the bucket is empty, sending earlier only buys
 // more 429s.
@@ -120,6 +213,9 @@ func (c *controller) pause(now, t time.Time) {
 	c.retryAfter = t.Sub(now)
 	if t.After(c.next) {
 		c.next = t
+	}
+	if t.After(c.hold) {
+		c.hold = t
 	}
 }
 
