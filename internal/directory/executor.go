@@ -110,8 +110,8 @@ type dispatcher struct {
 
 	ready    []*task
 	delayed  taskHeap
-	inflight int            // batches on the wire
-	done     chan []*task   // a finished batch's steps to retry
+	inflight int          // batches on the wire
+	done     chan []*task // a finished batch's steps to retry
 
 	// The next batch's turn: a slot among the batches in flight of all
 	// jobs sharing the pacer (slot), then its reserved send time (turnAt,
@@ -120,8 +120,8 @@ type dispatcher struct {
 	turnAt time.Time
 	turnN  int
 	freed  <-chan struct{}
-	wg       sync.WaitGroup // the batch goroutines
-	timer    *time.Timer
+	wg     sync.WaitGroup // the batch goroutines
+	timer  *time.Timer
 }
 
 // run moves operations from ops through the queue into batches. It returns
