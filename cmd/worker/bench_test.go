@@ -87,7 +87,7 @@ type processFigures struct {
 func runWorkerMeasured(b *testing.B, bin, cfgPath string) processFigures {
 	b.Helper()
 	cmd := exec.Command(bin, "sync", "--job", "bench", "--config", cfgPath)
-	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	cmd.Env = []string{"PATH=/usr/bin:/bin", graphTimeScaleEnv + "=200"} // the emulator's scale above
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()

@@ -38,6 +38,9 @@ func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	if globals.databaseURL != "" {
 		cfg.Database.URL, cfg.Database.URLFrom = globals.databaseURL, "--database-url"
 	}
+	if _, err := processPacing(); err != nil {
+		return nil, withExit(exitConfig, err)
+	}
 	return cfg, nil
 }
 
