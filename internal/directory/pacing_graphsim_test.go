@@ -156,4 +156,3 @@ func BenchmarkTwoJobsOneTenant(b *testing.B) {
 		})
 	}
 }
-
