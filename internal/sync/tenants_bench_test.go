@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	gosync "sync"
 	"sync/atomic"
 	"testing"
@@ -244,6 +245,7 @@ func BenchmarkTenants200(b *testing.B) {
 			b.Fatal(err)
 		}
 		f.Sim.ResetCounters()
+		debug.FreeOSMemory()
 		resetPeakRSS()
 		b.StartTimer()
 		rs := sampleRate(&f.written, 250*time.Millisecond)
@@ -278,6 +280,60 @@ func BenchmarkTenants200(b *testing.B) {
 			steady, window.Seconds(), share, c.Throttled, c.BatchSteps, 100*throttled, graphRequests(c), rss)
 		if share < 0.90 || throttled > 0.01 {
 			b.Errorf("app_budget_share %.3f, throttled_share %.4f; want ≥ 0.90 and ≤ 0.01", share, throttled)
+		}
+	}
+}
+
+// BenchmarkNoChangeTenants1000 is a night on which nothing changed in any
+// of 1,000 tenants of 25 managed users each (one app consented in all),
+// 16 jobs at once in one process: what the whole fleet costs when there is
+// nothing to do. The setup provisions every tenant with an initial run
+// (graphsim at time ×50, so the setup is CPU-bound, not quota-bound);
+// the measured pass runs every job again.
+//
+// Figures: Graph requests (all, and per tenant), wall, peak RSS of the
+// process (emulator and 25,000 users included) and the night's growth of
+// the live heap.
+func BenchmarkNoChangeTenants1000(b *testing.B) {
+	const (
+		tenants     = 1000
+		users       = 25
+		concurrency = 16
+		scale       = 50.0
+	)
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		f := newFleet(b, graphsim.Options{Throttling: true, TimeScale: scale, Latency: graphsim.DefaultLatency(), Seed: 19},
+			directory.GraphBudgets().Scaled(1, scale), tenants, users, concurrency)
+		f.runAll(b, concurrency)
+		if w := f.Sim.Counters().Writes; w != tenants*users {
+			b.Fatalf("setup: %d writes; want %d", w, tenants*users)
+		}
+		f.Sim.ResetCounters()
+		// The setup's garbage returned to the OS, so the peak is the
+		// night's (on top of what the emulator and the pools hold).
+		debug.FreeOSMemory()
+		resetPeakRSS()
+		hs := startHeapSampler()
+		b.StartTimer()
+		start := time.Now()
+		f.runAll(b, concurrency)
+		wall := time.Since(start).Seconds()
+		b.StopTimer()
+		growth := hs.peakGrowth()
+		c := f.Sim.Counters()
+		rss := peakRSS(b)
+		req := graphRequests(c)
+		b.ReportMetric(float64(req), "requests")
+		b.ReportMetric(float64(req)/tenants, "requests/tenant")
+		b.ReportMetric(wall, "wall_s")
+		b.ReportMetric(wall/tenants*1000, "ms/tenant")
+		b.ReportMetric(rss, "peak_rss_MB")
+		b.ReportMetric(growth, "run_heap_MB")
+		b.Logf("no-change night, %d tenants × %d users, %d at once: %d Graph requests (%.1f per tenant), %d writes, %d token requests, %.1fs wall (%.0f ms per tenant), peak RSS %.0f MB (process: emulator with %d users included), peak live-heap growth during the night %.0f MB",
+			tenants, users, concurrency, req, float64(req)/tenants, c.Writes, c.TokensIssued, wall, wall/tenants*1000, rss, tenants*users, growth)
+		if c.Writes != 0 {
+			b.Errorf("a no-change night wrote %d times", c.Writes)
 		}
 	}
 }
