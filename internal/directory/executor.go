@@ -114,14 +114,15 @@ type dispatcher struct {
 	done     chan []*task // a finished batch's steps to retry
 
 	// The next batch's turn: a slot among the batches in flight of all
-	// jobs sharing the pacer (slot), then its reserved send time (turnAt,
-	// for turnN steps). freed wakes a dispatcher waiting for a slot.
-	slot   bool
-	turnAt time.Time
-	turnN  int
-	freed  <-chan struct{}
-	wg     sync.WaitGroup // the batch goroutines
-	timer  *time.Timer
+	// jobs sharing the pacer (slot; granted is closed when a queued
+	// request for one is served), then its reserved send time (turnAt,
+	// for turnN steps).
+	slot    bool
+	granted <-chan struct{}
+	turnAt  time.Time
+	turnN   int
+	wg      sync.WaitGroup // the batch goroutines
+	timer   *time.Timer
 }
 
 // run moves operations from ops through the queue into batches. It returns
@@ -241,7 +242,6 @@ func (q *dispatcher) requeue(t *task, now time.Time) {
 // its send time from every budget; reservations are served in order, so
 // jobs sharing a budget take turns instead of racing for it.
 func (q *dispatcher) trySend(now time.Time, cancelled bool) (sent bool, wait time.Duration) {
-	q.freed = nil
 	if cancelled || len(q.ready) == 0 || q.inflight >= q.maxConc {
 		return false, -1
 	}
@@ -252,12 +252,20 @@ func (q *dispatcher) trySend(now time.Time, cancelled bool) (sent bool, wait tim
 		}
 	}
 	if !q.slot {
-		ok, freed := q.e.ctl.acquire()
-		if !ok {
-			q.freed = freed
-			return false, -1
+		if q.granted == nil {
+			ok, granted := q.e.ctl.acquire()
+			if !ok {
+				q.granted = granted
+				return false, -1
+			}
+		} else {
+			select {
+			case <-q.granted:
+			default:
+				return false, -1 // still queued; await wakes on granted
+			}
 		}
-		q.slot = true
+		q.slot, q.granted = true, nil
 	}
 	if q.turnAt.IsZero() {
 		q.turnAt, q.turnN = q.e.pace.reserve(now, n), n
@@ -292,7 +300,19 @@ func (q *dispatcher) dropTurn() {
 	if q.slot {
 		q.e.ctl.release()
 	}
-	q.slot, q.turnAt, q.turnN = false, time.Time{}, 0
+	if q.granted != nil {
+		q.e.ctl.cancelWait(q.granted)
+	}
+	q.slot, q.granted, q.turnAt, q.turnN = false, nil, time.Time{}, 0
+}
+
+// grantedC is the channel await watches for a queued slot request: only
+// while the dispatcher has something to send with it (nil blocks).
+func (q *dispatcher) grantedC() <-chan struct{} {
+	if q.slot {
+		return nil
+	}
+	return q.granted
 }
 
 func later(a, b time.Time) time.Time {
@@ -338,7 +358,7 @@ func (q *dispatcher) await(now time.Time, wait time.Duration, cancelled bool) {
 			q.requeue(t, now)
 		}
 	case <-timerC:
-	case <-q.freed:
+	case <-q.grantedC():
 	case <-ctxDone:
 	}
 	if timerC != nil && !q.timer.Stop() {

@@ -45,11 +45,12 @@ type controller struct {
 	pacerWaited bool // the pacer held back a batch since the last adjustment
 
 	// The batches in flight of every Execute sharing the controller (one
-	// app in one tenant, see Pacing): busy of at most limit(); a release
-	// closes freed so that waiting dispatchers try again.
-	busy  int
-	freed chan struct{}
-	hold  time.Time // the last 429's Retry-After ends (see pause)
+	// app in one tenant, see Pacing): busy of at most limit(). Executes
+	// waiting for a slot queue in waiters and are granted slots in turn
+	// (closing their channel hands them the slot).
+	busy    int
+	waiters []chan struct{}
+	hold    time.Time // the last 429's Retry-After ends (see pause)
 }
 
 const (
@@ -119,29 +120,51 @@ func (c *controller) take(now time.Time, n int) {
 }
 
 // acquire takes one batch slot if fewer than limit() batches of all the
-// controller's users are in flight. Otherwise it returns a channel closed
-// at the next release.
-func (c *controller) acquire() (ok bool, freed <-chan struct{}) {
+// controller's users are in flight and nobody waits for one. Otherwise the
+// caller queues: the returned channel is closed when a slot is granted to
+// it (it then owns the slot), or the caller gives up with cancelWait.
+// First come, first served: jobs sharing the controller take turns.
+func (c *controller) acquire() (ok bool, granted <-chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.busy < int(c.inflight) {
+	if c.busy < int(c.inflight) && len(c.waiters) == 0 {
 		c.busy++
 		return true, nil
 	}
-	if c.freed == nil {
-		c.freed = make(chan struct{})
-	}
-	return false, c.freed
+	ch := make(chan struct{})
+	c.waiters = append(c.waiters, ch)
+	return false, ch
 }
 
-// release returns a slot acquire took.
+// release returns a slot and grants it to the next waiter, if any.
 func (c *controller) release() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.busy--
-	if c.freed != nil {
-		close(c.freed)
-		c.freed = nil
+	c.grant()
+}
+
+// cancelWait withdraws a queued acquire; a slot already granted to it is
+// released.
+func (c *controller) cancelWait(granted <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, ch := range c.waiters {
+		if ch == granted {
+			c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
+			return
+		}
+	}
+	c.busy--
+	c.grant()
+}
+
+// grant hands free slots to the waiters in order. Called with mu held.
+func (c *controller) grant() {
+	for len(c.waiters) > 0 && c.busy < int(c.inflight) {
+		close(c.waiters[0])
+		c.waiters = c.waiters[1:]
+		c.busy++
 	}
 }
 
@@ -242,6 +265,7 @@ func (c *controller) observe(sent, now time.Time, accepted, throttled int) {
 // pace that held a batch back creeps up. Called with mu held.
 func (c *controller) grow(now time.Time) {
 	c.inflight = math.Min(c.maxInflight, c.inflight+1/c.inflight)
+	c.grant()
 	if c.rate <= 0 {
 		return
 	}

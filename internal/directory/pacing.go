@@ -87,10 +87,12 @@ func newTokenBucket(b Budget) *tokenBucket {
 	return &tokenBucket{capacity: b.Writes, rate: r * bucketRateHeadroom, tokens: b.Writes}
 }
 
-// refill adds what the time since the last call earned. Called with mu held.
+// refill adds what the time since the last call earned; nothing before
+// begin (the service starts refilling a bucket when the first write
+// reaches it, not when we reserve it: the first batch may wait for a
+// token). Called with mu held.
 func (b *tokenBucket) refill(now time.Time) {
 	if b.last.IsZero() {
-		b.last = now
 		return
 	}
 	if dt := now.Sub(b.last).Seconds(); dt > 0 {
@@ -118,6 +120,19 @@ func (b *tokenBucket) reserve(now time.Time, n float64) time.Time {
 		at = b.hold
 	}
 	return at
+}
+
+// begin starts the refill clock at the first answer, if not started: a
+// little after the service's, which errs on the safe side.
+func (b *tokenBucket) begin(now time.Time) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.last.IsZero() {
+		b.last = now
+	}
 }
 
 // drain follows a 429 of this scope asking for retryAfter: the service's
@@ -287,12 +302,15 @@ func parseThrottleScope(h string) throttleScope {
 	return scopeAppTenant
 }
 
-// throttled feeds what one answer said of the quota: accepted steps and
+// observe feeds what one answer said of the quota: accepted steps and
 // 429s per scope, each scope's shortest Retry-After. The app-and-tenant
 // 429s go to the learnt controller (an event and a pause) and drain the
 // own bucket; a shared budget's 429s drain that bucket alone, so the
 // controller does not learn another scope's rate as its own.
 func (pc *pacer) observe(sent, now time.Time, accepted int, t *stepTally) {
+	for _, b := range []*tokenBucket{pc.own, pc.app, pc.tenant} {
+		b.begin(now)
+	}
 	for s, b := range [...]*tokenBucket{scopeApp: pc.app, scopeTenant: pc.tenant} {
 		if throttleScope(s) != scopeAppTenant && t.byScope[s] > 0 && t.pause[s] > 0 {
 			b.drain(now, t.pause[s])

@@ -113,15 +113,28 @@ func TestPacingSharesBudgets(t *testing.T) {
 			t.Fatalf("slot %d refused under a limit of 4", i)
 		}
 	}
-	ok, freed := a2.ctl.acquire()
+	ok, first := a2.ctl.acquire()
 	if ok {
 		t.Fatal("a fifth batch in flight over a shared limit of 4")
 	}
+	_, second := a1.ctl.acquire()
 	a1.ctl.release()
 	select {
-	case <-freed:
+	case <-first:
 	default:
-		t.Fatal("a release did not wake the waiting job")
+		t.Fatal("a release did not grant the slot to the first job waiting")
+	}
+	select {
+	case <-second:
+		t.Fatal("one release granted two slots")
+	default:
+	}
+	// The second gives up: it leaves the queue, and a later release
+	// grants nobody a slot it did not ask for.
+	a1.ctl.cancelWait(second)
+	a1.ctl.release()
+	if ok, _ := a1.ctl.acquire(); !ok {
+		t.Fatal("a freed slot stayed taken by a withdrawn request")
 	}
 	p.leave(a1)
 	p.leave(a2)
