@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	gosync "sync"
 	"sync/atomic"
@@ -314,6 +315,7 @@ func BenchmarkNoChangeTenants1000(b *testing.B) {
 		// night's (on top of what the emulator and the pools hold).
 		debug.FreeOSMemory()
 		resetPeakRSS()
+		before := liveHeap()
 		hs := startHeapSampler()
 		b.StartTimer()
 		start := time.Now()
@@ -321,6 +323,8 @@ func BenchmarkNoChangeTenants1000(b *testing.B) {
 		wall := time.Since(start).Seconds()
 		b.StopTimer()
 		growth := hs.peakGrowth()
+		runtime.GC()
+		retained := liveHeap() - before // what the night left behind (a leak per run would show here)
 		c := f.Sim.Counters()
 		rss := peakRSS(b)
 		req := graphRequests(c)
@@ -330,8 +334,9 @@ func BenchmarkNoChangeTenants1000(b *testing.B) {
 		b.ReportMetric(wall/tenants*1000, "ms/tenant")
 		b.ReportMetric(rss, "peak_rss_MB")
 		b.ReportMetric(growth, "run_heap_MB")
-		b.Logf("no-change night, %d tenants × %d users, %d at once: %d Graph requests (%.1f per tenant), %d writes, %d token requests, %.1fs wall (%.0f ms per tenant), peak RSS %.0f MB (process: emulator with %d users included), peak live-heap growth during the night %.0f MB",
-			tenants, users, concurrency, req, float64(req)/tenants, c.Writes, c.TokensIssued, wall, wall/tenants*1000, rss, tenants*users, growth)
+		b.ReportMetric(retained, "retained_heap_MB")
+		b.Logf("no-change night, %d tenants × %d users, %d at once: %d Graph requests (%.1f per tenant), %d writes, %d token requests, %.1fs wall (%.0f ms per tenant), peak RSS %.0f MB (process: emulator with %d users included), peak live-heap growth during the night %.0f MB, left after it %.1f MB",
+			tenants, users, concurrency, req, float64(req)/tenants, c.Writes, c.TokensIssued, wall, wall/tenants*1000, rss, tenants*users, growth, retained)
 		if c.Writes != 0 {
 			b.Errorf("a no-change night wrote %d times", c.Writes)
 		}
