@@ -84,41 +84,6 @@ func (c *controller) limit() int {
 	return int(c.inflight)
 }
 
-// delay says how long to wait before n more steps may be sent; 0 = now.
-func (c *controller) delay(now time.Time, n int) time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.next.IsZero() {
-		return 0
-	}
-	var tol time.Duration
-	if c.rate > 0 {
-		// Tolerate one batch of burst so batches go out whole.
-		tol = time.Duration(float64(n) / c.rate * float64(time.Second))
-	}
-	if d := c.next.Sub(now) - tol; d > 0 {
-		c.pacerWaited = true
-		return d
-	}
-	return 0
-}
-
-// take reserves n steps of pace; call once delay returned 0.
-func (c *controller) take(now time.Time, n int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.start.IsZero() {
-		c.start = now
-	}
-	if c.rate <= 0 {
-		return
-	}
-	if c.next.Before(now) {
-		c.next = now
-	}
-	c.next = c.next.Add(time.Duration(float64(n) / c.rate * float64(time.Second)))
-}
-
 // acquire takes one batch slot if fewer than limit() batches of all the
 // controller's users are in flight and nobody waits for one. Otherwise the
 // caller queues: the returned channel is closed when a slot is granted to
