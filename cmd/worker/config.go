@@ -31,15 +31,15 @@ func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	if globals.configPath == "" {
 		return nil, withExit(exitConfig, errNoConfig)
 	}
+	if _, err := processPacing(); err != nil {
+		return nil, withExit(exitConfig, err)
+	}
 	cfg, err := config.Load(globals.configPath)
 	if err != nil {
 		return nil, withExit(exitConfig, err)
 	}
 	if globals.databaseURL != "" {
 		cfg.Database.URL, cfg.Database.URLFrom = globals.databaseURL, "--database-url"
-	}
-	if _, err := processPacing(); err != nil {
-		return nil, withExit(exitConfig, err)
 	}
 	return cfg, nil
 }
