@@ -102,21 +102,11 @@ type writeCounter struct {
 }
 
 func (w *writeCounter) Execute(ctx context.Context, ops <-chan directory.Operation, results chan<- directory.Result) directory.Stats {
-	mid := make(chan directory.Result)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for r := range mid {
-			if r.Outcome == directory.Succeeded {
-				w.n.Add(1)
-			}
-			results <- r
+	return tapResults(ctx, w.Directory, ops, results, func(r directory.Result) {
+		if r.Outcome == directory.Succeeded {
+			w.n.Add(1)
 		}
-	}()
-	s := w.Directory.Execute(ctx, ops, mid)
-	close(mid)
-	<-done
-	return s
+	})
 }
 
 // runAll runs every job once, concurrency at a time (the process's cap on
