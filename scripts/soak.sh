@@ -40,6 +40,8 @@ seed=${SOAK_SEED:-$RANDOM}
 every=${SOAK_EVERY:-3s}
 jitter=${SOAK_JITTER:-1s}
 scale=${SOAK_TIME_SCALE:-20}
+# The worker paces to Graph's write budgets shrunk like the emulator's.
+export ENTRAPROV_GRAPH_TIME_SCALE=$scale
 RANDOM=$seed
 started=$SECONDS
 

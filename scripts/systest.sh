@@ -69,6 +69,8 @@ users=${SYSTEST_USERS:-10000}
 kills=${SYSTEST_KILLS:-10}
 seed=${SYSTEST_SEED:-$RANDOM}
 scale=${SYSTEST_TIME_SCALE:-20}
+# The worker paces to Graph's write budgets shrunk like the emulator's.
+export ENTRAPROV_GRAPH_TIME_SCALE=$scale
 churn_users=${SYSTEST_CHURN_USERS:-3000}
 outage_long=${SYSTEST_OUTAGE:-130}
 quota_for=${SYSTEST_QUOTA_FOR:-60s}

@@ -48,7 +48,7 @@ SELECT 'E' || lpad(i::text, 6, '0'), 'user' || i || '@`+graphsim.DefaultDomain+`
 		writeFile(b, cfgPath, cfg)
 		b.StartTimer()
 
-		initial := runWorkerMeasured(b, bin, cfgPath)
+		initial := runWorkerMeasured(b, bin, cfgPath, scale)
 		c := sim.Counters()
 		if got := len(sim.Users(sim.Tenants()[0].ID)); got != n {
 			b.Fatalf("%d users in the tenant; want %d", got, n)
@@ -61,7 +61,7 @@ SELECT 'E' || lpad(i::text, 6, '0'), 'user' || i || '@`+graphsim.DefaultDomain+`
 		b.ReportMetric(ideal/initial.wall, "initial_efficiency")
 
 		sim.ResetCounters()
-		quiet := runWorkerMeasured(b, bin, cfgPath)
+		quiet := runWorkerMeasured(b, bin, cfgPath, scale)
 		c = sim.Counters()
 		b.Logf("worker sync, no change over %d managed users: %.1fs wall, %d Graph requests, %d writes, peak RSS %.0f MB",
 			n, quiet.wall, graphRequestsOf(c), c.Writes, quiet.rssMB)
@@ -84,10 +84,11 @@ type processFigures struct {
 // /proc. rusage's ru_maxrss is no good here: Go starts children with
 // CLONE_VM, so the child's figure includes the parent's (the emulator's)
 // RSS at the moment of exec.
-func runWorkerMeasured(b *testing.B, bin, cfgPath string) processFigures {
+func runWorkerMeasured(b *testing.B, bin, cfgPath string, scale float64) processFigures {
 	b.Helper()
 	cmd := exec.Command(bin, "sync", "--job", "bench", "--config", cfgPath)
-	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	// The worker paces to the budgets shrunk like the emulator's.
+	cmd.Env = []string{"PATH=/usr/bin:/bin", graphTimeScaleEnv + "=" + strconv.FormatFloat(scale, 'f', -1, 64)}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()

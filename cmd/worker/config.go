@@ -31,6 +31,9 @@ func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	if globals.configPath == "" {
 		return nil, withExit(exitConfig, errNoConfig)
 	}
+	if _, err := processPacing(); err != nil {
+		return nil, withExit(exitConfig, err)
+	}
 	cfg, err := config.Load(globals.configPath)
 	if err != nil {
 		return nil, withExit(exitConfig, err)

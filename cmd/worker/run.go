@@ -40,10 +40,12 @@ func engineJobRunner(_ context.Context, rt runtimeDeps) (jobs.Runner, error) {
 // newEngine builds the reconcile engine the way every command runs it: the
 // store, and per job a Graph client (reporting live to m when m is set).
 func newEngine(st *store.Store, m *metrics.Metrics, log *slog.Logger) *esync.Engine {
+	// loadConfig has checked what processPacing reads.
+	pacing, _ := processPacing()
 	return &esync.Engine{
 		Store: st,
 		Connect: func(ctx context.Context, job config.Job) (esync.Directory, error) {
-			opts := directory.Options{Logger: log, UserAgent: "entraprov/" + version}
+			opts := directory.Options{Logger: log, UserAgent: "entraprov/" + version, Pacing: pacing}
 			if m != nil {
 				opts.Metrics = m.Graph(job.Name)
 			}

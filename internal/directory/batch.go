@@ -107,10 +107,11 @@ func (e *execution) batchRefused(ctx context.Context, batch []*task, resp *rawRe
 	e.c.log.DebugContext(ctx, "$batch refused", "status", resp.status, "code", ge.Code, "request_id", ge.RequestID)
 	if class == retryThrottled {
 		e.throttled(1)
-		e.ctl.observe(sent, now, 0, len(batch))
-		if ge.RetryAfter > 0 {
-			e.ctl.pause(now, now.Add(ge.RetryAfter))
+		var tally stepTally
+		for range batch {
+			tally.count(resp.status, ge)
 		}
+		e.pace.observe(sent, now, 0, &tally)
 	}
 	var retry []*task
 	for _, t := range batch {
@@ -139,11 +140,8 @@ func (e *execution) stepAnswers(ctx context.Context, batch []*task, resp *rawRes
 	}
 	if tally.throttled > 0 {
 		e.throttled(tally.throttled)
-		if tally.pauseFor > 0 {
-			e.ctl.pause(now, now.Add(tally.pauseFor))
-		}
 	}
-	e.ctl.observe(sent, now, tally.accepted, tally.throttled)
+	e.pace.observe(sent, now, tally.accepted, &tally)
 	e.c.log.DebugContext(ctx, "$batch", "steps", len(batch), "accepted", tally.accepted, "throttled", tally.throttled,
 		"retry", len(retry), "request_id", batchReqID, "latency", now.Sub(sent))
 	return retry
@@ -151,17 +149,23 @@ func (e *execution) stepAnswers(ctx context.Context, batch []*task, resp *rawRes
 
 // stepTally is what the step answers of one batch tell the pacer.
 type stepTally struct {
-	accepted  int           // steps that spent quota: 2xx, and 4xx other than 429
-	throttled int           // 429 steps
-	pauseFor  time.Duration // the shortest Retry-After a 429 step asked for
+	accepted  int // steps that spent quota: 2xx, and 4xx other than 429
+	throttled int // 429 steps
+	// The 429 steps per budget their x-ms-throttle-scope names, and the
+	// shortest Retry-After each asked for.
+	byScope [3]int
+	pause   [3]time.Duration
 }
 
-func (s *stepTally) count(status int, retryAfter time.Duration) {
+// count tallies one answer; ge is its parsed error (nil for a success).
+func (s *stepTally) count(status int, ge *GraphError) {
 	switch {
 	case status == http.StatusTooManyRequests:
 		s.throttled++
-		if s.pauseFor == 0 || (retryAfter > 0 && retryAfter < s.pauseFor) {
-			s.pauseFor = retryAfter
+		sc := parseThrottleScope(ge.throttleScope)
+		s.byScope[sc]++
+		if ra := ge.RetryAfter; s.pause[sc] == 0 || (ra > 0 && ra < s.pause[sc]) {
+			s.pause[sc] = ra
 		}
 	case status < 500:
 		s.accepted++
@@ -179,7 +183,7 @@ func (e *execution) settleStep(ctx context.Context, t *task, a *batchStepRespons
 	}
 	t.lastStatus = a.Status
 	if a.Status >= 200 && a.Status < 300 {
-		tally.count(a.Status, 0)
+		tally.count(a.Status, nil)
 		t.requestID = firstNonEmpty(a.header().Get("request-id"), batchReqID)
 		id := ""
 		if t.op.Kind == OpCreate {
@@ -193,7 +197,7 @@ func (e *execution) settleStep(ctx context.Context, t *task, a *batchStepRespons
 		ge.RequestID = batchReqID
 	}
 	t.requestID, t.lastErr = ge.RequestID, ge
-	tally.count(a.Status, ge.RetryAfter)
+	tally.count(a.Status, ge)
 	if t.ambiguous && e.alreadyDone(t, ge) {
 		e.recovered(ctx, t, ge)
 		return false

@@ -55,6 +55,11 @@ type Options struct {
 	// MaxRetryAfter bounds the Retry-After honoured (default and ceiling
 	// MaxRetryAfter); a larger value is clamped and logged once.
 	MaxRetryAfter time.Duration
+	// Pacing is the process's registry of write budgets, shared by every
+	// client of the process (NewPacing(GraphBudgets()) in the worker). Nil:
+	// a registry of the client's own with no proactive budgets, so it
+	// paces by what it learns from 429s alone.
+	Pacing *Pacing
 }
 
 // Metrics is an optional observer (Prometheus in the worker).
@@ -80,8 +85,10 @@ type Client struct {
 	auth  authContext
 	stats statCounters
 
-	ctlMu sync.Mutex
-	ctl   *controller
+	// pacing paces the writes (pacing.go); pkey names the budgets the
+	// client draws on.
+	pacing *Pacing
+	pkey   pacerKey
 
 	clampLogged atomic.Bool // a clamped Retry-After was logged
 	// fresh are the objects this client created or restored: a 404 on
@@ -132,7 +139,11 @@ func New(ctx context.Context, job config.Job, opts Options) (*Client, error) {
 			return nil, err
 		}
 	}
-	c := &Client{job: job, ep: ep, log: opts.Logger, opts: opts}
+	c := &Client{job: job, ep: ep, log: opts.Logger, opts: opts, pacing: opts.Pacing,
+		pkey: keyFor(ep, job.Auth.ClientID, job.TenantID)}
+	if c.pacing == nil {
+		c.pacing = NewPacing(Budgets{})
+	}
 	c.auth = authContext{tenant: job.TenantID, clientID: job.Auth.ClientID, authority: ep.authorityURL,
 		secretFrom: job.Auth.Secret.String(), method: job.Auth.Method}
 	c.cred = &translatingCredential{TokenCredential: cred, ac: c.auth}

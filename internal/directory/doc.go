@@ -61,10 +61,17 @@
 // it and creeps up slowly, so the quota is used without hitting it. Until
 // the first measurement it paces at half the throughput seen so far,
 // halving once per round-trip while 429s continue (floored at what gets
-// through) and growing fast otherwise. The learnt pace lives on the Client,
-// so a second Execute of the same run (e.g. manager references after
-// creates) starts at it; after 30 s idle it is forgotten (the bucket has
-// refilled).
+// through) and growing fast otherwise. The learnt pace lives in the
+// process's Pacing registry (pacing.go), keyed by app and tenant, so a
+// second Execute of the same run (e.g. manager references after creates),
+// or another job of the same app and tenant, starts at it; after 30 s
+// unused it is forgotten (the bucket has refilled). The registry also
+// models the three write budgets (per app and tenant, per app across
+// tenants, per tenant across apps) as proactive token buckets that every
+// batch reserves from, so the jobs of one process stay together within the
+// tightest one, and feeds each 429 to the budget its x-ms-throttle-scope
+// names. The worker builds one registry per process with Graph's
+// documented budgets; a Client without one paces by its 429s alone.
 //
 // Retries. 429 → after Retry-After (bounded by MaxThrottled; a Retry-After
 // longer than MaxRetryAfter, 5 minutes, is clamped to it); 5xx, 424,

@@ -69,6 +69,7 @@ func parseGraphError(status int, header http.Header, body []byte, now time.Time)
 		if d, ok := parseRetryAfter(header.Get("Retry-After"), now); ok {
 			ge.RetryAfter = d
 		}
+		ge.throttleScope = header.Get("x-ms-throttle-scope")
 	}
 	if status >= 300 && status < 400 {
 		// The client follows no redirect (see middleware); say so rather

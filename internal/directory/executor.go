@@ -44,13 +44,16 @@ type task struct {
 // cancellation and its last error.
 func (c *Client) Execute(ctx context.Context, ops <-chan Operation, results chan<- Result) Stats {
 	batchSize, maxConc := c.batchLimits()
-	e := &execution{c: c, results: results, ctl: c.controller(maxConc), outer: ctx}
+	pc := c.pacing.join(c.pkey, maxConc, time.Now())
+	defer c.pacing.leave(pc)
+	e := &execution{c: c, results: results, pace: pc, ctl: pc.ctl, outer: ctx}
 	inflightCtx, stop := graceContext(ctx, c.opts.CancelGrace)
 	defer stop()
 	q := &dispatcher{e: e, ctx: ctx, inflightCtx: inflightCtx, ops: ops,
 		batchSize: batchSize, maxConc: maxConc,
 		done: make(chan []*task, maxConc), timer: time.NewTimer(time.Hour)}
 	defer q.timer.Stop()
+	defer q.dropTurn()
 	q.run()
 	// run returns once no batch is in flight; the goroutines that sent them
 	// may still be between their last send on done and their exit.
@@ -107,10 +110,19 @@ type dispatcher struct {
 
 	ready    []*task
 	delayed  taskHeap
-	inflight int            // batches on the wire
-	done     chan []*task   // a finished batch's steps to retry
-	wg       sync.WaitGroup // the batch goroutines
-	timer    *time.Timer
+	inflight int          // batches on the wire
+	done     chan []*task // a finished batch's steps to retry
+
+	// The next batch's turn: a slot among the batches in flight of all
+	// jobs sharing the pacer (slot; granted is closed when a queued
+	// request for one is served), then its reserved send time (turnAt,
+	// for turnN steps).
+	slot    bool
+	granted <-chan struct{}
+	turnAt  time.Time
+	turnN   int
+	wg      sync.WaitGroup // the batch goroutines
+	timer   *time.Timer
 }
 
 // run moves operations from ops through the queue into batches. It returns
@@ -125,6 +137,7 @@ func (q *dispatcher) run() {
 		cancelled := q.ctx.Err() != nil
 		if cancelled {
 			q.cancelQueued()
+			q.dropTurn()
 		}
 		if q.drained() {
 			return
@@ -222,23 +235,50 @@ func (q *dispatcher) requeue(t *task, now time.Time) {
 	q.ready = append(q.ready, t)
 }
 
-// trySend starts the next batch when the concurrency limit, the linger of
-// a partial batch and the pacer all allow it. Otherwise it returns how long
-// until they may (-1: not before something arrives).
+// trySend starts the next batch when the concurrency limits, the linger
+// of a partial batch and the pacer all allow it. Otherwise it returns how
+// long until they may (-1: not before something arrives). The batch first
+// takes a slot among the shared pacer's batches in flight, then reserves
+// its send time from every budget; reservations are served in order, so
+// jobs sharing a budget take turns instead of racing for it.
 func (q *dispatcher) trySend(now time.Time, cancelled bool) (sent bool, wait time.Duration) {
-	if cancelled || len(q.ready) == 0 || q.inflight >= q.e.ctl.limit() {
+	if cancelled || len(q.ready) == 0 || q.inflight >= q.maxConc {
 		return false, -1
 	}
 	n := min(q.batchSize, len(q.ready))
-	if n < q.batchSize && q.ops != nil && q.inflight > 0 {
+	if q.turnAt.IsZero() && n < q.batchSize && q.ops != nil && q.inflight > 0 {
 		if w := q.ready[0].enqueued.Add(linger).Sub(now); w > 0 {
 			return false, w
 		}
 	}
-	if w := q.e.ctl.delay(now, n); w > 0 {
-		return false, w
+	if !q.slot {
+		if q.granted == nil {
+			ok, granted := q.e.ctl.acquire()
+			if !ok {
+				q.granted = granted
+				return false, -1
+			}
+		} else {
+			select {
+			case <-q.granted:
+			default:
+				return false, -1 // still queued; await wakes on granted
+			}
+		}
+		q.slot, q.granted = true, nil
 	}
-	q.e.ctl.take(now, n)
+	if q.turnAt.IsZero() {
+		q.turnAt, q.turnN = q.e.pace.reserve(now, n), n
+	}
+	// A 429 met since the reservation holds it too.
+	if at := later(q.turnAt, q.e.pace.holdUntil()); at.After(now) {
+		return false, at.Sub(now)
+	}
+	if n > q.turnN {
+		// More steps arrived while the batch waited: charge them too.
+		q.e.pace.reserve(now, n-q.turnN)
+	}
+	q.turnAt, q.turnN, q.slot = time.Time{}, 0, false
 	batch := make([]*task, n)
 	copy(batch, q.ready)
 	q.ready = q.ready[n:]
@@ -246,9 +286,40 @@ func (q *dispatcher) trySend(now time.Time, cancelled bool) (sent bool, wait tim
 	q.wg.Add(1)
 	go func() {
 		defer q.wg.Done()
-		q.done <- q.e.runBatch(q.inflightCtx, batch)
+		retry := q.e.runBatch(q.inflightCtx, batch)
+		q.e.ctl.release()
+		q.done <- retry
 	}()
 	return true, 0
+}
+
+// dropTurn gives back the slot of a batch that will not be sent (the run
+// is cancelled or over). Its reserved writes stay spent: the budgets err
+// on the safe side.
+func (q *dispatcher) dropTurn() {
+	if q.slot {
+		q.e.ctl.release()
+	}
+	if q.granted != nil {
+		q.e.ctl.cancelWait(q.granted)
+	}
+	q.slot, q.granted, q.turnAt, q.turnN = false, nil, time.Time{}, 0
+}
+
+// grantedC is the channel await watches for a queued slot request: only
+// while the dispatcher has something to send with it (nil blocks).
+func (q *dispatcher) grantedC() <-chan struct{} {
+	if q.slot {
+		return nil
+	}
+	return q.granted
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // await blocks until something may change what can be sent: an operation
@@ -287,6 +358,7 @@ func (q *dispatcher) await(now time.Time, wait time.Duration, cancelled bool) {
 			q.requeue(t, now)
 		}
 	case <-timerC:
+	case <-q.grantedC():
 	case <-ctxDone:
 	}
 	if timerC != nil && !q.timer.Stop() {
@@ -297,27 +369,12 @@ func (q *dispatcher) await(now time.Time, wait time.Duration, cancelled bool) {
 	}
 }
 
-// controller returns the client's pace controller. It outlives one Execute
-// because the quota it learns belongs to the app and tenant: a second phase
-// of the same run starts at the learnt pace instead of re-learning it with
-// a burst of 429s. After a long idle period the bucket has refilled, so the
-// controller starts over unpaced.
-func (c *Client) controller(maxInflight int) *controller {
-	c.ctlMu.Lock()
-	defer c.ctlMu.Unlock()
-	if c.ctl == nil || c.ctl.idleSince(time.Now()) > controllerIdleReset || int(c.ctl.maxInflight) != maxInflight {
-		c.ctl = newController(maxInflight)
-	}
-	return c.ctl
-}
-
-const controllerIdleReset = 30 * time.Second
-
 // execution is the state one Execute call shares with its batch goroutines.
 type execution struct {
 	c       *Client
 	results chan<- Result
-	ctl     *controller
+	pace    *pacer      // shared with the jobs of the app and tenant
+	ctl     *controller // pace.ctl as the Execute began
 	outer   context.Context
 	stats   statCounters
 }

@@ -43,6 +43,14 @@ type controller struct {
 	total      int           // steps accepted since start
 
 	pacerWaited bool // the pacer held back a batch since the last adjustment
+
+	// The batches in flight of every Execute sharing the controller (one
+	// app in one tenant, see Pacing): busy of at most limit(). Executes
+	// waiting for a slot queue in waiters and are granted slots in turn
+	// (closing their channel hands them the slot).
+	busy    int
+	waiters []chan struct{}
+	hold    time.Time // the last 429's Retry-After ends (see pause)
 }
 
 const (
@@ -76,39 +84,112 @@ func (c *controller) limit() int {
 	return int(c.inflight)
 }
 
-// delay says how long to wait before n more steps may be sent; 0 = now.
-func (c *controller) delay(now time.Time, n int) time.Duration {
+// acquire takes one batch slot if fewer than limit() batches of all the
+// controller's users are in flight and nobody waits for one. Otherwise the
+// caller queues: the returned channel is closed when a slot is granted to
+// it (it then owns the slot), or the caller gives up with cancelWait.
+// First come, first served: jobs sharing the controller take turns.
+func (c *controller) acquire() (ok bool, granted <-chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.next.IsZero() {
-		return 0
+	if c.busy < int(c.inflight) && len(c.waiters) == 0 {
+		c.busy++
+		return true, nil
 	}
-	var tol time.Duration
-	if c.rate > 0 {
-		// Tolerate one batch of burst so batches go out whole.
-		tol = time.Duration(float64(n) / c.rate * float64(time.Second))
-	}
-	if d := c.next.Sub(now) - tol; d > 0 {
-		c.pacerWaited = true
-		return d
-	}
-	return 0
+	ch := make(chan struct{})
+	c.waiters = append(c.waiters, ch)
+	return false, ch
 }
 
-// take reserves n steps of pace; call once delay returned 0.
-func (c *controller) take(now time.Time, n int) {
+// release returns a slot and grants it to the next waiter, if any.
+func (c *controller) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.busy--
+	c.grant()
+}
+
+// cancelWait withdraws a queued acquire; a slot already granted to it is
+// released.
+func (c *controller) cancelWait(granted <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, ch := range c.waiters {
+		if ch == granted {
+			c.waiters = append(c.waiters[:i], c.waiters[i+1:]...)
+			return
+		}
+	}
+	c.busy--
+	c.grant()
+}
+
+// grant hands free slots to the waiters in order. Called with mu held.
+func (c *controller) grant() {
+	for len(c.waiters) > 0 && c.busy < int(c.inflight) {
+		close(c.waiters[0])
+		c.waiters = c.waiters[1:]
+		c.busy++
+	}
+}
+
+// raiseMax lets a job with a larger batch concurrency join the controller.
+func (c *controller) raiseMax(maxInflight int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m := float64(maxInflight); m > c.maxInflight {
+		c.maxInflight = m
+	}
+}
+
+// reserve takes n steps of pace and returns when they may be sent: at
+// once, or when the pace (less one batch of tolerance, as delay) or a
+// pause allows. Reservations queue in the order they are made, so jobs
+// sharing the controller take turns.
+func (c *controller) reserve(now time.Time, n int) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.start.IsZero() {
 		c.start = now
 	}
-	if c.rate <= 0 {
-		return
+	at := now
+	if !c.next.IsZero() {
+		var tol time.Duration
+		if c.rate > 0 {
+			tol = time.Duration(float64(n) / c.rate * float64(time.Second))
+		}
+		if t := c.next.Add(-tol); t.After(at) {
+			at = t
+			c.pacerWaited = true
+		}
 	}
-	if c.next.Before(now) {
-		c.next = now
+	if c.hold.After(at) {
+		at = c.hold
 	}
-	c.next = c.next.Add(time.Duration(float64(n) / c.rate * float64(time.Second)))
+	if c.rate > 0 {
+		if c.next.Before(at) {
+			c.next = at
+		}
+		c.next = c.next.Add(time.Duration(float64(n) / c.rate * float64(time.Second)))
+	}
+	return at
+}
+
+// holdUntil is when the last pause ends (zero: never paused).
+func (c *controller) holdUntil() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hold
+}
+
+// count records accepted steps of an answer that neither grows nor cuts
+// the pace (see pacer.observe).
+func (c *controller) count(now time.Time, accepted int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lastSeen = now
+	c.accepted += accepted
+	c.total += accepted
 }
 
 // pause holds every send until t (a throttled batch's Retry-After, asked
@@ -120,6 +201,9 @@ func (c *controller) pause(now, t time.Time) {
 	c.retryAfter = t.Sub(now)
 	if t.After(c.next) {
 		c.next = t
+	}
+	if t.After(c.hold) {
+		c.hold = t
 	}
 }
 
@@ -146,6 +230,7 @@ func (c *controller) observe(sent, now time.Time, accepted, throttled int) {
 // pace that held a batch back creeps up. Called with mu held.
 func (c *controller) grow(now time.Time) {
 	c.inflight = math.Min(c.maxInflight, c.inflight+1/c.inflight)
+	c.grant()
 	if c.rate <= 0 {
 		return
 	}

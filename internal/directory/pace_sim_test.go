@@ -67,6 +67,7 @@ func TestControllerRecoversAfterQuotaCut(t *testing.T) {
 	during := acceptedIn(cutStart, cutEnd)
 	after := acceptedIn(cutEnd+60*time.Second, cutEnd+120*time.Second)
 	var nBefore, nDuring, nAfter, steps, throttled int
+	var turn time.Time // the next batch's reserved send time
 	for el := time.Duration(0); el < simLength; el += step {
 		now := t0.Add(el)
 		switch {
@@ -97,8 +98,14 @@ func TestControllerRecoversAfterQuotaCut(t *testing.T) {
 		}
 		inflight = kept
 		// Sends the pacer allows now (the work never runs out).
-		for len(inflight) < c.limit() && c.delay(now, batch) == 0 {
-			c.take(now, batch)
+		for len(inflight) < c.limit() {
+			if turn.IsZero() {
+				turn = c.reserve(now, batch)
+			}
+			if turn.After(now) || c.holdUntil().After(now) {
+				break
+			}
+			turn = time.Time{}
 			acc := b.admit(batch)
 			steps += batch
 			throttled += batch - acc

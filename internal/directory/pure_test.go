@@ -281,8 +281,8 @@ func TestController(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	t.Run("unpaced_until_throttled", func(t *testing.T) {
 		c := newController(8)
-		if d := c.delay(t0, 20); d != 0 || c.limit() != 8 {
-			t.Fatalf("delay %v limit %d", d, c.limit())
+		if at := c.reserve(t0, 20); !at.Equal(t0) || c.limit() != 8 {
+			t.Fatalf("send at %v limit %d", at.Sub(t0), c.limit())
 		}
 	})
 	t.Run("multiplicative_decrease_once_per_event", func(t *testing.T) {
@@ -318,17 +318,19 @@ func TestController(t *testing.T) {
 		}
 		// Paced: 20 steps take about a second.
 		now := t0.Add(10 * time.Second)
-		c.take(now, 20)
-		c.take(now, 20)
-		if d := c.delay(now, 20); d < 900*time.Millisecond || d > 1100*time.Millisecond {
-			t.Fatalf("delay = %v, want ~1s", d)
+		c.reserve(now, 20)
+		c.reserve(now, 20)
+		// Two batches reserved: the third waits about one batch's time
+		// (one batch of tolerance, so batches go out whole).
+		if d := c.reserve(now, 20).Sub(now); d < 900*time.Millisecond || d > 1100*time.Millisecond {
+			t.Fatalf("third batch waits %v, want ~1s", d)
 		}
 	})
 	t.Run("pause_holds_sends_until_retry_after", func(t *testing.T) {
 		c := newController(2)
 		c.pause(t0, t0.Add(3*time.Second))
-		if d := c.delay(t0, 1); d != 3*time.Second {
-			t.Fatalf("delay = %v, want 3s", d)
+		if d := c.reserve(t0, 1).Sub(t0); d != 3*time.Second {
+			t.Fatalf("send after %v, want 3s", d)
 		}
 	})
 }

@@ -125,6 +125,8 @@ type GraphError struct {
 	// retryAfterAsked is the larger wait the header asked for when
 	// RetryAfter was clamped; 0 otherwise.
 	retryAfterAsked time.Duration
+	// throttleScope is a 429's x-ms-throttle-scope: which budget ran out.
+	throttleScope string
 }
 
 func (e *GraphError) Error() string {

@@ -24,18 +24,26 @@ func (a *afterResults) Stats() directory.Stats {
 }
 
 func (a *afterResults) Execute(ctx context.Context, ops <-chan directory.Operation, results chan<- directory.Result) directory.Stats {
+	return tapResults(ctx, a.Directory, ops, results, func(directory.Result) {
+		if a.seen.Add(1) == a.n {
+			a.do()
+		}
+	})
+}
+
+// tapResults runs d.Execute and shows each result to see before the engine
+// gets it.
+func tapResults(ctx context.Context, d esync.Directory, ops <-chan directory.Operation, results chan<- directory.Result, see func(directory.Result)) directory.Stats {
 	tapped := make(chan directory.Result)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for r := range tapped {
-			if a.seen.Add(1) == a.n {
-				a.do()
-			}
+			see(r)
 			results <- r
 		}
 	}()
-	s := a.Directory.Execute(ctx, ops, tapped)
+	s := d.Execute(ctx, ops, tapped)
 	close(tapped)
 	<-done
 	return s
