@@ -15,23 +15,28 @@ import (
 )
 
 // vanishingSQL is a source view over a VOLATILE function that returns every
-// desired user on its first call and none after: an HR view over a
-// function, or a foreign table over an export being rewritten. The memory
-// of the first call must outlive the read's transaction and be seen by
-// other sessions, and the worker reads the source in read-only
-// transactions, where nextval() and UPDATE are refused: it is a session
-// advisory lock that the first call takes (on the worker's pooled
-// connection, released when the worker exits). No snapshot covers it.
+// desired user to the reads before the plan and none after: an HR view over
+// a function, or a foreign table over an export being rewritten. Two reads
+// see the rows: the sign-in's look at the groups column (which permissions
+// the tenant needs, for `worker tenants`) and the planning read; the apply
+// pass's read finds the source empty. The memory of the calls must outlive
+// each read's transaction and be seen by other sessions, and the worker
+// reads the source in read-only transactions, where nextval() and UPDATE
+// are refused: it is session advisory locks that the calls take (on the
+// worker's pooled connections, released when the worker exits), one key
+// per call counted. No snapshot covers them.
 const vanishingSQL = `
 CREATE FUNCTION public.vanishing_users() RETURNS SETOF entraprov.desired_users
 LANGUAGE plpgsql VOLATILE AS $$
+DECLARE calls int;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_locks
-                WHERE locktype = 'advisory' AND classid = 4242 AND objid = 4242 AND objsubid = 2
-                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) THEN
-        RETURN; -- not the first call: the source is empty
+    SELECT count(*) INTO calls FROM pg_locks
+     WHERE locktype = 'advisory' AND classid = 4242 AND objid IN (1, 2) AND objsubid = 2
+       AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
+    IF calls >= 2 THEN
+        RETURN; -- after the planning read: the source is empty
     END IF;
-    PERFORM pg_advisory_lock(4242, 4242);
+    PERFORM pg_advisory_lock(4242, calls + 1);
     RETURN QUERY SELECT * FROM entraprov.desired_users;
 END $$;
 CREATE VIEW public.vanishing AS SELECT * FROM public.vanishing_users();`
