@@ -130,6 +130,12 @@ func WithSchema(ctx context.Context, s *Schema) context.Context {
 	return context.WithValue(ctx, schemaKey{}, s)
 }
 
+// Carried returns the schema ctx carries, if any.
+func Carried(ctx context.Context) (*Schema, bool) {
+	s, ok := ctx.Value(schemaKey{}).(*Schema)
+	return s, ok && s != nil
+}
+
 // From returns the schema ctx carries, else Default.
 func From(ctx context.Context) *Schema {
 	if s, ok := ctx.Value(schemaKey{}).(*Schema); ok && s != nil {
@@ -275,4 +281,16 @@ func IsCountryCode(s string) bool {
 		return false
 	}
 	return strings.Contains(countryCodes, s)
+}
+
+// Pairs lists Graph name and value of each non-empty value of v, in table
+// order (lists shown comma-separated), for printing.
+func (s *Schema) Pairs(v Values) []string {
+	var out []string
+	for i, x := range v.Expand(nil, s.Len()) {
+		if x != "" {
+			out = append(out, s.Attrs[i].Graph, strings.ReplaceAll(x, ListSep, ", "))
+		}
+	}
+	return out
 }
