@@ -1,6 +1,8 @@
 package directory_test
 
 import (
+	"github.com/entraprov/entraprov/internal/profile"
+
 	"bytes"
 	"context"
 	"errors"
@@ -487,7 +489,7 @@ func TestReaders(t *testing.T) {
 		t.Fatalf("FindUsers by UPN or employeeId = %+v, %v", found, err)
 	}
 	found, err := e.c.FindUsers(ctx, "", "E0007")
-	if err != nil || len(found) != 1 || found[0].UserPrincipalName != "r0007@"+e.seeded.Domain || found[0].AccountEnabled {
+	if err != nil || len(found) != 1 || found[0].UPN() != "r0007@"+e.seeded.Domain || found[0].AccountEnabled {
 		t.Fatalf("FindUsers = %+v, %v", found, err)
 	}
 	found, err = e.c.FindUsers(ctx, "O'Brien@"+e.seeded.Domain, "")
@@ -518,7 +520,7 @@ func TestReaders(t *testing.T) {
 	}
 	var sawUpdate, sawRemoved bool
 	for _, u := range changed {
-		sawUpdate = sawUpdate || u.Department == "X"
+		sawUpdate = sawUpdate || u.Get(profile.Department) == "X"
 		sawRemoved = sawRemoved || u.Removed != ""
 	}
 	if !sawUpdate || !sawRemoved {

@@ -41,3 +41,6 @@ func (u *User) Get(i int) string { return u.Attrs.Get(i) }
 
 // UPN is the userPrincipalName.
 func (u *User) UPN() string { return u.Attrs.Get(UserPrincipalName) }
+
+// Set sets attribute i's value.
+func (u *User) Set(i int, v string) { u.Attrs = u.Attrs.With(i, v) }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
@@ -79,7 +80,7 @@ func TestCheckSource(t *testing.T) {
 	if err := st.StreamSource(ctx, "j", "hr.compatible", func(r store.SourceRow) error { got = append(got, r); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Desired.UserPrincipalName != "a@x.test" || got[0].Desired.Groups[0] != "g1" {
+	if len(got) != 1 || got[0].Desired.UPN() != "a@x.test" || got[0].Desired.Groups[0] != "g1" {
 		t.Fatalf("stream of compatible view = %+v", got)
 	}
 }
@@ -116,18 +117,18 @@ func TestStreamSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = st.UpsertDirectoryUsers(ctx, "j", []store.DirectoryUser{
-		{ObjectID: "o-alice", UserPrincipalName: "alice@x.test", DisplayName: "Alice Old", AccountEnabled: true},
-		{ObjectID: "o-leaver", UserPrincipalName: "leaver@x.test", AccountEnabled: true},
-		{ObjectID: "o-new-match", UserPrincipalName: "new@x.test", AccountEnabled: true},    // unlinked, same UPN as E03
-		{ObjectID: "o-emp", UserPrincipalName: "someone@x.test", EmployeeID: "4444"},        // unlinked, same employeeId as E04
-		{ObjectID: "o-alice-twin", UserPrincipalName: "ALICE@x.test", EmployeeID: "1001"},   // would match E01, but E01 is linked
-		{ObjectID: "o-created", UserPrincipalName: "creating@x.test", AccountEnabled: true}, // the in-flight create landed
+		{Attrs: profile.Of(profile.UserPrincipalName, "alice@x.test", profile.DisplayName, "Alice Old"), ObjectID: "o-alice", AccountEnabled: true},
+		{Attrs: profile.Of(profile.UserPrincipalName, "leaver@x.test"), ObjectID: "o-leaver", AccountEnabled: true},
+		{Attrs: profile.Of(profile.UserPrincipalName, "new@x.test"), ObjectID: "o-new-match", AccountEnabled: true},          // unlinked, same UPN as E03
+		{Attrs: profile.Of(profile.UserPrincipalName, "someone@x.test", profile.EmployeeID, "4444"), ObjectID: "o-emp"},      // unlinked, same employeeId as E04
+		{Attrs: profile.Of(profile.UserPrincipalName, "ALICE@x.test", profile.EmployeeID, "1001"), ObjectID: "o-alice-twin"}, // would match E01, but E01 is linked
+		{Attrs: profile.Of(profile.UserPrincipalName, "creating@x.test"), ObjectID: "o-created", AccountEnabled: true},       // the in-flight create landed
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Another job's mirror never provides candidates.
-	if err := st.UpsertDirectoryUsers(ctx, "other", []store.DirectoryUser{{ObjectID: "o-x", UserPrincipalName: "emp@x.test"}}); err != nil {
+	if err := st.UpsertDirectoryUsers(ctx, "other", []store.DirectoryUser{{Attrs: profile.Of(profile.UserPrincipalName, "emp@x.test"), ObjectID: "o-x"}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -151,9 +152,9 @@ func TestStreamSource(t *testing.T) {
 		if r.Desired == nil || r.Link == nil || r.Current == nil || r.Candidate != nil {
 			t.Fatalf("E01 sides = %v %v %v %v", r.Desired != nil, r.Link != nil, r.Current != nil, r.Candidate != nil)
 		}
-		if r.Desired.DisplayName != "Alice" || r.Current.DisplayName != "Alice Old" || r.Link.ObjectID != "o-alice" ||
+		if r.Desired.Get(profile.DisplayName) != "Alice" || r.Current.Get(profile.DisplayName) != "Alice Old" || r.Link.ObjectID != "o-alice" ||
 			r.Link.Job != "j" || r.Link.ExternalID != "E01" || len(r.Desired.Groups) != 2 || r.Link.Groups[0] != "g1" ||
-			r.Desired.EmployeeID != "1001" || r.Desired.MailNickname != "" {
+			r.Desired.Get(profile.EmployeeID) != "1001" || r.Desired.Get(profile.MailNickname) != "" {
 			t.Fatalf("E01 = %+v / %+v / %+v", r.Desired, r.Link, r.Current)
 		}
 		if r.ManagerObjectID != "o-boss" {
@@ -162,7 +163,7 @@ func TestStreamSource(t *testing.T) {
 	})
 	t.Run("leaver_has_no_desired_side", func(t *testing.T) {
 		r := rows["E02"]
-		if r.Desired != nil || r.Link == nil || r.Current == nil || r.Current.UserPrincipalName != "leaver@x.test" {
+		if r.Desired != nil || r.Link == nil || r.Current == nil || r.Current.UPN() != "leaver@x.test" {
 			t.Fatalf("E02 = %+v", r)
 		}
 		r = rows["E09"]
@@ -210,7 +211,7 @@ func TestStreamSource(t *testing.T) {
 	})
 	t.Run("null_columns_are_empty_strings", func(t *testing.T) {
 		r := rows["E10"]
-		if r.Desired == nil || r.Desired.UserPrincipalName != "" || r.Desired.Groups == nil || len(r.Desired.Groups) != 0 {
+		if r.Desired == nil || r.Desired.UPN() != "" || r.Desired.Groups == nil || len(r.Desired.Groups) != 0 {
 			t.Fatalf("E10 = %+v", r.Desired)
 		}
 	})
