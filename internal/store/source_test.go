@@ -21,10 +21,10 @@ func TestCheckSource(t *testing.T) {
 	ctx := ctxT(t)
 	exec(t, st, `CREATE SCHEMA hr`)
 	exec(t, st, `CREATE VIEW hr.missing_cols AS
-		SELECT external_id, user_principal_name, display_name, given_name, surname, job_title, department,
+		SELECT external_id, user_principal_name, given_name, surname, job_title, department,
 		       office_location, company_name, employee_id, employee_type, usage_location, mobile_phone,
-		       account_enabled, manager_external_id, groups
-		  FROM entraprov.desired_users`) // no mail_nickname
+		       account_enabled, manager_external_id
+		  FROM entraprov.desired_users`) // no display_name (required), no groups
 	exec(t, st, `CREATE VIEW hr.wrong_types AS
 		SELECT 1::int AS external_id, user_principal_name, display_name, mail_nickname, given_name, surname,
 		       job_title, department, office_location, company_name, employee_id, employee_type, usage_location,
@@ -47,7 +47,7 @@ func TestCheckSource(t *testing.T) {
 		{"default_table_matches", "entraprov.desired_users", nil},
 		{"quoted_mixed_case_name", `hr.Entra Users`, nil},
 		{"compatible_types_and_extra_columns", "hr.compatible", nil},
-		{"missing_column_is_named", "hr.missing_cols", []string{"missing column mail_nickname (text)"}},
+		{"missing_columns_are_named", "hr.missing_cols", []string{"missing column display_name (text)", "missing column groups (text[])"}},
 		{"wrong_types_are_named_with_expected_type", "hr.wrong_types", []string{
 			"column external_id has type integer; want text",
 			"column account_enabled has type text; want boolean",
