@@ -5,8 +5,6 @@ package main
 // trace, for an operator debugging one person.
 
 import (
-	"github.com/entraprov/entraprov/internal/profile"
-
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
 )

@@ -1,8 +1,6 @@
 package conformance_test
 
 import (
-	"github.com/entraprov/entraprov/internal/profile"
-
 	"context"
 	"fmt"
 	"log/slog"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/profile"
 	esync "github.com/entraprov/entraprov/internal/sync"
 )
 

@@ -1,8 +1,6 @@
 package conformance_test
 
 import (
-	"github.com/entraprov/entraprov/internal/profile"
-
 	"context"
 	"fmt"
 	"slices"
@@ -10,6 +8,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
 	"github.com/entraprov/entraprov/internal/testdb"

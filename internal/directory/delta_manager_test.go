@@ -1,8 +1,6 @@
 package directory_test
 
 import (
-	"github.com/entraprov/entraprov/internal/profile"
-
 	"context"
 	"fmt"
 	"strings"
@@ -10,6 +8,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/directory"
 	"github.com/entraprov/entraprov/internal/graphsim"
+	"github.com/entraprov/entraprov/internal/profile"
 )
 
 // collect runs one delta round and returns its users by id.

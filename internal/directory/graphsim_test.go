@@ -1,8 +1,6 @@
 package directory_test
 
 import (
-	"github.com/entraprov/entraprov/internal/profile"
-
 	"bytes"
 	"context"
 	"errors"
@@ -22,6 +20,7 @@ import (
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/directory"
 	"github.com/entraprov/entraprov/internal/graphsim"
+	"github.com/entraprov/entraprov/internal/profile"
 )
 
 // env is one emulator and a directory client signed in to it with the real

@@ -89,7 +89,7 @@ type Attr struct {
 var Builtin = []Attr{
 	{Column: "user_principal_name", Graph: "userPrincipalName", Required: true, Fold: true, Mirror: "user_principal_name", Limits: "alias@domain, alias ≤ 64, domain ≤ 48, a verified domain"},
 	{Column: "display_name", Graph: "displayName", Max: 256, Required: true, Mirror: "display_name", Limits: "≤ 256 characters; required"},
-	{Column: "mail_nickname", Graph: "mailNickname", Max: 64, Required: true, Mirror: "mail_nickname", Limits: "≤ 64 ASCII characters, none of @()\\[]\";:<>, or space; derived from the UPN when NULL"},
+	{Column: "mail_nickname", Graph: "mailNickname", Max: 64, Required: true, Mirror: "mail_nickname", Check: checkMailNickname, Limits: "≤ 64 ASCII characters, none of @()\\[]\";:<>, or space; derived from the UPN when NULL"},
 	{Column: "given_name", Graph: "givenName", Max: 64, Mirror: "given_name", Limits: "≤ 64 characters"},
 	{Column: "surname", Graph: "surname", Max: 64, Mirror: "surname", Limits: "≤ 64 characters"},
 	{Column: "job_title", Graph: "jobTitle", Max: 128, Mirror: "job_title", LowCardinality: true, Limits: "≤ 128 characters"},

@@ -294,3 +294,16 @@ func (s *Schema) Pairs(v Values) []string {
 	}
 	return out
 }
+
+// mailNicknameForbidden are the ASCII characters Graph refuses in
+// mailNickname; non-ASCII and control characters are refused too.
+const mailNicknameForbidden = "@()\\[]\";:<>, "
+
+func checkMailNickname(v string) string {
+	for _, r := range v {
+		if r > unicode.MaxASCII || unicode.IsControl(r) || strings.ContainsRune(mailNicknameForbidden, r) {
+			return fmt.Sprintf("character %q is not allowed (no spaces, accents or any of @()\\[]\";:<>,)", r)
+		}
+	}
+	return ""
+}

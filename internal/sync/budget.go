@@ -1,14 +1,13 @@
 package sync
 
 import (
-	"github.com/entraprov/entraprov/internal/profile"
-
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/profile"
 )
 
 // Kinds of destructive change counted by a job's change budget

@@ -1,13 +1,12 @@
 package sync
 
 import (
-	"github.com/entraprov/entraprov/internal/profile"
-
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 )
 

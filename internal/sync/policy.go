@@ -1,12 +1,11 @@
 package sync
 
 import (
-	"github.com/entraprov/entraprov/internal/profile"
-
 	"strings"
 	"time"
 
 	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/profile"
 )
 
 // Leaver actions (config leaver.action).

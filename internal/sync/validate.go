@@ -3,7 +3,6 @@ package sync
 import (
 	"fmt"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/entraprov/entraprov/internal/profile"
@@ -18,10 +17,6 @@ const (
 // upnAliasChars are the characters Entra ID accepts in the alias part of a
 // userPrincipalName (graph-facts.md, Users).
 const upnAliasChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'.-_!#^~"
-
-// mailNicknameForbidden are the ASCII characters Graph refuses in
-// mailNickname; non-ASCII and control characters are refused too.
-const mailNicknameForbidden = "@()\\[]\";:<>, "
 
 // Validate checks one desired user against Graph's rules (the attribute
 // table's limits and formats, for the attributes the job manages) and the
@@ -45,14 +40,6 @@ func Validate(row store.SourceRow, p Policy) (store.DesiredUser, []string) {
 		add("display_name: missing; every user needs a display name")
 	}
 	givenNickname := row.Desired.Get(profile.MailNickname) != ""
-	if nick := d.Get(profile.MailNickname); givenNickname {
-		for _, r := range nick {
-			if r > unicode.MaxASCII || unicode.IsControl(r) || strings.ContainsRune(mailNicknameForbidden, r) {
-				add("mail_nickname %q: character %q is not allowed (no spaces, accents or any of @()\\[]\";:<>,)", nick, r)
-				break
-			}
-		}
-	}
 	vals := d.Attrs.Expand(nil, schema.Len())
 	for i, a := range schema.Attrs {
 		switch {

@@ -1,11 +1,10 @@
 package sync
 
 import (
-	"github.com/entraprov/entraprov/internal/profile"
-
 	"strings"
 	"testing"
 
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 )
 
