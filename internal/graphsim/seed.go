@@ -494,3 +494,8 @@ func (u *user) state() UserState {
 	sort.Strings(st.Groups)
 	return st
 }
+
+// AddExtensionProperty registers a directory schema extension on an
+// application. Stub for the attrs branch to compile; the simprofile branch
+// implements it (the lead keeps that one when merging).
+func (s *Sim) AddExtensionProperty(appObjectOrClientID, name, dataType string) {}
