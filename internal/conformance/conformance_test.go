@@ -329,9 +329,9 @@ func (s *script) deltaRoundTrip(t *testing.T) {
 		rounds++
 		l, full, err := s.c.Delta(ctx, link, nil, func(u directory.User) error {
 			switch {
-			case u.ObjectID == s.ids[roleLead] && u.Removed == "" && u.Get(profile.Department) == "QA delta":
+			case u.ObjectID == s.ids[roleLead] && !u.Deleted && !u.Purged && u.Get(profile.Department) == "QA delta":
 				updated = true
-			case u.ObjectID == s.ids[roleRehire] && u.Removed != "":
+			case u.ObjectID == s.ids[roleRehire] && (u.Deleted || u.Purged):
 				removed = true
 			}
 			return nil
@@ -362,7 +362,7 @@ func (s *script) restoreInBatch(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if len(found) != 1 || found[0].Removed != "changed" {
+		if len(found) != 1 || !found[0].Deleted {
 			return fmt.Errorf("DeletedUsers = %+v", found)
 		}
 		return nil

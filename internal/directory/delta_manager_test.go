@@ -115,7 +115,7 @@ func TestDeletedUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].ObjectID != ids[0] || got[0].Removed != "changed" || got[0].Get(profile.EmployeeID) != "X0" ||
+	if len(got) != 1 || got[0].ObjectID != ids[0] || !got[0].Deleted || got[0].Get(profile.EmployeeID) != "X0" ||
 		got[0].UPN() != "x0@"+e.seeded.Domain {
 		t.Fatalf("DeletedUsers = %+v; want only x0, removed changed, with its properties", got)
 	}

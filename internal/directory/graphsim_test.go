@@ -520,7 +520,7 @@ func TestReaders(t *testing.T) {
 	var sawUpdate, sawRemoved bool
 	for _, u := range changed {
 		sawUpdate = sawUpdate || u.Get(profile.Department) == "X"
-		sawRemoved = sawRemoved || u.Removed != ""
+		sawRemoved = sawRemoved || (u.Deleted || u.Purged)
 	}
 	if !sawUpdate || !sawRemoved {
 		t.Fatalf("incremental delta missed changes: %+v", changed)

@@ -76,10 +76,8 @@ func (u userJSON) user(schema *profile.Schema) User {
 		}
 	}
 	if r, ok := u["@removed"].(map[string]any); ok {
-		out.Removed, _ = r["reason"].(string)
-		if out.Removed == "" {
-			out.Removed = "changed"
-		}
+		reason, _ := r["reason"].(string)
+		out.Purged, out.Deleted = reason == "deleted", reason != "deleted"
 	}
 	return out
 }
@@ -216,7 +214,7 @@ func (c *Client) ListUsers(ctx context.Context, fn func(User) error) error {
 // whole tenant instead: onReset (may be nil) is called once BEFORE the first
 // user of the full read, so the caller can clear its mirror, and full is
 // true; so does a link from before the manager was selected. Removed users
-// come with User.Removed set. The manager is selected:
+// come with User.Deleted (soft-deleted) or User.Purged set. The manager is selected:
 // every user of a full read has ManagerKnown (no manager@delta there means
 // no manager); an incremental item has it only when it carries
 // manager@delta (absent: the manager did not change).
@@ -251,7 +249,7 @@ func (c *Client) Delta(ctx context.Context, deltaLink string, onReset func(conte
 	for {
 		for _, u := range page.Value {
 			user := u.user(schema)
-			if full && user.Removed == "" {
+			if full && !user.Deleted && !user.Purged {
 				user.ManagerKnown = true
 			}
 			if err := fn(user); err != nil {
@@ -300,7 +298,7 @@ func (c *Client) DeletedUsers(ctx context.Context, ids []string) ([]User, error)
 				return fmt.Errorf("look up deleted user %s: %w", id, err)
 			}
 			du := u.user(schema)
-			du.Removed = "changed"
+			du.Deleted = true
 			if du.ObjectID == "" {
 				du.ObjectID = id
 			}

@@ -85,13 +85,13 @@ type Result struct {
 
 // User is a directory user as read from Graph (list, delta, lookup):
 // ObjectID, Attrs (the attributes of the schema the read's context carries,
-// profile.From), Mail, AccountEnabled, ManagerObjectID, ManagerKnown and
-// Removed. ManagerKnown says ManagerObjectID is the directory's answer (""
+// profile.From), Mail, AccountEnabled, ManagerObjectID, ManagerKnown,
+// Deleted and Purged. ManagerKnown says ManagerObjectID is the directory's answer (""
 // then means no manager): the read selected the manager (ListUsers, a full
 // delta read, or a delta item carrying manager@delta). An incremental delta
 // item without manager@delta leaves it false: the manager did not change,
-// not "none". Removed is set for a delta "@removed" entry: "changed"
-// (soft-deleted, restorable) or "deleted" (gone for good).
+// not "none". A delta "@removed" entry sets Deleted (reason "changed":
+// soft-deleted, restorable) or Purged (reason "deleted": gone for good).
 type User = profile.User
 
 // GraphError is an error answered by Microsoft Graph.

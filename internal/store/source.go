@@ -379,7 +379,7 @@ const streamMirrorJoins = `
 
 // mirrorCols reads a mirror row: object_id, the managed attributes (from
 // their own column, else from the profile jsonb), mail, manager_object_id,
-// account_enabled, deleted, manager_known and updated_at.
+// account_enabled, deleted and manager_known.
 func mirrorCols(alias string, schema *profile.Schema) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "coalesce(%s.object_id, ''), ", alias)
@@ -394,15 +394,15 @@ func mirrorCols(alias string, schema *profile.Schema) string {
 		}
 	}
 	fmt.Fprintf(&b, "coalesce(%[1]s.mail, ''), coalesce(%[1]s.manager_object_id, ''), coalesce(%[1]s.account_enabled, false), "+
-		"coalesce(%[1]s.deleted, false), coalesce(%[1]s.manager_known, false), %[1]s.updated_at", alias)
+		"coalesce(%[1]s.deleted, false), coalesce(%[1]s.manager_known, false)", alias)
 	return b.String()
 }
 
 // mirrorTargets returns scan targets for mirrorCols into u.
-func (sc *sourceScan) mirrorTargets(u *DirectoryUser, updated *pgtype.Timestamptz) []any {
+func (sc *sourceScan) mirrorTargets(u *DirectoryUser) []any {
 	t := []any{&u.ObjectID}
 	t = append(t, sc.arena.packTargets(&u.Attrs, sc.schema)...)
-	return append(t, &u.Mail, &u.ManagerObjectID, &u.AccountEnabled, &u.Deleted, &u.ManagerKnown, updated)
+	return append(t, &u.Mail, &u.ManagerObjectID, &u.AccountEnabled, &u.Deleted, &u.ManagerKnown)
 }
 
 // ErrStopStream may be returned by a StreamSource callback to end the stream
@@ -492,7 +492,6 @@ type sourceScan struct {
 	d                          DesiredUser
 	l                          Link
 	m, c                       DirectoryUser
-	mUpdated, cUpdated         pgtype.Timestamptz
 	lCreated, lUpdated         pgtype.Timestamptz
 	disabledAt, deletedAt      *time.Time
 	mgrObjectID, claimed       string
@@ -515,9 +514,9 @@ func newSourceScan(job string, schema *profile.Schema) *sourceScan {
 		&sc.hasLink, &l.ObjectID, &l.UserPrincipalName, &sc.lState, &l.AppliedHash, &l.ManagerObjectID, &l.Groups,
 		&sc.disabledAt, &sc.deletedAt, &sc.lCreated, &sc.lUpdated,
 		&sc.hasMirror)
-	targets = append(targets, sc.mirrorTargets(&sc.m, &sc.mUpdated)...)
+	targets = append(targets, sc.mirrorTargets(&sc.m)...)
 	targets = append(targets, &sc.hasCand)
-	targets = append(targets, sc.mirrorTargets(&sc.c, &sc.cUpdated)...)
+	targets = append(targets, sc.mirrorTargets(&sc.c)...)
 	targets = append(targets, &sc.mgrObjectID, &sc.dupUPN, &sc.claimed, &sc.owner, &sc.rekeyFrom, &sc.released, &sc.sharedWith)
 	for i, t := range targets {
 		if p, ok := t.(*string); ok {
@@ -560,12 +559,10 @@ func (sc *sourceScan) next(rows pgx.Rows) (SourceRow, error) {
 	}
 	if sc.hasMirror {
 		mu := sc.m
-		mu.UpdatedAt = sc.mUpdated.Time
 		row.Current = &mu
 	}
 	if sc.hasCand {
 		cu := sc.c
-		cu.UpdatedAt = sc.cUpdated.Time
 		row.Candidate = &cu
 		row.CandidateOwner, row.CandidateOwnerID, _ = strings.Cut(sc.owner, "\x1f")
 	}

@@ -247,27 +247,45 @@ func BenchmarkStreamSource(b *testing.B) {
 	const users = 100_000
 	st := testdb.New(b)
 	ctx := ctxT(b)
+	// The whole profile populated (issue 15): every attribute column of
+	// the table holds a value, in the source and in the mirror.
 	exec(b, st, `INSERT INTO entraprov.desired_users
 		(external_id, user_principal_name, display_name, given_name, surname, job_title, department,
-		 employee_id, usage_location, account_enabled, manager_external_id, groups)
+		 employee_id, usage_location, account_enabled, manager_external_id, groups,
+		 employee_hire_date, employee_leave_date_time, division, cost_center, street_address, city, state,
+		 postal_code, country, business_phones, fax_number, other_mails, preferred_language,
+		 extension_attribute_1, extension_attribute_2, extension_attribute_3, extension_attribute_4)
 		SELECT format('E%s', lpad(i::text, 7, '0')), format('user%s@contoso.test', i), format('User %s', i),
 		       'Given', format('Surname%s', i), 'Engineer', 'R&D', i::text, 'FR', true,
-		       format('E%s', lpad((i / 10 + 1)::text, 7, '0')), ARRAY['0f5c9c1e-6f9a-4a41-a1f1-3e0e0d1e2f30']
+		       format('E%s', lpad((i / 10 + 1)::text, 7, '0')), ARRAY['0f5c9c1e-6f9a-4a41-a1f1-3e0e0d1e2f30'],
+		       '2024-01-01'::timestamptz + i * interval '1 hour', NULL, 'Retail', format('CC-%s', i % 50),
+		       format('%s Rue de Rivoli', i % 200), 'Paris', 'IDF', '75001', 'France',
+		       ARRAY[format('+33 1 %s', lpad(i::text, 8, '0'))], NULL, ARRAY[format('user%s@example.org', i)], 'fr-FR',
+		       format('badge-%s', i), 'Site A', 'Floor 3', 'Contract'
 		  FROM generate_series(1, $1) AS i`, users)
 	exec(b, st, `INSERT INTO entraprov.directory_links (job, external_id, object_id, user_principal_name, state, applied_hash, groups)
 		SELECT 'steady', external_id, 'obj-' || external_id, user_principal_name, 'active', md5(external_id), groups
 		  FROM entraprov.desired_users`)
 	exec(b, st, `INSERT INTO entraprov.directory_users (job, object_id, user_principal_name, display_name, given_name, surname,
-		       job_title, department, employee_id, usage_location, account_enabled)
+		       job_title, department, employee_id, usage_location, account_enabled, profile)
 		SELECT 'steady', 'obj-' || external_id, user_principal_name, display_name, given_name, surname,
-		       job_title, department, employee_id, usage_location, true
+		       job_title, department, employee_id, usage_location, true,
+		       jsonb_build_object('employeeHireDate', to_char(employee_hire_date AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+		           'employeeOrgData.division', division, 'employeeOrgData.costCenter', cost_center,
+		           'streetAddress', street_address, 'city', city, 'state', state, 'postalCode', postal_code,
+		           'country', country, 'businessPhones', array_to_string(business_phones, chr(31)),
+		           'otherMails', array_to_string(other_mails, chr(31)), 'preferredLanguage', preferred_language,
+		           'onPremisesExtensionAttributes.extensionAttribute1', extension_attribute_1,
+		           'onPremisesExtensionAttributes.extensionAttribute2', extension_attribute_2,
+		           'onPremisesExtensionAttributes.extensionAttribute3', extension_attribute_3,
+		           'onPremisesExtensionAttributes.extensionAttribute4', extension_attribute_4)
 		  FROM entraprov.desired_users`)
 	exec(b, st, `INSERT INTO entraprov.directory_links (job, external_id, object_id, user_principal_name, state, applied_hash, groups)
 		SELECT 'rekey_all', lower(external_id), object_id, user_principal_name, state, applied_hash, groups
 		  FROM entraprov.directory_links WHERE job = 'steady'`)
 	exec(b, st, `INSERT INTO entraprov.directory_users SELECT 'rekey_all', object_id, user_principal_name, display_name, mail_nickname,
 		       given_name, surname, job_title, department, office_location, company_name, employee_id, employee_type,
-		       usage_location, mobile_phone, mail, account_enabled, manager_object_id, deleted, updated_at, manager_known
+		       usage_location, mobile_phone, mail, account_enabled, manager_object_id, deleted, updated_at, manager_known, profile
 		  FROM entraprov.directory_users WHERE job = 'steady'`)
 	exec(b, st, `ANALYZE`)
 

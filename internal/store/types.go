@@ -45,7 +45,7 @@ const (
 
 // DirectoryUser is the mirror of a user in the directory (from
 // /users/delta): ObjectID, Attrs, Mail, AccountEnabled, ManagerObjectID,
-// ManagerKnown, Deleted and UpdatedAt.
+// ManagerKnown and Deleted.
 type DirectoryUser = profile.User
 
 // SourceRow is one row of the ordered FULL OUTER JOIN

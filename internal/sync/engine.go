@@ -619,7 +619,7 @@ func (r *runner) refreshMirror(ctx context.Context) error {
 		var ups []store.DirectoryUser
 		var dels []string
 		for id, u := range pending {
-			if u.Removed == "deleted" {
+			if u.Purged {
 				dels = append(dels, id)
 				continue
 			}
@@ -692,10 +692,7 @@ func (r *runner) findDeleted(ctx context.Context) error {
 // MirrorUser is a directory user in the shape the planner compares (a row
 // of the job's mirror). internal/audit uses it on live reads too, so the
 // audit and a run judge a user alike.
-func MirrorUser(u directory.User) store.DirectoryUser {
-	u.Deleted = u.Removed == "changed"
-	return u
-}
+func MirrorUser(u directory.User) store.DirectoryUser { return u }
 
 // SchemaSource restricts a job's attribute set to the columns its source
 // has (store.Store.SourceSchema).
