@@ -31,7 +31,8 @@ ALTER TABLE entraprov.desired_users
     ADD COLUMN extension_attribute_11   text,
     ADD COLUMN extension_attribute_12   text,
     ADD COLUMN extension_attribute_13   text,
-    ADD COLUMN extension_attribute_14   text;
+    ADD COLUMN extension_attribute_14   text,
+    ADD COLUMN extension_attribute_15   text;
 
 -- The mirror keeps every attribute without a column of its own (the
 -- attributes added since 001, and each job's schema extensions, whose
@@ -70,4 +71,5 @@ ALTER TABLE entraprov.desired_users
     DROP COLUMN IF EXISTS extension_attribute_11,
     DROP COLUMN IF EXISTS extension_attribute_12,
     DROP COLUMN IF EXISTS extension_attribute_13,
-    DROP COLUMN IF EXISTS extension_attribute_14;
+    DROP COLUMN IF EXISTS extension_attribute_14,
+    DROP COLUMN IF EXISTS extension_attribute_15;

@@ -116,6 +116,7 @@ var Builtin = []Attr{
 	extensionAttribute(1), extensionAttribute(2), extensionAttribute(3), extensionAttribute(4), extensionAttribute(5),
 	extensionAttribute(6), extensionAttribute(7), extensionAttribute(8), extensionAttribute(9), extensionAttribute(10),
 	extensionAttribute(11), extensionAttribute(12), extensionAttribute(13), extensionAttribute(14),
+	extensionAttribute(15),
 }
 
 // extensionAttribute is onPremisesExtensionAttributes.extensionAttributeN:
