@@ -513,7 +513,8 @@ func creatingLink(row store.SourceRow, d *store.DesiredUser) *store.Link {
 func diff(schema *profile.Schema, d *store.DesiredUser, c *store.DirectoryUser) (fields, changes map[string]any) {
 	fields, changes = map[string]any{}, map[string]any{}
 	n := schema.Len()
-	want, have := d.Attrs.Expand(make([]string, 0, n), n), c.Attrs.Expand(make([]string, 0, n), n)
+	var wbuf, hbuf [expandBuf]string
+	want, have := d.Attrs.Expand(wbuf[:0], n), c.Attrs.Expand(hbuf[:0], n)
 	for i, a := range schema.Attrs {
 		if !schema.Managed(i) || a.Equal(want[i], have[i]) {
 			continue
@@ -527,6 +528,10 @@ func diff(schema *profile.Schema, d *store.DesiredUser, c *store.DirectoryUser) 
 	completeMembers(schema, fields, want, have)
 	return fields, changes
 }
+
+// expandBuf sizes the stack arrays attribute values are expanded into
+// (the table and a few schema extensions fit; more spill to the heap).
+const expandBuf = 64
 
 // completeMembers sends every member of a complex property (employeeOrgData)
 // that a PATCH touches: Graph replaces the whole complex value, so a member

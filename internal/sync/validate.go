@@ -40,7 +40,8 @@ func Validate(row store.SourceRow, p Policy) (store.DesiredUser, []string) {
 		add("display_name: missing; every user needs a display name")
 	}
 	givenNickname := row.Desired.Get(profile.MailNickname) != ""
-	vals := d.Attrs.Expand(nil, schema.Len())
+	var buf [expandBuf]string
+	vals := d.Attrs.Expand(buf[:0], schema.Len())
 	for i, a := range schema.Attrs {
 		switch {
 		case !schema.Managed(i), i == profile.UserPrincipalName: // validateUPN speaks for the UPN
@@ -70,20 +71,26 @@ func Validate(row store.SourceRow, p Policy) (store.DesiredUser, []string) {
 // derives mailNickname from the UPN when the source leaves it NULL, since
 // a create needs one.
 func normalise(d store.DesiredUser, schema *profile.Schema) store.DesiredUser {
-	vals := d.Attrs.Expand(nil, schema.Len())
+	var buf [expandBuf]string
+	vals := d.Attrs.Expand(buf[:0], schema.Len())
+	changed := false
 	for i, a := range schema.Attrs {
+		v := ""
 		if schema.Managed(i) {
-			vals[i] = a.Normalize(vals[i])
-		} else {
-			vals[i] = ""
+			v = a.Normalize(vals[i])
 		}
+		changed = changed || v != vals[i]
+		vals[i] = v
 	}
 	if vals[profile.MailNickname] == "" {
 		if at := strings.IndexByte(vals[profile.UserPrincipalName], '@'); at > 0 {
 			vals[profile.MailNickname] = vals[profile.UserPrincipalName][:at]
+			changed = true
 		}
 	}
-	d.Attrs = profile.Pack(vals)
+	if changed { // most rows arrive canonical already: no copy then
+		d.Attrs = profile.Pack(vals)
+	}
 	d.ManagerExternalID = strings.TrimSpace(d.ManagerExternalID)
 	if len(d.Groups) > 0 {
 		seen := make(map[string]bool, len(d.Groups))
