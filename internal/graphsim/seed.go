@@ -498,4 +498,4 @@ func (u *user) state() UserState {
 // AddExtensionProperty registers a directory schema extension on an
 // application. Stub for the attrs branch to compile; the simprofile branch
 // implements it (the lead keeps that one when merging).
-func (s *Sim) AddExtensionProperty(appObjectOrClientID, name, dataType string) {}
+func (s *Sim) AddExtensionProperty(appID, name, dataType string) (string, error) { return "", nil }

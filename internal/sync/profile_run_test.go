@@ -155,7 +155,9 @@ func TestProfileOwnership(t *testing.T) {
 func TestSchemaExtensionRoundTrip(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, graphsim.Options{})
-	e.sim.AddExtensionProperty(e.seeded.ClientID, "costCode", "String")
+	if _, err := e.sim.AddExtensionProperty(e.seeded.ClientID, "costCode", "String"); err != nil {
+		t.Fatal(err)
+	}
 	e.job.SchemaExtensions = []config.SchemaExtension{{Name: "costCode", Type: "String"}}
 	e.exec(`ALTER TABLE entraprov.desired_users ADD COLUMN cost_code text`)
 	ps := e.people(1, 1)
