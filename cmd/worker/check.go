@@ -21,6 +21,7 @@ import (
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/directory"
 	"github.com/entraprov/entraprov/internal/store"
+	esync "github.com/entraprov/entraprov/internal/sync"
 	"github.com/entraprov/entraprov/internal/tenants"
 )
 
@@ -234,7 +235,20 @@ func checkJob(ctx context.Context, job config.Job, st *store.Store, rep *checkRe
 		rep.add(checkItem{Name: "source", Job: name, Status: checkSkip, Detail: "database not ready"})
 	} else {
 		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		err := st.CheckSource(sctx, job.Source)
+		_, schema, err := esync.JobSchema(sctx, st, job)
+		if err == nil {
+			// The attributes the job owns, and what writing them needs
+			// beyond User.ReadWrite.All (employeeLeaveDateTime).
+			rep.add(checkItem{Name: "attributes", Job: name, Status: checkOK,
+				Detail: "manages " + strings.Join(schema.ManagedColumns(), ", ") + " (columns the source lacks are left to others)"})
+			for perm, cols := range schema.Permissions() {
+				inUse, uerr := st.ColumnsInUse(sctx, job.Source, cols)
+				if uerr != nil || len(inUse) > 0 {
+					required = append(required, perm) // unknown: ask for it
+				}
+			}
+			slices.Sort(required[1:])
+		}
 		if err != nil {
 			rep.add(checkItem{Name: "source", Job: name, Status: checkFail, Detail: err.Error(),
 				Advice: "create or fix the view (see configs/desired_users.example.sql) or point source at the right relation"})

@@ -227,3 +227,39 @@ func TestCheckListsAccountsLinkedByTwoJobs(t *testing.T) {
 		t.Fatalf("exit %d, owners check %+v; want a failure naming obj-1's two links\n%s", code, it, out)
 	}
 }
+
+// `worker check` lists the attributes the job manages (the source's
+// columns) and asks for User-LifeCycleInfo.ReadWrite.All once the source
+// fills employee_leave_date_time (issue 15).
+func TestCheckListsAttributesAndTheirPermissions(t *testing.T) {
+	env := newCheckEnv(t, []string{permUsers})
+	st := openStore(t, env.dbURL)
+	if _, err := st.Pool().Exec(context.Background(), `CREATE VIEW entraprov.narrow AS
+SELECT external_id, user_principal_name, display_name, city, employee_leave_date_time, account_enabled, manager_external_id, groups
+  FROM entraprov.desired_users`); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(env.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(env.cfgPath, []byte(strings.Replace(string(cfg), "  - name: staff\n", "  - name: staff\n    source: entraprov.narrow\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, code, out := runCheckJSON(t, "--config", env.cfgPath)
+	attrs := findCheck(rep, "attributes")
+	if code != exitOK || attrs.Status != checkOK ||
+		!strings.Contains(attrs.Detail, "manages user_principal_name, display_name, employee_leave_date_time, city (") {
+		t.Fatalf("exit %d, attributes %+v\n%s", code, attrs, out)
+	}
+
+	if _, err := st.Pool().Exec(context.Background(), `INSERT INTO entraprov.desired_users (external_id, user_principal_name, display_name, employee_leave_date_time)
+VALUES ('E1', 'a@contoso.example', 'A', '2027-01-31 18:00Z')`); err != nil {
+		t.Fatal(err)
+	}
+	rep, code, out = runCheckJSON(t, "--config", env.cfgPath)
+	perm := findCheck(rep, "permissions")
+	if code == exitOK || perm.Status != checkFail || !reflect.DeepEqual(perm.Missing, []string{"User-LifeCycleInfo.ReadWrite.All"}) {
+		t.Fatalf("with a leave date in the source: exit %d, permissions %+v\n%s", code, perm, out)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
 )
@@ -184,11 +185,8 @@ func (p *tracePrinter) source(ev esync.TraceEvent) {
 	if d := row.Desired; d == nil {
 		p.f("  not in the source (a leaver: the job's leaver policy applies)\n")
 	} else {
-		p.kv("userPrincipalName", d.UserPrincipalName, "displayName", d.DisplayName, "mailNickname", d.MailNickname,
-			"givenName", d.GivenName, "surname", d.Surname, "jobTitle", d.JobTitle, "department", d.Department,
-			"officeLocation", d.OfficeLocation, "companyName", d.CompanyName, "employeeId", d.EmployeeID,
-			"employeeType", d.EmployeeType, "usageLocation", d.UsageLocation, "mobilePhone", d.MobilePhone,
-			"accountEnabled", fmt.Sprint(d.AccountEnabled), "manager_external_id", d.ManagerExternalID,
+		p.kv(profile.Default.Pairs(d.Attrs)...)
+		p.kv("accountEnabled", fmt.Sprint(d.AccountEnabled), "manager_external_id", d.ManagerExternalID,
 			"groups", strings.Join(d.Groups, ", "))
 		if row.SourceRows > 1 {
 			p.f("  (%d source rows carry this external_id)\n", row.SourceRows)
@@ -224,11 +222,9 @@ func (p *tracePrinter) mirror(u *store.DirectoryUser) {
 	if u.Deleted {
 		state = "deleted (restorable)"
 	}
-	p.kv("object", u.ObjectID, "state", state, "userPrincipalName", u.UserPrincipalName, "displayName", u.DisplayName,
-		"mailNickname", u.MailNickname, "givenName", u.GivenName, "surname", u.Surname, "jobTitle", u.JobTitle,
-		"department", u.Department, "officeLocation", u.OfficeLocation, "companyName", u.CompanyName,
-		"employeeId", u.EmployeeID, "employeeType", u.EmployeeType, "usageLocation", u.UsageLocation,
-		"mobilePhone", u.MobilePhone, "mail", u.Mail, "manager", u.ManagerObjectID)
+	p.kv("object", u.ObjectID, "state", state)
+	p.kv(profile.Default.Pairs(u.Attrs)...)
+	p.kv("mail", u.Mail, "manager", u.ManagerObjectID)
 }
 
 // kv prints the non-empty name/value pairs kvs, aligned.

@@ -19,6 +19,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"github.com/entraprov/entraprov/internal/profile"
 	"slices"
 	"strings"
 	"time"
@@ -31,6 +32,7 @@ import (
 
 // Source streams a job's source ⋈ links (internal/store implements it).
 type Source interface {
+	SourceSchema(ctx context.Context, relation string, base *profile.Schema) (*profile.Schema, error)
 	StreamSource(ctx context.Context, job, relation string, fn func(store.SourceRow) error) error
 }
 
@@ -112,6 +114,12 @@ func Run(ctx context.Context, src Source, dir Directory, job config.Job, opts Op
 		now = time.Now()
 	}
 	rep := Report{Job: job.Name, Counts: map[string]int{}, Findings: []Finding{}}
+	// The attributes the job manages: the live read selects and the
+	// planner compares those, like a run.
+	ctx, schema, err := esync.JobSchema(ctx, src, job)
+	if err != nil {
+		return rep, fmt.Errorf("audit %s: %w", job.Name, err)
+	}
 	live := newIndex()
 	if err := dir.ListUsers(ctx, func(u directory.User) error {
 		live.add(u)
@@ -126,7 +134,8 @@ func Run(ctx context.Context, src Source, dir Directory, job config.Job, opts Op
 	linked := map[string]bool{}
 	var rows []store.SourceRow
 	policy := esync.PolicyFor(job)
-	err := src.StreamSource(ctx, job.Name, job.Source, func(row store.SourceRow) error {
+	policy.Schema = schema
+	err = src.StreamSource(ctx, job.Name, job.Source, func(row store.SourceRow) error {
 		rep.Rows++
 		if row.Link != nil && row.Link.ObjectID != "" {
 			linked[strings.ToLower(row.Link.ObjectID)] = true
@@ -182,7 +191,7 @@ func check(row store.SourceRow, live *index, linked map[string]bool, p esync.Pol
 	if linked != nil && row.Desired != nil {
 		row.Candidate = live.candidate(row.Desired, linked)
 	} else if linked != nil && row.Link != nil {
-		row.Candidate = live.candidate(&store.DesiredUser{UserPrincipalName: row.Link.UserPrincipalName}, linked)
+		row.Candidate = live.candidate(&store.DesiredUser{Attrs: profile.Of(profile.UserPrincipalName, row.Link.UserPrincipalName)}, linked)
 	}
 	dec := esync.Plan(row, p, now)
 	var out []Finding
@@ -254,11 +263,11 @@ func newIndex() *index {
 }
 
 func (x *index) add(u directory.User) {
-	id := strings.ToLower(u.ID)
+	id := strings.ToLower(u.ObjectID)
 	x.byID[id] = u
-	x.byUPN[strings.ToLower(u.UserPrincipalName)] = id
-	if u.EmployeeID != "" {
-		x.byEmp[u.EmployeeID] = append(x.byEmp[u.EmployeeID], id)
+	x.byUPN[strings.ToLower(u.UPN())] = id
+	if u.Get(profile.EmployeeID) != "" {
+		x.byEmp[u.Get(profile.EmployeeID)] = append(x.byEmp[u.Get(profile.EmployeeID)], id)
 	}
 }
 
@@ -266,10 +275,10 @@ func (x *index) add(u directory.User) {
 // the desired one, as the store's join offers it to the planner.
 func (x *index) candidate(d *store.DesiredUser, linked map[string]bool) *store.DirectoryUser {
 	ids := []string{}
-	if id, ok := x.byUPN[strings.ToLower(strings.TrimSpace(d.UserPrincipalName))]; ok {
+	if id, ok := x.byUPN[strings.ToLower(strings.TrimSpace(d.UPN()))]; ok {
 		ids = append(ids, id)
 	}
-	if e := strings.TrimSpace(d.EmployeeID); e != "" {
+	if e := strings.TrimSpace(d.Get(profile.EmployeeID)); e != "" {
 		ids = append(ids, x.byEmp[e]...)
 	}
 	for _, id := range ids {

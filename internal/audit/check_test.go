@@ -6,6 +6,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
 )
@@ -16,12 +17,12 @@ func TestCheckClassifiesWhatThePlannerWouldStillDo(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	longAgo := now.Add(-60 * 24 * time.Hour)
 	want := func() *store.DesiredUser {
-		return &store.DesiredUser{ExternalID: "E1", UserPrincipalName: "alice@contoso.com", DisplayName: "Alice",
-			Department: "R&D", AccountEnabled: true}
+		return &store.DesiredUser{Attrs: profile.Of(profile.UserPrincipalName, "alice@contoso.com", profile.DisplayName, "Alice", profile.Department, "R&D"), ExternalID: "E1",
+			AccountEnabled: true}
 	}
 	live := func(enabled bool, dept string) directory.User {
-		return directory.User{ID: "obj-1", UserPrincipalName: "alice@contoso.com", DisplayName: "Alice",
-			MailNickname: "alice", Department: dept, AccountEnabled: enabled}
+		return directory.User{Attrs: profile.Of(profile.UserPrincipalName, "alice@contoso.com", profile.DisplayName, "Alice", profile.MailNickname, "alice", profile.Department, dept), ObjectID: "obj-1",
+			AccountEnabled: enabled}
 	}
 	link := func(state store.LinkState) *store.Link {
 		return &store.Link{Job: "hr", ExternalID: "E1", ObjectID: "obj-1", UserPrincipalName: "alice@contoso.com", State: state}
@@ -62,8 +63,8 @@ func TestCheckClassifiesWhatThePlannerWouldStillDo(t *testing.T) {
 			[]directory.User{live(false, "R&D")}, config.Leaver{Action: "delete", DeleteAfter: config.Duration{Duration: 30 * 24 * time.Hour}}, false, []string{KindExtra}},
 		{"leaver_of_an_ignore_job_is_fine", store.SourceRow{Link: link(store.LinkActive)},
 			[]directory.User{live(true, "R&D")}, config.Leaver{Action: "ignore"}, false, nil},
-		{"invalid_row_is_invalid", store.SourceRow{Desired: &store.DesiredUser{ExternalID: "E1", UserPrincipalName: "alice@fabrikam.com",
-			DisplayName: "Alice", AccountEnabled: true}}, nil, config.Leaver{}, false, []string{KindInvalid}},
+		{"invalid_row_is_invalid", store.SourceRow{Desired: &store.DesiredUser{Attrs: profile.Of(profile.UserPrincipalName, "alice@fabrikam.com", profile.DisplayName, "Alice"), ExternalID: "E1",
+			AccountEnabled: true}}, nil, config.Leaver{}, false, []string{KindInvalid}},
 		{"manager_removed_by_hand_is_manager", store.SourceRow{Desired: func() *store.DesiredUser { d := want(); d.ManagerExternalID = "E0"; return d }(),
 			Link: func() *store.Link { l := link(store.LinkActive); l.ManagerObjectID = "obj-0"; return l }(), ManagerObjectID: "obj-0"},
 			[]directory.User{live(true, "R&D")}, config.Leaver{}, false, []string{KindManager}},

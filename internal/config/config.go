@@ -18,7 +18,12 @@
 //	}
 package config
 
-import "time"
+import (
+	"fmt"
+	"time"
+
+	"github.com/entraprov/entraprov/internal/profile"
+)
 
 // Config is the whole configuration file.
 type Config struct {
@@ -149,6 +154,11 @@ type Job struct {
 	// that user. Unset (nil) honours any group id of the source, as before
 	// the key existed; `worker check` warns about it.
 	AllowedGroups []string `yaml:"allowed_groups,omitempty"`
+	// SchemaExtensions are directory schema extensions registered on the
+	// job's application (auth.client_id), written as
+	// extension_{appId without dashes}_{name} from the source column named
+	// like the extension in snake_case (costCode: cost_code).
+	SchemaExtensions []SchemaExtension `yaml:"schema_extensions,omitempty"`
 
 	Leaver Leaver `yaml:"leaver"`
 	// Budget bounds the destructive changes of one run, per kind.
@@ -293,3 +303,26 @@ type Password struct {
 
 // Duration is a time.Duration that also accepts a day suffix ("30d").
 type Duration struct{ time.Duration }
+
+// SchemaExtension is one directory schema extension a job writes.
+type SchemaExtension struct {
+	// Name is the extension's short name, e.g. costCode.
+	Name string `yaml:"name"`
+	// Type is the extensionProperty dataType: String, Integer, Boolean or
+	// DateTime.
+	Type string `yaml:"type"`
+}
+
+// Profile is the job's attribute set: the attribute table plus its schema
+// extensions, all managed until the source's columns restrict it.
+func (j Job) Profile() (*profile.Schema, error) {
+	exts := make([]profile.Attr, 0, len(j.SchemaExtensions))
+	for _, e := range j.SchemaExtensions {
+		a, err := profile.Extension(j.Auth.ClientID, e.Name, e.Type)
+		if err != nil {
+			return nil, fmt.Errorf("job %s: %w", j.Name, err)
+		}
+		exts = append(exts, a)
+	}
+	return profile.NewSchema(exts), nil
+}

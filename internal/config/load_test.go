@@ -193,6 +193,10 @@ func TestLoad_rejectsBadConfig(t *testing.T) {
 		{"budget_and_old_key", jobYAML("deletion_threshold: {max_count: 5}", "change_budget: {disables: {max_count: 7}}"), "jobs[0].deletion_threshold",
 			"deletion_threshold is the older name of change_budget.disables and .deletes"},
 		{"budget_unknown_kind", jobYAML("change_budget: {disable: {max_count: 7}}"), "jobs[0].change_budget.disable", "did you mean disables?"},
+		{"schema_extension_type_unknown", jobYAML("schema_extensions: [{name: costCode, type: Float}]"), "jobs[0].schema_extensions[0].type", `"Float" is not an extensionProperty dataType; want String, Integer, Boolean or DateTime`},
+		{"schema_extension_name_bad", jobYAML("schema_extensions: [{name: cost-code, type: String}]"), "jobs[0].schema_extensions[0].name", "want 1-40 letters and digits starting with a letter"},
+		{"schema_extension_twice", jobYAML("schema_extensions: [{name: costCode, type: String}, {name: costCode, type: Integer}]"), "jobs[0].schema_extensions[1].name", "declared twice"},
+		{"schema_extension_shadows_builtin", jobYAML("schema_extensions: [{name: city, type: String}]"), "jobs[0].schema_extensions[0].name", "maps to column city, which a built-in attribute uses"},
 		{"managed_identity_client_id_not_guid", jobYAML("auth: {method: managed_identity, managed_identity_client_id: abc}"), "jobs[0].auth.managed_identity_client_id", "is not a GUID; want the user-assigned identity's client id"},
 	}
 	for _, tt := range tests {

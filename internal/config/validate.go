@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/x509"
 	"fmt"
+	"github.com/entraprov/entraprov/internal/profile"
 	"net"
 	"net/url"
 	"os"
@@ -306,6 +307,7 @@ func (c *Config) validateTop(v *validator) {
 }
 
 func (j *Job) validate(v *validator, k string) {
+	j.validateExtensions(v, k)
 	switch {
 	case j.Name == "":
 		v.add(k+".name", "required; a short id such as nightly or contoso-staff (lowercase letters, digits, - and _)")
@@ -753,4 +755,39 @@ func (c *Config) validateConcurrency(v *validator) {
 			"want max_concurrent_jobs: %d or less, or database.max_conns: %d (or 0, which sizes the pool from max_concurrent_jobs)",
 			n, 2*n+2, m, runsForPool(m), connsPerRun*n+connsForSpare)
 	}
+}
+
+// validateExtensions checks jobs[].schema_extensions: a name Graph accepts,
+// a known dataType, no name twice and no column a built-in attribute uses.
+func (j *Job) validateExtensions(v *validator, k string) {
+	seen := map[string]bool{}
+	for i, e := range j.SchemaExtensions {
+		ek := fmt.Sprintf("%s.schema_extensions[%d]", k, i)
+		if _, ok := profile.ExtensionTypes[e.Type]; !ok {
+			v.add(ek+".type", "%q is not an extensionProperty dataType; want String, Integer, Boolean or DateTime", e.Type)
+		}
+		a, err := profile.Extension("", e.Name, "String")
+		switch {
+		case err != nil:
+			v.add(ek+".name", "%q: want 1-40 letters and digits starting with a letter, the extension's short name (e.g. costCode)", e.Name)
+		case seen[a.Column]:
+			v.add(ek+".name", "%q is declared twice (its source column is %s); remove one", e.Name, a.Column)
+		case builtinColumn(a.Column):
+			v.add(ek+".name", "%q maps to column %s, which a built-in attribute uses; rename the extension", e.Name, a.Column)
+		}
+		seen[a.Column] = true
+	}
+}
+
+func builtinColumn(c string) bool {
+	for _, a := range profile.Builtin {
+		if a.Column == c {
+			return true
+		}
+	}
+	switch c {
+	case "external_id", "account_enabled", "manager_external_id", "groups":
+		return true
+	}
+	return false
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/profile"
 	esync "github.com/entraprov/entraprov/internal/sync"
 )
 
@@ -206,8 +207,8 @@ func (s *script) create(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if u.ID != s.ids[r] || u.DisplayName != "entraprov conformance "+r || u.JobTitle != "Conformance test" ||
-				u.Department != "QA" || u.OfficeLocation != "Lab 1" || u.UsageLocation != "DE" || !u.AccountEnabled {
+			if u.ObjectID != s.ids[r] || u.Get(profile.DisplayName) != "entraprov conformance "+r || u.Get(profile.JobTitle) != "Conformance test" ||
+				u.Get(profile.Department) != "QA" || u.Get(profile.OfficeLocation) != "Lab 1" || u.Get(profile.UsageLocation) != "DE" || !u.AccountEnabled {
 				return fmt.Errorf("read back %+v", u)
 			}
 			return nil
@@ -226,7 +227,7 @@ func (s *script) minimalUpdate(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if u.JobTitle != "Conformance lead" || u.OfficeLocation != "" || u.Department != "QA" || u.DisplayName != "entraprov conformance "+roleLead {
+		if u.Get(profile.JobTitle) != "Conformance lead" || u.Get(profile.OfficeLocation) != "" || u.Get(profile.Department) != "QA" || u.Get(profile.DisplayName) != "entraprov conformance "+roleLead {
 			return fmt.Errorf("read back %+v", u)
 		}
 		return nil
@@ -244,7 +245,7 @@ func (s *script) disable(t *testing.T) {
 			return err
 		}
 		if u.AccountEnabled {
-			return fmt.Errorf("%s still enabled", u.UserPrincipalName)
+			return fmt.Errorf("%s still enabled", u.UPN())
 		}
 		return nil
 	})
@@ -300,8 +301,8 @@ func (s *script) deltaRoundTrip(t *testing.T) {
 	eventually(t, s.tg, "full delta read lists the run's users", func() error {
 		seen := map[string]bool{}
 		l, full, err := s.c.Delta(ctx, "", nil, func(u directory.User) error {
-			if strings.HasPrefix(strings.ToLower(u.UserPrincipalName), s.run) {
-				seen[u.ID] = true
+			if strings.HasPrefix(strings.ToLower(u.UPN()), s.run) {
+				seen[u.ObjectID] = true
 			}
 			return nil
 		})
@@ -328,9 +329,9 @@ func (s *script) deltaRoundTrip(t *testing.T) {
 		rounds++
 		l, full, err := s.c.Delta(ctx, link, nil, func(u directory.User) error {
 			switch {
-			case u.ID == s.ids[roleLead] && u.Removed == "" && u.Department == "QA delta":
+			case u.ObjectID == s.ids[roleLead] && !u.Deleted && !u.Purged && u.Get(profile.Department) == "QA delta":
 				updated = true
-			case u.ID == s.ids[roleRehire] && u.Removed != "":
+			case u.ObjectID == s.ids[roleRehire] && (u.Deleted || u.Purged):
 				removed = true
 			}
 			return nil
@@ -361,7 +362,7 @@ func (s *script) restoreInBatch(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if len(found) != 1 || found[0].Removed != "changed" {
+		if len(found) != 1 || !found[0].Deleted {
 			return fmt.Errorf("DeletedUsers = %+v", found)
 		}
 		return nil
@@ -385,7 +386,7 @@ func (s *script) restoreInBatch(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if u.ID != id || u.DisplayName != "entraprov conformance "+roleRehire {
+		if u.ObjectID != id || u.Get(profile.DisplayName) != "entraprov conformance "+roleRehire {
 			return fmt.Errorf("read back %+v, want id %s", u, id)
 		}
 		found, err := s.c.DeletedUsers(ctx, []string{id})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
 	"github.com/entraprov/entraprov/internal/testdb"
@@ -72,14 +73,14 @@ func (s *script) engineRun(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		bossID, reportID = b.ID, r.ID
-		if r.JobTitle != "Engine test" || r.Department != "QA" || !r.AccountEnabled {
+		bossID, reportID = b.ObjectID, r.ObjectID
+		if r.Get(profile.JobTitle) != "Engine test" || r.Get(profile.Department) != "QA" || !r.AccountEnabled {
 			return fmt.Errorf("report read back %+v", r)
 		}
-		if m, err := managerOf(ctx, s.c, r.ID); err != nil || m != b.ID {
-			return fmt.Errorf("report's manager %q (%v), want %s", m, err, b.ID)
+		if m, err := managerOf(ctx, s.c, r.ObjectID); err != nil || m != b.ObjectID {
+			return fmt.Errorf("report's manager %q (%v), want %s", m, err, b.ObjectID)
 		}
-		if gs, err := groupsOf(ctx, s.c, r.ID); err != nil || !slices.Contains(gs, s.tg.groupID) {
+		if gs, err := groupsOf(ctx, s.c, r.ObjectID); err != nil || !slices.Contains(gs, s.tg.groupID) {
 			return fmt.Errorf("report's groups %v (%v), want %s", gs, err, s.tg.groupID)
 		}
 		return nil
@@ -92,7 +93,7 @@ func (s *script) engineRun(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if r.JobTitle != "Engine changed" || r.Department != "QA" {
+		if r.Get(profile.JobTitle) != "Engine changed" || r.Get(profile.Department) != "QA" {
 			return fmt.Errorf("report read back %+v", r)
 		}
 		if m, err := managerOf(ctx, s.c, reportID); err != nil || m != "" {
@@ -108,7 +109,7 @@ func (s *script) engineRun(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if b.ID != bossID || b.AccountEnabled {
+		if b.ObjectID != bossID || b.AccountEnabled {
 			return fmt.Errorf("boss read back %+v; want %s disabled", b, bossID)
 		}
 		return nil

@@ -326,7 +326,7 @@ func (e *execution) lookupCreated(ctx context.Context, t *task) (string, error) 
 			return "", err
 		}
 		if len(users) == 1 {
-			return users[0].ID, nil
+			return users[0].ObjectID, nil
 		}
 		if len(users) > 1 || i >= 5 {
 			return "", fmt.Errorf("lookup of %s found %d users", upn, len(users))

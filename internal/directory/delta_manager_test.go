@@ -8,6 +8,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/directory"
 	"github.com/entraprov/entraprov/internal/graphsim"
+	"github.com/entraprov/entraprov/internal/profile"
 )
 
 // collect runs one delta round and returns its users by id.
@@ -15,7 +16,7 @@ func collect(t *testing.T, e *env, link string) (map[string]directory.User, stri
 	t.Helper()
 	got := map[string]directory.User{}
 	next, full, err := e.c.Delta(context.Background(), link, nil, func(u directory.User) error {
-		got[u.ID] = u
+		got[u.ObjectID] = u
 		return nil
 	})
 	if err != nil {
@@ -45,8 +46,8 @@ func TestDeltaReadsManagers(t *testing.T) {
 	}
 	for id, want := range map[string]string{boss: "", deputy: "", a: boss, b: boss, c: "", d: boss} {
 		u := full[id]
-		if !u.ManagerKnown || u.ManagerID != want {
-			t.Errorf("full read: %s manager %q known %v; want %q known", u.UserPrincipalName, u.ManagerID, u.ManagerKnown, want)
+		if !u.ManagerKnown || u.ManagerObjectID != want {
+			t.Errorf("full read: %s manager %q known %v; want %q known", u.UPN(), u.ManagerObjectID, u.ManagerKnown, want)
 		}
 	}
 
@@ -67,11 +68,11 @@ func TestDeltaReadsManagers(t *testing.T) {
 	}
 	for id, want := range map[string]string{a: "", b: deputy, c: boss} {
 		u, ok := round[id]
-		if !ok || !u.ManagerKnown || u.ManagerID != want {
-			t.Errorf("incremental: %s present %v manager %q known %v; want %q known", id, ok, u.ManagerID, u.ManagerKnown, want)
+		if !ok || !u.ManagerKnown || u.ManagerObjectID != want {
+			t.Errorf("incremental: %s present %v manager %q known %v; want %q known", id, ok, u.ManagerObjectID, u.ManagerKnown, want)
 		}
 	}
-	if u, ok := round[d]; !ok || u.Department != "Moved" || (u.ManagerKnown && u.ManagerID != boss) {
+	if u, ok := round[d]; !ok || u.Get(profile.Department) != "Moved" || (u.ManagerKnown && u.ManagerObjectID != boss) {
 		t.Errorf("incremental: d = %+v (present %v); want the department change, manager unknown or unchanged", u, ok)
 	}
 	if _, ok := round[boss]; ok {
@@ -85,7 +86,7 @@ func TestDeltaReadsManagers(t *testing.T) {
 		t.Fatalf("delta link %q carries no manager mark", link)
 	}
 	again, _, isFull := collect(t, e, before)
-	if !isFull || !again[a].ManagerKnown || again[c].ManagerID != boss {
+	if !isFull || !again[a].ManagerKnown || again[c].ManagerObjectID != boss {
 		t.Fatalf("old-style link: full %v, a %+v, c %+v; want a full read knowing managers", isFull, again[a], again[c])
 	}
 }
@@ -114,8 +115,8 @@ func TestDeletedUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].ID != ids[0] || got[0].Removed != "changed" || got[0].EmployeeID != "X0" ||
-		got[0].UserPrincipalName != "x0@"+e.seeded.Domain {
+	if len(got) != 1 || got[0].ObjectID != ids[0] || !got[0].Deleted || got[0].Get(profile.EmployeeID) != "X0" ||
+		got[0].UPN() != "x0@"+e.seeded.Domain {
 		t.Fatalf("DeletedUsers = %+v; want only x0, removed changed, with its properties", got)
 	}
 	if got, err := e.c.DeletedUsers(ctx, nil); err != nil || len(got) != 0 {

@@ -20,6 +20,7 @@ import (
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/directory"
 	"github.com/entraprov/entraprov/internal/graphsim"
+	"github.com/entraprov/entraprov/internal/profile"
 )
 
 // env is one emulator and a directory client signed in to it with the real
@@ -487,7 +488,7 @@ func TestReaders(t *testing.T) {
 		t.Fatalf("FindUsers by UPN or employeeId = %+v, %v", found, err)
 	}
 	found, err := e.c.FindUsers(ctx, "", "E0007")
-	if err != nil || len(found) != 1 || found[0].UserPrincipalName != "r0007@"+e.seeded.Domain || found[0].AccountEnabled {
+	if err != nil || len(found) != 1 || found[0].UPN() != "r0007@"+e.seeded.Domain || found[0].AccountEnabled {
 		t.Fatalf("FindUsers = %+v, %v", found, err)
 	}
 	found, err = e.c.FindUsers(ctx, "O'Brien@"+e.seeded.Domain, "")
@@ -518,8 +519,8 @@ func TestReaders(t *testing.T) {
 	}
 	var sawUpdate, sawRemoved bool
 	for _, u := range changed {
-		sawUpdate = sawUpdate || u.Department == "X"
-		sawRemoved = sawRemoved || u.Removed != ""
+		sawUpdate = sawUpdate || u.Get(profile.Department) == "X"
+		sawRemoved = sawRemoved || (u.Deleted || u.Purged)
 	}
 	if !sawUpdate || !sawRemoved {
 		t.Fatalf("incremental delta missed changes: %+v", changed)

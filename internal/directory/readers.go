@@ -2,6 +2,8 @@ package directory
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,84 +15,69 @@ import (
 
 	abs "github.com/microsoft/kiota-abstractions-go"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/entraprov/entraprov/internal/profile"
 )
 
-// userSelect are the properties the worker manages and mirrors.
-const userSelect = "id,userPrincipalName,displayName,mailNickname,givenName,surname,jobTitle,department," +
-	"officeLocation,companyName,employeeId,employeeType,usageLocation,mobilePhone,mail,accountEnabled"
+// userSelect are the properties the worker mirrors: the identity ones and
+// the attributes the job manages (the schema ctx carries, built from the
+// attribute table: profile.From), so a job never reads, say,
+// employeeLeaveDateTime (which needs User-LifeCycleInfo.Read.All) unless
+// its source has the column.
+func userSelect(ctx context.Context) string {
+	return "id," + strings.Join(profile.From(ctx).Select(), ",") + ",mail,accountEnabled"
+}
 
 // deltaSelect adds the manager to delta: selected, the relationship is
 // tracked like a property and comes back as manager@delta (an array of
 // {"@odata.type","id"}; an entry with "@removed" when the manager was
 // removed). Without it a manager changed by hand could not be seen.
-const deltaSelect = userSelect + ",manager"
+func deltaSelect(ctx context.Context) string { return userSelect(ctx) + ",manager" }
 
-// managerMark ends every delta link Delta returns: a link without it was
-// started before the manager was selected (its rounds never carry
-// manager@delta, whatever changes), so Delta reads the tenant again once
-// instead. It is a URL fragment, and is stripped before the link is used.
-const managerMark = "#entraprov-manager"
-
-type userJSON struct {
-	ID                string `json:"id"`
-	UserPrincipalName string `json:"userPrincipalName"`
-	DisplayName       string `json:"displayName"`
-	MailNickname      string `json:"mailNickname"`
-	GivenName         string `json:"givenName"`
-	Surname           string `json:"surname"`
-	JobTitle          string `json:"jobTitle"`
-	Department        string `json:"department"`
-	OfficeLocation    string `json:"officeLocation"`
-	CompanyName       string `json:"companyName"`
-	EmployeeID        string `json:"employeeId"`
-	EmployeeType      string `json:"employeeType"`
-	UsageLocation     string `json:"usageLocation"`
-	MobilePhone       string `json:"mobilePhone"`
-	Mail              string `json:"mail"`
-	AccountEnabled    *bool  `json:"accountEnabled"`
-	Manager           *struct {
-		ID string `json:"id"`
-	} `json:"manager"`
-	// ManagerDelta is nil when the item has no manager@delta (an
-	// incremental item: the manager did not change), else the entries.
-	ManagerDelta *[]struct {
-		ID      string `json:"id"`
-		Removed *struct {
-			Reason string `json:"reason"`
-		} `json:"@removed"`
-	} `json:"manager@delta"`
-	Removed *struct {
-		Reason string `json:"reason"`
-	} `json:"@removed"`
+// selectMark ends every delta link Delta returns: "#entraprov-" and a
+// fingerprint of the $select it was started with. A link without it, or
+// with another one, was started with other properties selected (before
+// the manager was, or before the job's source gained or lost an attribute
+// column): its rounds would never carry the properties now wanted, so
+// Delta reads the tenant again once instead. It is a URL fragment, and is
+// stripped before the link is used.
+func selectMark(ctx context.Context) string {
+	sum := sha256.Sum256([]byte(deltaSelect(ctx)))
+	return "#entraprov-" + hex.EncodeToString(sum[:6])
 }
 
-func (u userJSON) user() User {
-	out := User{ID: u.ID, UserPrincipalName: u.UserPrincipalName, DisplayName: u.DisplayName,
-		MailNickname: u.MailNickname, GivenName: u.GivenName, Surname: u.Surname, JobTitle: u.JobTitle,
-		Department: u.Department, OfficeLocation: u.OfficeLocation, CompanyName: u.CompanyName,
-		EmployeeID: u.EmployeeID, EmployeeType: u.EmployeeType, UsageLocation: u.UsageLocation,
-		MobilePhone: u.MobilePhone, Mail: u.Mail}
-	if u.AccountEnabled != nil {
-		out.AccountEnabled = *u.AccountEnabled
+// userJSON is one user of a Graph answer, by property name: the identity
+// properties are read by name, the attributes through the job's schema.
+type userJSON map[string]any
+
+func (u userJSON) str(k string) string {
+	s, _ := u[k].(string)
+	return s
+}
+
+func (u userJSON) user(schema *profile.Schema) User {
+	out := User{ObjectID: u.str("id"), Mail: u.str("mail"), Attrs: schema.Decode(u)}
+	if b, ok := u["accountEnabled"].(bool); ok {
+		out.AccountEnabled = b
 	}
-	if u.Manager != nil {
-		out.ManagerID = u.Manager.ID
+	if m, ok := u["manager"].(map[string]any); ok {
+		out.ManagerObjectID, _ = m["id"].(string)
 	}
-	if u.ManagerDelta != nil {
-		// The manager is the entry not marked removed; only removed entries
-		// (or none) mean the user has no manager now.
+	// manager@delta absent: an incremental item, the manager did not
+	// change. Present: the manager is the entry not marked removed; only
+	// removed entries (or none) mean the user has no manager now.
+	if md, ok := u["manager@delta"].([]any); ok {
 		out.ManagerKnown = true
-		for _, m := range *u.ManagerDelta {
-			if m.Removed == nil && m.ID != "" {
-				out.ManagerID = m.ID
+		for _, e := range md {
+			m, _ := e.(map[string]any)
+			if id, _ := m["id"].(string); m["@removed"] == nil && id != "" {
+				out.ManagerObjectID = id
 			}
 		}
 	}
-	if u.Removed != nil {
-		out.Removed = u.Removed.Reason
-		if out.Removed == "" {
-			out.Removed = "changed"
-		}
+	if r, ok := u["@removed"].(map[string]any); ok {
+		reason, _ := r["reason"].(string)
+		out.Purged, out.Deleted = reason == "deleted", reason != "deleted"
 	}
 	return out
 }
@@ -202,14 +189,15 @@ const listPageSize = 100
 // resource unit per page, not per user): 2 RU a page of 100 is still far
 // cheaper than a manager read per user.
 func (c *Client) ListUsers(ctx context.Context, fn func(User) error) error {
-	next := c.ep.graphURL + "/users?$top=" + strconv.Itoa(listPageSize) + "&$select=" + userSelect + "&$expand=" + url.QueryEscape("manager($select=id)")
+	schema := profile.From(ctx)
+	next := c.ep.graphURL + "/users?$top=" + strconv.Itoa(listPageSize) + "&$select=" + userSelect(ctx) + "&$expand=" + url.QueryEscape("manager($select=id)")
 	for next != "" {
 		var page userPage
 		if _, err := c.getJSON(ctx, next, nil, &page); err != nil {
 			return fmt.Errorf("list users: %w", err)
 		}
 		for _, u := range page.Value {
-			user := u.user()
+			user := u.user(schema)
 			user.ManagerKnown = true // $expand: no manager object means none
 			if err := fn(user); err != nil {
 				return err
@@ -226,26 +214,27 @@ func (c *Client) ListUsers(ctx context.Context, fn func(User) error) error {
 // whole tenant instead: onReset (may be nil) is called once BEFORE the first
 // user of the full read, so the caller can clear its mirror, and full is
 // true; so does a link from before the manager was selected. Removed users
-// come with User.Removed set. The manager is selected:
+// come with User.Deleted (soft-deleted) or User.Purged set. The manager is selected:
 // every user of a full read has ManagerKnown (no manager@delta there means
 // no manager); an incremental item has it only when it carries
 // manager@delta (absent: the manager did not change).
 func (c *Client) Delta(ctx context.Context, deltaLink string, onReset func(context.Context) error, fn func(User) error) (newDeltaLink string, full bool, err error) {
-	start, tracked := strings.CutSuffix(deltaLink, managerMark)
+	schema, mark := profile.From(ctx), selectMark(ctx)
+	start, tracked := strings.CutSuffix(deltaLink, mark)
 	if start != "" && !tracked {
-		c.log.InfoContext(ctx, "the delta link predates manager tracking; reading the whole tenant once")
+		c.log.InfoContext(ctx, "the delta link was started with other properties selected (the job's attributes changed); reading the whole tenant once")
 		start = ""
 	}
 	if start == "" {
 		full = true
-		start = c.ep.graphURL + "/users/delta?$select=" + deltaSelect
+		start = c.ep.graphURL + "/users/delta?$select=" + deltaSelect(ctx)
 	}
 	var page userPage
 	_, err = c.getJSON(ctx, start, nil, &page)
 	if err != nil && !full && deltaRejected(err) {
 		c.log.WarnContext(ctx, "delta link rejected, reading the whole tenant", "err", err)
 		full = true
-		start = c.ep.graphURL + "/users/delta?$select=" + deltaSelect
+		start = c.ep.graphURL + "/users/delta?$select=" + deltaSelect(ctx)
 		page = userPage{}
 		_, err = c.getJSON(ctx, start, nil, &page)
 	}
@@ -259,8 +248,8 @@ func (c *Client) Delta(ctx context.Context, deltaLink string, onReset func(conte
 	}
 	for {
 		for _, u := range page.Value {
-			user := u.user()
-			if full && user.Removed == "" {
+			user := u.user(schema)
+			if full && !user.Deleted && !user.Purged {
 				user.ManagerKnown = true
 			}
 			if err := fn(user); err != nil {
@@ -268,7 +257,7 @@ func (c *Client) Delta(ctx context.Context, deltaLink string, onReset func(conte
 			}
 		}
 		if page.DeltaLink != "" {
-			return page.DeltaLink + managerMark, full, nil
+			return page.DeltaLink + mark, full, nil
 		}
 		if page.NextLink == "" {
 			return "", full, errors.New("users delta: page has neither nextLink nor deltaLink")
@@ -296,10 +285,11 @@ func (c *Client) DeletedUsers(ctx context.Context, ids []string) ([]User, error)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(deletedLookups)
 	found := make([]*User, len(ids))
+	schema, sel := profile.From(ctx), userSelect(ctx)
 	for i, id := range ids {
 		g.Go(func() error {
 			var u userJSON
-			_, err := c.getJSON(gctx, c.ep.graphURL+"/directory/deletedItems/"+url.PathEscape(id)+"?$select="+userSelect, nil, &u)
+			_, err := c.getJSON(gctx, c.ep.graphURL+"/directory/deletedItems/"+url.PathEscape(id)+"?$select="+sel, nil, &u)
 			var ge *GraphError
 			if errors.As(err, &ge) && ge.Status == http.StatusNotFound {
 				return nil
@@ -307,10 +297,10 @@ func (c *Client) DeletedUsers(ctx context.Context, ids []string) ([]User, error)
 			if err != nil {
 				return fmt.Errorf("look up deleted user %s: %w", id, err)
 			}
-			du := u.user()
-			du.Removed = "changed"
-			if du.ID == "" {
-				du.ID = id
+			du := u.user(schema)
+			du.Deleted = true
+			if du.ObjectID == "" {
+				du.ObjectID = id
 			}
 			found[i] = &du
 			return nil
@@ -364,7 +354,8 @@ func (c *Client) FindUsers(ctx context.Context, upn, employeeID string) ([]User,
 	}
 	q := url.Values{}
 	q.Set("$filter", strings.Join(terms, " or "))
-	q.Set("$select", userSelect)
+	q.Set("$select", userSelect(ctx))
+	schema := profile.From(ctx)
 	next := c.ep.graphURL + "/users?" + q.Encode()
 	var out []User
 	for next != "" {
@@ -373,7 +364,7 @@ func (c *Client) FindUsers(ctx context.Context, upn, employeeID string) ([]User,
 			return nil, fmt.Errorf("find users: %w", err)
 		}
 		for _, u := range page.Value {
-			out = append(out, u.user())
+			out = append(out, u.user(schema))
 		}
 		next = page.NextLink
 	}

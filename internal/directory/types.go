@@ -3,6 +3,8 @@ package directory
 import (
 	"fmt"
 	"time"
+
+	"github.com/entraprov/entraprov/internal/profile"
 )
 
 // OpKind is what an Operation does to the directory.
@@ -81,35 +83,16 @@ type Result struct {
 	Recovered bool
 }
 
-// User is a directory user as read from Graph (list, delta, lookup).
-type User struct {
-	ID                string
-	UserPrincipalName string
-	DisplayName       string
-	MailNickname      string
-	GivenName         string
-	Surname           string
-	JobTitle          string
-	Department        string
-	OfficeLocation    string
-	CompanyName       string
-	EmployeeID        string
-	EmployeeType      string
-	UsageLocation     string
-	MobilePhone       string
-	Mail              string
-	AccountEnabled    bool
-	ManagerID         string
-	// ManagerKnown says ManagerID is the directory's answer ("" then means
-	// no manager): the read selected the manager (ListUsers, a full delta
-	// read, or a delta item carrying manager@delta). An incremental delta
-	// item without manager@delta leaves it false: the manager did not
-	// change, not "none".
-	ManagerKnown bool
-	// Removed is set for a delta "@removed" entry: "changed" (soft-deleted,
-	// restorable) or "deleted" (gone for good).
-	Removed string
-}
+// User is a directory user as read from Graph (list, delta, lookup):
+// ObjectID, Attrs (the attributes of the schema the read's context carries,
+// profile.From), Mail, AccountEnabled, ManagerObjectID, ManagerKnown,
+// Deleted and Purged. ManagerKnown says ManagerObjectID is the directory's answer (""
+// then means no manager): the read selected the manager (ListUsers, a full
+// delta read, or a delta item carrying manager@delta). An incremental delta
+// item without manager@delta leaves it false: the manager did not change,
+// not "none". A delta "@removed" entry sets Deleted (reason "changed":
+// soft-deleted, restorable) or Purged (reason "deleted": gone for good).
+type User = profile.User
 
 // GraphError is an error answered by Microsoft Graph.
 type GraphError struct {

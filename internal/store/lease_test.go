@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
@@ -97,7 +98,7 @@ func TestStaleLeaseHolderIsFenced(t *testing.T) {
 			return a.SaveJobState(ctx, store.JobState{Job: "hr", DeltaLink: "stale", LastRunID: run.ID})
 		}},
 		{"UpsertDirectoryUsers", func(ctx context.Context) error {
-			return a.UpsertDirectoryUsers(ctx, "hr", []store.DirectoryUser{{ObjectID: "o2", UserPrincipalName: "u2@x"}})
+			return a.UpsertDirectoryUsers(ctx, "hr", []store.DirectoryUser{{Attrs: profile.Of(profile.UserPrincipalName, "u2@x"), ObjectID: "o2"}})
 		}},
 		{"DeleteDirectoryUsers", func(ctx context.Context) error {
 			return a.DeleteDirectoryUsers(ctx, "hr", []string{"o1"})

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/entraprov/entraprov/internal/profile"
 )
 
 // UpsertLinks inserts or replaces links by (job, external_id) in one
@@ -113,8 +115,23 @@ func (s *Store) CountLinks(ctx context.Context, job string) (map[LinkState]int, 
 	return counts, nil
 }
 
+// mirrorColumns are the directory_users text columns UpsertDirectoryUsers
+// writes, in parameter order: the object id, the attributes with a column
+// of their own (profile.Attr.Mirror), mail and the manager. The other
+// attributes go into the profile jsonb.
+var mirrorColumns = func() []string {
+	cols := []string{"object_id"}
+	for _, a := range profile.Builtin {
+		if a.Mirror != "" {
+			cols = append(cols, a.Mirror)
+		}
+	}
+	return append(cols, "mail", "manager_object_id")
+}()
+
 // UpsertDirectoryUsers writes mirror rows of a job in one statement (insert
-// or replace by object id). UpdatedAt is ignored: the row's updated_at
+// or replace by object id). The users' Attrs are positioned by the schema
+// ctx carries (profile.From). UpdatedAt is ignored: the row's updated_at
 // becomes now. A user whose ManagerKnown is false keeps the row's manager
 // (an incremental delta item without manager@delta: the manager did not
 // change); once known, a row's manager stays known.
@@ -123,25 +140,42 @@ func (s *Store) UpsertDirectoryUsers(ctx context.Context, job string, users []Di
 	if len(users) == 0 {
 		return nil
 	}
+	schema := profile.From(ctx)
 	n := len(users)
 	cols := make([][]string, len(mirrorColumns))
 	for i := range cols {
 		cols[i] = make([]string, n)
 	}
+	profiles := make([]string, n)
 	enabled, deleted, known := make([]bool, n), make([]bool, n), make([]bool, n)
+	var vals []string
 	for i, u := range users {
-		for c, v := range []string{u.ObjectID, u.UserPrincipalName, u.DisplayName, u.MailNickname, u.GivenName,
-			u.Surname, u.JobTitle, u.Department, u.OfficeLocation, u.CompanyName, u.EmployeeID, u.EmployeeType,
-			u.UsageLocation, u.MobilePhone, u.Mail, u.ManagerObjectID} {
-			cols[c][i] = v
+		c := 0
+		cols[c][i] = u.ObjectID
+		vals = u.Attrs.Expand(vals, schema.Len())
+		extra := map[string]string{}
+		for k, a := range schema.Attrs {
+			switch {
+			case a.Mirror != "":
+				c++
+				cols[c][i] = vals[k]
+			case vals[k] != "":
+				extra[a.Graph] = vals[k]
+			}
 		}
+		cols[c+1][i], cols[c+2][i] = u.Mail, u.ManagerObjectID
+		b, err := json.Marshal(extra)
+		if err != nil {
+			return fmt.Errorf("upsert directory users of job %s: encode the profile of %s: %w", job, u.ObjectID, err)
+		}
+		profiles[i] = string(b)
 		enabled[i], deleted[i], known[i] = u.AccountEnabled, u.Deleted, u.ManagerKnown
 	}
 	args := []any{job}
 	for _, c := range cols {
 		args = append(args, c)
 	}
-	args = append(args, enabled, deleted, known)
+	args = append(args, profiles, enabled, deleted, known)
 	err := s.write(ctx, func(q dbtx) error {
 		_, err := q.Exec(ctx, upsertMirrorSQL, args...)
 		return err
@@ -153,7 +187,7 @@ func (s *Store) UpsertDirectoryUsers(ctx context.Context, job string, users []Di
 }
 
 // upsertMirrorSQL is built once from mirrorColumns ($2.. in that order, then
-// account_enabled, deleted and manager_known).
+// profile, account_enabled, deleted and manager_known).
 var upsertMirrorSQL = func() string {
 	var names, selects, params, sets string
 	for i, c := range mirrorColumns {
@@ -176,14 +210,14 @@ var upsertMirrorSQL = func() string {
 	}
 	k := len(mirrorColumns) + 2
 	return fmt.Sprintf(`
-INSERT INTO entraprov.directory_users AS d (job, %[1]s, account_enabled, deleted, manager_known)
-SELECT $1, %[2]s, u.account_enabled, u.deleted, u.manager_known
-  FROM unnest(%[3]s, $%[4]d::boolean[], $%[5]d::boolean[], $%[6]d::boolean[])
-       AS u(%[1]s, account_enabled, deleted, manager_known)
+INSERT INTO entraprov.directory_users AS d (job, %[1]s, profile, account_enabled, deleted, manager_known)
+SELECT $1, %[2]s, u.profile::jsonb, u.account_enabled, u.deleted, u.manager_known
+  FROM unnest(%[3]s, $%[4]d::text[], $%[5]d::boolean[], $%[6]d::boolean[], $%[7]d::boolean[])
+       AS u(%[1]s, profile, account_enabled, deleted, manager_known)
 ON CONFLICT (job, object_id) DO UPDATE
-   SET %[7]saccount_enabled = excluded.account_enabled, deleted = excluded.deleted,
+   SET %[8]sprofile = excluded.profile, account_enabled = excluded.account_enabled, deleted = excluded.deleted,
        manager_known = d.manager_known OR excluded.manager_known, updated_at = now()`,
-		names, selects, params, k, k+1, k+2, sets)
+		names, selects, params, k, k+1, k+2, k+3, sets)
 }()
 
 // deletedRetention is how long Entra keeps a soft-deleted user restorable.

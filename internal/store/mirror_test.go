@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
@@ -41,13 +42,13 @@ func TestMirrorKeepsAKnownManagerUntilDeltaNamesAnother(t *testing.T) {
 		wantMgr   string
 		wantKnown bool
 	}{
-		{"new row without the manager", store.DirectoryUser{ObjectID: "o1", DisplayName: "A"}, "", false},
-		{"full read names a manager", store.DirectoryUser{ObjectID: "o1", DisplayName: "A", ManagerObjectID: "m1", ManagerKnown: true}, "m1", true},
-		{"incremental item without manager@delta", store.DirectoryUser{ObjectID: "o1", DisplayName: "A2"}, "m1", true},
+		{"new row without the manager", store.DirectoryUser{Attrs: profile.Of(profile.DisplayName, "A"), ObjectID: "o1"}, "", false},
+		{"full read names a manager", store.DirectoryUser{Attrs: profile.Of(profile.DisplayName, "A"), ObjectID: "o1", ManagerObjectID: "m1", ManagerKnown: true}, "m1", true},
+		{"incremental item without manager@delta", store.DirectoryUser{Attrs: profile.Of(profile.DisplayName, "A2"), ObjectID: "o1"}, "m1", true},
 		{"soft delete (@removed changed)", store.DirectoryUser{ObjectID: "o1", Deleted: true}, "m1", true},
-		{"manager changed", store.DirectoryUser{ObjectID: "o1", DisplayName: "A", ManagerObjectID: "m2", ManagerKnown: true}, "m2", true},
-		{"manager removed", store.DirectoryUser{ObjectID: "o1", DisplayName: "A", ManagerKnown: true}, "", true},
-		{"incremental item after the removal", store.DirectoryUser{ObjectID: "o1", DisplayName: "A3"}, "", true},
+		{"manager changed", store.DirectoryUser{Attrs: profile.Of(profile.DisplayName, "A"), ObjectID: "o1", ManagerObjectID: "m2", ManagerKnown: true}, "m2", true},
+		{"manager removed", store.DirectoryUser{Attrs: profile.Of(profile.DisplayName, "A"), ObjectID: "o1", ManagerKnown: true}, "", true},
+		{"incremental item after the removal", store.DirectoryUser{Attrs: profile.Of(profile.DisplayName, "A3"), ObjectID: "o1"}, "", true},
 	}
 	for _, s := range steps {
 		up(s.user)
@@ -63,7 +64,7 @@ VALUES ('E1', 'a@x.test', 'A', true)`)
 	if err := st.UpsertLinks(ctx, []store.Link{{Job: "j", ExternalID: "E1", ObjectID: "o1", State: store.LinkActive, ManagerObjectID: "m2"}}); err != nil {
 		t.Fatal(err)
 	}
-	up(store.DirectoryUser{ObjectID: "o1", DisplayName: "A", ManagerObjectID: "m3", ManagerKnown: true})
+	up(store.DirectoryUser{Attrs: profile.Of(profile.DisplayName, "A"), ObjectID: "o1", ManagerObjectID: "m3", ManagerKnown: true})
 	var cur *store.DirectoryUser
 	if err := st.StreamSource(ctx, "j", "entraprov.desired_users", func(r store.SourceRow) error {
 		cur = r.Current

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
@@ -105,7 +106,7 @@ func TestUserDirectoryStateView(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = st.UpsertDirectoryUsers(ctx, "j", []store.DirectoryUser{
-		{ObjectID: "o1", UserPrincipalName: "a@contoso.com", Mail: "alice@contoso.com", AccountEnabled: true},
+		{Attrs: profile.Of(profile.UserPrincipalName, "a@contoso.com"), ObjectID: "o1", Mail: "alice@contoso.com", AccountEnabled: true},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // This file holds what the scheduler (internal/jobs) reads and writes in the
@@ -89,4 +92,39 @@ SELECT EXISTS (SELECT 1 FROM `+src.from(2)+` s WHERE cardinality(groups) > 0)
 		return false, fmt.Errorf("does job %s manage groups: %w", job, err)
 	}
 	return uses, nil
+}
+
+// ColumnsInUse returns those of columns (names from the attribute table,
+// present in relation) that hold a value in at least one row: a job writes
+// an attribute only then, so only then does it need the permission the
+// attribute asks for (worker check).
+func (s *Store) ColumnsInUse(ctx context.Context, relation string, columns []string) ([]string, error) {
+	if len(columns) == 0 {
+		return nil, nil
+	}
+	src, err := parseSource(relation)
+	if err != nil {
+		return nil, err
+	}
+	exprs := make([]string, len(columns))
+	for i, c := range columns {
+		// coalesce: bool_or over no rows is NULL.
+		exprs[i] = "coalesce(bool_or(" + pgx.Identifier{c}.Sanitize() + " IS NOT NULL), false)"
+	}
+	used := make([]bool, len(columns))
+	targets := make([]any, len(columns))
+	for i := range used {
+		targets[i] = &used[i]
+	}
+	q := "SELECT " + strings.Join(exprs, ", ") + " FROM " + src.from(1) + " s"
+	if err := s.pool.QueryRow(ctx, q, src.args()...).Scan(targets...); err != nil {
+		return nil, fmt.Errorf("which of %s does %s fill: %w", strings.Join(columns, ", "), relation, err)
+	}
+	var out []string
+	for i, c := range columns {
+		if used[i] {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }

@@ -11,41 +11,42 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/profile"
 )
 
-// sourceColumn is one column of the source contract.
-type sourceColumn struct {
+// identityColumns are the source columns every job needs beside the
+// attributes: the key, the leave flag and the relationships.
+var identityColumns = []struct {
 	name string
-	kind colKind
+	kind profile.Kind
+}{
+	{"external_id", profile.String},
+	{"account_enabled", profile.Bool},
+	{"manager_external_id", profile.String},
+	{"groups", profile.List},
 }
 
-type colKind int
-
-const (
-	kindText colKind = iota
-	kindBool
-	kindTextArray
-)
-
-func (k colKind) String() string {
-	switch k {
-	case kindBool:
-		return "boolean"
-	case kindTextArray:
-		return "text[]"
-	}
-	return "text"
-}
-
-// accepts lists the PostgreSQL types (format_type of the base type) a column
-// of this kind may have; the stream casts them to the contract type.
-func (k colKind) accepts(typ string) bool {
-	switch k {
-	case kindBool:
+// accepts says whether a column of PostgreSQL type typ (format_type of the
+// base type) can feed kind; the stream casts it to the contract type.
+func accepts(kind profile.Kind, typ string) bool {
+	switch kind {
+	case profile.Bool:
 		return typ == "boolean"
-	case kindTextArray:
+	case profile.List:
 		switch typ {
 		case "text[]", "character varying[]", "uuid[]", "citext[]":
+			return true
+		}
+		return false
+	case profile.Time:
+		switch typ {
+		case "timestamp with time zone", "timestamp without time zone", "date":
+			return true
+		}
+		return false
+	case profile.Integer:
+		switch typ {
+		case "integer", "bigint", "smallint", "numeric":
 			return true
 		}
 		return false
@@ -55,27 +56,6 @@ func (k colKind) accepts(typ string) bool {
 		return true
 	}
 	return false
-}
-
-// sourceColumns is the contract of a source relation, in DesiredUser order.
-var sourceColumns = []sourceColumn{
-	{"external_id", kindText},
-	{"user_principal_name", kindText},
-	{"display_name", kindText},
-	{"mail_nickname", kindText},
-	{"given_name", kindText},
-	{"surname", kindText},
-	{"job_title", kindText},
-	{"department", kindText},
-	{"office_location", kindText},
-	{"company_name", kindText},
-	{"employee_id", kindText},
-	{"employee_type", kindText},
-	{"usage_location", kindText},
-	{"mobile_phone", kindText},
-	{"account_enabled", kindBool},
-	{"manager_external_id", kindText},
-	{"groups", kindTextArray},
 }
 
 // relationIdent quotes a configured relation name ("schema.name" or "name").
@@ -131,25 +111,70 @@ func (r sourceRel) args(args ...any) []any {
 	return args
 }
 
-// CheckSource verifies that relation (a table or view) exists and has every
-// contract column with a usable type. The error names every missing column
-// and every wrong type with the type expected, so a user fixes their view in
-// one go.
+// CheckSource verifies that relation (a table or view) exists and has the
+// identity columns, the required attributes' columns, and each other
+// attribute column it has with a usable type. The error names every
+// missing column and every wrong type with the type expected, so a user
+// fixes their view in one go.
 func (s *Store) CheckSource(ctx context.Context, relation string) error {
+	_, err := s.SourceSchema(ctx, relation, profile.From(ctx))
+	return err
+}
+
+// SourceSchema checks relation like CheckSource and returns base restricted
+// to the attributes the relation has a column for: the ones the job owns.
+// A column absent from the relation is never read, written or cleared.
+func (s *Store) SourceSchema(ctx context.Context, relation string, base *profile.Schema) (*profile.Schema, error) {
+	have, scoped, err := s.sourceColumnTypes(ctx, relation)
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	if _, ok := have[config.ScopeColumn]; scoped && !ok {
+		problems = append(problems, fmt.Sprintf("missing column %s (text): the source of a template job is shared by its tenants, "+
+			"each reading the rows whose %s equals its tenants row's scope; add it to the view (e.g. customer_id AS %s)",
+			config.ScopeColumn, config.ScopeColumn, config.ScopeColumn))
+	}
+	check := func(name string, kind profile.Kind, required bool) {
+		typ, ok := have[name]
+		switch {
+		case !ok && required:
+			problems = append(problems, fmt.Sprintf("missing column %s (%s)", name, kind.SQLType()))
+		case ok && !accepts(kind, typ):
+			problems = append(problems, fmt.Sprintf("column %s has type %s; want %s (cast it in the view: %s::%s AS %s)",
+				name, typ, kind.SQLType(), name, kind.SQLType(), name))
+		}
+	}
+	for _, c := range identityColumns {
+		check(c.name, c.kind, true)
+	}
+	for _, a := range base.Attrs {
+		check(a.Column, a.Kind, a.Required && a.Column != "mail_nickname")
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("source %s does not match the desired_users contract:\n  %s",
+			relation, strings.Join(problems, "\n  "))
+	}
+	return base.Restrict(func(column string) bool { _, ok := have[column]; return ok }), nil
+}
+
+// sourceColumnTypes returns the columns of relation with their types
+// (domains by their base type), after checking it exists and may be read,
+// and whether it is a template job's scoped source.
+func (s *Store) sourceColumnTypes(ctx context.Context, relation string) (map[string]string, bool, error) {
 	src, err := parseSource(relation)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	ident := src.ident
 	var oid *uint32
 	err = s.pool.QueryRow(ctx, `SELECT to_regclass($1)::oid`, ident.Sanitize()).Scan(&oid)
 	if err != nil {
-		return fmt.Errorf("source %s: %w", relation, err)
+		return nil, false, fmt.Errorf("source %s: %w", relation, err)
 	}
 	if oid == nil {
-		return fmt.Errorf("source %s: relation does not exist (or the worker's role cannot see it)", relation)
+		return nil, false, fmt.Errorf("source %s: relation does not exist (or the worker's role cannot see it)", relation)
 	}
-	// Domains are checked by their base type.
 	rows, err := s.pool.Query(ctx, `
 SELECT a.attname,
        CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, NULL) ELSE format_type(a.atttypid, NULL) END
@@ -157,7 +182,7 @@ SELECT a.attname,
   JOIN pg_type t ON t.oid = a.atttypid
  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`, *oid)
 	if err != nil {
-		return fmt.Errorf("source %s: read columns: %w", relation, err)
+		return nil, false, fmt.Errorf("source %s: read columns: %w", relation, err)
 	}
 	have := map[string]string{}
 	var name, typ string
@@ -166,32 +191,12 @@ SELECT a.attname,
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("source %s: read columns: %w", relation, err)
+		return nil, false, fmt.Errorf("source %s: read columns: %w", relation, err)
 	}
 	if err := s.checkPrivilege(ctx, *oid, relation); err != nil {
-		return err
+		return nil, false, err
 	}
-	var problems []string
-	for _, c := range sourceColumns {
-		typ, ok := have[c.name]
-		switch {
-		case !ok:
-			problems = append(problems, fmt.Sprintf("missing column %s (%s)", c.name, c.kind))
-		case !c.kind.accepts(typ):
-			problems = append(problems, fmt.Sprintf("column %s has type %s; want %s (cast it in the view: %s::%s AS %s)",
-				c.name, typ, c.kind, c.name, c.kind, c.name))
-		}
-	}
-	if _, ok := have[config.ScopeColumn]; src.scoped && !ok {
-		problems = append(problems, fmt.Sprintf("missing column %s (text): the source of a template job is shared by its tenants, "+
-			"each reading the rows whose %s equals its tenants row's scope; add it to the view (e.g. customer_id AS %s)",
-			config.ScopeColumn, config.ScopeColumn, config.ScopeColumn))
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("source %s does not match the desired_users contract:\n  %s",
-			relation, strings.Join(problems, "\n  "))
-	}
-	return nil
+	return have, src.scoped, nil
 }
 
 func (s *Store) checkPrivilege(ctx context.Context, oid uint32, relation string) error {
@@ -214,8 +219,8 @@ func (s *Store) checkPrivilege(ctx context.Context, oid uint32, relation string)
 // looked up per row through indexes (LATERAL … OFFSET 0 and scalar
 // subqueries keep nested loops), which preserves j's order, so the wide
 // final rows are never sorted or spilled to disk.
-func streamQuery(rel string) string {
-	srcList, srcCoalesced := sourceSelectLists()
+func streamQuery(rel string, schema *profile.Schema) string {
+	srcList, srcCoalesced := sourceSelectLists(schema)
 	return `
 WITH src AS (
 SELECT ` + srcList + `, true AS src_row
@@ -228,33 +233,52 @@ SELECT j.xid,
        coalesce(j.l_object_id, ''), coalesce(j.l_upn, ''), coalesce(j.l_state, ''),
        coalesce(j.l_applied_hash, ''), coalesce(j.l_manager_object_id, ''), coalesce(j.l_groups, '{}'),
        j.l_disabled_at, j.l_deleted_at, j.l_created_at, j.l_updated_at,
-       m.object_id IS NOT NULL, ` + mirrorCols("m") + `,
-       c.object_id IS NOT NULL, ` + mirrorCols("c") + `,
+       m.object_id IS NOT NULL, ` + mirrorCols("m", schema) + `,
+       c.object_id IS NOT NULL, ` + mirrorCols("c", schema) + `,
        ` + streamLookups + streamMirrorJoins
 }
 
-// sourceSelectLists returns the source columns cast to the contract types
-// (the select list of CTE src) and the same columns read back from j with
-// NULL turned into the contract's empty value (each followed by a comma).
-func sourceSelectLists() (srcList, srcCoalesced string) {
-	var src, srcCols strings.Builder
-	for i, c := range sourceColumns {
-		if i > 0 {
-			src.WriteString(",\n       ")
+// sourceSelectLists returns the source columns cast to the contract types,
+// attributes in their canonical text form (the select list of CTE src),
+// and the same columns read back from j with NULL turned into the
+// contract's empty value (each followed by a comma), in scan order:
+// external_id, the managed attributes, account_enabled,
+// manager_external_id, groups. An attribute the job does not manage is not
+// read; employee_id, which the re-key and candidate lookups use, is then
+// NULL.
+func sourceSelectLists(schema *profile.Schema) (srcList, srcCoalesced string) {
+	src := []string{"s.external_id::text AS external_id", "s.account_enabled::boolean AS account_enabled",
+		"s.manager_external_id::text AS manager_external_id", "s.groups::text[] AS groups"}
+	cols := []string{"coalesce(j.external_id, '')"}
+	for i, a := range schema.Attrs {
+		if !schema.Managed(i) {
+			if a.Column == "employee_id" {
+				src = append(src, "NULL::text AS employee_id")
+			}
+			continue
 		}
-		switch c.kind {
-		case kindText:
-			fmt.Fprintf(&src, "s.%s::text AS %s", c.name, c.name)
-			fmt.Fprintf(&srcCols, "coalesce(j.%s, ''), ", c.name)
-		case kindBool:
-			fmt.Fprintf(&src, "s.%s::boolean AS %s", c.name, c.name)
-			fmt.Fprintf(&srcCols, "coalesce(j.%s, true), ", c.name)
-		case kindTextArray:
-			fmt.Fprintf(&src, "s.%s::text[] AS %s", c.name, c.name)
-			fmt.Fprintf(&srcCols, "coalesce(j.%s, '{}'), ", c.name)
-		}
+		src = append(src, canonicalSQL("s."+a.Column, a.Kind)+" AS "+a.Column)
+		cols = append(cols, fmt.Sprintf("coalesce(j.%s, '')", a.Column))
 	}
-	return src.String(), srcCols.String()
+	cols = append(cols, "coalesce(j.account_enabled, true)", "coalesce(j.manager_external_id, '')", "coalesce(j.groups, '{}')")
+	return strings.Join(src, ",\n       "), strings.Join(cols, ", ") + ", "
+}
+
+// canonicalSQL is expr of kind as text in the canonical form of
+// profile.Values (timestamps in UTC at second precision, lists joined by
+// profile.ListSep).
+func canonicalSQL(expr string, kind profile.Kind) string {
+	switch kind {
+	case profile.Time:
+		return "to_char(" + expr + `::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')`
+	case profile.List:
+		return "array_to_string(" + expr + "::text[], chr(31))"
+	case profile.Bool:
+		return expr + "::boolean::text"
+	case profile.Integer:
+		return expr + "::bigint::text"
+	}
+	return expr + "::text"
 }
 
 // The parts of streamQuery, in query order. Each CTE part opens with the
@@ -400,30 +424,32 @@ const streamMirrorJoins = `
   ) c ON true
  ORDER BY j.xid`
 
-// mirrorColumns are the directory_users columns of DirectoryUser, in order.
-var mirrorColumns = []string{
-	"object_id", "user_principal_name", "display_name", "mail_nickname", "given_name", "surname",
-	"job_title", "department", "office_location", "company_name", "employee_id", "employee_type",
-	"usage_location", "mobile_phone", "mail", "manager_object_id",
-}
-
-func mirrorCols(alias string) string {
+// mirrorCols reads a mirror row: object_id, the managed attributes (from
+// their own column, else from the profile jsonb), mail, manager_object_id,
+// account_enabled, deleted and manager_known.
+func mirrorCols(alias string, schema *profile.Schema) string {
 	var b strings.Builder
-	for _, c := range mirrorColumns {
-		fmt.Fprintf(&b, "coalesce(%s.%s, ''), ", alias, c)
+	fmt.Fprintf(&b, "coalesce(%s.object_id, ''), ", alias)
+	for i, a := range schema.Attrs {
+		if !schema.Managed(i) {
+			continue
+		}
+		if a.Mirror != "" {
+			fmt.Fprintf(&b, "coalesce(%s.%s, ''), ", alias, a.Mirror)
+		} else {
+			fmt.Fprintf(&b, "coalesce(%s.profile->>'%s', ''), ", alias, a.Graph)
+		}
 	}
-	fmt.Fprintf(&b, "coalesce(%[1]s.account_enabled, false), coalesce(%[1]s.deleted, false), coalesce(%[1]s.manager_known, false), %[1]s.updated_at", alias)
+	fmt.Fprintf(&b, "coalesce(%[1]s.mail, ''), coalesce(%[1]s.manager_object_id, ''), coalesce(%[1]s.account_enabled, false), "+
+		"coalesce(%[1]s.deleted, false), coalesce(%[1]s.manager_known, false)", alias)
 	return b.String()
 }
 
 // mirrorTargets returns scan targets for mirrorCols into u.
-func mirrorTargets(u *DirectoryUser, updated *pgtype.Timestamptz) []any {
-	return []any{
-		&u.ObjectID, &u.UserPrincipalName, &u.DisplayName, &u.MailNickname, &u.GivenName, &u.Surname,
-		&u.JobTitle, &u.Department, &u.OfficeLocation, &u.CompanyName, &u.EmployeeID, &u.EmployeeType,
-		&u.UsageLocation, &u.MobilePhone, &u.Mail, &u.ManagerObjectID,
-		&u.AccountEnabled, &u.Deleted, &u.ManagerKnown, updated,
-	}
+func (sc *sourceScan) mirrorTargets(u *DirectoryUser) []any {
+	t := []any{&u.ObjectID}
+	t = append(t, sc.arena.packTargets(&u.Attrs, sc.schema)...)
+	return append(t, &u.Mail, &u.ManagerObjectID, &u.AccountEnabled, &u.Deleted, &u.ManagerKnown)
 }
 
 // ErrStopStream may be returned by a StreamSource callback to end the stream
@@ -447,18 +473,26 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 	if err != nil {
 		return err
 	}
+	// The attributes to read: the job's (profile.WithSchema), else every
+	// built-in attribute the relation has a column for.
+	schema, ok := profile.Carried(ctx)
+	if !ok {
+		if schema, err = s.SourceSchema(ctx, relation, profile.Default); err != nil {
+			return err
+		}
+	}
 	tx, err := s.beginStreamTx(ctx)
 	if err != nil {
 		return fmt.Errorf("stream source %s for job %s: %w", relation, job, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only: nothing to keep
-	rows, err := tx.Query(ctx, streamQuery(src.from(2)), src.args(job)...)
+	rows, err := tx.Query(ctx, streamQuery(src.from(2), schema), src.args(job)...)
 	if err != nil {
 		return fmt.Errorf("stream source %s for job %s: %w", relation, job, err)
 	}
 	defer rows.Close()
 
-	scan := newSourceScan(job)
+	scan := newSourceScan(job, schema)
 	var group idGroup
 	for n := 1; rows.Next(); n++ {
 		row, err := scan.next(rows)
@@ -495,6 +529,7 @@ func (s *Store) beginStreamTx(ctx context.Context) (pgx.Tx, error) {
 // every row; next copies them into a fresh SourceRow.
 type sourceScan struct {
 	job     string
+	schema  *profile.Schema
 	targets []any
 	arena   *rowArena
 
@@ -504,7 +539,6 @@ type sourceScan struct {
 	d                          DesiredUser
 	l                          Link
 	m, c                       DirectoryUser
-	mUpdated, cUpdated         pgtype.Timestamptz
 	lCreated, lUpdated         pgtype.Timestamptz
 	disabledAt, deletedAt      *time.Time
 	mgrObjectID, claimed       string
@@ -514,35 +548,26 @@ type sourceScan struct {
 }
 
 // newSourceScan lists the targets in streamQuery's column order.
-func newSourceScan(job string) *sourceScan {
-	sc := &sourceScan{job: job}
+func newSourceScan(job string, schema *profile.Schema) *sourceScan {
+	sc := &sourceScan{job: job, schema: schema}
+	// Text columns go through the arena: one string allocation per row
+	// instead of one per column, each side's attributes packed into one
+	// profile.Values, and repeated values (link states) shared across rows.
+	sc.arena = newRowArena()
 	d, l := &sc.d, &sc.l
-	targets := []any{&sc.xid, &sc.hasSrc,
-		&d.ExternalID, &d.UserPrincipalName, &d.DisplayName, &d.MailNickname, &d.GivenName, &d.Surname,
-		&d.JobTitle, &d.Department, &d.OfficeLocation, &d.CompanyName, &d.EmployeeID, &d.EmployeeType,
-		&d.UsageLocation, &d.MobilePhone, &d.AccountEnabled, &d.ManagerExternalID, &d.Groups,
+	targets := []any{&sc.xid, &sc.hasSrc, &d.ExternalID}
+	targets = append(targets, sc.arena.packTargets(&d.Attrs, schema)...)
+	targets = append(targets, &d.AccountEnabled, &d.ManagerExternalID, &d.Groups,
 		&sc.hasLink, &l.ObjectID, &l.UserPrincipalName, &sc.lState, &l.AppliedHash, &l.ManagerObjectID, &l.Groups,
 		&sc.disabledAt, &sc.deletedAt, &sc.lCreated, &sc.lUpdated,
-		&sc.hasMirror}
-	targets = append(targets, mirrorTargets(&sc.m, &sc.mUpdated)...)
+		&sc.hasMirror)
+	targets = append(targets, sc.mirrorTargets(&sc.m)...)
 	targets = append(targets, &sc.hasCand)
-	targets = append(targets, mirrorTargets(&sc.c, &sc.cUpdated)...)
+	targets = append(targets, sc.mirrorTargets(&sc.c)...)
 	targets = append(targets, &sc.mgrObjectID, &sc.dupUPN, &sc.claimed, &sc.owner, &sc.rekeyFrom, &sc.released, &sc.sharedWith)
-
-	// Text columns go through the arena: one string allocation per row
-	// instead of one per column, and repeated values (departments, states)
-	// shared across rows.
-	sc.arena = newRowArena()
-	m := &sc.m
-	lowCardinality := map[*string]bool{
-		&d.JobTitle: true, &d.Department: true, &d.OfficeLocation: true, &d.CompanyName: true,
-		&d.EmployeeType: true, &d.UsageLocation: true, &sc.lState: true,
-		&m.JobTitle: true, &m.Department: true, &m.OfficeLocation: true, &m.CompanyName: true,
-		&m.EmployeeType: true, &m.UsageLocation: true,
-	}
 	for i, t := range targets {
 		if p, ok := t.(*string); ok {
-			targets[i] = arenaText{a: sc.arena, dst: p, intern: lowCardinality[p]}
+			targets[i] = arenaText{a: sc.arena, dst: p, intern: p == &sc.lState}
 		}
 	}
 	sc.targets = targets
@@ -581,12 +606,10 @@ func (sc *sourceScan) next(rows pgx.Rows) (SourceRow, error) {
 	}
 	if sc.hasMirror {
 		mu := sc.m
-		mu.UpdatedAt = sc.mUpdated.Time
 		row.Current = &mu
 	}
 	if sc.hasCand {
 		cu := sc.c
-		cu.UpdatedAt = sc.cUpdated.Time
 		row.Candidate = &cu
 		row.CandidateOwner, row.CandidateOwnerID, _ = strings.Cut(sc.owner, "\x1f")
 	}
@@ -660,6 +683,7 @@ type rowArena struct {
 
 type arenaField struct {
 	dst        *string
+	vals       *profile.Values // set instead of dst for packed attributes
 	start, end int
 }
 
@@ -674,6 +698,10 @@ func (a *rowArena) finish() {
 	if len(a.fields) > 0 {
 		block := string(a.buf)
 		for _, f := range a.fields {
+			if f.vals != nil {
+				*f.vals = profile.Packed(block[f.start:f.end])
+				continue
+			}
 			*f.dst = block[f.start:f.end]
 		}
 	}
@@ -708,5 +736,60 @@ func (t arenaText) ScanBytes(b []byte) error {
 	start := len(t.a.buf)
 	t.a.buf = append(t.a.buf, b...)
 	t.a.fields = append(t.a.fields, arenaField{dst: t.dst, start: start, end: len(t.a.buf)})
+	return nil
+}
+
+// packTargets returns the scan targets of the managed attributes of schema,
+// in order, packing them into *dst: the values land one after the other in
+// the row buffer, NUL-separated, at their schema positions (an unmanaged
+// attribute between two managed ones is an empty field), and become one
+// substring of the row's string.
+func (a *rowArena) packTargets(dst *profile.Values, schema *profile.Schema) []any {
+	var pos []int
+	for i := range schema.Attrs {
+		if schema.Managed(i) {
+			pos = append(pos, i)
+		}
+	}
+	p := &packing{a: a, dst: dst}
+	targets := make([]any, len(pos))
+	for k, i := range pos {
+		targets[k] = packText{p: p, pos: i, first: k == 0, last: k == len(pos)-1}
+	}
+	if len(pos) == 0 {
+		*dst = profile.Values{}
+	}
+	return targets
+}
+
+// packing is one profile.Values being scanned.
+type packing struct {
+	a     *rowArena
+	dst   *profile.Values
+	start int // offset of the Values in the row buffer
+	at    int // schema position the next value is written at
+}
+
+// packText is a pgx scan target (pgtype.BytesScanner) for one attribute
+// column of a packing.
+type packText struct {
+	p           *packing
+	pos         int
+	first, last bool
+}
+
+// ScanBytes receives driver memory valid only during the call: it is copied.
+func (t packText) ScanBytes(b []byte) error {
+	p, a := t.p, t.p.a
+	if t.first {
+		p.start, p.at = len(a.buf), 0
+	}
+	for ; p.at < t.pos; p.at++ {
+		a.buf = append(a.buf, 0)
+	}
+	a.buf = append(a.buf, b...)
+	if t.last {
+		a.fields = append(a.fields, arenaField{vals: p.dst, start: p.start, end: len(a.buf)})
+	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
@@ -20,10 +21,10 @@ func TestCheckSource(t *testing.T) {
 	ctx := ctxT(t)
 	exec(t, st, `CREATE SCHEMA hr`)
 	exec(t, st, `CREATE VIEW hr.missing_cols AS
-		SELECT external_id, user_principal_name, display_name, given_name, surname, job_title, department,
+		SELECT external_id, user_principal_name, given_name, surname, job_title, department,
 		       office_location, company_name, employee_id, employee_type, usage_location, mobile_phone,
-		       account_enabled, manager_external_id, groups
-		  FROM entraprov.desired_users`) // no mail_nickname
+		       account_enabled, manager_external_id
+		  FROM entraprov.desired_users`) // no display_name (required), no groups
 	exec(t, st, `CREATE VIEW hr.wrong_types AS
 		SELECT 1::int AS external_id, user_principal_name, display_name, mail_nickname, given_name, surname,
 		       job_title, department, office_location, company_name, employee_id, employee_type, usage_location,
@@ -46,7 +47,7 @@ func TestCheckSource(t *testing.T) {
 		{"default_table_matches", "entraprov.desired_users", nil},
 		{"quoted_mixed_case_name", `hr.Entra Users`, nil},
 		{"compatible_types_and_extra_columns", "hr.compatible", nil},
-		{"missing_column_is_named", "hr.missing_cols", []string{"missing column mail_nickname (text)"}},
+		{"missing_columns_are_named", "hr.missing_cols", []string{"missing column display_name (text)", "missing column groups (text[])"}},
 		{"wrong_types_are_named_with_expected_type", "hr.wrong_types", []string{
 			"column external_id has type integer; want text",
 			"column account_enabled has type text; want boolean",
@@ -79,7 +80,7 @@ func TestCheckSource(t *testing.T) {
 	if err := st.StreamSource(ctx, "j", "hr.compatible", func(r store.SourceRow) error { got = append(got, r); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Desired.UserPrincipalName != "a@x.test" || got[0].Desired.Groups[0] != "g1" {
+	if len(got) != 1 || got[0].Desired.UPN() != "a@x.test" || got[0].Desired.Groups[0] != "g1" {
 		t.Fatalf("stream of compatible view = %+v", got)
 	}
 }
@@ -116,18 +117,18 @@ func TestStreamSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = st.UpsertDirectoryUsers(ctx, "j", []store.DirectoryUser{
-		{ObjectID: "o-alice", UserPrincipalName: "alice@x.test", DisplayName: "Alice Old", AccountEnabled: true},
-		{ObjectID: "o-leaver", UserPrincipalName: "leaver@x.test", AccountEnabled: true},
-		{ObjectID: "o-new-match", UserPrincipalName: "new@x.test", AccountEnabled: true},    // unlinked, same UPN as E03
-		{ObjectID: "o-emp", UserPrincipalName: "someone@x.test", EmployeeID: "4444"},        // unlinked, same employeeId as E04
-		{ObjectID: "o-alice-twin", UserPrincipalName: "ALICE@x.test", EmployeeID: "1001"},   // would match E01, but E01 is linked
-		{ObjectID: "o-created", UserPrincipalName: "creating@x.test", AccountEnabled: true}, // the in-flight create landed
+		{Attrs: profile.Of(profile.UserPrincipalName, "alice@x.test", profile.DisplayName, "Alice Old"), ObjectID: "o-alice", AccountEnabled: true},
+		{Attrs: profile.Of(profile.UserPrincipalName, "leaver@x.test"), ObjectID: "o-leaver", AccountEnabled: true},
+		{Attrs: profile.Of(profile.UserPrincipalName, "new@x.test"), ObjectID: "o-new-match", AccountEnabled: true},          // unlinked, same UPN as E03
+		{Attrs: profile.Of(profile.UserPrincipalName, "someone@x.test", profile.EmployeeID, "4444"), ObjectID: "o-emp"},      // unlinked, same employeeId as E04
+		{Attrs: profile.Of(profile.UserPrincipalName, "ALICE@x.test", profile.EmployeeID, "1001"), ObjectID: "o-alice-twin"}, // would match E01, but E01 is linked
+		{Attrs: profile.Of(profile.UserPrincipalName, "creating@x.test"), ObjectID: "o-created", AccountEnabled: true},       // the in-flight create landed
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Another job's mirror never provides candidates.
-	if err := st.UpsertDirectoryUsers(ctx, "other", []store.DirectoryUser{{ObjectID: "o-x", UserPrincipalName: "emp@x.test"}}); err != nil {
+	if err := st.UpsertDirectoryUsers(ctx, "other", []store.DirectoryUser{{Attrs: profile.Of(profile.UserPrincipalName, "emp@x.test"), ObjectID: "o-x"}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -151,9 +152,9 @@ func TestStreamSource(t *testing.T) {
 		if r.Desired == nil || r.Link == nil || r.Current == nil || r.Candidate != nil {
 			t.Fatalf("E01 sides = %v %v %v %v", r.Desired != nil, r.Link != nil, r.Current != nil, r.Candidate != nil)
 		}
-		if r.Desired.DisplayName != "Alice" || r.Current.DisplayName != "Alice Old" || r.Link.ObjectID != "o-alice" ||
+		if r.Desired.Get(profile.DisplayName) != "Alice" || r.Current.Get(profile.DisplayName) != "Alice Old" || r.Link.ObjectID != "o-alice" ||
 			r.Link.Job != "j" || r.Link.ExternalID != "E01" || len(r.Desired.Groups) != 2 || r.Link.Groups[0] != "g1" ||
-			r.Desired.EmployeeID != "1001" || r.Desired.MailNickname != "" {
+			r.Desired.Get(profile.EmployeeID) != "1001" || r.Desired.Get(profile.MailNickname) != "" {
 			t.Fatalf("E01 = %+v / %+v / %+v", r.Desired, r.Link, r.Current)
 		}
 		if r.ManagerObjectID != "o-boss" {
@@ -162,7 +163,7 @@ func TestStreamSource(t *testing.T) {
 	})
 	t.Run("leaver_has_no_desired_side", func(t *testing.T) {
 		r := rows["E02"]
-		if r.Desired != nil || r.Link == nil || r.Current == nil || r.Current.UserPrincipalName != "leaver@x.test" {
+		if r.Desired != nil || r.Link == nil || r.Current == nil || r.Current.UPN() != "leaver@x.test" {
 			t.Fatalf("E02 = %+v", r)
 		}
 		r = rows["E09"]
@@ -210,7 +211,7 @@ func TestStreamSource(t *testing.T) {
 	})
 	t.Run("null_columns_are_empty_strings", func(t *testing.T) {
 		r := rows["E10"]
-		if r.Desired == nil || r.Desired.UserPrincipalName != "" || r.Desired.Groups == nil || len(r.Desired.Groups) != 0 {
+		if r.Desired == nil || r.Desired.UPN() != "" || r.Desired.Groups == nil || len(r.Desired.Groups) != 0 {
 			t.Fatalf("E10 = %+v", r.Desired)
 		}
 	})
@@ -246,27 +247,45 @@ func BenchmarkStreamSource(b *testing.B) {
 	const users = 100_000
 	st := testdb.New(b)
 	ctx := ctxT(b)
+	// The whole profile populated (issue 15): every attribute column of
+	// the table holds a value, in the source and in the mirror.
 	exec(b, st, `INSERT INTO entraprov.desired_users
 		(external_id, user_principal_name, display_name, given_name, surname, job_title, department,
-		 employee_id, usage_location, account_enabled, manager_external_id, groups)
+		 employee_id, usage_location, account_enabled, manager_external_id, groups,
+		 employee_hire_date, employee_leave_date_time, division, cost_center, street_address, city, state,
+		 postal_code, country, business_phones, fax_number, other_mails, preferred_language,
+		 extension_attribute_1, extension_attribute_2, extension_attribute_3, extension_attribute_4)
 		SELECT format('E%s', lpad(i::text, 7, '0')), format('user%s@contoso.test', i), format('User %s', i),
 		       'Given', format('Surname%s', i), 'Engineer', 'R&D', i::text, 'FR', true,
-		       format('E%s', lpad((i / 10 + 1)::text, 7, '0')), ARRAY['0f5c9c1e-6f9a-4a41-a1f1-3e0e0d1e2f30']
+		       format('E%s', lpad((i / 10 + 1)::text, 7, '0')), ARRAY['0f5c9c1e-6f9a-4a41-a1f1-3e0e0d1e2f30'],
+		       '2024-01-01'::timestamptz + i * interval '1 hour', NULL, 'Retail', format('CC-%s', i % 50),
+		       format('%s Rue de Rivoli', i % 200), 'Paris', 'IDF', '75001', 'France',
+		       ARRAY[format('+33 1 %s', lpad(i::text, 8, '0'))], NULL, ARRAY[format('user%s@example.org', i)], 'fr-FR',
+		       format('badge-%s', i), 'Site A', 'Floor 3', 'Contract'
 		  FROM generate_series(1, $1) AS i`, users)
 	exec(b, st, `INSERT INTO entraprov.directory_links (job, external_id, object_id, user_principal_name, state, applied_hash, groups)
 		SELECT 'steady', external_id, 'obj-' || external_id, user_principal_name, 'active', md5(external_id), groups
 		  FROM entraprov.desired_users`)
 	exec(b, st, `INSERT INTO entraprov.directory_users (job, object_id, user_principal_name, display_name, given_name, surname,
-		       job_title, department, employee_id, usage_location, account_enabled)
+		       job_title, department, employee_id, usage_location, account_enabled, profile)
 		SELECT 'steady', 'obj-' || external_id, user_principal_name, display_name, given_name, surname,
-		       job_title, department, employee_id, usage_location, true
+		       job_title, department, employee_id, usage_location, true,
+		       jsonb_build_object('employeeHireDate', to_char(employee_hire_date AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+		           'employeeOrgData.division', division, 'employeeOrgData.costCenter', cost_center,
+		           'streetAddress', street_address, 'city', city, 'state', state, 'postalCode', postal_code,
+		           'country', country, 'businessPhones', array_to_string(business_phones, chr(31)),
+		           'otherMails', array_to_string(other_mails, chr(31)), 'preferredLanguage', preferred_language,
+		           'onPremisesExtensionAttributes.extensionAttribute1', extension_attribute_1,
+		           'onPremisesExtensionAttributes.extensionAttribute2', extension_attribute_2,
+		           'onPremisesExtensionAttributes.extensionAttribute3', extension_attribute_3,
+		           'onPremisesExtensionAttributes.extensionAttribute4', extension_attribute_4)
 		  FROM entraprov.desired_users`)
 	exec(b, st, `INSERT INTO entraprov.directory_links (job, external_id, object_id, user_principal_name, state, applied_hash, groups)
 		SELECT 'rekey_all', lower(external_id), object_id, user_principal_name, state, applied_hash, groups
 		  FROM entraprov.directory_links WHERE job = 'steady'`)
 	exec(b, st, `INSERT INTO entraprov.directory_users SELECT 'rekey_all', object_id, user_principal_name, display_name, mail_nickname,
 		       given_name, surname, job_title, department, office_location, company_name, employee_id, employee_type,
-		       usage_location, mobile_phone, mail, account_enabled, manager_object_id, deleted, updated_at, manager_known
+		       usage_location, mobile_phone, mail, account_enabled, manager_object_id, deleted, updated_at, manager_known, profile
 		  FROM entraprov.directory_users WHERE job = 'steady'`)
 	exec(b, st, `ANALYZE`)
 

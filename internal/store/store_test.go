@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
@@ -449,13 +450,13 @@ func TestLinksMirrorAndJobState(t *testing.T) {
 	}
 
 	users := []store.DirectoryUser{
-		{ObjectID: "o1", UserPrincipalName: "a@x.test", DisplayName: "A", AccountEnabled: true, Mail: "a@x.test"},
-		{ObjectID: "o2", UserPrincipalName: "b@x.test", Deleted: true},
+		{Attrs: profile.Of(profile.UserPrincipalName, "a@x.test", profile.DisplayName, "A"), ObjectID: "o1", AccountEnabled: true, Mail: "a@x.test"},
+		{Attrs: profile.Of(profile.UserPrincipalName, "b@x.test"), ObjectID: "o2", Deleted: true},
 	}
 	if err := st.UpsertDirectoryUsers(ctx, "j", users); err != nil {
 		t.Fatal(err)
 	}
-	users[0].DisplayName = "A2"
+	users[0].Set(profile.DisplayName, "A2")
 	if err := st.UpsertDirectoryUsers(ctx, "j", users[:1]); err != nil {
 		t.Fatal(err)
 	}

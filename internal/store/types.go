@@ -1,28 +1,16 @@
 package store
 
-import "time"
+import (
+	"time"
+
+	"github.com/entraprov/entraprov/internal/profile"
+)
 
 // DesiredUser is one row of a job's source relation (the contract of
-// entraprov.desired_users). Empty strings mean NULL: "no value wanted".
-type DesiredUser struct {
-	ExternalID        string
-	UserPrincipalName string
-	DisplayName       string
-	MailNickname      string // empty: derived from the UPN local part
-	GivenName         string
-	Surname           string
-	JobTitle          string
-	Department        string
-	OfficeLocation    string
-	CompanyName       string
-	EmployeeID        string
-	EmployeeType      string
-	UsageLocation     string
-	MobilePhone       string
-	AccountEnabled    bool
-	ManagerExternalID string
-	Groups            []string // group object ids
-}
+// entraprov.desired_users): ExternalID, Attrs (the managed attributes),
+// AccountEnabled, ManagerExternalID and Groups. An empty value means NULL:
+// "no value wanted" (a clear, for a managed attribute).
+type DesiredUser = profile.User
 
 // Link ties a source external_id to a directory object for one job. It is
 // what makes the worker touch only users it manages.
@@ -55,35 +43,10 @@ const (
 	LinkDeleted  LinkState = "deleted"
 )
 
-// DirectoryUser is the mirror of a user in the directory (from /users/delta).
-type DirectoryUser struct {
-	ObjectID          string
-	UserPrincipalName string
-	DisplayName       string
-	MailNickname      string
-	GivenName         string
-	Surname           string
-	JobTitle          string
-	Department        string
-	OfficeLocation    string
-	CompanyName       string
-	EmployeeID        string
-	EmployeeType      string
-	UsageLocation     string
-	MobilePhone       string
-	Mail              string
-	AccountEnabled    bool
-	ManagerObjectID   string
-	// ManagerKnown says ManagerObjectID is what the directory holds ("" then
-	// means no manager). False for rows read without the manager (before
-	// schema 4, or a lookup): the planner then trusts the link's record of
-	// the manager it applied.
-	ManagerKnown bool
-	// Deleted is true for a soft-deleted user (delta "@removed" reason
-	// "changed"): restorable for 30 days.
-	Deleted   bool
-	UpdatedAt time.Time
-}
+// DirectoryUser is the mirror of a user in the directory (from
+// /users/delta): ObjectID, Attrs, Mail, AccountEnabled, ManagerObjectID,
+// ManagerKnown and Deleted.
+type DirectoryUser = profile.User
 
 // SourceRow is one row of the ordered FULL OUTER JOIN
 // source ⋈ directory_links ⋈ directory_users for a job. Any of Desired,

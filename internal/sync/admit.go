@@ -301,7 +301,7 @@ func (r *runner) lookupLostCreate(ctx context.Context, row *store.SourceRow) err
 	}
 	upn := row.Link.UserPrincipalName
 	if upn == "" {
-		upn = strings.TrimSpace(row.Desired.UserPrincipalName)
+		upn = strings.TrimSpace(row.Desired.UPN())
 	}
 	if upn == "" {
 		return nil

@@ -7,6 +7,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/profile"
 )
 
 // Kinds of destructive change counted by a job's change budget
@@ -24,14 +25,17 @@ const (
 var BudgetKinds = []string{KindDisable, KindDelete, KindGroupRemoval, KindAttributeClear, KindUPNRename, KindManagerRemoval}
 
 // attributeKeys are the Graph properties whose clearing counts as an
-// attribute clear (everything the planner diffs).
+// attribute clear: every attribute of the table (a schema extension,
+// extension_…, too).
 var attributeKeys = func() map[string]bool {
 	m := map[string]bool{}
-	for _, a := range attributes {
-		m[a.json] = true
+	for _, a := range profile.Builtin {
+		m[a.Graph] = true
 	}
 	return m
 }()
+
+func isAttributeKey(k string) bool { return attributeKeys[k] || strings.HasPrefix(k, "extension_") }
 
 // DestructiveKinds returns the budget kinds an operation counts in, from
 // its action and its recorded changes: it judges a planned Step and a
@@ -58,7 +62,7 @@ func DestructiveKinds(action Action, changes map[string]any) []string {
 	cleared := false
 	for k, v := range changes {
 		c, ok := v.(map[string]any)
-		if !ok || !attributeKeys[k] {
+		if !ok || !isAttributeKey(k) {
 			continue
 		}
 		switch {

@@ -19,7 +19,7 @@ import (
 // sent, the link stays as it is) until the source is fixed.
 func planDuplicate(dec *Decision, row store.SourceRow, p Policy) {
 	if row.Desired != nil {
-		if upn := strings.TrimSpace(row.Desired.UserPrincipalName); upn != "" {
+		if upn := strings.TrimSpace(row.Desired.UPN()); upn != "" {
 			dec.UPN = upn
 		}
 	}

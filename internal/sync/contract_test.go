@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 )
 
@@ -15,7 +16,8 @@ import (
 func TestPlanDuplicateExternalID(t *testing.T) {
 	withGroups := func(d *store.DesiredUser, gs ...string) *store.DesiredUser { d.Groups = gs; return d }
 	renamed := desired()
-	renamed.UserPrincipalName, renamed.DisplayName = "alice.renamed@contoso.com", "Alice Renamed"
+	renamed.Set(profile.UserPrincipalName, "alice.renamed@contoso.com")
+	renamed.Set(profile.DisplayName, "Alice Renamed")
 	gone := desired()
 	gone.AccountEnabled = false
 	linked := link(store.LinkActive)
@@ -78,7 +80,7 @@ func TestPlanAllowedGroups(t *testing.T) {
 	withGroups := func(gs ...string) *store.DesiredUser { d := desired(); d.Groups = gs; return d }
 	linkWith := func(gs ...string) *store.Link { l := link(store.LinkActive); l.Groups = gs; return l }
 	renamed := withGroups(grpA, grpC)
-	renamed.DisplayName = "Alice Renamed"
+	renamed.Set(profile.DisplayName, "Alice Renamed")
 	upper := strings.ToUpper(grpA)
 
 	tests := []struct {

@@ -10,12 +10,14 @@ import (
 
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 )
 
 // Source reads a job's desired users joined with its links and mirror.
 type Source interface {
 	CheckSource(ctx context.Context, relation string) error
+	SchemaSource
 	StreamSource(ctx context.Context, job, relation string, fn func(store.SourceRow) error) error
 }
 
@@ -434,11 +436,15 @@ func (r *runner) execute(ctx context.Context) error {
 	}
 	r.dir = dir
 	r.baseStats = dir.Stats()
-	if err := r.refreshMirror(ctx); err != nil {
+	// The job owns the attributes its source has columns for: the mirror
+	// reads, the stream reads and the planner compares only those.
+	ctx, schema, err := JobSchema(ctx, r.e.Store, r.job)
+	if err != nil {
 		return err
 	}
-	if err := r.e.Store.CheckSource(ctx, r.job.Source); err != nil {
-		return fmt.Errorf("source %s: %w", r.job.Source, err)
+	r.policy.Schema = schema
+	if err := r.refreshMirror(ctx); err != nil {
+		return err
 	}
 	if r.opts.Mode == ModePlan {
 		return r.recordPlan(ctx, store.OpPlanned)
@@ -613,7 +619,7 @@ func (r *runner) refreshMirror(ctx context.Context) error {
 		var ups []store.DirectoryUser
 		var dels []string
 		for id, u := range pending {
-			if u.Removed == "deleted" {
+			if u.Purged {
 				dels = append(dels, id)
 				continue
 			}
@@ -633,7 +639,7 @@ func (r *runner) refreshMirror(ctx context.Context) error {
 		},
 		func(u directory.User) error {
 			n++
-			pending[u.ID] = u // a user may appear twice: the last one wins
+			pending[u.ObjectID] = u // a user may appear twice: the last one wins
 			if len(pending) >= 1000 {
 				return flush()
 			}
@@ -686,13 +692,25 @@ func (r *runner) findDeleted(ctx context.Context) error {
 // MirrorUser is a directory user in the shape the planner compares (a row
 // of the job's mirror). internal/audit uses it on live reads too, so the
 // audit and a run judge a user alike.
-func MirrorUser(u directory.User) store.DirectoryUser {
-	return store.DirectoryUser{
-		ObjectID: u.ID, UserPrincipalName: u.UserPrincipalName, DisplayName: u.DisplayName,
-		MailNickname: u.MailNickname, GivenName: u.GivenName, Surname: u.Surname, JobTitle: u.JobTitle,
-		Department: u.Department, OfficeLocation: u.OfficeLocation, CompanyName: u.CompanyName,
-		EmployeeID: u.EmployeeID, EmployeeType: u.EmployeeType, UsageLocation: u.UsageLocation,
-		MobilePhone: u.MobilePhone, Mail: u.Mail, AccountEnabled: u.AccountEnabled, ManagerObjectID: u.ManagerID,
-		ManagerKnown: u.ManagerKnown, Deleted: u.Removed == "changed",
+func MirrorUser(u directory.User) store.DirectoryUser { return u }
+
+// SchemaSource restricts a job's attribute set to the columns its source
+// has (store.Store.SourceSchema).
+type SchemaSource interface {
+	SourceSchema(ctx context.Context, relation string, base *profile.Schema) (*profile.Schema, error)
+}
+
+// JobSchema discovers the attributes job manages (its config's attribute
+// set restricted to its source's columns, checking the source contract)
+// and returns ctx carrying them for the store and the directory client.
+func JobSchema(ctx context.Context, src SchemaSource, job config.Job) (context.Context, *profile.Schema, error) {
+	base, err := job.Profile()
+	if err != nil {
+		return ctx, nil, err
 	}
+	schema, err := src.SourceSchema(ctx, job.Source, base)
+	if err != nil {
+		return ctx, nil, fmt.Errorf("source %s: %w", job.Source, err)
+	}
+	return profile.WithSchema(ctx, schema), schema, nil
 }

@@ -6,6 +6,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 )
 
@@ -27,9 +28,8 @@ func FuzzValidate(f *testing.F) {
 		if groups != "" {
 			gs = strings.Split(groups, ",")
 		}
-		row := store.SourceRow{ExternalID: extID, Desired: &store.DesiredUser{
-			ExternalID: extID, UserPrincipalName: upn, DisplayName: display, MailNickname: nick, JobTitle: title,
-			UsageLocation: usage, EmployeeID: empID, ManagerExternalID: manager, Groups: gs, AccountEnabled: true,
+		row := store.SourceRow{ExternalID: extID, Desired: &store.DesiredUser{Attrs: profile.Of(profile.UserPrincipalName, upn, profile.DisplayName, display, profile.MailNickname, nick, profile.JobTitle, title, profile.UsageLocation, usage, profile.EmployeeID, empID), ExternalID: extID,
+			ManagerExternalID: manager, Groups: gs, AccountEnabled: true,
 		}}
 		d, problems := Validate(row, p)
 		for _, pr := range problems {
@@ -40,24 +40,24 @@ func FuzzValidate(f *testing.F) {
 		if len(problems) > 0 {
 			return
 		}
-		at := strings.LastIndexByte(d.UserPrincipalName, '@')
-		if at <= 0 || !strings.EqualFold(d.UserPrincipalName[at+1:], "contoso.com") {
-			t.Fatalf("accepted UPN %q outside the allowed domain", d.UserPrincipalName)
+		at := strings.LastIndexByte(d.UPN(), '@')
+		if at <= 0 || !strings.EqualFold(d.UPN()[at+1:], "contoso.com") {
+			t.Fatalf("accepted UPN %q outside the allowed domain", d.UPN())
 		}
-		if d.DisplayName == "" || d.MailNickname == "" {
+		if d.Get(profile.DisplayName) == "" || d.Get(profile.MailNickname) == "" {
 			t.Fatalf("accepted a user without displayName or mailNickname: %+v", d)
 		}
-		for _, a := range attributes {
-			v := a.desired(&d)
-			if a.max > 0 && utf8.RuneCountInString(v) > a.max {
-				t.Fatalf("accepted %s of %d characters (max %d)", a.json, utf8.RuneCountInString(v), a.max)
+		for i, a := range profile.Builtin {
+			v := d.Get(i)
+			if a.Max > 0 && utf8.RuneCountInString(v) > a.Max {
+				t.Fatalf("accepted %s of %d characters (max %d)", a.Column, utf8.RuneCountInString(v), a.Max)
 			}
 			if strings.IndexFunc(v, unicode.IsControl) >= 0 {
-				t.Fatalf("accepted %s %q with a control character", a.json, v)
+				t.Fatalf("accepted %s %q with a control character", a.Column, v)
 			}
 		}
-		if d.UsageLocation != "" && (len(d.UsageLocation) != 2 || strings.ToUpper(d.UsageLocation) != d.UsageLocation) {
-			t.Fatalf("accepted usageLocation %q", d.UsageLocation)
+		if d.Get(profile.UsageLocation) != "" && (len(d.Get(profile.UsageLocation)) != 2 || strings.ToUpper(d.Get(profile.UsageLocation)) != d.Get(profile.UsageLocation)) {
+			t.Fatalf("accepted usageLocation %q", d.Get(profile.UsageLocation))
 		}
 		for _, g := range d.Groups {
 			if !isGUID(g) || g != strings.ToLower(g) {

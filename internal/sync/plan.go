@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 )
 
@@ -136,7 +137,7 @@ func planRow(row store.SourceRow, p Policy, now time.Time) (dec Decision) {
 	}
 
 	d, problems := Validate(row, p)
-	dec.UPN = d.UserPrincipalName
+	dec.UPN = d.UPN()
 	dec.Desired = &d
 	if selfManaged(row) {
 		dec.Notes = append(dec.Notes, fmt.Sprintf("manager_external_id %q names the user itself: treated as no manager", row.ExternalID))
@@ -174,7 +175,7 @@ func planRow(row store.SourceRow, p Policy, now time.Time) (dec Decision) {
 		}}
 		deferFollowUps(&dec, row, &d)
 	default:
-		planLinked(&dec, row, &d)
+		planLinked(&dec, p, row, &d)
 	}
 	return dec
 }
@@ -285,7 +286,7 @@ func planUnlinked(dec *Decision, row store.SourceRow, d *store.DesiredUser, p Po
 		dec.Steps = []Step{{Action: ActSkip, ObjectID: k.ObjectID, Failure: conflictMessage(p, row, k, d)}}
 		return
 	}
-	adopt(dec, row, d, k, fmt.Sprintf("adopted an existing user by matching.adopt_by %s", p.AdoptBy))
+	adopt(dec, p, row, d, k, fmt.Sprintf("adopted an existing user by matching.adopt_by %s", p.AdoptBy))
 }
 
 // planRecovery handles a link left in LinkCreating: a create was sent and its
@@ -293,7 +294,7 @@ func planUnlinked(dec *Decision, row store.SourceRow, d *store.DesiredUser, p Po
 func planRecovery(dec *Decision, row store.SourceRow, d *store.DesiredUser, p Policy) {
 	k := row.Candidate
 	if k != nil && !k.Deleted && row.CandidateOwner == "" && recoverable(row.Link, k, d) {
-		adopt(dec, row, d, k, "recovered a create whose answer was lost: the directory holds the user it created")
+		adopt(dec, p, row, d, k, "recovered a create whose answer was lost: the directory holds the user it created")
 		dec.Steps[0].Changes["recovered"] = true
 		return
 	}
@@ -301,7 +302,7 @@ func planRecovery(dec *Decision, row store.SourceRow, d *store.DesiredUser, p Po
 		// Someone else's user holds the UPN now: the same rules as for any
 		// unlinked user apply.
 		if adoptable(p, row, k, d) {
-			adopt(dec, row, d, k, fmt.Sprintf("adopted an existing user by matching.adopt_by %s", p.AdoptBy))
+			adopt(dec, p, row, d, k, fmt.Sprintf("adopted an existing user by matching.adopt_by %s", p.AdoptBy))
 			return
 		}
 		dec.Steps = []Step{{Action: ActSkip, ObjectID: k.ObjectID, Failure: conflictMessage(p, row, k, d)}}
@@ -315,10 +316,10 @@ func planRecovery(dec *Decision, row store.SourceRow, d *store.DesiredUser, p Po
 // recoverable says whether directory user k is the one our lost create made:
 // it carries the UPN we sent and, when we sent one, our employeeId.
 func recoverable(l *store.Link, k *store.DirectoryUser, d *store.DesiredUser) bool {
-	if !strings.EqualFold(k.UserPrincipalName, l.UserPrincipalName) {
+	if !strings.EqualFold(k.UPN(), l.UserPrincipalName) {
 		return false
 	}
-	return d == nil || d.EmployeeID == "" || k.EmployeeID == d.EmployeeID
+	return d == nil || d.Get(profile.EmployeeID) == "" || k.Get(profile.EmployeeID) == d.Get(profile.EmployeeID)
 }
 
 func adoptable(p Policy, row store.SourceRow, k *store.DirectoryUser, d *store.DesiredUser) bool {
@@ -327,33 +328,33 @@ func adoptable(p Policy, row store.SourceRow, k *store.DirectoryUser, d *store.D
 	}
 	switch p.AdoptBy {
 	case AdoptEmployeeID:
-		return d.EmployeeID != "" && k.EmployeeID == d.EmployeeID
+		return d.Get(profile.EmployeeID) != "" && k.Get(profile.EmployeeID) == d.Get(profile.EmployeeID)
 	case AdoptUPN:
-		return strings.EqualFold(k.UserPrincipalName, d.UserPrincipalName)
+		return strings.EqualFold(k.UPN(), d.UPN())
 	}
 	return false
 }
 
 func conflictMessage(p Policy, row store.SourceRow, k *store.DirectoryUser, d *store.DesiredUser) string {
-	what := fmt.Sprintf("this UPN (%s)", d.UserPrincipalName)
-	if !strings.EqualFold(k.UserPrincipalName, d.UserPrincipalName) {
-		what = fmt.Sprintf("this employeeId (%s)", d.EmployeeID)
+	what := fmt.Sprintf("this UPN (%s)", d.UPN())
+	if !strings.EqualFold(k.UPN(), d.UPN()) {
+		what = fmt.Sprintf("this employeeId (%s)", d.Get(profile.EmployeeID))
 	}
 	if row.CandidateOwner != "" {
 		return fmt.Sprintf("conflict: the user %s (%s), which has %s, is managed by job %s (external_id %s); "+
 			"a job never adopts, enables, disables or deletes another job's account: remove the user from one of the two jobs' sources",
-			k.ObjectID, k.UserPrincipalName, what, row.CandidateOwner, row.CandidateOwnerID)
+			k.ObjectID, k.UPN(), what, row.CandidateOwner, row.CandidateOwnerID)
 	}
 	fix := "set matching.adopt_by or rename"
 	if p.AdoptBy != AdoptNone {
 		fix = fmt.Sprintf("matching.adopt_by is %s and does not match it; change the rule or rename", p.AdoptBy)
 	}
-	return fmt.Sprintf("conflict: an unmanaged user (%s, %s) already has %s; %s", k.ObjectID, k.UserPrincipalName, what, fix)
+	return fmt.Sprintf("conflict: an unmanaged user (%s, %s) already has %s; %s", k.ObjectID, k.UPN(), what, fix)
 }
 
 // adopt links candidate k and brings it to the desired state.
-func adopt(dec *Decision, row store.SourceRow, d *store.DesiredUser, k *store.DirectoryUser, message string) {
-	fields, changes := diff(d, k)
+func adopt(dec *Decision, p Policy, row store.SourceRow, d *store.DesiredUser, k *store.DirectoryUser, message string) {
+	fields, changes := diff(p.schema(), d, k)
 	if !k.AccountEnabled {
 		fields["accountEnabled"] = true
 		changes["accountEnabled"] = change(false, true)
@@ -372,9 +373,9 @@ func adopt(dec *Decision, row store.SourceRow, d *store.DesiredUser, k *store.Di
 }
 
 // planLinked handles a managed user that exists (not deleted) and is wanted.
-func planLinked(dec *Decision, row store.SourceRow, d *store.DesiredUser) {
+func planLinked(dec *Decision, p Policy, row store.SourceRow, d *store.DesiredUser) {
 	l, c := row.Link, row.Current
-	fields, changes := diff(d, c)
+	fields, changes := diff(p.schema(), d, c)
 	switch {
 	case !c.AccountEnabled:
 		fields["accountEnabled"] = true
@@ -384,7 +385,7 @@ func planLinked(dec *Decision, row store.SourceRow, d *store.DesiredUser) {
 	case len(fields) > 0:
 		st := Step{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: l.ObjectID, Fields: fields, Changes: changes, LinkState: store.LinkActive}
 		if _, ok := fields["userPrincipalName"]; ok {
-			st.Message = fmt.Sprintf("renamed from %s", c.UserPrincipalName)
+			st.Message = fmt.Sprintf("renamed from %s", c.UPN())
 			if row.UPNReleasedBy != "" {
 				dec.Steps = planSwap(st, row, d)
 				break
@@ -475,12 +476,15 @@ func deferFollowUps(dec *Decision, row store.SourceRow, d *store.DesiredUser) {
 }
 
 func createStep(d *store.DesiredUser, p Policy, message string) Step {
+	schema := p.schema()
 	fields := map[string]any{"accountEnabled": true}
 	changes := map[string]any{"accountEnabled": true}
-	for _, a := range attributes {
-		if v := a.desired(d); v != "" {
-			fields[a.json] = v
-			changes[a.json] = v
+	for i, v := range d.Attrs.Expand(nil, schema.Len()) {
+		// mailNickname is sent even when the job does not manage it: Graph
+		// requires one on create (normalise derived it from the UPN).
+		if v != "" && (schema.Managed(i) || i == profile.MailNickname) {
+			schema.SetField(fields, i, v)
+			changes[schema.Attrs[i].Graph] = shown(schema.Attrs[i], v)
 		}
 	}
 	changes["forceChangePasswordNextSignIn"] = p.ForceChangePassword
@@ -494,7 +498,7 @@ func creatingLink(row store.SourceRow, d *store.DesiredUser) *store.Link {
 		l = *row.Link
 	}
 	l.ObjectID = ""
-	l.UserPrincipalName = d.UserPrincipalName
+	l.UserPrincipalName = d.UPN()
 	l.State = store.LinkCreating
 	l.ManagerObjectID = ""
 	l.Groups = nil
@@ -502,27 +506,65 @@ func creatingLink(row store.SourceRow, d *store.DesiredUser) *store.Link {
 	return &l
 }
 
-// diff is the minimal PATCH: the managed properties whose desired value
-// differs from the directory's, an empty desired value clearing with null.
-func diff(d *store.DesiredUser, c *store.DirectoryUser) (fields, changes map[string]any) {
+// diff is the minimal PATCH: the managed attributes whose desired value
+// differs from the directory's (as the attribute table compares them), an
+// empty desired value clearing the property. An attribute the job does not
+// manage is never compared, sent or cleared.
+func diff(schema *profile.Schema, d *store.DesiredUser, c *store.DirectoryUser) (fields, changes map[string]any) {
 	fields, changes = map[string]any{}, map[string]any{}
-	for _, a := range attributes {
-		want, have := a.desired(d), a.current(c)
-		if want == have {
+	n := schema.Len()
+	var wbuf, hbuf [expandBuf]string
+	want, have := d.Attrs.Expand(wbuf[:0], n), c.Attrs.Expand(hbuf[:0], n)
+	for i, a := range schema.Attrs {
+		if !schema.Managed(i) || a.Equal(want[i], have[i]) {
 			continue
 		}
-		if want == "" {
-			if a.required {
-				continue // never clear a required property (Validate guarantees one)
-			}
-			fields[a.json] = nil
-			changes[a.json] = change(have, nil)
-			continue
+		if want[i] == "" && a.Required {
+			continue // never clear a required property (Validate guarantees one)
 		}
-		fields[a.json] = want
-		changes[a.json] = change(nilIfEmpty(have), want)
+		schema.SetField(fields, i, want[i])
+		changes[a.Graph] = change(shown(a, have[i]), shown(a, want[i]))
 	}
+	completeMembers(schema, fields, want, have)
 	return fields, changes
+}
+
+// expandBuf sizes the stack arrays attribute values are expanded into
+// (the table and a few schema extensions fit; more spill to the heap).
+const expandBuf = 64
+
+// completeMembers sends every member of a complex property (employeeOrgData)
+// that a PATCH touches: Graph replaces the whole complex value, so a member
+// left out would be cleared. A managed member gets its desired value, one
+// the job does not manage keeps the directory's.
+func completeMembers(schema *profile.Schema, fields map[string]any, want, have []string) {
+	for i, a := range schema.Attrs {
+		obj, ok := fields[a.Parent()].(map[string]any)
+		if !ok || a.Member() == "" {
+			continue
+		}
+		if _, set := obj[a.Member()]; set {
+			continue
+		}
+		v := have[i]
+		if schema.Managed(i) {
+			v = want[i]
+		}
+		if v != "" {
+			schema.SetField(fields, i, v)
+		}
+	}
+}
+
+// shown is how history records value v of a: nil for none, a list's entries.
+func shown(a profile.Attr, v string) any {
+	switch {
+	case v == "":
+		return nil
+	case a.Kind == profile.List:
+		return profile.SplitList(v)
+	}
+	return v
 }
 
 func change(from, to any) map[string]any { return map[string]any{"from": from, "to": to} }
@@ -534,13 +576,11 @@ func nilIfEmpty(s string) any {
 	return s
 }
 
-// AppliedHash fingerprints the attributes applied for a user, so an operator
-// (or a later optimisation) can tell whether the source moved since.
+// AppliedHash fingerprints the attributes applied for a user (a
+// normalised user holds only those the job manages), so an operator (or a
+// later optimisation) can tell whether the source moved since.
 func AppliedHash(d *store.DesiredUser) string {
 	h := sha256.New()
-	for _, a := range attributes {
-		fmt.Fprintf(h, "%s=%s\x00", a.json, a.desired(d))
-	}
-	fmt.Fprintf(h, "manager=%s\x00groups=%s", d.ManagerExternalID, strings.Join(slices.Sorted(slices.Values(d.Groups)), ","))
+	fmt.Fprintf(h, "%s\x00manager=%s\x00groups=%s", d.Attrs.String(), d.ManagerExternalID, strings.Join(slices.Sorted(slices.Values(d.Groups)), ","))
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }

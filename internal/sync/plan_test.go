@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 )
 
@@ -27,19 +28,17 @@ func policy() Policy {
 }
 
 func desired() *store.DesiredUser {
-	return &store.DesiredUser{
-		ExternalID: "E1", UserPrincipalName: "alice@contoso.com", DisplayName: "Alice Smith",
-		GivenName: "Alice", Surname: "Smith", JobTitle: "Engineer", Department: "R&D",
-		EmployeeID: "E1", UsageLocation: "DE", AccountEnabled: true,
+	return &store.DesiredUser{Attrs: profile.Of(profile.UserPrincipalName, "alice@contoso.com", profile.DisplayName, "Alice Smith", profile.GivenName, "Alice", profile.Surname, "Smith", profile.JobTitle, "Engineer", profile.Department, "R&D", profile.EmployeeID, "E1", profile.UsageLocation, "DE"), ExternalID: "E1",
+
+		AccountEnabled: true,
 	}
 }
 
 // current is the directory state matching desired().
 func current() *store.DirectoryUser {
-	return &store.DirectoryUser{
-		ObjectID: oidAlice, UserPrincipalName: "alice@contoso.com", DisplayName: "Alice Smith", MailNickname: "alice",
-		GivenName: "Alice", Surname: "Smith", JobTitle: "Engineer", Department: "R&D",
-		EmployeeID: "E1", UsageLocation: "DE", AccountEnabled: true,
+	return &store.DirectoryUser{Attrs: profile.Of(profile.UserPrincipalName, "alice@contoso.com", profile.DisplayName, "Alice Smith", profile.MailNickname, "alice", profile.GivenName, "Alice", profile.Surname, "Smith", profile.JobTitle, "Engineer", profile.Department, "R&D", profile.EmployeeID, "E1", profile.UsageLocation, "DE"), ObjectID: oidAlice,
+
+		AccountEnabled: true,
 	}
 }
 
@@ -143,7 +142,8 @@ func TestPlan(t *testing.T) {
 			name: "changed_attributes_patch_only_those_fields",
 			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), Desired: func() *store.DesiredUser {
 				d := desired()
-				d.JobTitle, d.Department = "Lead Engineer", "Platform"
+				d.Set(profile.JobTitle, "Lead Engineer")
+				d.Set(profile.Department, "Platform")
 				return d
 			}()},
 			want:   []stepSummary{{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: oidAlice}},
@@ -153,7 +153,7 @@ func TestPlan(t *testing.T) {
 			name: "emptied_attribute_is_cleared_with_null",
 			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), Desired: func() *store.DesiredUser {
 				d := desired()
-				d.JobTitle = ""
+				d.Set(profile.JobTitle, "")
 				return d
 			}()},
 			want:   []stepSummary{{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: oidAlice}},
@@ -163,7 +163,7 @@ func TestPlan(t *testing.T) {
 			name: "upn_rename_patches_userPrincipalName_and_derived_mailNickname",
 			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), Desired: func() *store.DesiredUser {
 				d := desired()
-				d.UserPrincipalName = "alice.jones@contoso.com"
+				d.Set(profile.UserPrincipalName, "alice.jones@contoso.com")
 				return d
 			}()},
 			want:   []stepSummary{{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: oidAlice}},
@@ -173,7 +173,7 @@ func TestPlan(t *testing.T) {
 			name: "rename_into_a_upn_another_user_releases_parks_on_a_temporary_upn",
 			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), UPNReleasedBy: "E2", Desired: func() *store.DesiredUser {
 				d := desired()
-				d.UserPrincipalName = "bob@contoso.com"
+				d.Set(profile.UserPrincipalName, "bob@contoso.com")
 				return d
 			}()},
 			want:   []stepSummary{{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: oidAlice}, {Action: ActUpdate, ObjectID: oidAlice, Deferred: true}},
@@ -183,7 +183,7 @@ func TestPlan(t *testing.T) {
 			name: "usage_location_compared_case_insensitively",
 			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), Desired: func() *store.DesiredUser {
 				d := desired()
-				d.UsageLocation = "de"
+				d.Set(profile.UsageLocation, "de")
 				return d
 			}()},
 			want: nil,
@@ -268,7 +268,12 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name: "rehired_user_is_enabled_with_its_changed_fields",
-			row: store.SourceRow{ExternalID: "E1", Current: func() *store.DirectoryUser { c := current(); c.AccountEnabled = false; c.JobTitle = "Old"; return c }(),
+			row: store.SourceRow{ExternalID: "E1", Current: func() *store.DirectoryUser {
+				c := current()
+				c.AccountEnabled = false
+				c.Set(profile.JobTitle, "Old")
+				return c
+			}(),
 				Link: func() *store.Link { l := link(store.LinkDisabled); l.DisabledAt = ago(time.Hour); return l }(), Desired: desired()},
 			want:   []stepSummary{{Action: ActEnable, Kind: directory.OpUpdate, ObjectID: oidAlice}},
 			checks: []check{fieldsAre(map[string]any{"accountEnabled": true, "jobTitle": "Engineer"})},
@@ -291,14 +296,24 @@ func TestPlan(t *testing.T) {
 			want: []stepSummary{{Action: ActCreate, Kind: directory.OpCreate}}, checks: []check{linkIs(store.LinkCreating, "")},
 		},
 		{
-			name:   "unmanaged_user_with_same_upn_is_not_touched_unless_the_matching_rule_allows_adoption",
-			row:    store.SourceRow{ExternalID: "E1", Desired: desired(), Candidate: func() *store.DirectoryUser { c := current(); c.ObjectID = oidOther; c.EmployeeID = ""; return c }()},
+			name: "unmanaged_user_with_same_upn_is_not_touched_unless_the_matching_rule_allows_adoption",
+			row: store.SourceRow{ExternalID: "E1", Desired: desired(), Candidate: func() *store.DirectoryUser {
+				c := current()
+				c.ObjectID = oidOther
+				c.Set(profile.EmployeeID, "")
+				return c
+			}()},
 			want:   []stepSummary{{Action: ActSkip, ObjectID: oidOther, Failed: true}},
 			checks: []check{noLink, failureHas("conflict: an unmanaged user (" + oidOther + ", alice@contoso.com) already has this UPN (alice@contoso.com); set matching.adopt_by or rename")},
 		},
 		{
-			name:   "unmanaged_user_with_same_upn_is_adopted_when_adopt_by_upn",
-			row:    store.SourceRow{ExternalID: "E1", Desired: desired(), Candidate: func() *store.DirectoryUser { c := current(); c.ObjectID = oidOther; c.JobTitle = "X"; return c }()},
+			name: "unmanaged_user_with_same_upn_is_adopted_when_adopt_by_upn",
+			row: store.SourceRow{ExternalID: "E1", Desired: desired(), Candidate: func() *store.DirectoryUser {
+				c := current()
+				c.ObjectID = oidOther
+				c.Set(profile.JobTitle, "X")
+				return c
+			}()},
 			policy: func(p *Policy) { p.AdoptBy = AdoptUPN },
 			want:   []stepSummary{{Action: ActAdopt, Kind: directory.OpUpdate, ObjectID: oidOther}},
 			checks: []check{fieldsAre(map[string]any{"jobTitle": "Engineer"}), noLink},
@@ -313,7 +328,8 @@ func TestPlan(t *testing.T) {
 			name: "unmanaged_user_with_other_employee_id_is_not_adopted_by_employee_id",
 			row: store.SourceRow{ExternalID: "E1", Desired: desired(), Candidate: func() *store.DirectoryUser {
 				c := current()
-				c.ObjectID, c.EmployeeID = oidOther, "X9"
+				c.ObjectID = oidOther
+				c.Set(profile.EmployeeID, "X9")
 				return c
 			}()},
 			policy: func(p *Policy) { p.AdoptBy = AdoptEmployeeID },
@@ -344,7 +360,12 @@ func TestPlan(t *testing.T) {
 		{
 			name: "lost_create_meeting_a_stranger_is_a_conflict_not_a_recovery",
 			row: store.SourceRow{ExternalID: "E1", Desired: desired(), Link: &store.Link{ExternalID: "E1", UserPrincipalName: "alice@contoso.com", State: store.LinkCreating},
-				Candidate: func() *store.DirectoryUser { c := current(); c.ObjectID, c.EmployeeID = oidOther, "X9"; return c }()},
+				Candidate: func() *store.DirectoryUser {
+					c := current()
+					c.ObjectID = oidOther
+					c.Set(profile.EmployeeID, "X9")
+					return c
+				}()},
 			want: []stepSummary{{Action: ActSkip, ObjectID: oidOther, Failed: true}},
 		},
 		{
@@ -359,7 +380,7 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name: "self_manager_is_no_manager_and_the_other_changes_go_through",
-			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: func() *store.DirectoryUser { c := current(); c.JobTitle = "Old"; return c }(),
+			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: func() *store.DirectoryUser { c := current(); c.Set(profile.JobTitle, "Old"); return c }(),
 				Desired: func() *store.DesiredUser { d := desired(); d.ManagerExternalID = "E1"; return d }()},
 			want: []stepSummary{{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: oidAlice}},
 			checks: []check{fieldsAre(map[string]any{"jobTitle": "Engineer"}), func(t *testing.T, d Decision) {
@@ -492,15 +513,19 @@ func TestPlan(t *testing.T) {
 			},
 		},
 		{
-			name:   "invalid_row_fails_that_user_only_with_its_reason",
-			row:    store.SourceRow{ExternalID: "E1", Desired: func() *store.DesiredUser { d := desired(); d.UserPrincipalName = "alice@fabrikam.com"; return d }()},
+			name: "invalid_row_fails_that_user_only_with_its_reason",
+			row: store.SourceRow{ExternalID: "E1", Desired: func() *store.DesiredUser {
+				d := desired()
+				d.Set(profile.UserPrincipalName, "alice@fabrikam.com")
+				return d
+			}()},
 			want:   []stepSummary{{Action: ActCreate, Failed: true}},
 			checks: []check{noLink, failureHas(`domain "fabrikam.com" is not allowed for job hr`)},
 		},
 		{
 			name: "invalid_row_of_a_managed_user_is_not_touched",
 			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(),
-				Desired: func() *store.DesiredUser { d := desired(); d.DisplayName = ""; return d }()},
+				Desired: func() *store.DesiredUser { d := desired(); d.Set(profile.DisplayName, ""); return d }()},
 			want:   []stepSummary{{Action: ActUpdate, Failed: true}},
 			checks: []check{failureHas("display_name: missing")},
 		},
@@ -524,7 +549,7 @@ func TestPlan(t *testing.T) {
 
 func TestPlanIsPure(t *testing.T) {
 	row := store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(), Desired: desired()}
-	row.Desired.JobTitle = "Boss"
+	row.Desired.Set(profile.JobTitle, "Boss")
 	a, b := Plan(row, policy(), now), Plan(row, policy(), now)
 	if !reflect.DeepEqual(a, b) {
 		t.Fatalf("two plans of the same row differ:\n%+v\n%+v", a, b)
@@ -542,7 +567,7 @@ func TestApplyToLink(t *testing.T) {
 	}{
 		{"create_sets_the_object_and_activates", *creatingLink(store.SourceRow{ExternalID: "E1"}, d), createStep(d, policy(), ""), oidAlice,
 			func(t *testing.T, l store.Link) {
-				if l.ObjectID != oidAlice || l.State != store.LinkActive || l.UserPrincipalName != d.UserPrincipalName || l.AppliedHash == "" {
+				if l.ObjectID != oidAlice || l.State != store.LinkActive || l.UserPrincipalName != d.UPN() || l.AppliedHash == "" {
 					t.Errorf("link = %+v", l)
 				}
 			}},

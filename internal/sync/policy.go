@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/profile"
 )
 
 // Leaver actions (config leaver.action).
@@ -44,6 +45,19 @@ type Policy struct {
 	// job may add users to or remove them from (jobs[].allowed_groups);
 	// nil honours any group id of the source (contract.go).
 	AllowedGroups map[string]bool
+	// Schema is the job's attribute set: the attribute table plus its
+	// schema extensions, restricted to the columns its source has (the
+	// engine discovers them at run start); nil manages every built-in
+	// attribute.
+	Schema *profile.Schema
+}
+
+// schema is p.Schema, or every built-in attribute.
+func (p Policy) schema() *profile.Schema {
+	if p.Schema == nil {
+		return profile.Default
+	}
+	return p.Schema
 }
 
 // PolicyFor derives the planner policy of a job. Empty settings get the

@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"fmt"
+	"github.com/entraprov/entraprov/internal/profile"
 	"strings"
 	"time"
 
@@ -26,14 +27,14 @@ func planRekey(row store.SourceRow, p Policy, now time.Time) Decision {
 	l, c := row.Link, row.Current
 	from, to := row.RekeyFrom, row.ExternalID
 	if reason := rekeyRefusal(row, p); reason != "" {
-		return Decision{ExternalID: to, UPN: row.Desired.UserPrincipalName,
+		return Decision{ExternalID: to, UPN: row.Desired.UPN(),
 			Steps: []Step{{Action: ActRekey, ObjectID: l.ObjectID, Failure: reason,
 				Changes: map[string]any{"external_id": change(from, to)}}}}
 	}
 	dec := planRow(row, p, now)
 	upn := l.UserPrincipalName
 	if c != nil {
-		upn = c.UserPrincipalName
+		upn = c.UPN()
 	}
 	st := Step{Action: ActRekey, ObjectID: l.ObjectID,
 		Changes: map[string]any{"external_id": change(from, to)},
@@ -47,11 +48,11 @@ func planRekey(row store.SourceRow, p Policy, now time.Time) Decision {
 // ("" when it does).
 func rekeyRefusal(row store.SourceRow, p Policy) string {
 	d, l, c := row.Desired, row.Link, row.Current
-	employee := strings.TrimSpace(d.EmployeeID)
-	upn := strings.TrimSpace(d.UserPrincipalName)
+	employee := strings.TrimSpace(d.Get(profile.EmployeeID))
+	upn := strings.TrimSpace(d.UPN())
 	have, haveUPN := "", l.UserPrincipalName
 	if c != nil {
-		have, haveUPN = c.EmployeeID, c.UserPrincipalName
+		have, haveUPN = c.Get(profile.EmployeeID), c.UPN()
 	}
 	switch {
 	case employee != "" && employee == have:

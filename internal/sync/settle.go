@@ -185,7 +185,7 @@ func ApplyToLink(l store.Link, s Step, objectID string, d *store.DesiredUser, no
 			if upn, ok := s.Fields["userPrincipalName"].(string); ok {
 				l.UserPrincipalName = upn
 			} else if l.UserPrincipalName == "" {
-				l.UserPrincipalName = d.UserPrincipalName
+				l.UserPrincipalName = d.UPN()
 			}
 			l.AppliedHash = AppliedHash(d)
 		}
@@ -201,7 +201,7 @@ func ApplyToLink(l store.Link, s Step, objectID string, d *store.DesiredUser, no
 		l.Groups = slices.DeleteFunc(slices.Clone(l.Groups), func(g string) bool { return strings.EqualFold(g, s.RelatedID) })
 	}
 	if s.Action == ActAdopt && d != nil {
-		l.UserPrincipalName = d.UserPrincipalName
+		l.UserPrincipalName = d.UPN()
 		l.AppliedHash = AppliedHash(d)
 	}
 	return l

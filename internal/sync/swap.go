@@ -17,21 +17,21 @@ import (
 // run; history records the temporary UPN.
 func planSwap(st Step, row store.SourceRow, d *store.DesiredUser) []Step {
 	c := row.Current
-	temp := tempUPN(row.Link.ObjectID, d.UserPrincipalName)
-	if strings.EqualFold(c.UserPrincipalName, temp) {
+	temp := tempUPN(row.Link.ObjectID, d.UPN())
+	if strings.EqualFold(c.UPN(), temp) {
 		// Already parked (the holder's rename failed last time): only the
 		// other changes go now.
 		delete(st.Fields, "userPrincipalName")
 		delete(st.Changes, "userPrincipalName")
 	} else {
 		st.Fields["userPrincipalName"] = temp
-		st.Changes["userPrincipalName"] = change(c.UserPrincipalName, temp)
+		st.Changes["userPrincipalName"] = change(c.UPN(), temp)
 	}
 	st.Message = fmt.Sprintf("UPN swap: %s is held by external_id %q, which this run renames away; "+
-		"renamed from %s to the temporary %s first, to %s once it is free", d.UserPrincipalName, row.UPNReleasedBy,
-		c.UserPrincipalName, temp, d.UserPrincipalName)
+		"renamed from %s to the temporary %s first, to %s once it is free", d.UPN(), row.UPNReleasedBy,
+		c.UPN(), temp, d.UPN())
 	final := Step{Action: ActUpdate, ObjectID: row.Link.ObjectID, Deferred: true,
-		Changes: map[string]any{"userPrincipalName": change(temp, d.UserPrincipalName)},
+		Changes: map[string]any{"userPrincipalName": change(temp, d.UPN())},
 		Message: "the rename from the temporary UPN, once the holder moved away"}
 	if len(st.Fields) == 0 {
 		return []Step{final}

@@ -3,39 +3,11 @@ package sync
 import (
 	"fmt"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 )
-
-// attribute is one Graph user property the worker manages. The table drives
-// validation (length), creates (non-empty values) and the minimal PATCH.
-type attribute struct {
-	json     string // Graph JSON property name
-	max      int    // maximum length in characters (0: not checked here)
-	required bool   // may not be cleared; create needs it
-	desired  func(*store.DesiredUser) string
-	current  func(*store.DirectoryUser) string
-}
-
-// attributes are in the order they appear in history rows and PATCH bodies.
-// Lengths are Graph's documented limits for the user resource.
-var attributes = []attribute{
-	{"userPrincipalName", 113, true, func(d *store.DesiredUser) string { return d.UserPrincipalName }, func(c *store.DirectoryUser) string { return c.UserPrincipalName }},
-	{"displayName", 256, true, func(d *store.DesiredUser) string { return d.DisplayName }, func(c *store.DirectoryUser) string { return c.DisplayName }},
-	{"mailNickname", 64, true, func(d *store.DesiredUser) string { return d.MailNickname }, func(c *store.DirectoryUser) string { return c.MailNickname }},
-	{"givenName", 64, false, func(d *store.DesiredUser) string { return d.GivenName }, func(c *store.DirectoryUser) string { return c.GivenName }},
-	{"surname", 64, false, func(d *store.DesiredUser) string { return d.Surname }, func(c *store.DirectoryUser) string { return c.Surname }},
-	{"jobTitle", 128, false, func(d *store.DesiredUser) string { return d.JobTitle }, func(c *store.DirectoryUser) string { return c.JobTitle }},
-	{"department", 64, false, func(d *store.DesiredUser) string { return d.Department }, func(c *store.DirectoryUser) string { return c.Department }},
-	{"officeLocation", 128, false, func(d *store.DesiredUser) string { return d.OfficeLocation }, func(c *store.DirectoryUser) string { return c.OfficeLocation }},
-	{"companyName", 64, false, func(d *store.DesiredUser) string { return d.CompanyName }, func(c *store.DirectoryUser) string { return c.CompanyName }},
-	{"employeeId", 16, false, func(d *store.DesiredUser) string { return d.EmployeeID }, func(c *store.DirectoryUser) string { return c.EmployeeID }},
-	{"employeeType", 64, false, func(d *store.DesiredUser) string { return d.EmployeeType }, func(c *store.DirectoryUser) string { return c.EmployeeType }},
-	{"usageLocation", 2, false, func(d *store.DesiredUser) string { return d.UsageLocation }, func(c *store.DirectoryUser) string { return c.UsageLocation }},
-	{"mobilePhone", 64, false, func(d *store.DesiredUser) string { return d.MobilePhone }, func(c *store.DirectoryUser) string { return c.MobilePhone }},
-}
 
 const (
 	maxUPNAlias  = 64
@@ -46,51 +18,39 @@ const (
 // userPrincipalName (graph-facts.md, Users).
 const upnAliasChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'.-_!#^~"
 
-// mailNicknameForbidden are the ASCII characters Graph refuses in
-// mailNickname; non-ASCII and control characters are refused too.
-const mailNicknameForbidden = "@()\\[]\";:<>, "
-
-// Validate checks one desired user against Graph's rules and the job's
-// policy. It returns the user normalised for comparison and sending
-// (derived mailNickname, upper-case usageLocation, lower-case deduplicated
-// group ids, trimmed strings) and every problem found, each a sentence that
-// names the column and says what to fix. row supplies the cross-row facts
-// (duplicate UPN).
+// Validate checks one desired user against Graph's rules (the attribute
+// table's limits and formats, for the attributes the job manages) and the
+// job's policy. It returns the user normalised for comparison and sending
+// (derived mailNickname, canonical values, lower-case deduplicated group
+// ids) and every problem found, each a sentence that names the column and
+// says what to fix. row supplies the cross-row facts (duplicate UPN).
 func Validate(row store.SourceRow, p Policy) (store.DesiredUser, []string) {
-	d := normalise(*row.Desired)
+	schema := p.schema()
+	d := normalise(*row.Desired, schema)
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
 	problems = append(problems, validateExternalID(row)...)
-	problems = append(problems, validateUPN(d.UserPrincipalName, p)...)
+	upn := d.UPN()
+	problems = append(problems, validateUPN(upn, p)...)
 	if row.DuplicateUPN {
-		add("user_principal_name %q: another source row of job %s wants the same UPN; UPNs must be unique (case-insensitive)", d.UserPrincipalName, p.Job)
+		add("user_principal_name %q: another source row of job %s wants the same UPN; UPNs must be unique (case-insensitive)", upn, p.Job)
 	}
-	if d.DisplayName == "" {
+	if d.Get(profile.DisplayName) == "" {
 		add("display_name: missing; every user needs a display name")
 	}
-	if row.Desired.MailNickname != "" {
-		for _, r := range d.MailNickname {
-			if r > unicode.MaxASCII || unicode.IsControl(r) || strings.ContainsRune(mailNicknameForbidden, r) {
-				add("mail_nickname %q: character %q is not allowed (no spaces, accents or any of @()\\[]\";:<>,)", d.MailNickname, r)
-				break
+	givenNickname := row.Desired.Get(profile.MailNickname) != ""
+	var buf [expandBuf]string
+	vals := d.Attrs.Expand(buf[:0], schema.Len())
+	for i, a := range schema.Attrs {
+		switch {
+		case !schema.Managed(i), i == profile.UserPrincipalName: // validateUPN speaks for the UPN
+		case i == profile.MailNickname && !givenNickname: // derived from the UPN, whose checks already speak
+		default:
+			if msg := a.Problem(vals[i]); msg != "" {
+				problems = append(problems, msg)
 			}
 		}
-	}
-	for _, a := range attributes {
-		v := a.desired(&d)
-		if a.json == "mailNickname" && row.Desired.MailNickname == "" {
-			continue // derived from the UPN, whose checks already speak
-		}
-		if n := utf8.RuneCountInString(v); a.max > 0 && n > a.max && a.json != "userPrincipalName" && a.json != "usageLocation" {
-			add("%s: %d characters; Graph allows at most %d", column(a.json), n, a.max)
-		}
-		if strings.IndexFunc(v, unicode.IsControl) >= 0 {
-			add("%s: contains a control character (tab, newline, …); remove it", column(a.json))
-		}
-	}
-	if d.UsageLocation != "" && !isCountryCode(d.UsageLocation) {
-		add("usage_location %q: not an ISO 3166-1 alpha-2 country code (e.g. US, DE, FR)", row.Desired.UsageLocation)
 	}
 	if selfManaged(row) {
 		// Common for the CEO: treated as "no manager" (Plan notes it), so
@@ -106,33 +66,32 @@ func Validate(row store.SourceRow, p Policy) (store.DesiredUser, []string) {
 	return d, problems
 }
 
-// column maps a Graph property to the source column that feeds it, so
-// messages name what the operator edits.
-func column(jsonName string) string {
-	var b strings.Builder
-	for _, r := range jsonName {
-		if unicode.IsUpper(r) {
-			b.WriteByte('_')
-			r = unicode.ToLower(r)
+// normalise puts every managed value in its canonical form (attributes the
+// job does not manage are emptied: they are never compared or sent) and
+// derives mailNickname from the UPN when the source leaves it NULL, since
+// a create needs one.
+func normalise(d store.DesiredUser, schema *profile.Schema) store.DesiredUser {
+	var buf [expandBuf]string
+	vals := d.Attrs.Expand(buf[:0], schema.Len())
+	changed := false
+	for i, a := range schema.Attrs {
+		v := ""
+		if schema.Managed(i) {
+			v = a.Normalize(vals[i])
 		}
-		b.WriteRune(r)
+		changed = changed || v != vals[i]
+		vals[i] = v
 	}
-	return b.String()
-}
-
-func normalise(d store.DesiredUser) store.DesiredUser {
-	trim := func(s *string) { *s = strings.TrimSpace(*s) }
-	for _, s := range []*string{&d.UserPrincipalName, &d.DisplayName, &d.MailNickname, &d.GivenName, &d.Surname,
-		&d.JobTitle, &d.Department, &d.OfficeLocation, &d.CompanyName, &d.EmployeeID, &d.EmployeeType,
-		&d.UsageLocation, &d.MobilePhone, &d.ManagerExternalID} {
-		trim(s)
-	}
-	d.UsageLocation = strings.ToUpper(d.UsageLocation)
-	if d.MailNickname == "" {
-		if at := strings.IndexByte(d.UserPrincipalName, '@'); at > 0 {
-			d.MailNickname = d.UserPrincipalName[:at]
+	if vals[profile.MailNickname] == "" {
+		if at := strings.IndexByte(vals[profile.UserPrincipalName], '@'); at > 0 {
+			vals[profile.MailNickname] = vals[profile.UserPrincipalName][:at]
+			changed = true
 		}
 	}
+	if changed { // most rows arrive canonical already: no copy then
+		d.Attrs = profile.Pack(vals)
+	}
+	d.ManagerExternalID = strings.TrimSpace(d.ManagerExternalID)
 	if len(d.Groups) > 0 {
 		seen := make(map[string]bool, len(d.Groups))
 		groups := make([]string, 0, len(d.Groups))
@@ -224,42 +183,6 @@ func isGUID(s string) bool {
 	return true
 }
 
-// countryCodes are the ISO 3166-1 alpha-2 codes (249, as assigned), the
-// values Graph accepts for usageLocation.
-const countryCodes = "" +
-	"AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ " +
-	"BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ " +
-	"CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ " +
-	"DE DJ DK DM DO DZ " +
-	"EC EE EG EH ER ES ET " +
-	"FI FJ FK FM FO FR " +
-	"GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY " +
-	"HK HM HN HR HT HU " +
-	"ID IE IL IM IN IO IQ IR IS IT " +
-	"JE JM JO JP " +
-	"KE KG KH KI KM KN KP KR KW KY KZ " +
-	"LA LB LC LI LK LR LS LT LU LV LY " +
-	"MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ " +
-	"NA NC NE NF NG NI NL NO NP NR NU NZ " +
-	"OM " +
-	"PA PE PF PG PH PK PL PM PN PR PS PT PW PY " +
-	"QA " +
-	"RE RO RS RU RW " +
-	"SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ " +
-	"TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ " +
-	"UA UG UM US UY UZ " +
-	"VA VC VE VG VI VN VU " +
-	"WF WS " +
-	"YE YT " +
-	"ZA ZM ZW"
-
-func isCountryCode(s string) bool {
-	if len(s) != 2 || s[0] < 'A' || s[0] > 'Z' || s[1] < 'A' || s[1] > 'Z' {
-		return false
-	}
-	return strings.Contains(countryCodes, s)
-}
-
 // validateExternalID refuses a row whose external_id is NULL, empty or
 // padded with whitespace: the id is the link's key, so a padded id would be
 // a different user (and the old one a leaver). The account linked under the
@@ -270,7 +193,7 @@ func validateExternalID(row store.SourceRow) []string {
 	switch trimmed := strings.TrimSpace(id); {
 	case id == "":
 		return []string{fmt.Sprintf("external_id: NULL or empty (row with user_principal_name %q); every row needs an external_id: "+
-			"the row is refused, and an account linked with this UPN is kept as is", row.Desired.UserPrincipalName)}
+			"the row is refused, and an account linked with this UPN is kept as is", row.Desired.UPN())}
 	case trimmed != id:
 		return []string{fmt.Sprintf("external_id %q: leading or trailing whitespace (trimmed: %q); fix the source (e.g. btrim(external_id) in the view): "+
 			"the row is refused, and a user linked as %q or with this UPN is kept as is, not treated as a leaver", id, trimmed, trimmed)}
