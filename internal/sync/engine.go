@@ -228,6 +228,7 @@ func (e *Engine) retryFinal(ctx context.Context, log *slog.Logger, what string, 
 // recorded or did not complete (failed, interrupted); a blocked or partial
 // run is not an error.
 func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (store.Run, error) {
+	phases := newPhaseTimer()
 	opts, err := e.runOptions(ctx, job, opts)
 	if err != nil {
 		return store.Run{}, err
@@ -267,9 +268,10 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 	}
 	log = log.With("run_id", run.ID, "mode", opts.Mode)
 	log.InfoContext(ctx, "run started", "trigger", opts.Trigger)
+	phases.mark("started")
 
 	r := &runner{e: e, job: job, opts: opts, run: run, log: log, policy: PolicyFor(job), now: e.now(),
-		wctx: context.WithoutCancel(ctx)}
+		wctx: context.WithoutCancel(ctx), phases: phases}
 	if opts.Trace != nil {
 		started := *run // the run as recorded; it changes as it goes
 		r.trace(TraceEvent{Kind: TraceRun, Run: &started})
@@ -315,19 +317,21 @@ func (e *Engine) closeRun(ctx context.Context, r *runner) (store.Run, error) {
 	run, job, log := r.run, r.job, r.log
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
 	defer cancel()
+	closing := r.phases.time("close")
 	if err := e.retryFinal(fctx, log, "finish run", func(ctx context.Context) error { return e.Store.FinishRun(ctx, run) }); err != nil {
 		return *run, fmt.Errorf("run %d of job %s: %w", run.ID, job.Name, err)
 	}
 	if err := e.retryFinal(fctx, log, "save job state", r.saveOutcome); err != nil {
 		log.WarnContext(ctx, "could not update job state", "err", err)
 	}
+	closing()
 	dur := time.Duration(0)
 	if run.FinishedAt != nil {
 		dur = run.FinishedAt.Sub(run.StartedAt)
 	}
 	log.InfoContext(ctx, "run finished", "status", run.Status, "duration", dur.Round(time.Millisecond).String(),
 		"counts", run.Counts.Map(), "requests", run.Stats.Requests, "batches", run.Stats.Batches,
-		"throttled", run.Stats.Throttled, "retried", run.Stats.Retried, "error", run.ErrorSummary)
+		"throttled", run.Stats.Throttled, "retried", run.Stats.Retried, "error", run.ErrorSummary, r.phases.attr())
 	switch run.Status {
 	case store.RunFailed, store.RunInterrupted:
 		return *run, &RunError{RunID: run.ID, Job: job.Name, Status: run.Status, Summary: run.ErrorSummary, Err: r.cause}
@@ -389,6 +393,8 @@ type runner struct {
 	// wctx outlives cancellation: the history of what happened is written
 	// even while the run is being stopped.
 	wctx context.Context
+	// phases times the parts of the run for its summary line.
+	phases *phaseTimer
 
 	// lost is why the run's job lease was lost (ErrJobLockLost), if it was.
 	lost error
@@ -428,16 +434,24 @@ func (r *runner) countAction(a Action) {
 
 // execute does the work; its error is the reason a run failed or stopped.
 func (r *runner) execute(ctx context.Context) error {
+	done := r.phases.time("connect")
 	dir, err := r.e.Connect(ctx, r.job)
+	done()
 	if err != nil {
 		return fmt.Errorf("connect to Graph: %w", err)
 	}
 	r.dir = dir
 	r.baseStats = dir.Stats()
-	if err := r.refreshMirror(ctx); err != nil {
+	done = r.phases.time("mirror")
+	err = r.refreshMirror(ctx)
+	done()
+	if err != nil {
 		return err
 	}
-	if err := r.e.Store.CheckSource(ctx, r.job.Source); err != nil {
+	done = r.phases.time("check_source")
+	err = r.e.Store.CheckSource(ctx, r.job.Source)
+	done()
+	if err != nil {
 		return fmt.Errorf("source %s: %w", r.job.Source, err)
 	}
 	if r.opts.Mode == ModePlan {
@@ -462,7 +476,9 @@ func (r *runner) execute(ctx context.Context) error {
 	if err := r.startBudget(ctx); err != nil {
 		return err
 	}
+	done = r.phases.time("budget_plan")
 	msg, err := r.checkBudget(sctx)
+	done()
 	if err != nil {
 		return err
 	}
@@ -483,7 +499,10 @@ func (r *runner) execute(ctx context.Context) error {
 func (r *runner) afterPass1(ctx context.Context, deferred map[string]struct{}) error {
 	if len(deferred) > 0 {
 		// Pass 2 plans against the directory as pass 1 left it.
-		if err := r.refreshMirror(ctx); err != nil {
+		done := r.phases.time("mirror_pass2")
+		err := r.refreshMirror(ctx)
+		done()
+		if err != nil {
 			return err
 		}
 		if _, err := r.apply(ctx, 2, deferred); err != nil {
@@ -496,7 +515,10 @@ func (r *runner) afterPass1(ctx context.Context, deferred map[string]struct{}) e
 	if r.writes > 0 {
 		// Read our own changes now, so the next run's delta carries only
 		// what others changed: a quiet night costs one request.
-		if err := r.refreshMirror(ctx); err != nil {
+		done := r.phases.time("mirror_after")
+		err := r.refreshMirror(ctx)
+		done()
+		if err != nil {
 			return err
 		}
 	}
@@ -609,22 +631,7 @@ func (r *runner) refreshMirror(ctx context.Context) error {
 		return err
 	}
 	pending := map[string]directory.User{}
-	flush := func() error {
-		var ups []store.DirectoryUser
-		var dels []string
-		for id, u := range pending {
-			if u.Removed == "deleted" {
-				dels = append(dels, id)
-				continue
-			}
-			ups = append(ups, MirrorUser(u))
-		}
-		clear(pending)
-		if err := r.e.Store.UpsertDirectoryUsers(ctx, r.job.Name, ups); err != nil {
-			return err
-		}
-		return r.e.Store.DeleteDirectoryUsers(ctx, r.job.Name, dels)
-	}
+	flush := func() error { return r.writeMirror(ctx, pending) }
 	n := 0
 	link, full, err := r.dir.Delta(ctx, st.DeltaLink,
 		func(ctx context.Context) error {
@@ -656,6 +663,25 @@ func (r *runner) refreshMirror(ctx context.Context) error {
 	}
 	r.log.DebugContext(ctx, "directory mirror refreshed", "users", n, "full", full)
 	return nil
+}
+
+// writeMirror writes delta items into the mirror (a deleted one is removed)
+// and empties pending.
+func (r *runner) writeMirror(ctx context.Context, pending map[string]directory.User) error {
+	var ups []store.DirectoryUser
+	var dels []string
+	for id, u := range pending {
+		if u.Removed == "deleted" {
+			dels = append(dels, id)
+			continue
+		}
+		ups = append(ups, MirrorUser(u))
+	}
+	clear(pending)
+	if err := r.e.Store.UpsertDirectoryUsers(ctx, r.job.Name, ups); err != nil {
+		return err
+	}
+	return r.e.Store.DeleteDirectoryUsers(ctx, r.job.Name, dels)
 }
 
 // findDeleted puts the linked users a full read left out, because they are
