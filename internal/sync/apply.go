@@ -110,7 +110,7 @@ func (r *runner) apply(ctx context.Context, pass int, only map[string]struct{}) 
 	r.phases.mark(fmt.Sprintf("pass%d_planned", pass))
 	<-execDone
 	r.phases.mark(fmt.Sprintf("pass%d_answered", pass))
-	follow.stop(pctx)
+	r.mirrorFresh = follow.stop(pctx)
 	close(p.results) // the executor and the producer are both done sending
 	consErr := <-consumed
 	p.report(true)

@@ -395,6 +395,9 @@ type runner struct {
 	wctx context.Context
 	// phases times the parts of the run for its summary line.
 	phases *phaseTimer
+	// mirrorFresh says the last apply pass's follower read every write of
+	// the pass back into the mirror (follow.go).
+	mirrorFresh bool
 
 	// lost is why the run's job lease was lost (ErrJobLockLost), if it was.
 	lost error
@@ -498,12 +501,15 @@ func (r *runner) execute(ctx context.Context) error {
 // withheld, and reads the run's own writes back into the mirror.
 func (r *runner) afterPass1(ctx context.Context, deferred map[string]struct{}) error {
 	if len(deferred) > 0 {
-		// Pass 2 plans against the directory as pass 1 left it.
-		done := r.phases.time("mirror_pass2")
-		err := r.refreshMirror(ctx)
-		done()
-		if err != nil {
-			return err
+		// Pass 2 plans against the directory as pass 1 left it (which
+		// pass 1's follower may have read already).
+		if !r.mirrorFresh {
+			done := r.phases.time("mirror_pass2")
+			err := r.refreshMirror(ctx)
+			done()
+			if err != nil {
+				return err
+			}
 		}
 		if _, err := r.apply(ctx, 2, deferred); err != nil {
 			return err
@@ -512,9 +518,10 @@ func (r *runner) afterPass1(ctx context.Context, deferred map[string]struct{}) e
 	if len(r.budget.withheld) > 0 {
 		r.blocked = r.budget.stoppedMessage(r.job.Name, r.run.ID)
 	}
-	if r.writes > 0 {
+	if r.writes > 0 && !r.mirrorFresh {
 		// Read our own changes now, so the next run's delta carries only
-		// what others changed: a quiet night costs one request.
+		// what others changed: a quiet night costs one request (the last
+		// pass's follower did, unless mirrorFresh is false).
 		done := r.phases.time("mirror_after")
 		err := r.refreshMirror(ctx)
 		done()

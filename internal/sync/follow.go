@@ -45,6 +45,7 @@ var errFollowReset = errors.New("the delta link was refused; the closing refresh
 type follower struct {
 	r       *runner
 	written func() int // the run's writes so far; a round runs when it grew
+	start   int        // written() when the follower started
 	link    string     // the delta link the next round starts from
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -68,7 +69,7 @@ func (r *runner) followMirror(ctx context.Context, written func() int) *follower
 		return nil
 	}
 	fctx, cancel := context.WithCancel(ctx)
-	f := &follower{r: r, written: written, link: st.DeltaLink, cancel: cancel, done: make(chan struct{}),
+	f := &follower{r: r, written: written, start: written(), link: st.DeltaLink, cancel: cancel, done: make(chan struct{}),
 		wake: make(chan struct{}, 1), pending: map[string]directory.User{}}
 	go f.loop(fctx, ctx)
 	return f
@@ -95,20 +96,35 @@ func (f *follower) writable() bool {
 	return f.canWrite
 }
 
-// stop ends the follower and writes what it holds (once the source read is
-// over and ctx is live), so the closing refresh starts from its link.
-func (f *follower) stop(ctx context.Context) {
+// stop ends the follower. Called once every request of the pass is
+// answered, it reads a last round if the pass wrote anything, and writes
+// what it holds with the link that covers it (when the source read is over
+// and ctx is live). caughtUp says the mirror then holds every write of the
+// pass, so the run need not refresh it again; otherwise the refresh starts
+// from the last link saved.
+func (f *follower) stop(ctx context.Context) (caughtUp bool) {
 	if f == nil {
-		return
+		return false
 	}
 	f.cancel()
 	<-f.done
 	if f.broken || !f.writable() || ctx.Err() != nil {
-		return
+		return false
+	}
+	r := f.r
+	defer r.phases.time("mirror_after")()
+	caughtUp = f.written() != f.start
+	if caughtUp {
+		if err := f.round(ctx); err != nil {
+			r.log.DebugContext(ctx, "could not read the pass's last writes back; the closing refresh reads them", "err", err)
+			caughtUp = false
+		}
 	}
 	if err := f.write(ctx); err != nil {
-		f.r.log.DebugContext(ctx, "could not write the writes read back; the closing refresh reads them", "err", err)
+		r.log.DebugContext(ctx, "could not write the writes read back; the closing refresh reads them", "err", err)
+		return false
 	}
+	return caughtUp
 }
 
 // loop runs rounds under ctx, which stop cancels, and writes under wctx (the
@@ -116,7 +132,7 @@ func (f *follower) stop(ctx context.Context) {
 func (f *follower) loop(ctx, wctx context.Context) {
 	defer close(f.done)
 	r := f.r
-	seen := f.written()
+	seen := f.start
 	tick := time.NewTicker(followEvery)
 	defer tick.Stop()
 	for !f.broken {
@@ -139,7 +155,10 @@ func (f *follower) loop(ctx, wctx context.Context) {
 			seen = n
 		}
 		if f.writable() && (f.unsaved || len(f.pending) > 0) {
-			if err := f.write(wctx); err != nil && wctx.Err() == nil {
+			end := r.phases.time("mirror_follow")
+			err := f.write(wctx)
+			end()
+			if err != nil && wctx.Err() == nil {
 				r.log.DebugContext(ctx, "could not write the writes read back; a later round or the closing refresh does", "err", err)
 			}
 		}
@@ -170,8 +189,6 @@ func (f *follower) round(ctx context.Context) error {
 // never be saved.
 func (f *follower) write(ctx context.Context) error {
 	r := f.r
-	end := r.phases.time("mirror_follow")
-	defer end()
 	if err := r.writeMirror(ctx, f.pending); err != nil {
 		f.broken = true
 		return err
