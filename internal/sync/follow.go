@@ -120,6 +120,9 @@ func (f *follower) stop(ctx context.Context) (caughtUp bool) {
 			caughtUp = false
 		}
 	}
+	if f.broken {
+		return false
+	}
 	if err := f.write(ctx); err != nil {
 		r.log.DebugContext(ctx, "could not write the writes read back; the closing refresh reads them", "err", err)
 		return false
