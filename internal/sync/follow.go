@@ -115,7 +115,7 @@ func (f *follower) stop(ctx context.Context) (caughtUp bool) {
 	defer r.phases.time("mirror_after")()
 	caughtUp = f.written() != f.start
 	if caughtUp {
-		if err := f.round(ctx); err != nil {
+		if err := f.round(ctx, ctx); err != nil {
 			r.log.DebugContext(ctx, "could not read the pass's last writes back; the closing refresh reads them", "err", err)
 			caughtUp = false
 		}
@@ -147,7 +147,7 @@ func (f *follower) loop(ctx, wctx context.Context) {
 		}
 		if n := f.written(); n != seen && len(f.pending) < followHold {
 			end := r.phases.time("mirror_follow")
-			err := f.round(ctx)
+			err := f.round(ctx, wctx)
 			end()
 			if err != nil {
 				if ctx.Err() == nil {
@@ -169,7 +169,12 @@ func (f *follower) loop(ctx, wctx context.Context) {
 }
 
 // round reads one delta round into pending and moves the link past it.
-func (f *follower) round(ctx context.Context) error {
+// Once the mirror may be written, it writes pending as it goes (every
+// 1,000 users, like refreshMirror) under wctx, so a long round holds no
+// more than that: the first round after the source read may carry most of
+// the pass's writes.
+func (f *follower) round(ctx, wctx context.Context) error {
+	writable := f.writable()
 	link, _, err := f.r.dir.Delta(ctx, f.link,
 		func(context.Context) error {
 			f.broken = true
@@ -178,6 +183,12 @@ func (f *follower) round(ctx context.Context) error {
 		},
 		func(u directory.User) error {
 			f.pending[u.ID] = u // a user may appear twice: the last one wins
+			if writable && len(f.pending) >= 1000 {
+				if err := f.r.writeMirror(wctx, f.pending); err != nil {
+					f.broken = true // what it held is gone: its link must never be saved
+					return err
+				}
+			}
 			return nil
 		})
 	if err != nil {
