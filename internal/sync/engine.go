@@ -237,6 +237,9 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 	if opts.User != "" {
 		log = log.With("user", opts.User)
 	}
+	// Building the Graph client costs CPU, not requests (the token is
+	// fetched by the first call): build it while the run is recorded.
+	connect := e.connectAhead(ctx, job)
 	// Before taking the lock: stale runs are those whose lock nobody holds.
 	if n, err := e.Store.MarkInterrupted(ctx, job.Name); err != nil {
 		return store.Run{}, fmt.Errorf("run job %s: %w", job.Name, err)
@@ -271,7 +274,7 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 	phases.mark("started")
 
 	r := &runner{e: e, job: job, opts: opts, run: run, log: log, policy: PolicyFor(job), now: e.now(),
-		wctx: context.WithoutCancel(ctx), phases: phases}
+		wctx: context.WithoutCancel(ctx), phases: phases, connect: connect}
 	if opts.Trace != nil {
 		started := *run // the run as recorded; it changes as it goes
 		r.trace(TraceEvent{Kind: TraceRun, Run: &started})
@@ -287,6 +290,22 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 	cancelRun()
 
 	return e.closeRun(ctx, r)
+}
+
+// connectAhead starts building the Graph client of job and returns the
+// function that waits for it.
+func (e *Engine) connectAhead(ctx context.Context, job config.Job) func() (Directory, error) {
+	ready := make(chan struct{})
+	var dir Directory
+	var err error
+	go func() {
+		defer close(ready)
+		dir, err = e.Connect(ctx, job)
+	}()
+	return func() (Directory, error) {
+		<-ready
+		return dir, err
+	}
 }
 
 // runOptions applies the defaults of opts and refuses what a one-user run
@@ -398,6 +417,8 @@ type runner struct {
 	// mirrorFresh says the last apply pass's follower read every write of
 	// the pass back into the mirror (follow.go).
 	mirrorFresh bool
+	// connect waits for the run's Graph client (connectAhead).
+	connect func() (Directory, error)
 
 	// lost is why the run's job lease was lost (ErrJobLockLost), if it was.
 	lost error
@@ -438,7 +459,7 @@ func (r *runner) countAction(a Action) {
 // execute does the work; its error is the reason a run failed or stopped.
 func (r *runner) execute(ctx context.Context) error {
 	done := r.phases.time("connect")
-	dir, err := r.e.Connect(ctx, r.job)
+	dir, err := r.connect()
 	done()
 	if err != nil {
 		return fmt.Errorf("connect to Graph: %w", err)
