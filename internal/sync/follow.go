@@ -9,11 +9,17 @@ import (
 	"github.com/entraprov/entraprov/internal/directory"
 )
 
-// followEvery is the least time between two delta rounds of a follower:
-// short enough that the run's closing refresh has only the last moments'
-// writes left to read, long enough that the rounds cost little next to the
-// writes (one delta request each).
-const followEvery = 100 * time.Millisecond
+// A follower looks every followEvery whether a delta round is due: when
+// the run made followBatch writes since the last round, or any write and
+// followIdle passed. So a pass at a tenant's full write rate is read back
+// a few times a second, and one at a trickle (a daemon's many jobs sharing
+// the app's quota) costs a delta request every few seconds, not ten a
+// second: a round is one request (one resource unit) per job.
+const (
+	followEvery = 100 * time.Millisecond
+	followBatch = 200
+	followIdle  = 2 * time.Second
+)
 
 // followHold bounds how many directory users a follower holds in memory
 // while it may not write the mirror (about 1 kB each); past it, reading
@@ -135,7 +141,7 @@ func (f *follower) stop(ctx context.Context) (caughtUp bool) {
 func (f *follower) loop(ctx, wctx context.Context) {
 	defer close(f.done)
 	r := f.r
-	seen := f.start
+	seen, last := f.start, time.Now()
 	tick := time.NewTicker(followEvery)
 	defer tick.Stop()
 	for !f.broken {
@@ -145,7 +151,10 @@ func (f *follower) loop(ctx, wctx context.Context) {
 		case <-tick.C:
 		case <-f.wake:
 		}
-		if n := f.written(); n != seen && len(f.pending) < followHold {
+		n := f.written()
+		due := n-seen >= followBatch || (n != seen && time.Since(last) >= followIdle)
+		if due && len(f.pending) < followHold {
+			last = time.Now()
 			end := r.phases.time("mirror_follow")
 			err := f.round(ctx, wctx)
 			end()
