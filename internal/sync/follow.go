@@ -14,7 +14,7 @@ import (
 // followIdle passed. So a pass at a tenant's full write rate is read back
 // a few times a second, and one at a trickle (a daemon's many jobs sharing
 // the app's quota) costs a delta request every few seconds, not ten a
-// second: a round is one request (one resource unit) per job.
+// second (a round costs a request, and a resource unit, per page).
 const (
 	followEvery = 100 * time.Millisecond
 	followBatch = 200
@@ -63,7 +63,7 @@ type follower struct {
 	// Owned by the follower's goroutine until done is closed.
 	pending map[string]directory.User // read, not yet in the mirror
 	unsaved bool                      // link is ahead of the saved one
-	broken  bool                      // stop following (link refused)
+	broken  bool                      // stop following (link refused, or a write failed)
 }
 
 // followMirror starts a follower for a pass, from the delta link saved by
