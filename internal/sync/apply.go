@@ -80,6 +80,7 @@ func (r *runner) apply(ctx context.Context, pass int, only map[string]struct{}) 
 		ops: make(chan directory.Operation, size), results: make(chan directory.Result, size),
 		inflight: inflight{m: map[int64]*pendingStep{}}, deferred: map[string]struct{}{}}
 	p.progress.started = time.Now()
+	defer r.phases.time(fmt.Sprintf("pass%d", pass))()
 	if pass == 1 {
 		bo, err := r.newBackoffPass(ctx)
 		if err != nil {
@@ -99,9 +100,17 @@ func (r *runner) apply(ctx context.Context, pass int, only map[string]struct{}) 
 	}()
 	consumed := make(chan error, 1)
 	go func() { consumed <- p.consume() }()
+	var follow *follower
+	if r.opts.User == "" {
+		follow = r.followMirror(pctx, r.writesSoFar)
+	}
 
 	prodErr := p.produce(only) // closes p.ops
+	follow.sourceDone()
+	r.phases.mark(fmt.Sprintf("pass%d_planned", pass))
 	<-execDone
+	r.phases.mark(fmt.Sprintf("pass%d_answered", pass))
+	r.mirrorFresh = follow.stop(pctx)
 	close(p.results) // the executor and the producer are both done sending
 	consErr := <-consumed
 	p.report(true)
@@ -164,6 +173,12 @@ func (p *applyPass) produce(only map[string]struct{}) error {
 		return err
 	}
 
+	// The executor idles until the first flush is handed over, so the
+	// first flushes are small (about a batch of requests: a created user
+	// is a row and a link) and then double up to the flush size, which
+	// amortises the round trips once the executor has work.
+	size := r.e.flushSize()
+	flushAt := min(size, 2*max(r.job.BatchSize, 1))
 	err := r.streamSource(p.ctx, func(row store.SourceRow) error {
 		if only != nil {
 			if _, ok := only[row.ExternalID]; !ok {
@@ -176,7 +191,8 @@ func (p *applyPass) produce(only map[string]struct{}) error {
 		}
 		rec.add(u.ops, u.links...)
 		sends = append(sends, u.sends...)
-		if rec.full() {
+		if rec.fullAt(flushAt) {
+			flushAt = min(2*flushAt, size)
 			return flush()
 		}
 		return nil
@@ -201,6 +217,9 @@ func (p *applyPass) produce(only map[string]struct{}) error {
 // because the pass stopped are answered here as not started, so that each
 // recorded row still gets its final status.
 func (p *applyPass) handOver(sends []outgoing) error {
+	if len(sends) > 0 {
+		p.r.phases.mark(fmt.Sprintf("pass%d_first_send", p.pass))
+	}
 	for i, o := range sends {
 		p.inflight.put(o.op.Key, o.ps)
 		p.r.traceRequest(p.pass, o)

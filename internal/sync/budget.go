@@ -219,6 +219,16 @@ func (b *budget) admit(xid string, st Step) (ok bool, kind string) {
 	return true, ""
 }
 
+// unbounded says no kind has a bound in this run (all off or lifted).
+func (b *budget) unbounded() bool {
+	for _, k := range BudgetKinds {
+		if _, bounded := b.limit(k); bounded {
+			return false
+		}
+	}
+	return true
+}
+
 // over lists the kinds whose planned count exceeds their bound.
 func (b *budget) over() []string {
 	var kinds []string

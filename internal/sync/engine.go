@@ -230,6 +230,7 @@ func (e *Engine) retryFinal(ctx context.Context, log *slog.Logger, what string, 
 // recorded or did not complete (failed, interrupted); a blocked or partial
 // run is not an error.
 func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (store.Run, error) {
+	phases := newPhaseTimer()
 	opts, err := e.runOptions(ctx, job, opts)
 	if err != nil {
 		return store.Run{}, err
@@ -238,6 +239,9 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 	if opts.User != "" {
 		log = log.With("user", opts.User)
 	}
+	// Building the Graph client costs CPU, not requests (the token is
+	// fetched by the first call): build it while the run is recorded.
+	connect := e.connectAhead(ctx, job)
 	// Before taking the lock: stale runs are those whose lock nobody holds.
 	if n, err := e.Store.MarkInterrupted(ctx, job.Name); err != nil {
 		return store.Run{}, fmt.Errorf("run job %s: %w", job.Name, err)
@@ -269,9 +273,10 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 	}
 	log = log.With("run_id", run.ID, "mode", opts.Mode)
 	log.InfoContext(ctx, "run started", "trigger", opts.Trigger)
+	phases.mark("started")
 
 	r := &runner{e: e, job: job, opts: opts, run: run, log: log, policy: PolicyFor(job), now: e.now(),
-		wctx: context.WithoutCancel(ctx)}
+		wctx: context.WithoutCancel(ctx), phases: phases, connect: connect}
 	if opts.Trace != nil {
 		started := *run // the run as recorded; it changes as it goes
 		r.trace(TraceEvent{Kind: TraceRun, Run: &started})
@@ -287,6 +292,22 @@ func (e *Engine) Run(ctx context.Context, job config.Job, opts RunOptions) (stor
 	cancelRun()
 
 	return e.closeRun(ctx, r)
+}
+
+// connectAhead starts building the Graph client of job and returns the
+// function that waits for it.
+func (e *Engine) connectAhead(ctx context.Context, job config.Job) func() (Directory, error) {
+	ready := make(chan struct{})
+	var dir Directory
+	var err error
+	go func() {
+		defer close(ready)
+		dir, err = e.Connect(ctx, job)
+	}()
+	return func() (Directory, error) {
+		<-ready
+		return dir, err
+	}
 }
 
 // runOptions applies the defaults of opts and refuses what a one-user run
@@ -317,19 +338,21 @@ func (e *Engine) closeRun(ctx context.Context, r *runner) (store.Run, error) {
 	run, job, log := r.run, r.job, r.log
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
 	defer cancel()
+	closing := r.phases.time("close")
 	if err := e.retryFinal(fctx, log, "finish run", func(ctx context.Context) error { return e.Store.FinishRun(ctx, run) }); err != nil {
 		return *run, fmt.Errorf("run %d of job %s: %w", run.ID, job.Name, err)
 	}
 	if err := e.retryFinal(fctx, log, "save job state", r.saveOutcome); err != nil {
 		log.WarnContext(ctx, "could not update job state", "err", err)
 	}
+	closing()
 	dur := time.Duration(0)
 	if run.FinishedAt != nil {
 		dur = run.FinishedAt.Sub(run.StartedAt)
 	}
 	log.InfoContext(ctx, "run finished", "status", run.Status, "duration", dur.Round(time.Millisecond).String(),
 		"counts", run.Counts.Map(), "requests", run.Stats.Requests, "batches", run.Stats.Batches,
-		"throttled", run.Stats.Throttled, "retried", run.Stats.Retried, "error", run.ErrorSummary)
+		"throttled", run.Stats.Throttled, "retried", run.Stats.Retried, "error", run.ErrorSummary, r.phases.attr())
 	switch run.Status {
 	case store.RunFailed, store.RunInterrupted:
 		return *run, &RunError{RunID: run.ID, Job: job.Name, Status: run.Status, Summary: run.ErrorSummary, Err: r.cause}
@@ -391,6 +414,13 @@ type runner struct {
 	// wctx outlives cancellation: the history of what happened is written
 	// even while the run is being stopped.
 	wctx context.Context
+	// phases times the parts of the run for its summary line.
+	phases *phaseTimer
+	// mirrorFresh says the last apply pass's follower read every write of
+	// the pass back into the mirror (follow.go).
+	mirrorFresh bool
+	// connect waits for the run's Graph client (connectAhead).
+	connect func() (Directory, error)
 
 	// lost is why the run's job lease was lost (ErrJobLockLost), if it was.
 	lost error
@@ -430,7 +460,9 @@ func (r *runner) countAction(a Action) {
 
 // execute does the work; its error is the reason a run failed or stopped.
 func (r *runner) execute(ctx context.Context) error {
-	dir, err := r.e.Connect(ctx, r.job)
+	done := r.phases.time("connect")
+	dir, err := r.connect()
+	done()
 	if err != nil {
 		return fmt.Errorf("connect to Graph: %w", err)
 	}
@@ -438,12 +470,17 @@ func (r *runner) execute(ctx context.Context) error {
 	r.baseStats = dir.Stats()
 	// The job owns the attributes its source has columns for: the mirror
 	// reads, the stream reads and the planner compares only those.
+	done = r.phases.time("check_source")
 	ctx, schema, err := JobSchema(ctx, r.e.Store, r.job)
+	done()
 	if err != nil {
 		return err
 	}
 	r.policy.Schema = schema
-	if err := r.refreshMirror(ctx); err != nil {
+	done = r.phases.time("mirror")
+	err = r.refreshMirror(ctx)
+	done()
+	if err != nil {
 		return err
 	}
 	if r.opts.Mode == ModePlan {
@@ -468,7 +505,9 @@ func (r *runner) execute(ctx context.Context) error {
 	if err := r.startBudget(ctx); err != nil {
 		return err
 	}
+	done = r.phases.time("budget_plan")
 	msg, err := r.checkBudget(sctx)
+	done()
 	if err != nil {
 		return err
 	}
@@ -488,9 +527,15 @@ func (r *runner) execute(ctx context.Context) error {
 // withheld, and reads the run's own writes back into the mirror.
 func (r *runner) afterPass1(ctx context.Context, deferred map[string]struct{}) error {
 	if len(deferred) > 0 {
-		// Pass 2 plans against the directory as pass 1 left it.
-		if err := r.refreshMirror(ctx); err != nil {
-			return err
+		// Pass 2 plans against the directory as pass 1 left it (which
+		// pass 1's follower may have read already).
+		if !r.mirrorFresh {
+			done := r.phases.time("mirror_pass2")
+			err := r.refreshMirror(ctx)
+			done()
+			if err != nil {
+				return err
+			}
 		}
 		if _, err := r.apply(ctx, 2, deferred); err != nil {
 			return err
@@ -499,10 +544,14 @@ func (r *runner) afterPass1(ctx context.Context, deferred map[string]struct{}) e
 	if len(r.budget.withheld) > 0 {
 		r.blocked = r.budget.stoppedMessage(r.job.Name, r.run.ID)
 	}
-	if r.writes > 0 {
+	if r.writes > 0 && !r.mirrorFresh {
 		// Read our own changes now, so the next run's delta carries only
-		// what others changed: a quiet night costs one request.
-		if err := r.refreshMirror(ctx); err != nil {
+		// what others changed: a quiet night costs one request (the last
+		// pass's follower did, unless mirrorFresh is false).
+		done := r.phases.time("mirror_after")
+		err := r.refreshMirror(ctx)
+		done()
+		if err != nil {
 			return err
 		}
 	}
@@ -615,22 +664,7 @@ func (r *runner) refreshMirror(ctx context.Context) error {
 		return err
 	}
 	pending := map[string]directory.User{}
-	flush := func() error {
-		var ups []store.DirectoryUser
-		var dels []string
-		for id, u := range pending {
-			if u.Purged {
-				dels = append(dels, id)
-				continue
-			}
-			ups = append(ups, MirrorUser(u))
-		}
-		clear(pending)
-		if err := r.e.Store.UpsertDirectoryUsers(ctx, r.job.Name, ups); err != nil {
-			return err
-		}
-		return r.e.Store.DeleteDirectoryUsers(ctx, r.job.Name, dels)
-	}
+	flush := func() error { return r.writeMirror(ctx, pending) }
 	n := 0
 	link, full, err := r.dir.Delta(ctx, st.DeltaLink,
 		func(ctx context.Context) error {
@@ -662,6 +696,25 @@ func (r *runner) refreshMirror(ctx context.Context) error {
 	}
 	r.log.DebugContext(ctx, "directory mirror refreshed", "users", n, "full", full)
 	return nil
+}
+
+// writeMirror writes delta items into the mirror (a deleted one is removed)
+// and empties pending.
+func (r *runner) writeMirror(ctx context.Context, pending map[string]directory.User) error {
+	var ups []store.DirectoryUser
+	var dels []string
+	for id, u := range pending {
+		if u.Purged {
+			dels = append(dels, id)
+			continue
+		}
+		ups = append(ups, MirrorUser(u))
+	}
+	clear(pending)
+	if err := r.e.Store.UpsertDirectoryUsers(ctx, r.job.Name, ups); err != nil {
+		return err
+	}
+	return r.e.Store.DeleteDirectoryUsers(ctx, r.job.Name, dels)
 }
 
 // findDeleted puts the linked users a full read left out, because they are

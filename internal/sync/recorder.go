@@ -47,7 +47,10 @@ func (rc *recorder) add(ops []store.Operation, links ...store.Link) {
 func (rc *recorder) empty() bool { return len(rc.ops)+len(rc.links) == 0 }
 
 // full says a batch is due (the engine's flush size).
-func (rc *recorder) full() bool { return len(rc.ops)+len(rc.links) >= rc.r.e.flushSize() }
+func (rc *recorder) full() bool { return rc.fullAt(rc.r.e.flushSize()) }
+
+// fullAt says the recorder holds at least n rows and links.
+func (rc *recorder) fullAt(n int) bool { return len(rc.ops)+len(rc.links) >= n }
 
 // flush writes what is buffered in one round trip per table.
 func (rc *recorder) flush() error {
