@@ -80,12 +80,25 @@ type Attr struct {
 	// Limits says Graph's documented rule in words, for `worker check` and
 	// the attribute reference.
 	Limits string
+	// OwnedWhenFilled marks the attributes added in schema 7 (issue 15).
+	// Their migration added the columns to the default source table
+	// entraprov.desired_users, so a job reading it (or a SELECT * view over
+	// it) has them without having chosen to feed them. Such a column makes
+	// the job own the attribute only once at least one of its source rows
+	// holds a value: NULL in every row, it is left to others (not
+	// selected, written or cleared), and an upgrade neither clears what
+	// someone else set nor selects employeeLeaveDateTime (which needs
+	// User-LifeCycleInfo.Read.All). The 13 attributes of earlier schemas
+	// keep the plain rule: a present column is owned, its NULL clears.
+	OwnedWhenFilled bool
 }
 
 // Builtin is the table of attributes, in the order history rows and PATCH
 // bodies list them. Lengths and rules are Graph's documented ones for the
 // user resource (graph-facts.md); where Graph documents no length, none is
 // invented.
+// An attribute added later, whose column a migration adds to
+// entraprov.desired_users, is OwnedWhenFilled (see the field).
 var Builtin = []Attr{
 	{Column: "user_principal_name", Graph: "userPrincipalName", Required: true, Fold: true, Mirror: "user_principal_name", Limits: "alias@domain, alias ≤ 64, domain ≤ 48, a verified domain"},
 	{Column: "display_name", Graph: "displayName", Max: 256, Required: true, Mirror: "display_name", Limits: "≤ 256 characters; required"},
@@ -100,19 +113,19 @@ var Builtin = []Attr{
 	{Column: "employee_type", Graph: "employeeType", Max: 64, Mirror: "employee_type", LowCardinality: true, Limits: "≤ 64 characters"},
 	{Column: "usage_location", Graph: "usageLocation", Upper: true, Mirror: "usage_location", LowCardinality: true, Check: checkCountryCode, Limits: "ISO 3166-1 alpha-2 code (US, DE)"},
 	{Column: "mobile_phone", Graph: "mobilePhone", Max: 64, Mirror: "mobile_phone", Limits: "≤ 64 characters"},
-	{Column: "employee_hire_date", Graph: "employeeHireDate", Kind: Time, Limits: "timestamp; drives Lifecycle Workflows joiner tasks"},
-	{Column: "employee_leave_date_time", Graph: "employeeLeaveDateTime", Kind: Time, Permission: "User-LifeCycleInfo.ReadWrite.All", Limits: "timestamp; drives Lifecycle Workflows leaver tasks"},
-	{Column: "division", Graph: "employeeOrgData.division", LowCardinality: true, Limits: "no documented length"},
-	{Column: "cost_center", Graph: "employeeOrgData.costCenter", LowCardinality: true, Limits: "no documented length"},
-	{Column: "street_address", Graph: "streetAddress", Max: 1024, Limits: "≤ 1024 characters"},
-	{Column: "city", Graph: "city", Max: 128, LowCardinality: true, Limits: "≤ 128 characters"},
-	{Column: "state", Graph: "state", Max: 128, LowCardinality: true, Limits: "≤ 128 characters"},
-	{Column: "postal_code", Graph: "postalCode", Max: 40, Limits: "≤ 40 characters"},
-	{Column: "country", Graph: "country", Max: 128, LowCardinality: true, Limits: "≤ 128 characters"},
-	{Column: "business_phones", Graph: "businessPhones", Kind: List, MaxItems: 1, Limits: "one number (Graph accepts only one on write)"},
-	{Column: "fax_number", Graph: "faxNumber", Limits: "no documented length"},
-	{Column: "other_mails", Graph: "otherMails", Kind: List, Fold: true, Check: checkMail, Limits: "e-mail addresses; compared case-insensitively"},
-	{Column: "preferred_language", Graph: "preferredLanguage", LowCardinality: true, Check: checkLanguage, Limits: "ISO 639-1 language-country, ll-CC (en-US)"},
+	{OwnedWhenFilled: true, Column: "employee_hire_date", Graph: "employeeHireDate", Kind: Time, Limits: "timestamp; drives Lifecycle Workflows joiner tasks"},
+	{OwnedWhenFilled: true, Column: "employee_leave_date_time", Graph: "employeeLeaveDateTime", Kind: Time, Permission: "User-LifeCycleInfo.ReadWrite.All", Limits: "timestamp; drives Lifecycle Workflows leaver tasks"},
+	{OwnedWhenFilled: true, Column: "division", Graph: "employeeOrgData.division", LowCardinality: true, Limits: "no documented length"},
+	{OwnedWhenFilled: true, Column: "cost_center", Graph: "employeeOrgData.costCenter", LowCardinality: true, Limits: "no documented length"},
+	{OwnedWhenFilled: true, Column: "street_address", Graph: "streetAddress", Max: 1024, Limits: "≤ 1024 characters"},
+	{OwnedWhenFilled: true, Column: "city", Graph: "city", Max: 128, LowCardinality: true, Limits: "≤ 128 characters"},
+	{OwnedWhenFilled: true, Column: "state", Graph: "state", Max: 128, LowCardinality: true, Limits: "≤ 128 characters"},
+	{OwnedWhenFilled: true, Column: "postal_code", Graph: "postalCode", Max: 40, Limits: "≤ 40 characters"},
+	{OwnedWhenFilled: true, Column: "country", Graph: "country", Max: 128, LowCardinality: true, Limits: "≤ 128 characters"},
+	{OwnedWhenFilled: true, Column: "business_phones", Graph: "businessPhones", Kind: List, MaxItems: 1, Limits: "one number (Graph accepts only one on write)"},
+	{OwnedWhenFilled: true, Column: "fax_number", Graph: "faxNumber", Limits: "no documented length"},
+	{OwnedWhenFilled: true, Column: "other_mails", Graph: "otherMails", Kind: List, Fold: true, Check: checkMail, Limits: "e-mail addresses; compared case-insensitively"},
+	{OwnedWhenFilled: true, Column: "preferred_language", Graph: "preferredLanguage", LowCardinality: true, Check: checkLanguage, Limits: "ISO 639-1 language-country, ll-CC (en-US)"},
 	extensionAttribute(1), extensionAttribute(2), extensionAttribute(3), extensionAttribute(4), extensionAttribute(5),
 	extensionAttribute(6), extensionAttribute(7), extensionAttribute(8), extensionAttribute(9), extensionAttribute(10),
 	extensionAttribute(11), extensionAttribute(12), extensionAttribute(13), extensionAttribute(14),
@@ -125,7 +138,7 @@ var Builtin = []Attr{
 func extensionAttribute(n int) Attr {
 	return Attr{Column: fmt.Sprintf("extension_attribute_%d", n),
 		Graph: fmt.Sprintf("onPremisesExtensionAttributes.extensionAttribute%d", n), Max: 1024,
-		Limits: "≤ 1024 characters; cloud-only users only"}
+		Limits: "≤ 1024 characters; cloud-only users only", OwnedWhenFilled: true}
 }
 
 // Indexes of the attributes the code refers to by name; the rest are only

@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -84,5 +85,58 @@ func TestSchemaSelectAndFields(t *testing.T) {
 	u := s.Decode(map[string]any{"displayName": "A", "employeeOrgData": map[string]any{"division": "Ops"}, "city": "Lyon"})
 	if u.Get(DisplayName) != "A" || u.Get(Index("division")) != "Ops" || u.Get(Index("city")) != "" {
 		t.Errorf("decoded %q; want unmanaged city left out", u.String())
+	}
+}
+
+// TestOwnedWhenFilled: the attributes issue 15 added (schema 7) are owned
+// only when a source row fills their column; the original 13 and declared
+// schema extensions are owned whenever the column is present, so their
+// NULL still clears.
+func TestOwnedWhenFilled(t *testing.T) {
+	classic := []string{"user_principal_name", "display_name", "mail_nickname", "given_name", "surname", "job_title",
+		"department", "office_location", "company_name", "employee_id", "employee_type", "usage_location", "mobile_phone"}
+	for _, a := range Builtin {
+		if got, want := a.OwnedWhenFilled, !slices.Contains(classic, a.Column); got != want {
+			t.Errorf("%s: OwnedWhenFilled = %v; want %v", a.Column, got, want)
+		}
+	}
+	if n := len(Builtin) - len(classic); n != 28 {
+		t.Errorf("%d attributes beyond the 13; want the 28 of migration 007", n)
+	}
+
+	ext, err := Extension("app", "costCode", "String")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A SELECT * view over desired_users without city (and with an
+	// extension column), every profile column NULL but division.
+	present := NewSchema([]Attr{ext}).Restrict(func(c string) bool { return c != "city" })
+	if got, want := present.WhenFilled(), 27; len(got) != want || slices.Contains(got, "city") {
+		t.Fatalf("WhenFilled = %v; want the %d present columns beyond the 13", got, want)
+	}
+	s := present.Fill(func(c string) bool { return c == "division" })
+	for _, c := range append(slices.Clone(classic), "division", "cost_code") {
+		if !s.Managed(slices.IndexFunc(s.Attrs, func(a Attr) bool { return a.Column == c })) {
+			t.Errorf("%s not managed; want it owned", c)
+		}
+	}
+	for _, c := range []string{"city", "state", "employee_leave_date_time", "extension_attribute_1"} {
+		if s.Managed(Index(c)) {
+			t.Errorf("%s managed; want it left to others", c)
+		}
+	}
+	unfilled := s.Unfilled()
+	if len(unfilled) != 26 || unfilled[0] != "employee_hire_date" || slices.Contains(unfilled, "city") || slices.Contains(unfilled, "division") {
+		t.Errorf("Unfilled = %v; want the 26 present, empty columns in table order", unfilled)
+	}
+	if p := s.Permissions(); len(p) != 0 {
+		t.Errorf("Permissions = %v; an empty employee_leave_date_time needs none", p)
+	}
+	if sel := strings.Join(s.Select(), ","); strings.Contains(sel, "employeeLeaveDateTime") || strings.Contains(sel, "city") ||
+		!strings.Contains(sel, "employeeOrgData") {
+		t.Errorf("Select = %s; want neither employeeLeaveDateTime nor city, and employeeOrgData", sel)
+	}
+	if got := Default.Fill(func(string) bool { return true }).ManagedColumns(); len(got) != len(Builtin) {
+		t.Errorf("every column filled: manages %d; want all %d", len(got), len(Builtin))
 	}
 }

@@ -12,12 +12,16 @@ import (
 
 // Schema is the attribute set of one job: the built-in table followed by
 // the job's directory schema extensions, each managed or not. A job
-// manages exactly the attributes its source relation has a column for: an
-// attribute without one is never read, written or cleared (another system
-// may own it).
+// manages the attributes its source relation has a column for (Restrict),
+// except an OwnedWhenFilled one whose column is NULL in every source row
+// (Fill): an attribute not managed is never read, written or cleared
+// (another system may own it).
 type Schema struct {
 	Attrs   []Attr
 	managed []bool
+	// unfilled are the OwnedWhenFilled columns the source has but leaves
+	// NULL in every row (Fill), in table order.
+	unfilled []string
 }
 
 // Default manages every built-in attribute (a source with every column).
@@ -40,8 +44,45 @@ func (s *Schema) Restrict(has func(column string) bool) *Schema {
 	for i, a := range s.Attrs {
 		out.managed[i] = s.managed[i] && has(a.Column)
 	}
+	for _, c := range s.unfilled {
+		if has(c) {
+			out.unfilled = append(out.unfilled, c)
+		}
+	}
 	return out
 }
+
+// WhenFilled lists the managed OwnedWhenFilled attributes' columns: those
+// the job owns only if a source row fills them (the store asks which do).
+func (s *Schema) WhenFilled() []string {
+	var out []string
+	for i, a := range s.Attrs {
+		if s.managed[i] && a.OwnedWhenFilled {
+			out = append(out, a.Column)
+		}
+	}
+	return out
+}
+
+// Fill returns the schema no longer managing the OwnedWhenFilled
+// attributes whose column filled says no source row holds a value; they
+// are listed by Unfilled. The other attributes are unchanged: a present
+// column of the original 13 (or of a declared schema extension) is owned
+// even when NULL in every row, its NULL clearing the property.
+func (s *Schema) Fill(filled func(column string) bool) *Schema {
+	out := &Schema{Attrs: s.Attrs, managed: slices.Clone(s.managed), unfilled: slices.Clone(s.unfilled)}
+	for i, a := range s.Attrs {
+		if out.managed[i] && a.OwnedWhenFilled && !filled(a.Column) {
+			out.managed[i] = false
+			out.unfilled = append(out.unfilled, a.Column)
+		}
+	}
+	return out
+}
+
+// Unfilled lists the columns the source has but Fill left unmanaged
+// because they are NULL in every row, in table order.
+func (s *Schema) Unfilled() []string { return slices.Clone(s.unfilled) }
 
 // Len is the number of attributes (managed or not).
 func (s *Schema) Len() int { return len(s.Attrs) }
