@@ -6,42 +6,72 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
 
-// TestSourceSchema: a job manages exactly the attribute columns its source
-// has; an optional column of the wrong type is named with the cast to fix.
+// TestSourceSchema: a job owns the attribute columns its source has,
+// except one added in schema 7 (OwnedWhenFilled) that is NULL in every one
+// of the job's rows (a template job's rows only); an optional column of the
+// wrong type is named with the cast to fix.
 func TestSourceSchema(t *testing.T) {
 	st := testdb.New(t)
 	ctx := ctxT(t)
 	exec(t, st, `CREATE SCHEMA hr`)
 	exec(t, st, `CREATE VIEW hr.narrow AS
-		SELECT external_id, user_principal_name, display_name, city, employee_hire_date,
+		SELECT external_id, user_principal_name, display_name, city, employee_hire_date, mobile_phone,
 		       account_enabled, manager_external_id, groups
 		  FROM entraprov.desired_users`)
 	exec(t, st, `CREATE VIEW hr.bad_date AS
 		SELECT external_id, user_principal_name, display_name, 'soon'::text AS employee_hire_date,
 		       account_enabled, manager_external_id, groups
 		  FROM entraprov.desired_users`)
+	exec(t, st, `INSERT INTO entraprov.desired_users (external_id, user_principal_name, display_name, account_enabled, groups)
+		VALUES ('E1', 'a@contoso.com', 'A', true, '{}')`)
 
-	s, err := st.SourceSchema(ctx, "hr.narrow", profile.Default)
-	if err != nil {
-		t.Fatal(err)
+	schema := func(relation string) *profile.Schema {
+		t.Helper()
+		s, err := st.SourceSchema(ctx, relation, profile.Default)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
-	want := []string{"user_principal_name", "display_name", "employee_hire_date", "city"}
-	if got := s.ManagedColumns(); !slices.Equal(got, want) {
+	// mobile_phone, one of the 13, is owned though NULL (its NULL clears);
+	// city and employee_hire_date are present but empty: left to others.
+	s := schema("hr.narrow")
+	if got, want := s.ManagedColumns(), []string{"user_principal_name", "display_name", "mobile_phone"}; !slices.Equal(got, want) {
 		t.Errorf("managed columns of hr.narrow = %v; want %v", got, want)
 	}
-	full, err := st.SourceSchema(ctx, "entraprov.desired_users", profile.Default)
-	if err != nil {
-		t.Fatal(err)
+	if got, want := s.Unfilled(), []string{"employee_hire_date", "city"}; !slices.Equal(got, want) {
+		t.Errorf("unfilled columns of hr.narrow = %v; want %v", got, want)
 	}
-	if got := len(full.ManagedColumns()); got != len(profile.Builtin) {
-		t.Errorf("desired_users manages %d attributes; want all %d", got, len(profile.Builtin))
+	exec(t, st, `UPDATE entraprov.desired_users SET city = 'Paris'`)
+	if got, want := schema("hr.narrow").ManagedColumns(), []string{"user_principal_name", "display_name", "mobile_phone", "city"}; !slices.Equal(got, want) {
+		t.Errorf("city filled: managed columns of hr.narrow = %v; want %v", got, want)
 	}
-	_, err = st.SourceSchema(ctx, "hr.bad_date", profile.Default)
+	full := schema("entraprov.desired_users")
+	if got, want := len(full.ManagedColumns()), 14; got != want {
+		t.Errorf("desired_users with the 13 and city: manages %v; want %d columns", full.ManagedColumns(), want)
+	}
+	if got := len(full.Unfilled()); got != len(profile.Builtin)-14 {
+		t.Errorf("desired_users: %d unfilled columns; want %d", got, len(profile.Builtin)-14)
+	}
+
+	// A template job's source: tenant a fills city, tenant b does not.
+	exec(t, st, `CREATE TABLE hr.shared (LIKE entraprov.desired_users INCLUDING DEFAULTS)`)
+	exec(t, st, `ALTER TABLE hr.shared ADD COLUMN tenant_scope text NOT NULL`)
+	exec(t, st, `INSERT INTO hr.shared (external_id, user_principal_name, display_name, city, tenant_scope, groups) VALUES
+		('A1', 'a1@a.example', 'A1', 'Lyon', 'a', '{}'), ('B1', 'b1@b.example', 'B1', NULL, 'b', '{}')`)
+	for scope, want := range map[string]bool{"a": true, "b": false} {
+		if got := schema(config.ScopedSource("hr.shared", scope)).Managed(profile.Index("city")); got != want {
+			t.Errorf("tenant %s manages city: %v; want %v", scope, got, want)
+		}
+	}
+
+	_, err := st.SourceSchema(ctx, "hr.bad_date", profile.Default)
 	if err == nil || !strings.Contains(err.Error(), "column employee_hire_date has type text; want timestamptz (cast it in the view") {
 		t.Errorf("SourceSchema(hr.bad_date) = %v; want the column, its type and the cast", err)
 	}

@@ -95,9 +95,11 @@ SELECT EXISTS (SELECT 1 FROM `+src.from(2)+` s WHERE cardinality(groups) > 0)
 }
 
 // ColumnsInUse returns those of columns (names from the attribute table,
-// present in relation) that hold a value in at least one row: a job writes
-// an attribute only then, so only then does it need the permission the
-// attribute asks for (worker check).
+// present in relation) that hold a value in at least one of the job's rows
+// (a template job's own rows only): SourceSchema owns an OwnedWhenFilled
+// attribute only then, so only then does a run select and write it, and
+// only then does `worker check` ask for the permission it needs. One
+// aggregate read of the source.
 func (s *Store) ColumnsInUse(ctx context.Context, relation string, columns []string) ([]string, error) {
 	if len(columns) == 0 {
 		return nil, nil

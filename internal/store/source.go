@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -117,14 +118,31 @@ func (r sourceRel) args(args ...any) []any {
 // missing column and every wrong type with the type expected, so a user
 // fixes their view in one go.
 func (s *Store) CheckSource(ctx context.Context, relation string) error {
-	_, err := s.SourceSchema(ctx, relation, profile.From(ctx))
+	_, err := s.presentSchema(ctx, relation, profile.From(ctx))
 	return err
 }
 
 // SourceSchema checks relation like CheckSource and returns base restricted
-// to the attributes the relation has a column for: the ones the job owns.
-// A column absent from the relation is never read, written or cleared.
+// to the attributes the job owns: those the relation has a column for,
+// except an OwnedWhenFilled one whose column is NULL in every one of the
+// job's rows (profile.Schema.Fill; one aggregate read of the source, only
+// when such a column is present). An attribute not owned is never read,
+// written or cleared.
 func (s *Store) SourceSchema(ctx context.Context, relation string, base *profile.Schema) (*profile.Schema, error) {
+	schema, err := s.presentSchema(ctx, relation, base)
+	if err != nil {
+		return nil, err
+	}
+	filled, err := s.ColumnsInUse(ctx, relation, schema.WhenFilled())
+	if err != nil {
+		return nil, err
+	}
+	return schema.Fill(func(c string) bool { return slices.Contains(filled, c) }), nil
+}
+
+// presentSchema checks relation's contract and restricts base to the
+// attributes it has a column for (without reading its rows).
+func (s *Store) presentSchema(ctx context.Context, relation string, base *profile.Schema) (*profile.Schema, error) {
 	have, scoped, err := s.sourceColumnTypes(ctx, relation)
 	if err != nil {
 		return nil, err
