@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	gosync "sync"
 	"time"
 
@@ -468,8 +469,10 @@ func (r *runner) execute(ctx context.Context) error {
 	}
 	r.dir = dir
 	r.baseStats = dir.Stats()
-	// The job owns the attributes its source has columns for: the mirror
-	// reads, the stream reads and the planner compares only those.
+	// The job owns the attributes its source has columns for (a schema-7
+	// one only when a row fills it): the mirror reads, the stream reads
+	// and the planner compares only those, decided here once for the whole
+	// run (every pass).
 	done = r.phases.time("check_source")
 	ctx, schema, err := JobSchema(ctx, r.e.Store, r.job)
 	done()
@@ -477,6 +480,13 @@ func (r *runner) execute(ctx context.Context) error {
 		return err
 	}
 	r.policy.Schema = schema
+	if cols := schema.Unfilled(); len(cols) > 0 {
+		// After an upgrade (migration 007 added the columns to
+		// desired_users), or a join that broke and emptied a column that
+		// was filled: say why those attributes are not cleared.
+		r.log.InfoContext(ctx, "source columns present but NULL in every row: not managed until filled (never read, written or cleared)",
+			"columns", strings.Join(cols, ", "))
+	}
 	done = r.phases.time("mirror")
 	err = r.refreshMirror(ctx)
 	done()
@@ -754,8 +764,10 @@ type SchemaSource interface {
 }
 
 // JobSchema discovers the attributes job manages (its config's attribute
-// set restricted to its source's columns, checking the source contract)
-// and returns ctx carrying them for the store and the directory client.
+// set restricted to its source's columns, an OwnedWhenFilled one only when
+// a source row fills it; checking the source contract) and returns ctx
+// carrying them for the store and the directory client. It reads the
+// source once (an aggregate), so a caller computes it once per run.
 func JobSchema(ctx context.Context, src SchemaSource, job config.Job) (context.Context, *profile.Schema, error) {
 	base, err := job.Profile()
 	if err != nil {

@@ -3,6 +3,9 @@ package sync_test
 import (
 	"fmt"
 	"log/slog"
+	"maps"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -175,4 +178,111 @@ func TestSchemaExtensionRoundTrip(t *testing.T) {
 		t.Fatalf("directory %s = %v after NULL; want cleared", prop, got)
 	}
 	e.quiet(store.RunSucceeded)
+}
+
+// unfilledMsg is the run-start log line naming the present columns a job
+// does not manage because they are NULL in every row.
+const unfilledMsg = "source columns present but NULL in every row: not managed until filled"
+
+// upgradedTenant is a job on entraprov.desired_users after migration 007:
+// the 13 classic columns filled, the new profile columns all NULL, and an
+// app consented with User.ReadWrite.All (and GroupMember) but not
+// User-LifeCycleInfo.*, so a $select or delta naming employeeLeaveDateTime
+// is refused with 403. Its three users were provisioned, then someone set
+// city, state and extensionAttribute1 on each by hand.
+func upgradedTenant(t *testing.T) (*env, []person) {
+	e := newEnv(t, graphsim.Options{})
+	e.sim.RevokeConsent(e.seeded.TenantID, e.seeded.ClientID, "User-LifeCycleInfo.ReadWrite.All")
+	ps := e.people(3, 1)
+	e.insert(ps...)
+	e.run(esync.RunOptions{}, store.RunSucceeded)
+	for _, p := range ps {
+		manual(t, e, directory.Operation{Key: 1, Kind: directory.OpUpdate, ObjectID: e.user(p.UPN).ID,
+			Fields: map[string]any{"city": "Lyon", "state": "ARA",
+				"onPremisesExtensionAttributes": map[string]any{"extensionAttribute1": "badge-" + p.ExternalID}}})
+	}
+	return e, ps
+}
+
+// handSet fails the test unless p's city, state and extensionAttribute1
+// hold what upgradedTenant set (city: wantCity).
+func (e *env) handSet(p person, wantCity string) {
+	e.t.Helper()
+	u := e.user(p.UPN)
+	ext, _ := u.Properties["onPremisesExtensionAttributes"].(map[string]any)
+	if u.Properties["city"] != nilIfEmpty(wantCity) || u.Properties["state"] != "ARA" || ext["extensionAttribute1"] != "badge-"+p.ExternalID {
+		e.t.Errorf("%s: city %v, state %v, extensionAttribute1 %v; want %q, ARA, badge-%s", p.ExternalID,
+			u.Properties["city"], u.Properties["state"], ext["extensionAttribute1"], wantCity, p.ExternalID)
+	}
+}
+
+// TestUpgradeLeavesEmptyProfileColumnsAlone: after the upgrade, the
+// columns migration 007 added to desired_users are NULL in every row. The
+// job does not own them: a run writes nothing to the users whose city,
+// state and extensionAttribute1 were set by hand, and neither its delta
+// nor any read selects employeeLeaveDateTime (the app without
+// User-LifeCycleInfo.* would get 403: the runs would fail). The run says
+// once which present columns it leaves alone.
+func TestUpgradeLeavesEmptyProfileColumnsAlone(t *testing.T) {
+	t.Parallel()
+	e, ps := upgradedTenant(t)
+	before := strings.Count(e.logs.String(), unfilledMsg)
+	r := e.quiet(store.RunSucceeded)
+	for _, p := range ps {
+		e.handSet(p, "Lyon")
+	}
+	if n := len(e.ops(r.ID, "")); n != 0 {
+		t.Errorf("run %d recorded %d operations; want none", r.ID, n)
+	}
+	logs := e.logs.String()
+	if n := strings.Count(logs, unfilledMsg) - before; n != 1 {
+		t.Fatalf("the run logged %q %d times; want once", unfilledMsg, n)
+	}
+	for _, c := range []string{"employee_leave_date_time", "city", "state", "extension_attribute_1", "extension_attribute_15"} {
+		if !strings.Contains(logs, c) {
+			t.Errorf("the run start log does not name %s", c)
+		}
+	}
+}
+
+// TestFilledColumnIsOwnedAndEmptiedIsNot: filling city for one user makes
+// the job own city: that user's city is written and the other users' NULL
+// city clears the one set by hand (an attribute clear in the change
+// budget), while state and extensionAttribute1, still NULL in every row,
+// stay as set. When a broken join then empties city in every row, the job
+// stops managing it: nothing is cleared, and the run start says so.
+func TestFilledColumnIsOwnedAndEmptiedIsNot(t *testing.T) {
+	t.Parallel()
+	e, ps := upgradedTenant(t)
+	e.exec(`UPDATE entraprov.desired_users SET city = 'Berlin' WHERE external_id = $1`, ps[0].ExternalID)
+	r := e.run(esync.RunOptions{}, store.RunSucceeded)
+	e.handSet(ps[0], "Berlin")
+	for _, p := range ps[1:] {
+		e.handSet(p, "")
+	}
+	clears := map[string]bool{}
+	for _, o := range e.ops(r.ID, "") {
+		if slices.Contains(esync.DestructiveKinds(esync.Action(o.Action), o.Changes), esync.KindAttributeClear) {
+			clears[o.ExternalID] = true
+		}
+	}
+	if want := map[string]bool{ps[1].ExternalID: true, ps[2].ExternalID: true}; !maps.Equal(clears, want) {
+		t.Errorf("attribute clears of run %d: %v; want %v", r.ID, clears, want)
+	}
+	e.quiet(store.RunSucceeded)
+
+	// The join that fed city broke: NULL in every row.
+	e.exec(`UPDATE entraprov.desired_users SET city = NULL`)
+	before := e.logs.String()
+	r = e.quiet(store.RunSucceeded)
+	e.handSet(ps[0], "Berlin")
+	line := ""
+	for _, l := range strings.Split(strings.TrimPrefix(e.logs.String(), before), "\n") {
+		if strings.Contains(l, unfilledMsg) {
+			line = l
+		}
+	}
+	if !strings.Contains(line, `"level":"INFO"`) || !regexp.MustCompile(`"columns":"[^"]*\bcity\b`).MatchString(line) {
+		t.Errorf("run %d start: %q; want an INFO line naming city", r.ID, line)
+	}
 }
