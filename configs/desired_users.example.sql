@@ -11,6 +11,20 @@
 --   employee_id, employee_type, usage_location (ISO 3166 alpha-2),
 --   mobile_phone, account_enabled boolean, manager_external_id,
 --   groups text[] (group object ids).
+-- Optional profile columns (schema 7; the attribute reference in README
+-- gives each one's Graph property and limits): employee_hire_date and
+-- employee_leave_date_time (timestamptz), division, cost_center,
+-- street_address, city, state, postal_code, country, business_phones
+-- (text[], one number), fax_number, other_mails (text[]),
+-- preferred_language (ll-CC), extension_attribute_1 … _15.
+--
+-- Ownership: the job manages exactly the attributes the view has a column
+-- for; a column left out is left to others (never read, written or
+-- cleared). Of the 13 first attributes, a present column's NULL clears the
+-- property. An optional profile column is managed only once at least one
+-- row fills it (then its NULL clears too); NULL in every row, it is left
+-- alone, so a SELECT * view over entraprov.desired_users manages nothing
+-- new until the columns are filled.
 --
 -- A person who drops out of the view (scoped out, or deleted in HR) is a
 -- leaver: the job disables (or deletes, per its leaver policy) the account
@@ -43,8 +57,11 @@ CREATE TABLE IF NOT EXISTS hr.employees (
 
 -- Sites and org units: lookups that become attributes and group memberships.
 CREATE TABLE IF NOT EXISTS hr.sites (
-    site_code text PRIMARY KEY,
-    office    text NOT NULL              -- 'Paris – La Défense'
+    site_code   text PRIMARY KEY,
+    office      text NOT NULL,           -- 'Paris – La Défense'
+    street      text,                    -- '1 Place de la Défense'
+    postal_code text,
+    city        text
 );
 CREATE TABLE IF NOT EXISTS hr.org_unit_groups (
     org_unit text NOT NULL,
@@ -83,6 +100,17 @@ SELECT
     initcap(replace(e.contract_type, '-', ' '))                     AS employee_type,
     upper(e.country_code)                                           AS usage_location,
     nullif(regexp_replace(e.mobile, '[^0-9+]', '', 'g'), '')        AS mobile_phone,
+
+    -- Profile columns (optional): the first day drives Lifecycle Workflows
+    -- joiner tasks (e.g. a Temporary Access Pass for the first sign-in).
+    e.hire_date::timestamptz                                        AS employee_hire_date, -- midnight, database time zone
+    e.org_unit                                                      AS cost_center,
+    s.street                                                        AS street_address,
+    s.postal_code                                                   AS postal_code,
+    s.city                                                          AS city,
+    -- The leave date drives leaver tasks; writing it needs the application
+    -- permission User-LifeCycleInfo.ReadWrite.All (worker check asks for it):
+    -- e.termination_date::timestamptz                              AS employee_leave_date_time,
 
     -- People on leave keep their account, disabled; they come back enabled.
     NOT e.on_leave                                                  AS account_enabled,

@@ -237,15 +237,16 @@ func checkJob(ctx context.Context, job config.Job, st *store.Store, rep *checkRe
 		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		_, schema, err := esync.JobSchema(sctx, st, job)
 		if err == nil {
-			// The attributes the job owns, and what writing them needs
-			// beyond User.ReadWrite.All (employeeLeaveDateTime).
-			rep.add(checkItem{Name: "attributes", Job: name, Status: checkOK,
-				Detail: "manages " + strings.Join(schema.ManagedColumns(), ", ") + " (columns the source lacks are left to others)"})
-			for perm, cols := range schema.Permissions() {
-				inUse, uerr := st.ColumnsInUse(sctx, job.Source, cols)
-				if uerr != nil || len(inUse) > 0 {
-					required = append(required, perm) // unknown: ask for it
-				}
+			// The attributes the job owns, and what reading and writing
+			// them needs beyond User.ReadWrite.All (employeeLeaveDateTime,
+			// owned only once a source row fills it).
+			detail := "manages " + strings.Join(schema.ManagedColumns(), ", ") + " (columns the source lacks are left to others)"
+			if cols := schema.Unfilled(); len(cols) > 0 {
+				detail += "; present but NULL in every row: not managed until filled: " + strings.Join(cols, ", ")
+			}
+			rep.add(checkItem{Name: "attributes", Job: name, Status: checkOK, Detail: detail})
+			for perm := range schema.Permissions() {
+				required = append(required, perm)
 			}
 			slices.Sort(required[1:])
 		}

@@ -229,8 +229,9 @@ func TestCheckListsAccountsLinkedByTwoJobs(t *testing.T) {
 }
 
 // `worker check` lists the attributes the job manages (the source's
-// columns) and asks for User-LifeCycleInfo.ReadWrite.All once the source
-// fills employee_leave_date_time (issue 15).
+// columns), names the schema-7 columns present but NULL in every row as
+// not managed, and asks for User-LifeCycleInfo.ReadWrite.All once the
+// source fills employee_leave_date_time (issue 15).
 func TestCheckListsAttributesAndTheirPermissions(t *testing.T) {
 	env := newCheckEnv(t, []string{permUsers})
 	st := openStore(t, env.dbURL)
@@ -248,8 +249,8 @@ SELECT external_id, user_principal_name, display_name, city, employee_leave_date
 	}
 	rep, code, out := runCheckJSON(t, "--config", env.cfgPath)
 	attrs := findCheck(rep, "attributes")
-	if code != exitOK || attrs.Status != checkOK ||
-		!strings.Contains(attrs.Detail, "manages user_principal_name, display_name, employee_leave_date_time, city (") {
+	if code != exitOK || attrs.Status != checkOK || !strings.Contains(attrs.Detail, "manages user_principal_name, display_name (") ||
+		!strings.HasSuffix(attrs.Detail, "; present but NULL in every row: not managed until filled: employee_leave_date_time, city") {
 		t.Fatalf("exit %d, attributes %+v\n%s", code, attrs, out)
 	}
 
@@ -258,8 +259,12 @@ VALUES ('E1', 'a@contoso.example', 'A', '2027-01-31 18:00Z')`); err != nil {
 		t.Fatal(err)
 	}
 	rep, code, out = runCheckJSON(t, "--config", env.cfgPath)
-	perm := findCheck(rep, "permissions")
+	perm, attrs := findCheck(rep, "permissions"), findCheck(rep, "attributes")
 	if code == exitOK || perm.Status != checkFail || !reflect.DeepEqual(perm.Missing, []string{"User-LifeCycleInfo.ReadWrite.All"}) {
 		t.Fatalf("with a leave date in the source: exit %d, permissions %+v\n%s", code, perm, out)
+	}
+	if !strings.Contains(attrs.Detail, "manages user_principal_name, display_name, employee_leave_date_time (") ||
+		!strings.HasSuffix(attrs.Detail, "not managed until filled: city") {
+		t.Fatalf("with a leave date in the source: attributes %+v", attrs)
 	}
 }
