@@ -95,6 +95,11 @@ func TestPlanProfile(t *testing.T) {
 	}{
 		{name: "unmanaged_attribute_changed_by_hand_is_left_alone", schema: schemaWithout("city"),
 			current: func(c *store.DirectoryUser) { c.Set(city, "Lyon") }},
+		{name: "column_null_in_every_row_is_left_alone", schema: profile.Default.Fill(func(c string) bool { return c != "city" }),
+			current: func(c *store.DirectoryUser) { c.Set(city, "Lyon") }},
+		{name: "classic_null_in_every_row_still_clears", schema: profile.Default.Fill(func(string) bool { return false }),
+			current:    func(c *store.DirectoryUser) { c.Set(profile.MobilePhone, "+49 1") },
+			wantFields: map[string]any{"mobilePhone": nil}, wantClears: true},
 		{name: "managed_null_clears_and_counts", schema: profile.Default,
 			current:    func(c *store.DirectoryUser) { c.Set(city, "Lyon") },
 			wantFields: map[string]any{"city": nil}, wantClears: true},
