@@ -12,8 +12,11 @@
 //
 // A run in apply mode: MarkInterrupted (runs of dead workers), LeaseJob
 // (held elsewhere: skipped, nothing recorded; see lease.go for the fence
-// and the watchdog that stop a run which lost its lock), StartRun, a delta refresh of
-// the mirror, CheckSource, then one planning pass that only counts the
+// and the watchdog that stop a run which lost its lock), StartRun, the
+// attributes the job owns (JobSchema: the source contract, then one
+// aggregate read of which schema-7 profile columns any row fills; fixed for
+// the whole run), a delta refresh of
+// the mirror, then one planning pass that only counts the
 // destructive changes per kind against the job's change budget (over a
 // bound, or with --approve a plan holding changes the approved one did not:
 // the plan is recorded "planned", the run is "blocked", nothing is
