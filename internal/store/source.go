@@ -766,8 +766,9 @@ func (a *rowArena) packTargets(dst *profile.Values, schema *profile.Schema) []an
 type packing struct {
 	a     *rowArena
 	dst   *profile.Values
-	start int // offset of the Values in the row buffer
-	at    int // schema position the next value is written at
+	start int  // offset of the Values in the row buffer
+	last  int  // schema position of the last value written
+	any   bool // a value has been written
 }
 
 // packText is a pgx scan target (pgtype.BytesScanner) for one attribute
@@ -779,16 +780,31 @@ type packText struct {
 }
 
 // ScanBytes receives driver memory valid only during the call: it is copied.
+// Separators are written only in front of a non-empty value, so empty
+// trailing attributes cost nothing and a side with no values at all (no
+// mirror row, no candidate) costs no bytes: the Values is then in
+// profile.Pack's canonical form.
 func (t packText) ScanBytes(b []byte) error {
 	p, a := t.p, t.p.a
 	if t.first {
-		p.start, p.at = len(a.buf), 0
+		p.start, p.any = len(a.buf), false
 	}
-	for ; p.at < t.pos; p.at++ {
-		a.buf = append(a.buf, 0)
+	if len(b) > 0 {
+		gap := t.pos
+		if p.any {
+			gap -= p.last
+		}
+		for range gap {
+			a.buf = append(a.buf, 0)
+		}
+		a.buf = append(a.buf, b...)
+		p.last, p.any = t.pos, true
 	}
-	a.buf = append(a.buf, b...)
 	if t.last {
+		if !p.any {
+			*p.dst = profile.Values{}
+			return nil
+		}
 		a.fields = append(a.fields, arenaField{vals: p.dst, start: p.start, end: len(a.buf)})
 	}
 	return nil

@@ -209,6 +209,23 @@ func TestStreamSource(t *testing.T) {
 			t.Fatalf("E08 = link %+v candidate %+v", r.Link, r.Candidate)
 		}
 	})
+	t.Run("attributes_arrive_in_canonical_packed_form", func(t *testing.T) {
+		// Streamed Values equal profile.Pack's form (no separators for
+		// empty trailing attributes), whichever side they come from.
+		for _, c := range []struct {
+			name      string
+			got, want profile.Values
+		}{
+			{"E01 desired", rows["E01"].Desired.Attrs, profile.Of(profile.UserPrincipalName, "alice@x.test", profile.DisplayName, "Alice", profile.EmployeeID, "1001")},
+			{"E01 mirror", rows["E01"].Current.Attrs, profile.Of(profile.UserPrincipalName, "alice@x.test", profile.DisplayName, "Alice Old")},
+			{"E04 candidate", rows["E04"].Candidate.Attrs, profile.Of(profile.UserPrincipalName, "someone@x.test", profile.EmployeeID, "4444")},
+			{"E10 desired", rows["E10"].Desired.Attrs, profile.Values{}},
+		} {
+			if c.got != c.want {
+				t.Errorf("%s Attrs = %q; want %q", c.name, c.got.String(), c.want.String())
+			}
+		}
+	})
 	t.Run("null_columns_are_empty_strings", func(t *testing.T) {
 		r := rows["E10"]
 		if r.Desired == nil || r.Desired.UPN() != "" || r.Desired.Groups == nil || len(r.Desired.Groups) != 0 {
