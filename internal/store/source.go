@@ -566,8 +566,11 @@ func newSourceScan(job string, schema *profile.Schema) *sourceScan {
 	targets = append(targets, sc.mirrorTargets(&sc.c)...)
 	targets = append(targets, &sc.mgrObjectID, &sc.dupUPN, &sc.claimed, &sc.owner, &sc.rekeyFrom, &sc.released, &sc.sharedWith)
 	for i, t := range targets {
-		if p, ok := t.(*string); ok {
+		switch p := t.(type) {
+		case *string:
 			targets[i] = arenaText{a: sc.arena, dst: p, intern: p == &sc.lState}
+		case *[]string:
+			targets[i] = newArenaList(sc.arena, p)
 		}
 	}
 	sc.targets = targets
@@ -576,9 +579,6 @@ func newSourceScan(job string, schema *profile.Schema) *sourceScan {
 
 // next scans the current row of rows into a SourceRow of fresh structs.
 func (sc *sourceScan) next(rows pgx.Rows) (SourceRow, error) {
-	// Fresh slices each row: Scan reuses a non-nil slice's backing array,
-	// and the previous row's structs may still be referenced by fn.
-	sc.d.Groups, sc.l.Groups = nil, nil
 	sc.disabledAt, sc.deletedAt = nil, nil
 	err := rows.Scan(sc.targets...)
 	sc.arena.finish()
@@ -808,4 +808,61 @@ func (t packText) ScanBytes(b []byte) error {
 		a.fields = append(a.fields, arenaField{vals: p.dst, start: p.start, end: len(a.buf)})
 	}
 	return nil
+}
+
+// arenaList is a pgx scan target (pgtype.ArraySetter) for a text[] column:
+// the entries go through the row buffer like text columns, so a list costs
+// its []string alone, not one string per entry as well.
+type arenaList struct {
+	a    *rowArena
+	dst  *[]string
+	elem arenaListEntry
+}
+
+// arenaListEntry is the scan target of the entry being scanned.
+type arenaListEntry struct {
+	l *arenaList
+	i int
+}
+
+func newArenaList(a *rowArena, dst *[]string) *arenaList {
+	l := &arenaList{a: a, dst: dst}
+	l.elem.l = l
+	return l
+}
+
+// SetDimensions allocates a fresh slice every row (the previous row's may
+// still be referenced by fn); nil dimensions are a NULL array, nil like
+// pgx's own []string scan.
+func (l *arenaList) SetDimensions(dims []pgtype.ArrayDimension) error {
+	if dims == nil {
+		*l.dst = nil
+		return nil
+	}
+	n := 0 // entries: the product of the lengths, 0 for '{}' (no dimension)
+	for k, d := range dims {
+		if k == 0 {
+			n = 1
+		}
+		n *= max(int(d.Length), 0)
+	}
+	*l.dst = make([]string, n)
+	return nil
+}
+
+// ScanIndex returns the one entry target, pointed at entry i: pgx scans
+// each entry right after asking for it.
+func (l *arenaList) ScanIndex(i int) any {
+	l.elem.i = i
+	return &l.elem
+}
+
+func (l *arenaList) ScanIndexType() any { return &arenaListEntry{} }
+
+// ScanBytes receives driver memory valid only during the call: it is copied.
+func (e *arenaListEntry) ScanBytes(b []byte) error {
+	if b == nil {
+		return fmt.Errorf("cannot scan NULL into list entry %d", e.i)
+	}
+	return arenaText{a: e.l.a, dst: &(*e.l.dst)[e.i]}.ScanBytes(b)
 }
