@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -733,10 +734,28 @@ func (t arenaText) ScanBytes(b []byte) error {
 			return nil
 		}
 	}
-	start := len(t.a.buf)
-	t.a.buf = append(t.a.buf, b...)
-	t.a.fields = append(t.a.fields, arenaField{dst: t.dst, start: start, end: len(t.a.buf)})
+	start, end := t.a.find(b)
+	if start < 0 {
+		start = len(t.a.buf)
+		t.a.buf = append(t.a.buf, b...)
+		end = len(t.a.buf)
+	}
+	t.a.fields = append(t.a.fields, arenaField{dst: t.dst, start: start, end: end})
 	return nil
+}
+
+// find returns the range of an earlier field of the row holding b, or -1.
+// A row repeats itself a lot: the link's UPN, object id and groups, and in
+// the nightly case the mirror's whole profile, are the source's; sharing
+// them keeps the row's string near the size of its distinct values. A row
+// has a few dozen fields, so the scan costs less than the bytes it saves.
+func (a *rowArena) find(b []byte) (start, end int) {
+	for _, f := range a.fields {
+		if f.end-f.start == len(b) && bytes.Equal(a.buf[f.start:f.end], b) {
+			return f.start, f.end
+		}
+	}
+	return -1, -1
 }
 
 // packTargets returns the scan targets of the managed attributes of schema,
@@ -805,7 +824,12 @@ func (t packText) ScanBytes(b []byte) error {
 			*p.dst = profile.Values{}
 			return nil
 		}
-		a.fields = append(a.fields, arenaField{vals: p.dst, start: p.start, end: len(a.buf)})
+		start, end := p.start, len(a.buf)
+		if s, e := a.find(a.buf[start:end]); s >= 0 { // written for nothing: drop it
+			a.buf = a.buf[:start]
+			start, end = s, e
+		}
+		a.fields = append(a.fields, arenaField{vals: p.dst, start: start, end: end})
 	}
 	return nil
 }
