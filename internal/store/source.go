@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -584,8 +585,11 @@ func newSourceScan(job string, schema *profile.Schema) *sourceScan {
 	targets = append(targets, sc.mirrorTargets(&sc.c)...)
 	targets = append(targets, &sc.mgrObjectID, &sc.dupUPN, &sc.claimed, &sc.owner, &sc.rekeyFrom, &sc.released, &sc.sharedWith)
 	for i, t := range targets {
-		if p, ok := t.(*string); ok {
+		switch p := t.(type) {
+		case *string:
 			targets[i] = arenaText{a: sc.arena, dst: p, intern: p == &sc.lState}
+		case *[]string:
+			targets[i] = newArenaList(sc.arena, p)
 		}
 	}
 	sc.targets = targets
@@ -594,9 +598,6 @@ func newSourceScan(job string, schema *profile.Schema) *sourceScan {
 
 // next scans the current row of rows into a SourceRow of fresh structs.
 func (sc *sourceScan) next(rows pgx.Rows) (SourceRow, error) {
-	// Fresh slices each row: Scan reuses a non-nil slice's backing array,
-	// and the previous row's structs may still be referenced by fn.
-	sc.d.Groups, sc.l.Groups = nil, nil
 	sc.disabledAt, sc.deletedAt = nil, nil
 	err := rows.Scan(sc.targets...)
 	sc.arena.finish()
@@ -751,10 +752,28 @@ func (t arenaText) ScanBytes(b []byte) error {
 			return nil
 		}
 	}
-	start := len(t.a.buf)
-	t.a.buf = append(t.a.buf, b...)
-	t.a.fields = append(t.a.fields, arenaField{dst: t.dst, start: start, end: len(t.a.buf)})
+	start, end := t.a.find(b)
+	if start < 0 {
+		start = len(t.a.buf)
+		t.a.buf = append(t.a.buf, b...)
+		end = len(t.a.buf)
+	}
+	t.a.fields = append(t.a.fields, arenaField{dst: t.dst, start: start, end: end})
 	return nil
+}
+
+// find returns the range of an earlier field of the row holding b, or -1.
+// A row repeats itself a lot: the link's UPN, object id and groups, and in
+// the nightly case the mirror's whole profile, are the source's; sharing
+// them keeps the row's string near the size of its distinct values. A row
+// has a few dozen fields, so the scan costs less than the bytes it saves.
+func (a *rowArena) find(b []byte) (start, end int) {
+	for _, f := range a.fields {
+		if f.end-f.start == len(b) && bytes.Equal(a.buf[f.start:f.end], b) {
+			return f.start, f.end
+		}
+	}
+	return -1, -1
 }
 
 // packTargets returns the scan targets of the managed attributes of schema,
@@ -784,8 +803,9 @@ func (a *rowArena) packTargets(dst *profile.Values, schema *profile.Schema) []an
 type packing struct {
 	a     *rowArena
 	dst   *profile.Values
-	start int // offset of the Values in the row buffer
-	at    int // schema position the next value is written at
+	start int  // offset of the Values in the row buffer
+	last  int  // schema position of the last value written
+	any   bool // a value has been written
 }
 
 // packText is a pgx scan target (pgtype.BytesScanner) for one attribute
@@ -797,17 +817,94 @@ type packText struct {
 }
 
 // ScanBytes receives driver memory valid only during the call: it is copied.
+// Separators are written only in front of a non-empty value, so empty
+// trailing attributes cost nothing and a side with no values at all (no
+// mirror row, no candidate) costs no bytes: the Values is then in
+// profile.Pack's canonical form.
 func (t packText) ScanBytes(b []byte) error {
 	p, a := t.p, t.p.a
 	if t.first {
-		p.start, p.at = len(a.buf), 0
+		p.start, p.any = len(a.buf), false
 	}
-	for ; p.at < t.pos; p.at++ {
-		a.buf = append(a.buf, 0)
+	if len(b) > 0 {
+		gap := t.pos
+		if p.any {
+			gap -= p.last
+		}
+		for range gap {
+			a.buf = append(a.buf, 0)
+		}
+		a.buf = append(a.buf, b...)
+		p.last, p.any = t.pos, true
 	}
-	a.buf = append(a.buf, b...)
 	if t.last {
-		a.fields = append(a.fields, arenaField{vals: p.dst, start: p.start, end: len(a.buf)})
+		if !p.any {
+			*p.dst = profile.Values{}
+			return nil
+		}
+		start, end := p.start, len(a.buf)
+		if s, e := a.find(a.buf[start:end]); s >= 0 { // written for nothing: drop it
+			a.buf = a.buf[:start]
+			start, end = s, e
+		}
+		a.fields = append(a.fields, arenaField{vals: p.dst, start: start, end: end})
 	}
 	return nil
+}
+
+// arenaList is a pgx scan target (pgtype.ArraySetter) for a text[] column:
+// the entries go through the row buffer like text columns, so a list costs
+// its []string alone, not one string per entry as well.
+type arenaList struct {
+	a    *rowArena
+	dst  *[]string
+	elem arenaListEntry
+}
+
+// arenaListEntry is the scan target of the entry being scanned.
+type arenaListEntry struct {
+	l *arenaList
+	i int
+}
+
+func newArenaList(a *rowArena, dst *[]string) *arenaList {
+	l := &arenaList{a: a, dst: dst}
+	l.elem.l = l
+	return l
+}
+
+// SetDimensions allocates a fresh slice every row (the previous row's may
+// still be referenced by fn); nil dimensions are a NULL array, nil like
+// pgx's own []string scan.
+func (l *arenaList) SetDimensions(dims []pgtype.ArrayDimension) error {
+	if dims == nil {
+		*l.dst = nil
+		return nil
+	}
+	n := 0 // entries: the product of the lengths, 0 for '{}' (no dimension)
+	for k, d := range dims {
+		if k == 0 {
+			n = 1
+		}
+		n *= max(int(d.Length), 0)
+	}
+	*l.dst = make([]string, n)
+	return nil
+}
+
+// ScanIndex returns the one entry target, pointed at entry i: pgx scans
+// each entry right after asking for it.
+func (l *arenaList) ScanIndex(i int) any {
+	l.elem.i = i
+	return &l.elem
+}
+
+func (l *arenaList) ScanIndexType() any { return &arenaListEntry{} }
+
+// ScanBytes receives driver memory valid only during the call: it is copied.
+func (e *arenaListEntry) ScanBytes(b []byte) error {
+	if b == nil {
+		return fmt.Errorf("cannot scan NULL into list entry %d", e.i)
+	}
+	return arenaText{a: e.l.a, dst: &(*e.l.dst)[e.i]}.ScanBytes(b)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,7 +154,7 @@ func TestStreamSource(t *testing.T) {
 			t.Fatalf("E01 sides = %v %v %v %v", r.Desired != nil, r.Link != nil, r.Current != nil, r.Candidate != nil)
 		}
 		if r.Desired.Get(profile.DisplayName) != "Alice" || r.Current.Get(profile.DisplayName) != "Alice Old" || r.Link.ObjectID != "o-alice" ||
-			r.Link.Job != "j" || r.Link.ExternalID != "E01" || len(r.Desired.Groups) != 2 || r.Link.Groups[0] != "g1" ||
+			r.Link.Job != "j" || r.Link.ExternalID != "E01" || !slices.Equal(r.Desired.Groups, []string{"g1", "g2"}) || !slices.Equal(r.Link.Groups, []string{"g1"}) ||
 			r.Desired.Get(profile.EmployeeID) != "1001" || r.Desired.Get(profile.MailNickname) != "" {
 			t.Fatalf("E01 = %+v / %+v / %+v", r.Desired, r.Link, r.Current)
 		}
@@ -207,6 +208,23 @@ func TestStreamSource(t *testing.T) {
 		if r.Link == nil || r.Link.State != store.LinkCreating || r.Link.ObjectID != "" || r.Current != nil ||
 			r.Candidate == nil || r.Candidate.ObjectID != "o-created" {
 			t.Fatalf("E08 = link %+v candidate %+v", r.Link, r.Candidate)
+		}
+	})
+	t.Run("attributes_arrive_in_canonical_packed_form", func(t *testing.T) {
+		// Streamed Values equal profile.Pack's form (no separators for
+		// empty trailing attributes), whichever side they come from.
+		for _, c := range []struct {
+			name      string
+			got, want profile.Values
+		}{
+			{"E01 desired", rows["E01"].Desired.Attrs, profile.Of(profile.UserPrincipalName, "alice@x.test", profile.DisplayName, "Alice", profile.EmployeeID, "1001")},
+			{"E01 mirror", rows["E01"].Current.Attrs, profile.Of(profile.UserPrincipalName, "alice@x.test", profile.DisplayName, "Alice Old")},
+			{"E04 candidate", rows["E04"].Candidate.Attrs, profile.Of(profile.UserPrincipalName, "someone@x.test", profile.EmployeeID, "4444")},
+			{"E10 desired", rows["E10"].Desired.Attrs, profile.Values{}},
+		} {
+			if c.got != c.want {
+				t.Errorf("%s Attrs = %q; want %q", c.name, c.got.String(), c.want.String())
+			}
 		}
 	})
 	t.Run("null_columns_are_empty_strings", func(t *testing.T) {
