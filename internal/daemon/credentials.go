@@ -39,34 +39,83 @@ func publishCertificateExpiry(ctx context.Context, m *metrics.Metrics, jobs []co
 // or refused answer must not hold the start-up. Without
 // Application.Read.All the expiry stays unknown and the log says which
 // permission would let the worker know.
+//
+// The jobs expanded from one template share its app and secret, and the
+// app registration lives in one tenant only (a customer tenant answers
+// 404): they are asked in turn until one answers, the answer is published
+// for all of them, and a group where none answers is logged once, not once
+// per tenant.
 func publishSecretExpiry(ctx context.Context, m *metrics.Metrics, r secretExpiryReader, jobs []config.Job, log *slog.Logger) {
-	for _, j := range jobs {
-		if j.Auth.Method != "secret" {
-			m.SetCredentialExpiry(j.Name, metrics.CredentialSecret, time.Time{})
+	for _, group := range secretGroups(jobs) {
+		if group[0].Auth.Method != "secret" {
+			for _, j := range group {
+				m.SetCredentialExpiry(j.Name, metrics.CredentialSecret, time.Time{})
+			}
 			continue
 		}
-		rctx, cancel := context.WithTimeout(ctx, time.Minute)
-		end, err := r.SecretExpiry(rctx, j)
-		cancel()
+		end, known, err := readSecretExpiry(ctx, r, group)
 		if ctx.Err() != nil {
 			return
 		}
+		for _, j := range group {
+			m.SetCredentialExpiry(j.Name, metrics.CredentialSecret, end)
+		}
+		name, attrs := group[0].Name, []any{}
+		if len(group) > 1 {
+			name = group[0].Template
+			attrs = []any{"tenants", len(group)}
+		}
 		var ae *directory.AuthError
 		switch {
+		case known && end.IsZero():
+			log.Info("the app registration lists no client secret with an end date", append([]any{"job", name}, attrs...)...)
+		case known:
+			logExpiry(log, name, "client secret", end)
 		case errors.As(err, &ae) && ae.Permission == directory.PermReadApplication:
-			log.Info("the client secret's expiry is unknown: the app may not read its own registration", "job", j.Name,
-				"permission", directory.PermReadApplication, "consent_url", ae.ConsentURL)
-		case err != nil:
-			log.Warn("could not read the client secret's expiry", "job", j.Name, "err", err)
-		case end.IsZero():
-			log.Info("the app registration lists no client secret with an end date", "job", j.Name)
+			log.Info("the client secret's expiry is unknown: the app may not read its own registration", append([]any{"job", name,
+				"permission", directory.PermReadApplication, "consent_url", ae.ConsentURL}, attrs...)...)
 		default:
-			m.SetCredentialExpiry(j.Name, metrics.CredentialSecret, end)
-			logExpiry(log, j.Name, "client secret", end)
+			log.Warn("could not read the client secret's expiry", append([]any{"job", name, "err", err}, attrs...)...)
+		}
+	}
+}
+
+// secretGroups puts the jobs expanded from one template together (in the
+// order of their first job); every other job is a group of its own.
+func secretGroups(jobs []config.Job) [][]config.Job {
+	var groups [][]config.Job
+	at := map[string]int{}
+	for _, j := range jobs {
+		if j.Template == "" {
+			groups = append(groups, []config.Job{j})
 			continue
 		}
-		m.SetCredentialExpiry(j.Name, metrics.CredentialSecret, time.Time{})
+		i, ok := at[j.Template]
+		if !ok {
+			i = len(groups)
+			at[j.Template] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], j)
 	}
+	return groups
+}
+
+// readSecretExpiry asks for the group's secret end date through each job
+// in turn until one answers (known); err is the last refusal otherwise.
+func readSecretExpiry(ctx context.Context, r secretExpiryReader, group []config.Job) (end time.Time, known bool, err error) {
+	for _, j := range group {
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		end, err = r.SecretExpiry(rctx, j)
+		cancel()
+		if err == nil {
+			return end, true, nil
+		}
+		if ctx.Err() != nil {
+			return time.Time{}, false, ctx.Err()
+		}
+	}
+	return time.Time{}, false, err
 }
 
 func logExpiry(log *slog.Logger, job, what string, end time.Time) {

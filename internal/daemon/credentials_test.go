@@ -115,3 +115,65 @@ func TestCredentialExpiryAtStart(t *testing.T) {
 		t.Fatal("the log shows the client secret")
 	}
 }
+
+// homeTenantReader answers for the template's home tenant only, as Graph
+// does (the app registration lives there; a customer tenant answers 404).
+type homeTenantReader struct {
+	home  string
+	end   time.Time
+	asked []string
+}
+
+func (r *homeTenantReader) SecretExpiry(_ context.Context, job config.Job) (time.Time, error) {
+	r.asked = append(r.asked, job.Name)
+	if job.TenantID != r.home {
+		return time.Time{}, &directory.GraphError{Status: 404, Code: "Request_ResourceNotFound"}
+	}
+	return r.end, nil
+}
+
+// The jobs of one template share its app and secret: they are asked until
+// one answers, the answer is published for every tenant, and a template
+// none of whose tenants answers is logged once, not once per tenant.
+func TestSecretExpiryIsReadOncePerTemplate(t *testing.T) {
+	secret := config.Auth{Method: "secret", ClientID: "c1"}
+	job := func(name, template, tenant string) config.Job {
+		return config.Job{Name: name, Template: template, TenantID: tenant, Auth: secret}
+	}
+	end := time.Now().Add(20 * 24 * time.Hour).Truncate(time.Second)
+	for _, tc := range []struct {
+		name      string
+		home      string
+		wantAsked []string
+		wantLog   string
+		lines     int
+	}{
+		{"home tenant second", "t2", []string{"isv@a", "isv@b", "hr"}, "client secret expires soon", 1},
+		{"no tenant answers", "elsewhere", []string{"isv@a", "isv@b", "isv@c", "hr"}, "could not read the client secret's expiry", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			m := metrics.New()
+			r := &homeTenantReader{home: tc.home, end: end}
+			jobs := []config.Job{job("isv@a", "isv", "t1"), job("isv@b", "isv", "t2"), job("hr", "", "t9"), job("isv@c", "isv", "t3")}
+			publishSecretExpiry(context.Background(), m, r, jobs, log)
+			if strings.Join(r.asked, ",") != strings.Join(tc.wantAsked, ",") {
+				t.Errorf("asked %v; want %v", r.asked, tc.wantAsked)
+			}
+			if n := strings.Count(logs.String(), tc.wantLog); n != tc.lines {
+				t.Errorf("%d lines %q; want %d:\n%s", n, tc.wantLog, tc.lines, logs.String())
+			}
+			series := expirySeries(t, m)
+			for _, name := range []string{"isv@a", "isv@b", "isv@c"} {
+				want := float64(end.Unix())
+				if tc.home == "elsewhere" {
+					want = 0
+				}
+				if got := series[name+"/secret"]; got != want {
+					t.Errorf("%s secret expiry = %v; want %v", name, got, want)
+				}
+			}
+		})
+	}
+}
