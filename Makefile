@@ -33,7 +33,7 @@ lint: ## gofmt (must list nothing) and go vet
 
 bench: ## Benchmarks: emulator throughput (2s each), then each scenario once (figures are printed per benchmark)
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/graphsim/
-	$(WITH_PG) $(GO) test -run '^$$' -bench . -benchtime 1x $$($(GO) list ./... | grep -v '/internal/graphsim$$')
+	$(WITH_PG) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m $$($(GO) list ./... | grep -v '/internal/graphsim$$')
 
 bench-history: ## History at 20M operation rows: worker history/user query p50/p99, prune of 10M under a live run, monthly partitions (~5 min, ~15 GB in /tmp)
 	ENTRAPROV_HISTORY_ROWS=$(or $(HISTORY_ROWS),20000000) $(WITH_PG) $(GO) test -run '^$$' -bench '^BenchmarkHistoryAtScale$$' -benchtime 1x -timeout 90m -v ./internal/store/
