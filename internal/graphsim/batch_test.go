@@ -201,50 +201,63 @@ func TestThrottledStepInsideBatch(t *testing.T) {
 }
 
 // TestThrottlingPrecision: 64 concurrent clients hammering writes get
-// exactly the write budget (burst + refill over the elapsed time) within
-// ±5%, with TimeScale shrinking the 150 s window to 3 s.
+// exactly the write budget, on the emulator's own clock (no wall time, so
+// a slow or loaded machine cannot change the answer): the 3,000-write burst
+// at a frozen instant, then each second of refill (3,000 / 150 s, time
+// ×50: 1,000 writes) and not one write more, however the requests race.
 func TestThrottlingPrecision(t *testing.T) {
 	const scale, clients = 50.0, 64
-	sim, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{Throttling: true, TimeScale: scale})
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	sim, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{Throttling: true, TimeScale: scale,
+		Now: func() time.Time { return time.Unix(0, clock.Load()) }})
 	r := newRaw(t, srv, seeded)
 	id := r.mustCreate("target@" + seeded.Domain)
 	sim.ResetThrottling()
-	var admitted, throttled atomic.Int64
-	var sawScaledRetry atomic.Bool
-	deadline := time.Now().Add(3 * time.Second)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for c := 0; c < clients; c++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				w := inProcess(sim, r.token, "PATCH", "/users/"+id, map[string]any{"jobTitle": "x"})
-				switch w.Code {
-				case http.StatusNoContent:
-					admitted.Add(1)
-				case http.StatusTooManyRequests:
-					throttled.Add(1)
-					if ra, err := strconv.ParseFloat(w.Header().Get("Retry-After"), 64); err == nil && ra < 1 {
-						sawScaledRetry.Store(true)
+	// hammer sends attempts PATCHes from the clients at once.
+	hammer := func(attempts int) (admitted, throttled int64, scaledRetry bool) {
+		var a, th atomic.Int64
+		var sawScaledRetry atomic.Bool
+		var wg sync.WaitGroup
+		for c := 0; c < clients; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := 0; n < attempts/clients; n++ {
+					w := inProcess(sim, r.token, "PATCH", "/users/"+id, map[string]any{"jobTitle": "x"})
+					switch w.Code {
+					case http.StatusNoContent:
+						a.Add(1)
+					case http.StatusTooManyRequests:
+						th.Add(1)
+						if ra, err := strconv.ParseFloat(w.Header().Get("Retry-After"), 64); err == nil && ra < 1 {
+							sawScaledRetry.Store(true)
+						}
+					default:
+						t.Errorf("status %d", w.Code)
+						return
 					}
-				default:
-					t.Errorf("status %d", w.Code)
-					return
 				}
-			}
-		}()
+			}()
+		}
+		wg.Wait()
+		return a.Load(), th.Load(), sawScaledRetry.Load()
 	}
-	wg.Wait()
-	elapsed := time.Since(start).Seconds()
-	budget := 3000 + 3000.0/150*scale*elapsed
-	got := float64(admitted.Load())
-	t.Logf("admitted %.0f writes in %.2fs (budget %.0f, %.2f%%), %d throttled", got, elapsed, budget, 100*(got-budget)/budget, throttled.Load())
-	if got < budget*0.95 || got > budget*1.05 {
-		t.Fatalf("admitted %.0f writes, budget %.0f (±5%%)", got, budget)
+	if a, th, _ := hammer(clients * 60); a != 3000 || th != clients*60-3000 {
+		t.Fatalf("burst at a frozen clock: %d admitted, %d throttled; want the 3000-write burst exactly", a, th)
 	}
-	if throttled.Load() == 0 || !sawScaledRetry.Load() {
-		t.Fatalf("throttled %d, scaled Retry-After seen %v", throttled.Load(), sawScaledRetry.Load())
+	for sec := 1; sec <= 3; sec++ {
+		clock.Add(int64(time.Second))
+		a, th, scaled := hammer(clients * 25)
+		t.Logf("second %d: %d admitted, %d throttled", sec, a, th)
+		// 1,000 tokens refilled; float rounding may leave the last one a
+		// hair short of whole.
+		if a < 999 || a > 1000 {
+			t.Fatalf("second %d: %d admitted; want the refill of 1000 (3000 / 150 s × %.0f)", sec, a, scale)
+		}
+		if !scaled {
+			t.Fatalf("second %d: no Retry-After below 1 s on a 429 (time ×%.0f)", sec, scale)
+		}
 	}
 }
 
