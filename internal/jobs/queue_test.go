@@ -208,6 +208,10 @@ func TestRunCapHoldsAndOldestDueStartsFirst(t *testing.T) {
 			for _, name := range ending {
 				g.open(prefix + name)
 			}
+			// Stop only once every run has ended: a run whose gate and
+			// cancellation are both ready may take either, and would be
+			// recorded interrupted.
+			g.none(t, s, 0)
 			stop(t, s)
 			if m, want := int(r.maxSeen.Load()), len(tt.first); m != want {
 				t.Errorf("at most %d runs in flight at once, want %d", m, want)
@@ -258,6 +262,7 @@ func TestQueuedOccurrenceIsNotDuplicatedByLaterTicks(t *testing.T) {
 		t.Fatal("dup-b did not start after dup-a")
 	}
 	g.open("dup-b")
+	g.none(t, s, 0)
 	stop(t, s)
 
 	var calls []time.Time
@@ -432,6 +437,7 @@ func TestSetMaxConcurrentAppliesToTheQueue(t *testing.T) {
 		t.Fatalf("%s started; want set-d", name)
 	}
 	g.open("set-d")
+	g.none(t, s, 0)
 	stop(t, s)
 	if m := r.maxSeen.Load(); m != 3 {
 		t.Errorf("at most %d in flight, want 3", m)
