@@ -55,6 +55,30 @@ func IsUniqueViolation(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
 
+// IsOwnerConflict says whether err is PostgreSQL refusing a link to an
+// object another job links (directory_links_owner_key, migration 009): the
+// account has its one owner already.
+func IsOwnerConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "directory_links_owner_key"
+}
+
+// OtherOwner names the link of another job than job to objectID: the job
+// and the external_id it links the account under ("", "" when none).
+func (s *Store) OtherOwner(ctx context.Context, job, objectID string) (owner, externalID string, err error) {
+	err = s.pool.QueryRow(ctx, `
+SELECT job, external_id FROM entraprov.directory_links
+ WHERE object_id = $2 AND job <> $1
+ ORDER BY job, external_id LIMIT 1`, job, objectID).Scan(&owner, &externalID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("look for another job's link to %s: %w", objectID, err)
+	}
+	return owner, externalID, nil
+}
+
 // SharedLink is a directory object linked by more than one job: each of
 // them would enable, disable or delete it by its own source.
 type SharedLink struct {
