@@ -2,73 +2,58 @@ package sync_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	gosync "sync"
 	"testing"
 	"time"
 
+	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/graphsim"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
 )
 
-// planGate holds back the first link write of two runs until both have
-// planned: a run's first UpsertLinks comes once its planning read has
-// decided every user here, and before anything of those users is sent
-// (links first, then the requests). The first job's write goes through
-// first, then the second's: two jobs that planned in the same second,
-// in a fixed order.
-type planGate struct {
-	ctx       context.Context
-	planned   [2]chan struct{} // closed when job i reached its first link write
-	firstDone chan struct{}    // closed when job 0's first link write returned
-}
-
-func newPlanGate(ctx context.Context) *planGate {
-	return &planGate{ctx: ctx, planned: [2]chan struct{}{make(chan struct{}), make(chan struct{})},
-		firstDone: make(chan struct{})}
-}
-
-// gatedStore is the store of job i of a planGate.
-type gatedStore struct {
+// hookStore runs before (when set) ahead of each of a run's link writes,
+// numbered from 1, and after once the write returned: a test holds a run
+// at a point between its planning and its writes to Graph, or between a
+// Graph write and the link that records it.
+type hookStore struct {
 	*store.Store
-	g    *planGate
-	i    int
-	once gosync.Once
+	mu            gosync.Mutex
+	n             int
+	before, after func(n int) error
 }
 
-func (s *gatedStore) wait(c <-chan struct{}) error {
+func (s *hookStore) UpsertLinks(ctx context.Context, links []store.Link) error {
+	s.mu.Lock()
+	s.n++
+	n := s.n
+	s.mu.Unlock()
+	if s.before != nil {
+		if err := s.before(n); err != nil {
+			return err
+		}
+	}
+	err := s.Store.UpsertLinks(ctx, links)
+	if s.after != nil {
+		if aerr := s.after(n); aerr != nil {
+			return aerr
+		}
+	}
+	return err
+}
+
+// waitFor waits for c, or fails the hook when the test's context ends (a
+// run that never reaches the point the other waits for).
+func waitFor(ctx context.Context, c <-chan struct{}, what string) error {
 	select {
 	case <-c:
 		return nil
-	case <-s.g.ctx.Done():
-		return fmt.Errorf("plan gate of job %d: %w", s.i, context.Cause(s.g.ctx))
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for %s: %w", what, context.Cause(ctx))
 	}
-}
-
-func (s *gatedStore) UpsertLinks(ctx context.Context, links []store.Link) error {
-	gated, err := false, error(nil)
-	s.once.Do(func() {
-		gated = true
-		close(s.g.planned[s.i])
-		if err = s.wait(s.g.planned[1-s.i]); err != nil {
-			return
-		}
-		if s.i == 1 {
-			if err = s.wait(s.g.firstDone); err != nil {
-				return
-			}
-		}
-		err = s.Store.UpsertLinks(ctx, links)
-		if s.i == 0 {
-			close(s.g.firstDone)
-		}
-	})
-	if gated {
-		return err
-	}
-	return s.Store.UpsertLinks(ctx, links)
 }
 
 // TestTwoJobsAdoptingOneAccountAtOnce: two jobs (hr, and contractors with
@@ -100,20 +85,38 @@ func TestTwoJobsAdoptingOneAccountAtOnce(t *testing.T) {
 	e.exec(`DELETE FROM entraprov.desired_users WHERE external_id = $1`, coHire.ExternalID)
 	e.exec(`UPDATE entraprov.contractors SET job_title = 'Contractor' WHERE external_id = $1`, ann.ExternalID)
 
-	ctx, cancel := context.WithTimeoutCause(e.ctx, 2*time.Minute, fmt.Errorf("the other job never planned"))
+	// A run's first link write comes once its planning read decided every
+	// user here, and before anything of them is sent (links first, then
+	// the requests). Each run waits there until the other has planned too;
+	// then hr's write goes through first, then contractors'.
+	ctx, cancel := context.WithTimeoutCause(e.ctx, 2*time.Minute, errors.New("the other job never planned"))
 	defer cancel()
-	g := newPlanGate(ctx)
+	planned := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	hrWrote := make(chan struct{})
 	runs := make([]store.Run, 2)
 	errs := make([]error, 2)
 	var wg gosync.WaitGroup
-	for i, job := range []string{"hr", "contractors"} {
-		eng := *e.eng
-		eng.Store = &gatedStore{Store: e.st, g: g, i: i}
-		jc := hr
-		if job == co.Name {
-			jc = co
+	for i, job := range []config.Job{hr, co} {
+		hs := &hookStore{Store: e.st}
+		hs.before = func(n int) error {
+			if n != 1 {
+				return nil
+			}
+			close(planned[i])
+			if err := waitFor(ctx, planned[1-i], "the other job's plan"); err != nil || i == 0 {
+				return err
+			}
+			return waitFor(ctx, hrWrote, "hr's first link write")
 		}
-		wg.Go(func() { runs[i], errs[i] = eng.Run(ctx, jc, esync.RunOptions{}) })
+		hs.after = func(n int) error {
+			if n == 1 && i == 0 {
+				close(hrWrote)
+			}
+			return nil
+		}
+		eng := *e.eng
+		eng.Store = hs
+		wg.Go(func() { runs[i], errs[i] = eng.Run(ctx, job, esync.RunOptions{}) })
 	}
 	wg.Wait()
 	if n := len(e.sim.Counters().Patches[id]); n != 1 {
@@ -166,5 +169,87 @@ func TestTwoJobsAdoptingOneAccountAtOnce(t *testing.T) {
 	}
 	if w := e.sim.Counters().Writes; w != 0 {
 		t.Fatalf("the jobs wrote %d times after the race; want none", w)
+	}
+}
+
+// TestAccountCreatedByOneJobAndAdoptedByAnother: hr creates ann, and its
+// run stops between the create and the link that records it (the answer
+// came late); meanwhile contractors (adopt_by user_principal_name, ann in
+// its source too) finds the new account unlinked and adopts it. The
+// account is claimed when a link names it: contractors' link came first,
+// so hr's is refused, hr's run says so naming contractors, hr keeps its
+// "creating" link and never writes to the account, and its next run fails
+// the row naming contractors instead of creating ann again. Before the
+// claim, both jobs linked the account.
+func TestAccountCreatedByOneJobAndAdoptedByAnother(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, graphsim.Options{})
+	e.exec(`CREATE TABLE entraprov.contractors (LIKE entraprov.desired_users INCLUDING ALL)`)
+	hr := e.job
+	co := hr
+	co.Name, co.Source, co.Matching.AdoptBy = "contractors", "entraprov.contractors", "user_principal_name"
+	ann := e.people(1, 1)[0]
+	e.insert(ann)
+	e.exec(`INSERT INTO entraprov.contractors SELECT * FROM entraprov.desired_users`)
+	e.exec(`UPDATE entraprov.contractors SET job_title = 'Contractor'`)
+
+	// hr's first link write is ann's "creating" marker, its second the
+	// link to the account its create made: hold that one until
+	// contractors' run is over.
+	ctx, cancel := context.WithTimeoutCause(e.ctx, 2*time.Minute, errors.New("hr never created ann"))
+	defer cancel()
+	created, adopted := make(chan struct{}), make(chan struct{})
+	hs := &hookStore{Store: e.st, before: func(n int) error {
+		if n != 2 {
+			return nil
+		}
+		close(created)
+		return waitFor(ctx, adopted, "contractors' run")
+	}}
+	eng := *e.eng
+	eng.Store = hs
+	var first store.Run
+	var firstErr error
+	hrDone := make(chan struct{})
+	go func() {
+		defer close(hrDone)
+		first, firstErr = eng.Run(ctx, hr, esync.RunOptions{})
+	}()
+	select {
+	case <-created:
+	case <-hrDone:
+		t.Fatalf("hr's run ended (%s, %v, %q) before writing the link of its create", first.Status, firstErr, first.ErrorSummary)
+	}
+	id := e.mustLive(ann.UPN).ID
+	rc := e.runJob(co, store.RunSucceeded)
+	close(adopted)
+	<-hrDone
+
+	if op := e.opOf(rc.ID, ann.ExternalID, esync.ActAdopt); op.Status != store.OpSucceeded || op.ObjectID != id {
+		t.Fatalf("contractors' adoption: %s on %s %q; want succeeded on %s", op.Status, op.ObjectID, op.Message, id)
+	}
+	if op := e.opOf(first.ID, ann.ExternalID, esync.ActCreate); op.Status != store.OpSucceeded || op.ObjectID != id {
+		t.Fatalf("hr's create: %s on %s; want succeeded on %s", op.Status, op.ObjectID, id)
+	}
+	want := "conflict: the account " + id + " this job created was linked first by job contractors (external_id " + ann.ExternalID + ")"
+	if first.Status != store.RunPartial || !strings.Contains(first.ErrorSummary, want) {
+		t.Fatalf("hr's run: %s %q (%v); want partial with %q", first.Status, first.ErrorSummary, firstErr, want)
+	}
+	if l, err := e.st.GetLink(e.ctx, hr.Name, ann.ExternalID); err != nil || l.State != store.LinkCreating || l.ObjectID != "" {
+		t.Fatalf("hr's link of ann: %+v (%v); want its creating marker, naming no account", l, err)
+	}
+
+	e.sim.ResetCounters()
+	r := e.runJob(hr, store.RunPartial)
+	if op := e.opOf(r.ID, ann.ExternalID, esync.ActSkip); op.Status != store.OpFailed ||
+		!strings.Contains(op.Message, "is managed by job contractors (external_id "+ann.ExternalID+")") {
+		t.Fatalf("hr's next run on ann: %s %q; want failed naming job contractors", op.Status, op.Message)
+	}
+	e.runJob(co, store.RunSucceeded)
+	if c := e.sim.Counters(); c.Writes != 0 {
+		t.Fatalf("the jobs wrote %d times after contractors adopted the account; want none", c.Writes)
+	}
+	if u := e.mustLive(ann.UPN); u.ID != id || u.Properties["jobTitle"] != "Contractor" {
+		t.Fatalf("ann's account: %+v; want %s as contractors left it", u, id)
 	}
 }

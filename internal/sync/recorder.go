@@ -102,7 +102,9 @@ func (r *runner) upsertLinks(ctx context.Context, links []store.Link) (map[strin
 				if oerr != nil {
 					return nil, oerr
 				}
-				err = &ownerConflict{objectID: l.ObjectID, job: owner, externalID: oxid, err: err}
+				if owner != "" { // else a link of this job, or one released since
+					err = &ownerConflict{objectID: l.ObjectID, job: owner, externalID: oxid, err: err}
+				}
 			}
 			refused[l.ExternalID] = err
 			r.log.ErrorContext(ctx, "link refused by the database; the user fails alone", "external_id", l.ExternalID,
@@ -126,9 +128,6 @@ func (c *ownerConflict) Error() string {
 func (c *ownerConflict) Unwrap() error { return c.err }
 
 func (c *ownerConflict) owner() string {
-	if c.job == "" {
-		return "another job" // released again since: the next run plans it anew
-	}
 	return fmt.Sprintf("job %s (external_id %s)", c.job, c.externalID)
 }
 
