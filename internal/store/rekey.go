@@ -89,8 +89,9 @@ type SharedLink struct {
 
 // SharedLinks lists the objects linked by more than one job (worker check).
 // The planner never creates such a link any more (a job does not adopt an
-// account another job links); those listed predate that or were made by
-// hand, and are resolved by the hand-over the README describes.
+// account another job links), and since migration 009 the database refuses
+// one; those listed predate that (marked legacy_shared), and are resolved
+// by the hand-over the README describes.
 func (s *Store) SharedLinks(ctx context.Context) ([]SharedLink, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT object_id, array_agg(job || '/' || external_id ORDER BY job, external_id)
