@@ -335,9 +335,10 @@ func BenchmarkStreamSource(b *testing.B) {
 		           'onPremisesExtensionAttributes.extensionAttribute4', extension_attribute_4)
 		  FROM entraprov.desired_users`)
 	exec(b, st, `INSERT INTO entraprov.directory_links (job, external_id, object_id, user_principal_name, state, applied_hash, groups)
-		SELECT 'rekey_all', lower(external_id), object_id, user_principal_name, state, applied_hash, groups
+		SELECT 'rekey_all', lower(external_id), 'rk-' || object_id, user_principal_name, state, applied_hash, groups
 		  FROM entraprov.directory_links WHERE job = 'steady'`)
-	exec(b, st, `INSERT INTO entraprov.directory_users SELECT 'rekey_all', object_id, user_principal_name, display_name, mail_nickname,
+	// Its own objects: one link per object across jobs (migration 009).
+	exec(b, st, `INSERT INTO entraprov.directory_users SELECT 'rekey_all', 'rk-' || object_id, user_principal_name, display_name, mail_nickname,
 		       given_name, surname, job_title, department, office_location, company_name, employee_id, employee_type,
 		       usage_location, mobile_phone, mail, account_enabled, manager_object_id, deleted, updated_at, manager_known, profile
 		  FROM entraprov.directory_users WHERE job = 'steady'`)

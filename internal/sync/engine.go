@@ -52,6 +52,9 @@ type State interface {
 	// CountLinks counts the job's links by state: the managed users the
 	// change budget's percent bounds refer to.
 	CountLinks(ctx context.Context, job string) (map[store.LinkState]int, error)
+	// OtherOwner names another job's link to an object (the owner a
+	// refused claim lost to).
+	OtherOwner(ctx context.Context, job, objectID string) (owner, externalID string, err error)
 }
 
 // Backoff holds the per-user back-off rows (backoff.go). It is a required
