@@ -56,7 +56,9 @@ func newFleet(b *testing.B, so graphsim.Options, budgets directory.Budgets, tena
 		Store:  st,
 		Logger: slog.New(slog.DiscardHandler),
 		Connect: func(ctx context.Context, job config.Job) (esync.Directory, error) {
-			c, err := directory.New(ctx, job, directory.Options{HTTPClient: w.Srv.Client(),
+			// As `worker run` connects: the job's ca_file trusts the
+			// emulator, the transport is directory's own.
+			c, err := directory.New(ctx, job, directory.Options{
 				Logger: slog.New(slog.DiscardHandler), Pacing: pacing,
 				MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second, CancelGrace: 2 * time.Second})
 			if err != nil {
