@@ -82,28 +82,35 @@ func (t *Transports) CloseIdleConnections() {
 // (and a reload) takes effect at the next run; the replaced transport's idle
 // connections are closed, its requests in flight finish.
 func (t *Transports) client(caFile string) (*http.Client, error) {
+	var pem []byte
 	var sum [sha256.Size]byte
-	var pool *x509.CertPool
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
+		var err error
+		if pem, err = os.ReadFile(caFile); err != nil {
 			return nil, fmt.Errorf("ca_file: %w", err)
 		}
 		sum = sha256.Sum256(pem)
-		if pool, err = caPool(caFile, pem); err != nil {
-			return nil, err
-		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
 	t.dropUnused(now)
-	if s, ok := t.byFile[caFile]; ok {
-		if bytes.Equal(s.caSum[:], sum[:]) {
-			s.lastUsed = now
-			return s.client, nil
+	old, ok := t.byFile[caFile]
+	if ok && bytes.Equal(old.caSum[:], sum[:]) {
+		old.lastUsed = now
+		return old.client, nil
+	}
+	// Only here: SystemCertPool returns a copy of the system roots (tens
+	// of kilobytes), which a pool per run would allocate again each time.
+	var pool *x509.CertPool
+	if caFile != "" {
+		var err error
+		if pool, err = caPool(caFile, pem); err != nil {
+			return nil, err
 		}
-		s.client.CloseIdleConnections()
+	}
+	if ok {
+		old.client.CloseIdleConnections()
 	}
 	c := &http.Client{Timeout: requestTimeout, Transport: newTransport(pool)}
 	t.byFile[caFile] = &sharedTransport{caSum: sum, client: c, lastUsed: now}
