@@ -43,6 +43,10 @@ type Options struct {
 	StopTimeout time.Duration
 	// Hangup delivers SIGHUP: each receive reloads the configuration.
 	Hangup <-chan os.Signal
+
+	// credentialTick, when set (tests), replaces the credentialRefresh
+	// ticker: each receive reads every credential's expiry again.
+	credentialTick <-chan time.Time
 }
 
 // ConfigError is a start-up failure the configuration must fix (a job the
@@ -61,6 +65,10 @@ type workerd struct {
 	m            *metrics.Metrics
 	hooks        *hookState
 	sched        *jobs.Scheduler
+	creds        *credentialWatch
+	// credJobs hands the credential loop each list of jobs apply installs
+	// (the latest only: one slot, replaced by Run's loop, its one sender).
+	credJobs chan []config.Job
 
 	// startMaxJobs is max_concurrent_jobs at start: the database pool was
 	// sized for it, so a reload may lower the cap but not raise it beyond.
@@ -99,8 +107,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	d := &workerd{reloadConfig: o.Reload, log: log, st: st, m: m, cfg: cfg, startMaxJobs: cfg.MaxConcurrentJobs,
-		hooks: &hookState{unwell: map[string]bool{}, sender: &webhook.Sender{Log: log}},
-		last:  map[string]jobs.Result{}, running: map[string]time.Time{}}
+		hooks:    &hookState{unwell: map[string]bool{}, sender: &webhook.Sender{Log: log}},
+		credJobs: make(chan []config.Job, 1),
+		last:     map[string]jobs.Result{}, running: map[string]time.Time{}}
 	// Template jobs become one job per tenants row before anything reads
 	// the jobs: a tenants relation that cannot be read stops the start.
 	jobList, err := d.expand(ctx, cfg)
@@ -114,7 +123,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	d.jobs = jobList
 	publishQuarantine(ctx, m, st, jobList)
-	publishCertificateExpiry(ctx, m, jobList, log)
+	d.creds = newCredentialWatch(m, log, jobList)
+	d.creds.certificates(ctx, jobList)
 	d.sched = jobs.New(jobs.Options{
 		Runner: runner, History: st, Logger: log,
 		OnStart: d.onStart, OnResult: d.onResult,
@@ -141,7 +151,13 @@ func Run(ctx context.Context, o Options) error {
 	d.notify(sdd.SdNotifyReady, "STATUS="+d.status())
 	log.Info("worker ready", "jobs", len(jobList), "pid", os.Getpid())
 
-	stopBackground := d.background(ctx, runner, cfg, jobList)
+	credTick := o.credentialTick
+	if credTick == nil {
+		t := time.NewTicker(credentialRefresh)
+		defer t.Stop()
+		credTick = t.C
+	}
+	stopBackground := d.background(ctx, runner, cfg, jobList, credTick)
 
 	// Tenants rows change without a reload: a customer added is an INSERT.
 	refresh := time.NewTicker(refreshEvery(cfg))
@@ -176,10 +192,11 @@ loop:
 }
 
 // background starts what runs beside the scheduler: the systemd watchdog,
-// the read of the client secret's end date, and the retention loop (its
+// the credential loop (the client secrets' end dates at start, on reload,
+// and with the certificates every credTick), and the retention loop (its
 // retention read at start; a reload keeps it). The returned func stops them
 // and waits until each has returned.
-func (d *workerd) background(ctx context.Context, runner jobs.Runner, cfg *config.Config, jobList []config.Job) (stop func()) {
+func (d *workerd) background(ctx context.Context, runner jobs.Runner, cfg *config.Config, jobList []config.Job, credTick <-chan time.Time) (stop func()) {
 	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Add(3)
@@ -189,9 +206,8 @@ func (d *workerd) background(ctx context.Context, runner jobs.Runner, cfg *confi
 	}()
 	go func() {
 		defer wg.Done()
-		if r, ok := runner.(secretExpiryReader); ok {
-			publishSecretExpiry(bctx, d.m, r, jobList, d.log)
-		}
+		r, _ := runner.(secretExpiryReader)
+		d.creds.loop(bctx, r, jobList, credTick, d.credJobs)
 	}()
 	go func() {
 		defer wg.Done()
@@ -321,11 +337,21 @@ func (d *workerd) apply(ctx context.Context, jobList []config.Job) (jobs.Diff, b
 		return diff, false
 	}
 	d.jobs = jobList
+	// Before ForgetJob: a secret read still in progress must not publish
+	// a removed job's series again.
+	d.creds.setJobs(jobList)
 	for _, name := range diff.Removed {
 		d.m.ForgetJob(name)
 	}
-	// A reload may point a job at a renewed certificate.
-	publishCertificateExpiry(ctx, d.m, jobList, d.log)
+	// A reload may point a job at a renewed certificate, or follow a
+	// secret just added to the app registration; a new tenant's job needs
+	// its series.
+	d.creds.certificates(ctx, jobList)
+	select {
+	case <-d.credJobs: // not read yet: replaced by the newer list
+	default:
+	}
+	d.credJobs <- jobList
 	d.publishNext()
 	return diff, true
 }
