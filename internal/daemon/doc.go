@@ -8,7 +8,8 @@
 // configuration is refused and the running jobs kept) and, for template
 // jobs, every tenants.refresh: their tenants relations read again
 // (internal/tenants) so a customer inserted or disabled there is scheduled
-// or stopped without a restart; the systemd
+// or stopped without a restart; the jobs' credential expiry (gauge and
+// log warning), read at start, on reload and every 12 h; the systemd
 // protocol (READY, RELOADING, STOPPING, STATUS= and the watchdog ping,
 // withheld while the scheduler does not answer); the webhook events of
 // finished runs; the history retention loop; and the orderly stop that

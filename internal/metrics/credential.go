@@ -14,8 +14,9 @@ const (
 
 // newCredentialExpiry is
 // entraprov_credential_expiry_timestamp_seconds{job,kind}, set by the
-// daemon at start (and on reload) from the certificate file's NotAfter and,
-// when the app may read its own registration, its client secret's end date.
+// daemon at start, on reload and every 12 h from the certificate file's
+// NotAfter and, when the app may read its own registration, its client
+// secret's end date.
 func newCredentialExpiry() *prometheus.GaugeVec {
 	return prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "credential_expiry_timestamp_seconds",
