@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/entraprov/entraprov/internal/jobs"
 	"github.com/entraprov/entraprov/internal/metrics"
 	esync "github.com/entraprov/entraprov/internal/sync"
+	"github.com/entraprov/entraprov/internal/synctest"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
 
@@ -238,25 +238,6 @@ func TestExpiryWarningAtMostDaily(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink the daemon's goroutines write to while the
-// test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // writeCertificate writes a new certificate valid for validity, and its
 // key, over certFile and keyFile (an operator's renewal), and returns its
 // NotAfter.
@@ -311,7 +292,7 @@ func TestCredentialExpiryFollowedWhileRunning(t *testing.T) {
 		job("secret", config.Auth{Method: "secret", ClientID: seeded.ClientID, Secret: config.SecretRef{File: secretFile}}),
 	}
 
-	var logs lockedBuffer
+	var logs synctest.Buffer
 	mc := make(chan *metrics.Metrics, 1)
 	tick, hangup := make(chan time.Time), make(chan os.Signal)
 	ctx, cancel := context.WithCancel(context.Background())
