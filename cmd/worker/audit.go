@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -44,15 +43,7 @@ could not be made), 2 on bad flags, 78 on a configuration error.`,
 }
 
 func runAudit(cmd *cobra.Command, jobName string, asJSON bool, opts audit.Options) error {
-	cfg, err := loadConfig(cmd)
-	if err != nil {
-		return err
-	}
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	st, err := openConfigStore(ctx, cfg)
+	ctx, cfg, st, err := configStore(cmd, nil)
 	if err != nil {
 		return err
 	}
