@@ -9,6 +9,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/audit"
 	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/store"
 )
 
 func init() { addCommand(newAuditCommand) }
@@ -91,7 +92,7 @@ func printAudit(w io.Writer, rep audit.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tEXTERNAL ID\tUPN\tOBJECT ID\tDETAIL")
 	for _, f := range rep.Findings {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Kind, f.ExternalID, orDash(f.UPN), orDash(f.ObjectID), oneLine(f.Detail, 120))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Kind, f.ExternalID, orDash(f.UPN), orDash(f.ObjectID), store.FirstLine(f.Detail, 120))
 	}
 	return tw.Flush()
 }

@@ -434,7 +434,7 @@ func printRunOperations(w io.Writer, ops []store.Operation) error {
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Seq, o.ExternalID, o.Action, o.Status, http,
 			orDash(o.ObjectID), orDash(fmtChanges(o.Changes)), orDash(o.RequestID),
-			orDash(oneLine(note, 60)), orDash(flatLine(failure)))
+			orDash(store.FirstLine(note, 60)), orDash(flatLine(failure)))
 	}
 	return tw.Flush()
 }
@@ -489,17 +489,6 @@ func fmtDuration(r store.Run, now time.Time) string {
 		return d.Round(10 * time.Millisecond).String()
 	}
 	return d.Round(time.Second).String()
-}
-
-// oneLine keeps a table row on one line: first line of s, at most n runes.
-func oneLine(s string, n int) string {
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i] + " …"
-	}
-	if r := []rune(s); len(r) > n {
-		s = string(r[:n-1]) + "…"
-	}
-	return s
 }
 
 // flatLine keeps a table row on one line without losing any of s: its
