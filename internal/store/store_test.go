@@ -554,3 +554,56 @@ func currentDB(t *testing.T, st *store.Store) string {
 	}
 	return name
 }
+
+// ListRuns and ListRunsSince share one query: both filter by job ("" is
+// every job), order newest first and honour the limit; only ListRunsSince
+// drops the runs started before its bound.
+func TestListRunsAndListRunsSince(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	ctx := ctxT(t)
+	base := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
+	ids := map[string]int64{}
+	for i, name := range []string{"a1", "b1", "a2", "a3"} {
+		r := &store.Run{Job: name[:1], Trigger: "manual", Mode: "apply"}
+		if err := st.StartRun(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		exec(t, st, `UPDATE entraprov.sync_runs SET started_at = $2 WHERE id = $1`, r.ID, base.Add(time.Duration(i)*time.Hour))
+		ids[name] = r.ID
+	}
+	names := func(runs []store.Run) string {
+		var out []string
+		for _, r := range runs {
+			for n, id := range ids {
+				if id == r.ID {
+					out = append(out, n)
+				}
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	for _, tc := range []struct {
+		name string
+		list func() ([]store.Run, error)
+		want string
+	}{
+		{"every_job_newest_first", func() ([]store.Run, error) { return st.ListRuns(ctx, "", 0) }, "a3 a2 b1 a1"},
+		{"one_job", func() ([]store.Run, error) { return st.ListRuns(ctx, "a", 0) }, "a3 a2 a1"},
+		{"limit", func() ([]store.Run, error) { return st.ListRuns(ctx, "", 2) }, "a3 a2"},
+		{"since_is_inclusive", func() ([]store.Run, error) { return st.ListRunsSince(ctx, "", base.Add(time.Hour), 0) }, "a3 a2 b1"},
+		{"since_one_job", func() ([]store.Run, error) { return st.ListRunsSince(ctx, "a", base.Add(time.Hour), 0) }, "a3 a2"},
+		{"since_with_limit", func() ([]store.Run, error) { return st.ListRunsSince(ctx, "", base, 1) }, "a3"},
+		{"since_after_every_run", func() ([]store.Run, error) { return st.ListRunsSince(ctx, "", base.Add(4*time.Hour), 0) }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			runs, err := tc.list()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := names(runs); got != tc.want {
+				t.Fatalf("runs = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
