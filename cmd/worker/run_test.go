@@ -333,14 +333,9 @@ func TestRunDaemonLifecycle(t *testing.T) {
 // naming the command that fixes it, before it tells systemd it is ready.
 func TestRunRefusesPendingMigrations(t *testing.T) {
 	dbURL := testdb.NewURL(t)
-	st, err := store.Open(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, dbURL)
 	// Roll the schema back to "never migrated".
-	if _, err := st.Pool().Exec(context.Background(), `DROP SCHEMA entraprov CASCADE`); err != nil {
-		t.Fatal(err)
-	}
+	testdb.Exec(t, st, `DROP SCHEMA entraprov CASCADE`)
 	st.Close()
 	t.Setenv("ENTRAPROV_TEST_SECRET", "x")
 	notify := listenNotify(t)

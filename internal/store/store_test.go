@@ -23,12 +23,12 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-func exec(t testing.TB, st *store.Store, sql string, args ...any) {
-	t.Helper()
-	if _, err := st.Pool().Exec(ctxT(t), sql, args...); err != nil {
-		t.Fatalf("exec %q: %v", sql, err)
-	}
-}
+// exec and openT are internal/testdb's Exec and Open under the short names
+// this package's tests use.
+var (
+	exec  = testdb.Exec
+	openT = testdb.Open
+)
 
 // A second Migrate applies nothing and the version matches the binary.
 func TestMigrateIsIdempotent(t *testing.T) {
@@ -54,11 +54,7 @@ func TestMigrateConcurrentFromEmpty(t *testing.T) {
 	t.Parallel()
 	url := testdb.NewURL(t)
 	ctx := ctxT(t)
-	a, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openT(t, url)
 	exec(t, a, `DROP SCHEMA entraprov CASCADE`)
 	cur, latest, err := a.SchemaVersion(ctx)
 	if err != nil || cur != 0 {
@@ -306,16 +302,8 @@ func TestMarkInterruptedOnlyTouchesRunsWithoutLock(t *testing.T) {
 	t.Parallel()
 	url := testdb.NewURL(t)
 	ctx := ctxT(t)
-	live, err := store.Open(ctx, url) // the "other process" still running job A
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.Close()
-	me, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer me.Close()
+	live := openT(t, url) // the "other process" still running job A
+	me := openT(t, url)
 
 	unlockA, ok, err := live.TryLockJob(ctx, "A")
 	if err != nil || !ok {
@@ -535,16 +523,6 @@ func TestMigrateIntoSchemaCreatedByDBA(t *testing.T) {
 	if err := app.CheckSchema(ctx); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func openT(t *testing.T, url string) *store.Store {
-	t.Helper()
-	st, err := store.Open(ctxT(t), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	return st
 }
 
 func currentDB(t *testing.T, st *store.Store) string {
