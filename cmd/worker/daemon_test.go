@@ -40,11 +40,7 @@ func simJob(t testing.TB, opts graphsim.Options, name, schedule string) (string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := graphsim.StartTLS(sim, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
+	srv := graphsim.StartTestTLS(t, sim)
 	ten := seeded.Tenants[0]
 	app := ten.Apps[0]
 	return simJobYAML{Name: name, Tenant: ten.ID, Authority: srv.AuthorityHost, GraphURL: srv.GraphURL, CAFile: srv.CAFile,

@@ -58,12 +58,7 @@ func startSeededSim(t testing.TB, seed *graphsim.SeedFile) (*graphsim.Sim, *grap
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := graphsim.StartTLS(sim, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	return sim, srv, seeded
+	return sim, graphsim.StartTestTLS(t, sim), seeded
 }
 
 // metricsOff is the section that keeps `worker run` from binding the
