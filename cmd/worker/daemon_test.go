@@ -15,6 +15,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/graphsim"
 	"github.com/entraprov/entraprov/internal/store"
+	"github.com/entraprov/entraprov/internal/synctest"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
 
@@ -61,7 +62,7 @@ SELECT 'E' || lpad(i::text, 5, '0'), 'user' || i || '@`+graphsim.DefaultDomain+`
 
 type workerProc struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *synctest.Buffer
 	done chan error
 }
 
@@ -69,7 +70,7 @@ func startWorkerProc(t *testing.T, bin, cfgPath string, args ...string) *workerP
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"run", "--config", cfgPath}, args...)...)
 	cmd.Env = append(os.Environ(), "DATABASE_URL=", "ENTRAPROV_DATABASE_URL=", "NOTIFY_SOCKET=", "WATCHDOG_USEC=")
-	p := &workerProc{cmd: cmd, logs: &syncBuffer{}, done: make(chan error, 1)}
+	p := &workerProc{cmd: cmd, logs: &synctest.Buffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/jobs"
 	"github.com/entraprov/entraprov/internal/store"
+	"github.com/entraprov/entraprov/internal/synctest"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
 
@@ -167,27 +167,9 @@ func daemonConfig(dbURL string, port int, jobSpecs ...string) string {
 	return b.String()
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startDaemon runs `worker run` in-process; cancelling the returned context
 // is what SIGTERM does (main wires SIGTERM/SIGINT into the root context).
-func startDaemon(t *testing.T, eng *fakeEngine, args ...string) (stop context.CancelFunc, done <-chan error, logs *syncBuffer) {
+func startDaemon(t *testing.T, eng *fakeEngine, args ...string) (stop context.CancelFunc, done <-chan error, logs *synctest.Buffer) {
 	// The environment overrides database.url; the test's database is in the file.
 	t.Setenv("DATABASE_URL", "")
 	t.Setenv("ENTRAPROV_DATABASE_URL", "")
@@ -199,7 +181,7 @@ func startDaemon(t *testing.T, eng *fakeEngine, args ...string) (stop context.Ca
 	}
 	globals = globalFlags{}
 	root := newRootCommand()
-	logs = &syncBuffer{}
+	logs = &synctest.Buffer{}
 	root.SetOut(io.Discard)
 	root.SetErr(logs)
 	root.SetArgs(args)
