@@ -204,6 +204,19 @@ func startDaemon(t *testing.T, eng *fakeEngine, args ...string) (stop context.Ca
 	return cancel, ch, logs
 }
 
+// daemonExit waits up to within for the daemon startDaemon started to
+// return, and returns its error; past within it fails t with timeout.
+func daemonExit(t *testing.T, done <-chan error, within time.Duration, timeout string) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(within):
+		t.Fatal(timeout)
+		return nil
+	}
+}
+
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -286,13 +299,8 @@ func TestRunDaemonLifecycle(t *testing.T) {
 	i = notify.len()
 	t0 := time.Now()
 	stop()
-	select {
-	case err := <-done:
-		if code := exitCodeOf(err); code != exitOK {
-			t.Fatalf("worker run exited %d (%v), want 0", code, err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("worker run did not stop within 15s of SIGTERM")
+	if err := daemonExit(t, done, 15*time.Second, "worker run did not stop within 15s of SIGTERM"); exitCodeOf(err) != exitOK {
+		t.Fatalf("worker run exited %d (%v), want 0", exitCodeOf(err), err)
 	}
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Errorf("stop took %v", d)
@@ -325,13 +333,9 @@ func TestRunRefusesPendingMigrations(t *testing.T) {
 	writeFile(t, cfgPath, daemonConfig(dbURL, freePort(t), "tick=@every 1s"))
 
 	_, done, _ := startDaemon(t, &fakeEngine{runs: map[string]int{}}, "run", "--config", cfgPath)
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "worker migrate up") || exitCodeOf(err) != exitFail {
-			t.Fatalf("err = %v (exit %d); want exit 1 telling to run `worker migrate up`", err, exitCodeOf(err))
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("worker run started on an unmigrated database")
+	err := daemonExit(t, done, 15*time.Second, "worker run started on an unmigrated database")
+	if err == nil || !strings.Contains(err.Error(), "worker migrate up") || exitCodeOf(err) != exitFail {
+		t.Fatalf("err = %v (exit %d); want exit 1 telling to run `worker migrate up`", err, exitCodeOf(err))
 	}
 	if notify.len() != 0 {
 		t.Errorf("sd_notify before the checks passed: %v", notify.msgs)
@@ -371,13 +375,8 @@ func TestRunStopTimeoutRecordsStuckRunInterrupted(t *testing.T) {
 
 	t0 := time.Now()
 	stop()
-	select {
-	case err := <-done:
-		if exitCodeOf(err) != exitOK {
-			t.Fatalf("exit %d (%v), want 0", exitCodeOf(err), err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("worker did not give up on the stuck run")
+	if err := daemonExit(t, done, 10*time.Second, "worker did not give up on the stuck run"); exitCodeOf(err) != exitOK {
+		t.Fatalf("exit %d (%v), want 0", exitCodeOf(err), err)
 	}
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Errorf("stop took %v with --stop-timeout 1s", d)
