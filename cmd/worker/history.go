@@ -231,14 +231,8 @@ func printStuck(w io.Writer, users []store.StuckUser, job string, n int, asJSON 
 	// ERROR last and uncut, as in printRunOperations.
 	fmt.Fprintln(tw, "JOB\tEXTERNAL_ID\tACTION\tHTTP\tRUNS\tFIRST_FAILED\tLAST_FAILED\tLAST_RUN\tREQUEST_ID\tNEXT_ATTEMPT\tERROR")
 	for _, u := range users {
-		http := "-"
-		if u.HTTPStatus != 0 {
-			http = strconv.Itoa(u.HTTPStatus)
-		}
-		msg := u.ErrorCode
-		if u.Message != "" {
-			msg = strings.TrimPrefix(msg+": "+u.Message, ": ")
-		}
+		http := orDash(httpStatus(u.HTTPStatus))
+		msg := errorText(u.ErrorCode, u.Message)
 		runs := strconv.Itoa(u.Runs)
 		if u.Runs >= store.StuckWindow {
 			runs += "+"
@@ -420,14 +414,8 @@ func printRunOperations(w io.Writer, ops []store.Operation) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tEXTERNAL_ID\tACTION\tSTATUS\tHTTP\tOBJECT_ID\tCHANGES\tREQUEST_ID\tNOTE\tERROR")
 	for _, o := range ops {
-		http := "-"
-		if o.HTTPStatus != 0 {
-			http = strconv.Itoa(o.HTTPStatus)
-		}
-		msg := o.ErrorCode
-		if o.Message != "" {
-			msg = strings.TrimPrefix(msg+": "+o.Message, ": ")
-		}
+		http := orDash(httpStatus(o.HTTPStatus))
+		msg := errorText(o.ErrorCode, o.Message)
 		note, failure := msg, ""
 		if o.Status == store.OpFailed || o.Status == store.OpInterrupted {
 			note, failure = "", msg
@@ -502,6 +490,15 @@ func flatLine(s string) string {
 		}
 	}
 	return strings.Join(parts, " / ")
+}
+
+// errorText is an operation's error as the tables show it: "code:
+// message", or whichever of the two there is.
+func errorText(code, message string) string {
+	if message == "" {
+		return code
+	}
+	return strings.TrimPrefix(code+": "+message, ": ")
 }
 
 func orDash(s string) string {
