@@ -120,6 +120,59 @@ await_writes() {
 	kill -0 "$pid" 2>/dev/null
 }
 
+# bg_sync JOB LOG: `worker sync --job JOB` in the background, output to
+# $tmp/LOG; the binary itself (not the worker function), so that bg_pid is
+# the worker's pid and kill -9 reaches it.
+bg_sync() {
+	"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job "$1" >"$tmp/$2" 2>&1 &
+	bg_pid=$!
+	pids+=("$bg_pid")
+}
+
+# await_end PID SECONDS MESSAGE: wait up to SECONDS for the worker PID to end
+# by itself, else kill -9 it and die with MESSAGE; its exit code goes to rc.
+await_end() {
+	local i
+	for ((i = 0; i < $2 * 10; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$1" 2>/dev/null; then kill -9 "$1"; die "$3"; fi
+	rc=0
+	wait "$1" || rc=$?
+}
+
+# new_secret PREFIX: a fresh client secret (PREFIX~ and 36 hex digits).
+new_secret() { printf '%s~%s' "$1" "$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"; }
+
+# users_table TABLE ID NAME N [DEPARTMENT]: TABLE, shaped like
+# entraprov.desired_users, with N enabled clerks in DE: external_id and
+# employee_id ID000001…, UPN NAME000001@$domain, display name "Name i"
+# (NAME capitalised), and DEPARTMENT when given.
+users_table() {
+	local dept_col='' dept_val=''
+	[[ -n "${5:-}" ]] && dept_col=' department,' dept_val=" '$5',"
+	psql_q <<SQL
+CREATE TABLE $1 (LIKE entraprov.desired_users INCLUDING DEFAULTS);
+INSERT INTO $1 (external_id, user_principal_name, display_name, job_title,$dept_col employee_id, usage_location, account_enabled)
+SELECT '$2' || lpad(i::text, 6, '0'), '$3' || lpad(i::text, 6, '0') || '@$domain', '${3^} ' || i, 'Clerk',$dept_val
+       '$2' || lpad(i::text, 6, '0'), 'DE', true
+  FROM generate_series(1, $4) AS i;
+SQL
+}
+
+# live_users ADMIN CA: the users graphsim holds (not deleted).
+live_users() { sim_get "$1" "$2" "users?tenant=$tenant" | jq '[.[] | select(.Deleted | not)] | length'; }
+
+# dup_employee_ids USERS_JSON, enabled_users USERS_JSON: of a saved
+# /_sim/users answer, the employeeIds held by two live users or more, and
+# the live users enabled.
+dup_employee_ids() { jq '[.[] | select(.Deleted | not) | .EmployeeID] | group_by(.) | map(select(length > 1)) | length' "$1"; }
+enabled_users() { jq '[.[] | select((.Deleted | not) and .AccountEnabled)] | length' "$1"; }
+
+# share_429 THROTTLED STEPS: the share of batch steps answered 429.
+share_429() { awk -v t="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.1f%%", 100 * t / s; else print "0%" }'; }
+
+# last_run JOB: JOB's latest run as "id status".
+last_run() { psql_q -c "SELECT id || ' ' || status FROM entraprov.sync_runs WHERE job = '$1' ORDER BY id DESC LIMIT 1"; }
+
 # job_yaml NAME SOURCE SECRET_FILE AUTHORITY GRAPH CA
 job_yaml() {
 	cat <<EOF
@@ -151,18 +204,11 @@ scenario_lock_lost() {
 	say "Scenario 11: the job lock's session terminated mid-run while a second worker starts"
 	start_sim lk "$secret1"
 	lk_admin=$sim_admin lk_ca=$tmp/lk-ca.pem
-	psql_q <<SQL
-CREATE TABLE public.lk_users (LIKE entraprov.desired_users INCLUDING DEFAULTS);
-INSERT INTO public.lk_users (external_id, user_principal_name, display_name, job_title, employee_id, usage_location, account_enabled)
-SELECT 'L' || lpad(i::text, 6, '0'), 'lk' || lpad(i::text, 6, '0') || '@$domain', 'Lk ' || i, 'Clerk',
-       'L' || lpad(i::text, 6, '0'), 'DE', true
-  FROM generate_series(1, $n) AS i;
-SQL
+	users_table public.lk_users L lk "$n"
 	job_yaml lk public.lk_users "$tmp/hr-secret" "$sim_authority" "$sim_graph" "$lk_ca" |
 		sed 's/max_concurrency: 4/max_concurrency: 2/' >>"$tmp/config.yaml"
-	"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job lk >"$tmp/worker-lk-a.log" 2>&1 &
-	wa=$!
-	pids+=("$wa")
+	bg_sync lk worker-lk-a.log
+	wa=$bg_pid
 	await_writes "$wa" "$lk_admin" "$lk_ca" $((n / 5)) || die "lock lost: the run ended before its lock could be taken away"
 	lockpid=$(psql_q -c "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
 	                     AND objid = hashtext('lk')::oid AND objsubid = 2")
@@ -170,9 +216,8 @@ SQL
 	# With a timeout it waits until the session is gone, its lock with it.
 	[[ $(psql_q -c "SELECT pg_terminate_backend($lockpid, 10000)") == t ]] || die "lock lost: session $lockpid did not end"
 	at_strike=$(writes_of "$lk_admin" "$lk_ca")
-	"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job lk >"$tmp/worker-lk-b.log" 2>&1 &
-	wb=$!
-	pids+=("$wb")
+	bg_sync lk worker-lk-b.log
+	wb=$bg_pid
 	wait "$wa" || rca=$?
 	wait "$wb" || rcb=$?
 	ra=$(psql_q -c "SELECT min(id) FROM entraprov.sync_runs WHERE job = 'lk'")
@@ -193,7 +238,7 @@ SQL
 	)
 	local by_a by_b live dups audit_rc=0
 	by_b=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = $rb AND action = 'create' AND status = 'succeeded'")
-	live=$(sim_get "$lk_admin" "$lk_ca" "users?tenant=$tenant" | jq '[.[] | select(.Deleted | not)] | length')
+	live=$(live_users "$lk_admin" "$lk_ca")
 	by_a=$((live - by_b))
 	dups=$(sim_get "$lk_admin" "$lk_ca" counters | jq '[.created // {} | to_entries[] | select(.value > 1)] | length')
 	settle # replication lag: a user created just now is not yet visible to the audit
@@ -212,7 +257,7 @@ SQL
 
 # --------------------------------------------------------------------------
 say "Setup: graphsim and $users desired users for job hr"
-secret1="Sys~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+secret1=$(new_secret Sys)
 printf '%s\n' "$secret1" >"$tmp/hr-secret"
 chmod 600 "$tmp/hr-secret"
 start_sim hr "$secret1"
@@ -247,21 +292,14 @@ fi
 say "Scenario 9 (starts now, checked after scenario 8): graphsim unreachable for $outage_long s in the middle of a $churn_users-change run"
 start_sim out "$secret1"
 out_admin=$sim_admin out_ca=$tmp/out-ca.pem
-psql_q <<SQL
-CREATE TABLE public.out_users (LIKE entraprov.desired_users INCLUDING DEFAULTS);
-INSERT INTO public.out_users (external_id, user_principal_name, display_name, job_title, employee_id, usage_location, account_enabled)
-SELECT 'O' || lpad(i::text, 6, '0'), 'out' || lpad(i::text, 6, '0') || '@$domain', 'Out ' || i, 'Clerk',
-       'O' || lpad(i::text, 6, '0'), 'DE', true
-  FROM generate_series(1, $churn_users) AS i;
-SQL
+users_table public.out_users O out "$churn_users"
 job_yaml out public.out_users "$tmp/hr-secret" "$sim_authority" "$sim_graph" "$out_ca" >>"$tmp/config.yaml"
 worker sync --job out >"$tmp/worker-out-0.log" 2>&1 || die "out: the initial sync failed: $(tail -n 5 "$tmp/worker-out-0.log")"
 psql_q -c "UPDATE public.out_users SET job_title = 'Clerk after outage'"
 out_writes=$(writes_of "$out_admin" "$out_ca")
 out_cut=$((churn_users / 10))
-"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job out >"$tmp/worker-out-1.log" 2>&1 &
-out_wp=$!
-pids+=("$out_wp")
+bg_sync out worker-out-1.log
+out_wp=$bg_pid
 await_writes "$out_wp" "$out_admin" "$out_ca" $((out_writes + out_cut)) ||
 	die "out: the run ended before graphsim could be taken down"
 curl -fsS --cacert "$out_ca" -X POST -d "{\"for\":\"${outage_long}s\"}" "${out_admin}outage" >/dev/null
@@ -276,11 +314,8 @@ attempt=0
 while ((killed < kills)); do
 	attempt=$((attempt + 1))
 	((attempt <= kills * 3)) || die "could not catch a run in progress $kills times"
-	# The binary itself in the background (not the shell function), so $!
-	# is the worker's pid and kill -9 reaches it.
-	"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-$attempt.log" 2>&1 &
-	wp=$!
-	pids+=("$wp")
+	bg_sync hr "worker-$attempt.log"
+	wp=$bg_pid
 	# Wait for this process's run to be recorded, then let it work a while.
 	for _ in $(seq 1 200); do
 		[[ $(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE status = 'running' AND pid = $wp") == 1 ]] && break
@@ -299,7 +334,7 @@ while ((killed < kills)); do
 		kill -9 "$wp"
 		wait "$wp" 2>/dev/null || true
 		killed=$((killed + 1))
-		live=$(sim_get "$hr_admin" "$hr_ca" "users?tenant=$tenant" | jq '[.[] | select(.Deleted | not)] | length')
+		live=$(live_users "$hr_admin" "$hr_ca")
 		note "kill $killed: after $step more writes ($ms ms into the run's work); directory holds $live users"
 	else
 		wait "$wp" || true
@@ -319,7 +354,7 @@ findings=$(jq '.findings | length' "$tmp/audit-hr.json" 2>/dev/null || echo "?")
 sim_get "$hr_admin" "$hr_ca" "users?tenant=$tenant" >"$tmp/sim-users.json"
 sim_get "$hr_admin" "$hr_ca" "counters" >"$tmp/sim-counters.json"
 live=$(jq '[.[] | select(.Deleted | not)] | length' "$tmp/sim-users.json")
-dup_emp=$(jq '[.[] | select(.Deleted | not) | .EmployeeID] | group_by(.) | map(select(length > 1)) | length' "$tmp/sim-users.json")
+dup_emp=$(dup_employee_ids "$tmp/sim-users.json")
 dup_created=$(jq '[.created // {} | to_entries[] | select(.value > 1)] | length' "$tmp/sim-counters.json")
 throttled=$(jq '.throttled' "$tmp/sim-counters.json")
 steps=$(jq '.batch_steps' "$tmp/sim-counters.json")
@@ -338,7 +373,7 @@ note "graphsim: $steps batch steps, $throttled throttled (429)"
 [[ "$dup_emp" == 0 && "$dup_created" == 0 ]] || die "duplicates: $dup_emp employeeIds, $dup_created UPNs created twice"
 [[ "$nonfinal" == 0 ]] || die "$nonfinal operations are not final"
 [[ "$interrupted" == "$killed" && "$running" == 0 ]] || die "$interrupted interrupted and $running running runs; want $killed and 0"
-share=$(awk -v t="$throttled" -v s="$steps" 'BEGIN { if (s > 0) printf "%.1f%%", 100 * t / s; else print "0%" }')
+share=$(share_429 "$throttled" "$steps")
 row "kill -9 during initial sync" "$users users (all but 100 with a manager); worker killed $killed times at random points (each after 100–2,000 more writes accepted by graphsim, seed $seed), restarted each time, then one full run; ${t1} s in all" \
 	"\`worker audit\` (live directory vs source); graphsim users, employeeIds and creates per UPN; operations not final; runs interrupted" \
 	"audit clean (0 findings); $live users, 0 duplicates; 0 non-final operations; $interrupted/$killed killed runs interrupted ($int_ops operations interrupted); 429 share $share ($throttled of $steps steps)"
@@ -394,11 +429,11 @@ faults=$(jq '.faults' "$tmp/sim-counters.json")
 dropped=$(jq '.dropped' "$tmp/sim-counters.json")
 throttled=$(jq '.throttled' "$tmp/sim-counters.json")
 steps=$(jq '.batch_steps' "$tmp/sim-counters.json")
-dup_emp=$(jq '[.[] | select(.Deleted | not) | .EmployeeID] | group_by(.) | map(select(length > 1)) | length' "$tmp/sim-users.json")
-enabled=$(jq '[.[] | select((.Deleted | not) and .AccountEnabled)] | length' "$tmp/sim-users.json")
+dup_emp=$(dup_employee_ids "$tmp/sim-users.json")
+enabled=$(enabled_users "$tmp/sim-users.json")
 nonfinal=$(psql_q -c "$nonfinal_sql")
 [[ "$dup_emp" == 0 && "$nonfinal" == 0 && "$enabled" == "$users" ]] || die "after faults: $dup_emp duplicate employeeIds, $nonfinal non-final operations, $enabled enabled users (want $users)"
-share=$(awk -v t="$throttled" -v s="$steps" 'BEGIN { if (s > 0) printf "%.1f%%", 100 * t / s; else print "0%" }')
+share=$(share_429 "$throttled" "$steps")
 note "converged in $runs4 run(s) ($statuses) in $t4 s; $faults injected 5xx, $dropped dropped answers; audit clean; 0 duplicates; 429 share $share"
 row "churn under 5xx and dropped answers" "$chg department changes, $lv leavers, $lv hires (\`worker audit\` before: exit 1, $before); graphsim answering 10% of requests 5xx and dropping 1% (half of the faults after committing the write); \`worker sync\` until the audit is clean" \
 	"\`worker audit\`; graphsim users, employeeIds; operations not final" \
@@ -417,7 +452,7 @@ SELECT 'B' || lpad(i::text, 6, '0'),
 SQL
 rc=0
 worker sync --job hr >"$tmp/worker-bad.log" 2>&1 || rc=$?
-bad_run=$(psql_q -c "SELECT id || ' ' || status FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 1")
+bad_run=$(last_run hr)
 bad_failed=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${bad_run%% *} AND status = 'failed' AND external_id LIKE 'B%'")
 bad_other=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${bad_run%% *} AND status = 'failed' AND external_id NOT LIKE 'B%'")
 bad_msgs=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${bad_run%% *} AND status = 'failed'
@@ -475,7 +510,7 @@ dup_writes0=$(writes_of "$hr_admin" "$hr_ca")
 rc=0
 "$tmp/bin/worker" --config "$tmp/config-dup.yaml" sync --job hr >"$tmp/worker-dup.log" 2>&1 || rc=$?
 dup_writes=$(($(writes_of "$hr_admin" "$hr_ca") - dup_writes0))
-dup_run=$(psql_q -c "SELECT id || ' ' || status FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 1")
+dup_run=$(last_run hr)
 dup_failed=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${dup_run%% *} AND status = 'failed'
                         AND external_id BETWEEN 'E000101' AND 'E000150' AND message ~ '^external_id E0001[0-9]{2} appears 2 times in public.people_dup'")
 dup_other=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${dup_run%% *}
@@ -507,11 +542,10 @@ row "duplicate ids" "a source view whose \`UNION ALL\` repeats 50 of $users exte
 say "Scenario 4: two workers start the same job at once"
 psql_q -c "UPDATE entraprov.desired_users SET office_location = 'Lyon' WHERE external_id <= 'E' || lpad('$((users / 10))', 6, '0')"
 runs_before=$(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE job = 'hr'")
-"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-twin-a.log" 2>&1 &
-wa=$!
-"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-twin-b.log" 2>&1 &
-wb=$!
-pids+=("$wa" "$wb")
+bg_sync hr worker-twin-a.log
+wa=$bg_pid
+bg_sync hr worker-twin-b.log
+wb=$bg_pid
 rca=0 rcb=0
 wait "$wa" || rca=$?
 wait "$wb" || rcb=$?
@@ -531,8 +565,8 @@ scenario_lock_lost
 
 # --------------------------------------------------------------------------
 say "Scenario 5: the client secret rotated between runs"
-rot_old="Old~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-rot_new="New~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+rot_old=$(new_secret Old)
+rot_new=$(new_secret New)
 printf '%s\n' "$rot_old" >"$tmp/rot-secret-old"
 printf '%s\n' "$rot_new" >"$tmp/rot-secret-new"
 chmod 600 "$tmp"/rot-secret-*
@@ -568,7 +602,7 @@ sed -i "s#$tmp/rot-secret-old#$tmp/rot-secret-new#" "$tmp/config.yaml"
 worker sync --job rot >"$tmp/worker-rot-3.log" 2>&1 || die "rot: sync with the new secret failed: $(tail -n 5 "$tmp/worker-rot-3.log")"
 rot_creates=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE action = 'create' AND run_id =
                          (SELECT max(id) FROM entraprov.sync_runs WHERE job = 'rot')")
-rot_live=$(sim_get "$rot_admin" "$rot_ca" "users?tenant=$tenant" | jq '[.[] | select(.Deleted | not)] | length')
+rot_live=$(live_users "$rot_admin" "$rot_ca")
 settle # replication lag: a user created just now is not yet visible to the audit
 worker audit --job rot >"$tmp/audit-rot.txt" 2>&1 || die "rot: audit after rotation: $(head -n 5 "$tmp/audit-rot.txt")"
 [[ "$rot_creates" == 0 && "$rot_live" == 200 ]] || die "rot: the directory was not kept: $rot_creates creates, $rot_live users"
@@ -600,12 +634,8 @@ vanish_admin=$sim_admin vanish_ca=$tmp/vanish-ca.pem
 # transaction, where nextval() and UPDATE are refused: session advisory
 # locks, one key per call, taken on the worker's pooled connections and
 # released when the worker exits, do.
+users_table public.vanish_users V vanish "$vanish_users"
 psql_q <<SQL
-CREATE TABLE public.vanish_users (LIKE entraprov.desired_users INCLUDING DEFAULTS);
-INSERT INTO public.vanish_users (external_id, user_principal_name, display_name, job_title, employee_id, usage_location, account_enabled)
-SELECT 'V' || lpad(i::text, 6, '0'), 'vanish' || lpad(i::text, 6, '0') || '@$domain', 'Vanish ' || i, 'Clerk',
-       'V' || lpad(i::text, 6, '0'), 'DE', true
-  FROM generate_series(1, $vanish_users) AS i;
 CREATE FUNCTION public.vanishing_users() RETURNS SETOF public.vanish_users LANGUAGE plpgsql VOLATILE AS \$fn\$
 DECLARE calls int;
 BEGIN
@@ -631,7 +661,7 @@ disabled_in_sim() { sim_get "$vanish_admin" "$vanish_ca" "users?tenant=$tenant" 
 rc=0
 "$tmp/bin/worker" --config "$tmp/config-vanish.yaml" sync --job vanish >"$tmp/worker-vanish-2.log" 2>&1 || rc=$?
 vanish_disabled=$(disabled_in_sim)
-vanish_run=$(psql_q -c "SELECT id || ' ' || status FROM entraprov.sync_runs WHERE job = 'vanish' ORDER BY id DESC LIMIT 1")
+vanish_run=$(last_run vanish)
 vanish_withheld=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${vanish_run%% *} AND status = 'planned' AND message LIKE 'withheld:%'")
 vanish_msg=$(psql_q -c "SELECT left(error_summary, 150) FROM entraprov.sync_runs WHERE id = ${vanish_run%% *}")
 note "vanishing source: exit $rc, run $vanish_run, $vanish_disabled of $vanish_users disabled, $vanish_withheld withheld: $vanish_msg"
@@ -673,13 +703,7 @@ say "Scenario 7: throttle storm — quota cut to 10% for $quota_for and 10% 5xx 
 start_sim storm "$secret1"
 storm_admin=$sim_admin storm_ca=$tmp/storm-ca.pem
 s_chg=$((churn_users / 2)) s_lv=$((churn_users / 10))
-psql_q <<SQL
-CREATE TABLE public.storm_users (LIKE entraprov.desired_users INCLUDING DEFAULTS);
-INSERT INTO public.storm_users (external_id, user_principal_name, display_name, job_title, department, employee_id, usage_location, account_enabled)
-SELECT 'S' || lpad(i::text, 6, '0'), 'storm' || lpad(i::text, 6, '0') || '@$domain', 'Storm ' || i, 'Clerk', 'Ops',
-       'S' || lpad(i::text, 6, '0'), 'DE', true
-  FROM generate_series(1, $churn_users) AS i;
-SQL
+users_table public.storm_users S storm "$churn_users" Ops
 job_yaml storm public.storm_users "$tmp/hr-secret" "$sim_authority" "$sim_graph" "$storm_ca" >>"$tmp/config.yaml"
 worker sync --job storm >"$tmp/worker-storm-0.log" 2>&1 || die "storm: the initial sync failed: $(tail -n 5 "$tmp/worker-storm-0.log")"
 # Churn: department changes, leavers, hires (each with a manager): about
@@ -720,9 +744,9 @@ throttled=$(jq '.throttled' "$tmp/storm-counters.json")
 steps=$(jq '.batch_steps' "$tmp/storm-counters.json")
 faults=$(jq '.faults' "$tmp/storm-counters.json")
 writes=$(jq '.writes' "$tmp/storm-counters.json")
-share=$(awk -v t="$throttled" -v s="$steps" 'BEGIN { if (s > 0) printf "%.1f%%", 100 * t / s; else print "0%" }')
-dup_emp=$(jq '[.[] | select(.Deleted | not) | .EmployeeID] | group_by(.) | map(select(length > 1)) | length' "$tmp/storm-users.json")
-enabled=$(jq '[.[] | select((.Deleted | not) and .AccountEnabled)] | length' "$tmp/storm-users.json")
+share=$(share_429 "$throttled" "$steps")
+dup_emp=$(dup_employee_ids "$tmp/storm-users.json")
+enabled=$(enabled_users "$tmp/storm-users.json")
 nonfinal=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations o JOIN entraprov.sync_runs r ON r.id = o.run_id
                       WHERE r.job = 'storm' AND o.status IN ('pending', 'planned')")
 note "converged in $runs7 run(s) ($statuses), $t7 s in all; cut still in force after the first run: $cut_left"
@@ -739,16 +763,12 @@ say "Scenario 8: graphsim unreachable for 10 s mid-run (shorter than the worker'
 psql_q -c "UPDATE public.storm_users SET job_title = 'Clerk after blip'"
 w0=$(writes_of "$storm_admin" "$storm_ca")
 blip_cut=$((churn_users / 10))
-"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job storm >"$tmp/worker-blip.log" 2>&1 &
-wp=$!
-pids+=("$wp")
+bg_sync storm worker-blip.log
+wp=$bg_pid
 await_writes "$wp" "$storm_admin" "$storm_ca" $((w0 + blip_cut)) 0.02 ||
 	die "blip: the run ended before graphsim could be taken down"
 curl -fsS --cacert "$storm_ca" -X POST -d '{"for":"10s"}' "${storm_admin}outage" >/dev/null
-for _ in $(seq 1 1800); do kill -0 "$wp" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$wp" 2>/dev/null; then kill -9 "$wp"; die "blip: the worker did not end within 180 s"; fi
-rc=0
-wait "$wp" || rc=$?
+await_end "$wp" 180 "blip: the worker did not end within 180 s"
 IFS='|' read -r b_run b_status b_secs b_err <<<"$(run_figures storm)"
 b_retried=$(psql_q -c "SELECT retried FROM entraprov.sync_runs WHERE id = $b_run")
 sim_get "$storm_admin" "$storm_ca" "users?tenant=$tenant" >"$tmp/storm-users.json"
@@ -814,17 +834,13 @@ pg_ctl_bin=$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/nul
 pg_as() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 retitled=$users cut=$((users / 10))
 psql_q -c "UPDATE entraprov.desired_users SET job_title = 'Senior ' || coalesce(job_title, 'Staff') WHERE external_id <= 'E' || lpad('$retitled', 6, '0')"
-"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-pg-1.log" 2>&1 &
-wp=$!
-pids+=("$wp")
+bg_sync hr worker-pg-1.log
+wp=$bg_pid
 target=$(($(writes_of "$hr_admin" "$hr_ca") + cut))
 await_writes "$wp" "$hr_admin" "$hr_ca" "$target" || die "the run ended before PostgreSQL could be restarted"
 pg_as "$pg_ctl_bin" -D "$WITH_POSTGRES_DIR/data" -m fast -w -t 60 restart >/dev/null
 note "PostgreSQL restarted after $cut writes of the run"
-rc=0
-for _ in $(seq 1 1200); do kill -0 "$wp" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$wp" 2>/dev/null; then kill -9 "$wp"; die "the worker did not end within 120 s of the restart"; fi
-wait "$wp" || rc=$?
+await_end "$wp" 120 "the worker did not end within 120 s of the restart"
 first=$(psql_q -c "SELECT status || ': ' || left(replace(coalesce(error_summary, ''), E'\n', ' '), 140) FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 1")
 said=$(grep -m1 '^worker:' "$tmp/worker-pg-1.log" | head -c 200 || true)
 note "the run during the restart: exit $rc, recorded as $first; the worker said: $said"
