@@ -139,9 +139,6 @@ await_end() {
 	wait "$1" || rc=$?
 }
 
-# new_secret PREFIX: a fresh client secret (PREFIX~ and 36 hex digits).
-new_secret() { printf '%s~%s' "$1" "$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"; }
-
 # users_table TABLE ID NAME N [DEPARTMENT]: TABLE, shaped like
 # entraprov.desired_users, with N enabled clerks in DE: external_id and
 # employee_id ID000001…, UPN NAME000001@$domain, display name "Name i"
@@ -158,17 +155,8 @@ SELECT '$2' || lpad(i::text, 6, '0'), '$3' || lpad(i::text, 6, '0') || '@$domain
 SQL
 }
 
-# live_users ADMIN CA: the users graphsim holds (not deleted).
-live_users() { sim_get "$1" "$2" "users?tenant=$tenant" | jq '[.[] | select(.Deleted | not)] | length'; }
-
-# dup_employee_ids USERS_JSON, enabled_users USERS_JSON: of a saved
-# /_sim/users answer, the employeeIds held by two live users or more, and
-# the live users enabled.
-dup_employee_ids() { jq '[.[] | select(.Deleted | not) | .EmployeeID] | group_by(.) | map(select(length > 1)) | length' "$1"; }
-enabled_users() { jq '[.[] | select((.Deleted | not) and .AccountEnabled)] | length' "$1"; }
-
-# share_429 THROTTLED STEPS: the share of batch steps answered 429.
-share_429() { awk -v t="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.1f%%", 100 * t / s; else print "0%" }'; }
+# sim_users ADMIN CA: graphsim's /_sim/users answer for the tenant.
+sim_users() { sim_get "$1" "$2" "users?tenant=$tenant"; }
 
 # last_run JOB: JOB's latest run as "id status".
 last_run() { psql_q -c "SELECT id || ' ' || status FROM entraprov.sync_runs WHERE job = '$1' ORDER BY id DESC LIMIT 1"; }
@@ -226,7 +214,7 @@ scenario_lock_lost() {
 	b_row=$(psql_q -c "SELECT status FROM entraprov.sync_runs WHERE id = $rb")
 	# Who wrote what, from graphsim's own clock: every user is created once
 	# (checked below), by run B if B's history says so, else by run A.
-	sim_get "$lk_admin" "$lk_ca" "users?tenant=$tenant" | jq -r '.[] | [.ID, .CreatedAt] | @tsv' >"$tmp/lk-created.tsv"
+	sim_users "$lk_admin" "$lk_ca" | jq -r '.[] | [.ID, .CreatedAt] | @tsv' >"$tmp/lk-created.tsv"
 	IFS='|' read -r gap overlap < <(psql_q <<SQL
 CREATE TEMP TABLE created (object_id text, at timestamptz);
 \copy created FROM '$tmp/lk-created.tsv'
@@ -238,9 +226,9 @@ SQL
 	)
 	local by_a by_b live dups audit_rc=0
 	by_b=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = $rb AND action = 'create' AND status = 'succeeded'")
-	live=$(live_users "$lk_admin" "$lk_ca")
+	live=$(sim_users "$lk_admin" "$lk_ca" | live_users)
 	by_a=$((live - by_b))
-	dups=$(sim_get "$lk_admin" "$lk_ca" counters | jq '[.created // {} | to_entries[] | select(.value > 1)] | length')
+	dups=$(sim_get "$lk_admin" "$lk_ca" counters | dup_created)
 	settle # replication lag: a user created just now is not yet visible to the audit
 	worker audit --job lk --json >"$tmp/audit-lk.json" 2>&1 || audit_rc=$?
 	note "lock session $lockpid terminated after $at_strike writes; run A (exit $rca) $a_row"
@@ -334,7 +322,7 @@ while ((killed < kills)); do
 		kill -9 "$wp"
 		wait "$wp" 2>/dev/null || true
 		killed=$((killed + 1))
-		live=$(live_users "$hr_admin" "$hr_ca")
+		live=$(sim_users "$hr_admin" "$hr_ca" | live_users)
 		note "kill $killed: after $step more writes ($ms ms into the run's work); directory holds $live users"
 	else
 		wait "$wp" || true
@@ -351,11 +339,11 @@ settle
 worker audit --job hr --json >"$tmp/audit-hr.json" 2>"$tmp/audit-hr.err" || audit_rc=$?
 findings=$(jq '.findings | length' "$tmp/audit-hr.json" 2>/dev/null || echo "?")
 [[ $audit_rc -eq 0 ]] || die "worker audit exit $audit_rc, $findings finding(s): $(jq -c '.counts' "$tmp/audit-hr.json" 2>/dev/null) $(cat "$tmp/audit-hr.err")"
-sim_get "$hr_admin" "$hr_ca" "users?tenant=$tenant" >"$tmp/sim-users.json"
+sim_users "$hr_admin" "$hr_ca" >"$tmp/sim-users.json"
 sim_get "$hr_admin" "$hr_ca" "counters" >"$tmp/sim-counters.json"
-live=$(jq '[.[] | select(.Deleted | not)] | length' "$tmp/sim-users.json")
+live=$(live_users "$tmp/sim-users.json")
 dup_emp=$(dup_employee_ids "$tmp/sim-users.json")
-dup_created=$(jq '[.created // {} | to_entries[] | select(.value > 1)] | length' "$tmp/sim-counters.json")
+dup_created=$(dup_created "$tmp/sim-counters.json")
 throttled=$(jq '.throttled' "$tmp/sim-counters.json")
 steps=$(jq '.batch_steps' "$tmp/sim-counters.json")
 nonfinal=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations o JOIN entraprov.sync_runs r ON r.id = o.run_id
@@ -423,7 +411,7 @@ done
 t4=$((SECONDS - t4))
 statuses=${statuses% }
 sim_get "$hr_admin" "$hr_ca" "counters" >"$tmp/sim-counters.json"
-sim_get "$hr_admin" "$hr_ca" "users?tenant=$tenant" >"$tmp/sim-users.json"
+sim_users "$hr_admin" "$hr_ca" >"$tmp/sim-users.json"
 curl -fsS --cacert "$hr_ca" -X POST -d '{}' "${hr_admin}faults" >/dev/null
 faults=$(jq '.faults' "$tmp/sim-counters.json")
 dropped=$(jq '.dropped' "$tmp/sim-counters.json")
@@ -602,7 +590,7 @@ sed -i "s#$tmp/rot-secret-old#$tmp/rot-secret-new#" "$tmp/config.yaml"
 worker sync --job rot >"$tmp/worker-rot-3.log" 2>&1 || die "rot: sync with the new secret failed: $(tail -n 5 "$tmp/worker-rot-3.log")"
 rot_creates=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE action = 'create' AND run_id =
                          (SELECT max(id) FROM entraprov.sync_runs WHERE job = 'rot')")
-rot_live=$(live_users "$rot_admin" "$rot_ca")
+rot_live=$(sim_users "$rot_admin" "$rot_ca" | live_users)
 settle # replication lag: a user created just now is not yet visible to the audit
 worker audit --job rot >"$tmp/audit-rot.txt" 2>&1 || die "rot: audit after rotation: $(head -n 5 "$tmp/audit-rot.txt")"
 [[ "$rot_creates" == 0 && "$rot_live" == 200 ]] || die "rot: the directory was not kept: $rot_creates creates, $rot_live users"
@@ -657,7 +645,7 @@ worker sync --job vanish >"$tmp/worker-vanish-1.log" 2>&1 || die "vanish: first 
 # create fails after one short retry).
 settle
 sed 's#source: public.vanish_users#source: public.vanishing#' "$tmp/config.yaml" >"$tmp/config-vanish.yaml"
-disabled_in_sim() { sim_get "$vanish_admin" "$vanish_ca" "users?tenant=$tenant" | jq '[.[] | select(.AccountEnabled | not)] | length'; }
+disabled_in_sim() { sim_users "$vanish_admin" "$vanish_ca" | jq '[.[] | select(.AccountEnabled | not)] | length'; }
 rc=0
 "$tmp/bin/worker" --config "$tmp/config-vanish.yaml" sync --job vanish >"$tmp/worker-vanish-2.log" 2>&1 || rc=$?
 vanish_disabled=$(disabled_in_sim)
@@ -737,7 +725,7 @@ done
 t7=$((SECONDS - t7))
 statuses=${statuses%, }
 sim_get "$storm_admin" "$storm_ca" counters >"$tmp/storm-counters.json"
-sim_get "$storm_admin" "$storm_ca" "users?tenant=$tenant" >"$tmp/storm-users.json"
+sim_users "$storm_admin" "$storm_ca" >"$tmp/storm-users.json"
 curl -fsS --cacert "$storm_ca" -X POST -d '{}' "${storm_admin}faults" >/dev/null
 curl -fsS --cacert "$storm_ca" -X POST -d '{"factor":1}' "${storm_admin}quota" >/dev/null
 throttled=$(jq '.throttled' "$tmp/storm-counters.json")
@@ -771,7 +759,7 @@ curl -fsS --cacert "$storm_ca" -X POST -d '{"for":"10s"}' "${storm_admin}outage"
 await_end "$wp" 180 "blip: the worker did not end within 180 s"
 IFS='|' read -r b_run b_status b_secs b_err <<<"$(run_figures storm)"
 b_retried=$(psql_q -c "SELECT retried FROM entraprov.sync_runs WHERE id = $b_run")
-sim_get "$storm_admin" "$storm_ca" "users?tenant=$tenant" >"$tmp/storm-users.json"
+sim_users "$storm_admin" "$storm_ca" >"$tmp/storm-users.json"
 b_applied=$(applied "$b_run" succeeded "$tmp/storm-users.json" 'Clerk after blip')
 b_ops=$(op_counts "$b_run")
 audit_rc=0
@@ -799,7 +787,7 @@ IFS='|' read -r o_run o_status o_secs o_err <<<"$(run_figures out)"
 o_end=$(psql_q -c "SELECT round(extract(epoch FROM finished_at) - $out_t0) FROM entraprov.sync_runs WHERE id = $o_run")
 o_said=$(grep -m1 -E '^ *error ' "$tmp/worker-out-1.log" | sed 's/^ *error *//' | head -c 240 || true)
 for _ in $(seq 1 600); do sim_get "$out_admin" "$out_ca" counters >/dev/null 2>&1 && break; sleep 0.5; done
-sim_get "$out_admin" "$out_ca" "users?tenant=$tenant" >"$tmp/out-users.json" || die "out: graphsim did not come back"
+sim_users "$out_admin" "$out_ca" >"$tmp/out-users.json" || die "out: graphsim did not come back"
 o_ops=$(op_counts "$o_run")
 o_nonfinal=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = $o_run AND status IN ('pending', 'planned')")
 o_ok=$(applied "$o_run" succeeded "$tmp/out-users.json" 'Clerk after outage')
