@@ -158,6 +158,14 @@ SQL
 # sim_users ADMIN CA: graphsim's /_sim/users answer for the tenant.
 sim_users() { sim_get "$1" "$2" "users?tenant=$tenant"; }
 
+# audit_clean JOB WHAT: once the replication lag has passed (a user created
+# just now is not yet visible to the audit), `worker audit --job JOB` must
+# be clean; else die with WHAT and the audit's first lines.
+audit_clean() {
+	settle
+	worker audit --job "$1" >"$tmp/audit-$1.txt" 2>&1 || die "$2: $(head -n 5 "$tmp/audit-$1.txt")"
+}
+
 # last_run JOB: JOB's latest run as "id status".
 last_run() { psql_q -c "SELECT id || ' ' || status FROM entraprov.sync_runs WHERE job = '$1' ORDER BY id DESC LIMIT 1"; }
 
@@ -472,8 +480,7 @@ psql_q -c "UPDATE entraprov.schema_version SET version = $version"
 [[ $rc -ne 0 ]] && grep -qi 'schema version' "$tmp/worker-newer.log" || die "newer schema: exit $rc: $(tail -n 3 "$tmp/worker-newer.log")"
 newer_msg=$(grep -m1 -io 'the database is at schema version[^"]*' "$tmp/worker-newer.log" | head -c 160)
 note "newer schema: exit $rc: $newer_msg"
-settle # replication lag: a user created just now is not yet visible to the audit
-worker audit --job hr >/dev/null 2>&1 || die "audit after the bad-input scenario is not clean"
+audit_clean hr "audit after the bad-input scenario is not clean"
 row "bad input" "200 malformed rows (domain not allowed, no @, usage location XX, a tab in the name) among $users good ones; a source view whose department is an integer; the schema version raised by one" \
 	"the run's status and exit code, the failed operations and their messages, \`worker audit\`; the exit code and message of a sync on the wrong source and on the newer schema" \
 	"run $bad_run, exit 0: exactly the 200 bad rows failed, each message naming the column (e.g. \`$example\`), 0 good rows failed; audit: invalid 200 and nothing else. Wrong types: exit $rc, \`$typed_msg\`. Newer schema: exit $rc, \`$newer_msg\`. Audit clean afterwards"
@@ -520,8 +527,7 @@ note "worker check: exit $check_rc, $dup_check"
 [[ $check_rc -ne 0 && "$dup_check" == "fail: 50 external_id(s) appear more than once in public.people_dup (100 rows): "* ]] ||
 	die "duplicate ids: worker check exit $check_rc: $dup_check"
 psql_q -c "DROP VIEW public.people_dup; DROP TABLE public.dup_extra"
-settle # replication lag: a user created just now is not yet visible to the audit
-worker audit --job hr >/dev/null 2>&1 || die "audit after the duplicate-ids scenario is not clean"
+audit_clean hr "audit after the duplicate-ids scenario is not clean"
 row "duplicate ids" "a source view whose \`UNION ALL\` repeats 50 of $users external_ids (a renamed twin row; for 25 of them the twin has \`account_enabled = false\`); 10 other users changed" \
 	"the run's status and exit code, the failed operations and their messages, graphsim's writes, the duplicated users' links, \`worker check\`" \
 	"run $dup_run, exit $rc: both rows of each of the 50 ids failed (\`$dup_example…\`), 0 other failures; $dup_writes Graph writes (the 10 changes), none for the duplicated ids, their 50 links still active (none treated as a leaver); \`worker check\` exit $check_rc: \`${dup_check:0:110}…\`. Audit clean afterwards"
@@ -591,8 +597,7 @@ worker sync --job rot >"$tmp/worker-rot-3.log" 2>&1 || die "rot: sync with the n
 rot_creates=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE action = 'create' AND run_id =
                          (SELECT max(id) FROM entraprov.sync_runs WHERE job = 'rot')")
 rot_live=$(sim_users "$rot_admin" "$rot_ca" | live_users)
-settle # replication lag: a user created just now is not yet visible to the audit
-worker audit --job rot >"$tmp/audit-rot.txt" 2>&1 || die "rot: audit after rotation: $(head -n 5 "$tmp/audit-rot.txt")"
+audit_clean rot "rot: audit after rotation"
 [[ "$rot_creates" == 0 && "$rot_live" == 200 ]] || die "rot: the directory was not kept: $rot_creates creates, $rot_live users"
 note "new secret: run succeeded with $rot_creates creates (directory kept: $rot_live users), audit clean; no secret value in any output"
 row "client secret rotated" "job of 200 users synced with secret A; then \`POST /_sim/secrets\` added B and revoked A (no restart: the directory is kept); sync; config pointed at B; sync" \
@@ -659,8 +664,7 @@ note "vanishing source: exit $rc, run $vanish_run, $vanish_disabled of $vanish_u
 # users the vanishing read disabled.
 worker sync --job vanish >"$tmp/worker-vanish-3.log" 2>&1 || die "vanish: the run after the source came back failed: $(tail -n 5 "$tmp/worker-vanish-3.log")"
 vanish_after=$(disabled_in_sim)
-settle # replication lag: a user created just now is not yet visible to the audit
-worker audit --job vanish >"$tmp/audit-vanish.txt" 2>&1 || die "vanish: audit after recovery: $(head -n 5 "$tmp/audit-vanish.txt")"
+audit_clean vanish "vanish: audit after recovery"
 [[ "$vanish_after" == 0 ]] || die "vanish: $vanish_after users still disabled after the source came back"
 note "source back: next run re-enabled them, audit clean"
 row "vanishing source" "job of $vanish_users users synced; its source then switched to a view over a VOLATILE plpgsql function returning every row to the reads before the plan and none after (no snapshot covers it); \`worker sync\`; the ordinary source again; sync" \
@@ -808,8 +812,7 @@ esac
 worker sync --job out >"$tmp/worker-out-2.log" 2>&1 || die "out: the next run failed: $(tail -n 5 "$tmp/worker-out-2.log")"
 IFS='|' read -r o2_run o2_status o2_secs _ <<<"$(run_figures out)"
 o2_updates=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = $o2_run AND action = 'update' AND status = 'succeeded'")
-settle # replication lag: a user created just now is not yet visible to the audit
-worker audit --job out >"$tmp/audit-out.txt" 2>&1 || die "out: audit after the next run: $(head -n 5 "$tmp/audit-out.txt")"
+audit_clean out "out: audit after the next run"
 note "next run $o2_status in $o2_secs s with $o2_updates updates; audit clean"
 o_quote=$(sed -E 's#127\.0\.0\.1:[0-9]+#127.0.0.1:PORT#g' <<<"${o_err:-$o_said}")
 row "graphsim unreachable beyond the retries" "$churn_users job-title changes; after $out_cut writes of the run, \`POST /_sim/outage {\"for\":\"${outage_long}s\"}\` (longer than a step's 8 attempts, 61–123 s of backoff); the other scenarios ran meanwhile; then one more \`worker sync\`" \
