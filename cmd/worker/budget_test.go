@@ -16,26 +16,29 @@ import (
 
 // vanishingSQL is a source view over a VOLATILE function that returns every
 // desired user to the reads before the plan and none after: an HR view over
-// a function, or a foreign table over an export being rewritten. Three
-// reads see the rows: the sign-in's look at the groups column (which
-// permissions the tenant needs, for `worker tenants`), the look at which
-// schema-7 profile columns any row fills (the attributes the job owns, a
-// SELECT * view having them all) and the planning read; the apply pass's
-// read finds the source empty. The memory of the calls must outlive
-// each read's transaction and be seen by other sessions, and the worker
-// reads the source in read-only transactions, where nextval() and UPDATE
-// are refused: it is session advisory locks that the calls take (on the
+// a function, or a foreign table over an export being rewritten. Two reads
+// see the rows: the one aggregate read of what the job owns and needs
+// (which schema-7 profile columns any row fills, a SELECT * view having
+// them all, and whether it manages groups, which the tenant's recorded
+// consent is judged by) and the planning read; the apply pass's read finds
+// the source empty. The memory of the calls must outlive each read's
+// transaction and be seen by other sessions, and the worker reads the
+// source in read-only transactions, where nextval() and UPDATE are
+// refused: it is session advisory locks that the calls take (on the
 // worker's pooled connections, released when the worker exits), one key
-// per call counted. No snapshot covers them.
+// per call counted. No snapshot covers them. The count is exact: with one
+// read more before the plan the apply pass would still see every row, with
+// one fewer the planning read would see none; either way no user would be
+// disabled and the test would fail.
 const vanishingSQL = `
 CREATE FUNCTION public.vanishing_users() RETURNS SETOF entraprov.desired_users
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE calls int;
 BEGIN
     SELECT count(*) INTO calls FROM pg_locks
-     WHERE locktype = 'advisory' AND classid = 4242 AND objid IN (1, 2, 3) AND objsubid = 2
+     WHERE locktype = 'advisory' AND classid = 4242 AND objid IN (1, 2) AND objsubid = 2
        AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
-    IF calls >= 3 THEN
+    IF calls >= 2 THEN
         RETURN; -- after the planning read: the source is empty
     END IF;
     PERFORM pg_advisory_lock(4242, calls + 1);

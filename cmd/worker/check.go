@@ -228,46 +228,36 @@ func checkDatabase(ctx context.Context, cfg *config.Config, rep *checkReport) *s
 
 func checkJob(ctx context.Context, job config.Job, st *store.Store, rep *checkReport) {
 	name := job.Name
-	required := []string{permUsers}
+	// What a run requires too (directory.RequiredPermissions): users
+	// alone until the source says more.
+	required := directory.RequiredPermissions(nil, false)
 	groupsKnown := false
 
 	if st == nil {
 		rep.add(checkItem{Name: "source", Job: name, Status: checkSkip, Detail: "database not ready"})
 	} else {
 		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		_, schema, err := esync.JobSchema(sctx, st, job)
-		if err == nil {
+		_, facts, err := esync.JobSchema(sctx, st, job)
+		if err != nil {
+			rep.add(checkItem{Name: "source", Job: name, Status: checkFail, Detail: err.Error(),
+				Advice: "create or fix the view (see configs/desired_users.example.sql) or point source at the right relation"})
+		} else {
 			// The attributes the job owns, and what reading and writing
 			// them needs beyond User.ReadWrite.All (employeeLeaveDateTime,
 			// owned only once a source row fills it).
+			schema := facts.Schema
 			detail := "manages " + strings.Join(schema.ManagedColumns(), ", ") + " (columns the source lacks are left to others)"
 			if cols := schema.Unfilled(); len(cols) > 0 {
 				detail += "; present but NULL in every row: not managed until filled: " + strings.Join(cols, ", ")
 			}
 			rep.add(checkItem{Name: "attributes", Job: name, Status: checkOK, Detail: detail})
-			for perm := range schema.Permissions() {
-				required = append(required, perm)
-			}
-			slices.Sort(required[1:])
-		}
-		if err != nil {
-			rep.add(checkItem{Name: "source", Job: name, Status: checkFail, Detail: err.Error(),
-				Advice: "create or fix the view (see configs/desired_users.example.sql) or point source at the right relation"})
-		} else {
-			uses, gerr := st.JobUsesGroups(sctx, name, job.Source)
-			detail := job.Source + " has every contract column with a usable type"
-			switch {
-			case gerr != nil:
-				detail += "; could not tell whether it manages groups: " + gerr.Error()
-			case uses:
-				required = append(required, permGroups)
-				groupsKnown = true
+			required, groupsKnown = directory.RequiredPermissions(schema, facts.Groups), true
+			detail = job.Source + " has every contract column with a usable type"
+			if facts.Groups {
 				detail += "; manages group memberships"
-			default:
-				groupsKnown = true
 			}
 			rep.add(checkItem{Name: "source", Job: name, Status: checkOK, Detail: detail})
-			checkSourceContract(sctx, job, st, rep, uses)
+			checkSourceContract(sctx, job, st, rep, facts.Groups)
 		}
 		cancel()
 	}

@@ -211,13 +211,14 @@ func TestCheckRefusesLiteralSecretWithoutEchoingIt(t *testing.T) {
 }
 
 // An account linked by two jobs (left from before a job stopped adopting
-// other jobs' accounts, or made by hand) fails the check, naming both links
-// and the hand-over (issue 19).
+// other jobs' accounts, or made by hand, before migration 009 refused a
+// second link: it marked such second links legacy_shared) fails the check,
+// naming both links and the hand-over (issue 19).
 func TestCheckListsAccountsLinkedByTwoJobs(t *testing.T) {
 	env := newCheckEnv(t, []string{permUsers})
 	st := openStore(t, env.dbURL)
-	if _, err := st.Pool().Exec(context.Background(), `INSERT INTO entraprov.directory_links (job, external_id, object_id, state) VALUES
-('staff', 'E1', 'obj-1', 'active'), ('contractors', 'C1', 'obj-1', 'disabled'), ('staff', 'E2', 'obj-2', 'active')`); err != nil {
+	if _, err := st.Pool().Exec(context.Background(), `INSERT INTO entraprov.directory_links (job, external_id, object_id, state, legacy_shared) VALUES
+('staff', 'E1', 'obj-1', 'active', false), ('contractors', 'C1', 'obj-1', 'disabled', true), ('staff', 'E2', 'obj-2', 'active', false)`); err != nil {
 		t.Fatal(err)
 	}
 	rep, code, out := runCheckJSON(t, "--config", env.cfgPath, "--job", "staff")

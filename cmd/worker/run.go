@@ -53,15 +53,31 @@ func newEngine(st *store.Store, m *metrics.Metrics, log *slog.Logger) *esync.Eng
 			if err != nil {
 				return nil, err
 			}
-			// Signing in first records the tenant's consent for `worker
-			// tenants`, and fails a tenant that has none at once.
-			if err := tenants.SignIn(ctx, c, st, job, store.ConsentByRun, log); err != nil {
+			// Signing in first fails a tenant without consent at once
+			// (recorded for `worker tenants`); the roles of a sign-in
+			// that succeeds are recorded once the run has read what the
+			// job needs (signedIn.RecordConsent).
+			g, err := tenants.SignIn(ctx, c, st, job, store.ConsentByRun, log)
+			if err != nil {
 				return nil, err
 			}
-			return c, nil
+			return signedIn{Client: c, grant: g}, nil
 		},
 		Logger: log,
 	}
+}
+
+// signedIn is a job's Graph client after its sign-in, which the run
+// records against the permissions the job needs (esync.ConsentRecorder).
+type signedIn struct {
+	*directory.Client
+	grant *tenants.Grant
+}
+
+var _ esync.ConsentRecorder = signedIn{}
+
+func (c signedIn) RecordConsent(ctx context.Context, required []string) {
+	c.grant.Record(ctx, required)
 }
 
 // runtimeDeps are the long-lived dependencies a Runner may use.

@@ -32,7 +32,7 @@ import (
 
 // Source streams a job's source ⋈ links (internal/store implements it).
 type Source interface {
-	SourceSchema(ctx context.Context, relation string, base *profile.Schema) (*profile.Schema, error)
+	esync.SchemaSource
 	StreamSource(ctx context.Context, job, relation string, fn func(store.SourceRow) error) error
 }
 
@@ -116,10 +116,11 @@ func Run(ctx context.Context, src Source, dir Directory, job config.Job, opts Op
 	rep := Report{Job: job.Name, Counts: map[string]int{}, Findings: []Finding{}}
 	// The attributes the job manages: the live read selects and the
 	// planner compares those, like a run.
-	ctx, schema, err := esync.JobSchema(ctx, src, job)
+	ctx, facts, err := esync.JobSchema(ctx, src, job)
 	if err != nil {
 		return rep, fmt.Errorf("audit %s: %w", job.Name, err)
 	}
+	schema := facts.Schema
 	live := newIndex()
 	if err := dir.ListUsers(ctx, func(u directory.User) error {
 		live.add(u)

@@ -32,7 +32,12 @@ import (
 type Options struct {
 	// HTTPClient supplies the transport (e.g. one trusting the emulator's
 	// CA) for both token and Graph requests. Its Timeout bounds a request.
+	// Nil (the worker): the shared transport of Transports trusting the
+	// job's ca_file, whose connections every run of the process reuses.
 	HTTPClient *http.Client
+	// Transports are the shared transports used when HTTPClient is nil;
+	// nil is the process's (ProcessTransports).
+	Transports *Transports
 	// Credential overrides NewCredential(job, HTTPClient).
 	Credential azcore.TokenCredential
 	// UserAgent is sent on every Graph request; default "entraprov/dev".
@@ -129,7 +134,7 @@ func New(ctx context.Context, job config.Job, opts Options) (*Client, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	base, err := transportClient(job.CAFile, opts.HTTPClient)
+	base, err := transportClient(opts.Transports, job.CAFile, opts.HTTPClient)
 	if err != nil {
 		return nil, err
 	}
@@ -181,6 +186,9 @@ func New(ctx context.Context, job config.Job, opts Options) (*Client, error) {
 func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Transports == nil {
+		o.Transports = processTransports
 	}
 	if o.UserAgent == "" {
 		o.UserAgent = "entraprov/dev"

@@ -2,15 +2,12 @@ package directory
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
@@ -86,7 +83,9 @@ func consentURL(authority, tenant, clientID string) string {
 
 // NewCredential builds the azidentity credential a job's auth section asks
 // for. httpClient (may be nil) is the transport for token requests, e.g. one
-// trusting the emulator's CA; job.CAFile is honoured when it is nil.
+// trusting the emulator's CA; when it is nil, the process's shared transport
+// trusting job.CAFile (ProcessTransports). The credential, and with it the
+// token cache, is the job's own.
 // Secrets are read here, from their references, and kept only inside the
 // credential.
 func NewCredential(job config.Job, httpClient *http.Client) (azcore.TokenCredential, error) {
@@ -96,7 +95,7 @@ func NewCredential(job config.Job, httpClient *http.Client) (azcore.TokenCredent
 		return nil, err
 	}
 	if httpClient == nil {
-		if httpClient, err = transportClient(job.CAFile, nil); err != nil {
+		if httpClient, err = transportClient(processTransports, job.CAFile, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -188,50 +187,6 @@ func loadCertificate(ctx context.Context, a config.Auth) ([]*x509.Certificate, a
 		return nil, nil, fmt.Errorf("%s: %w (a PFX must use legacy 3DES encryption: openssl pkcs12 -export -legacy; or use PEM)", where, err)
 	}
 	return certs, key, nil
-}
-
-// transportClient returns an HTTP client trusting caFile (if set) in
-// addition to the system roots, built on base's transport (if set).
-func transportClient(caFile string, base *http.Client) (*http.Client, error) {
-	if caFile == "" {
-		if base != nil {
-			return base, nil
-		}
-		return &http.Client{Timeout: 100 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("ca_file: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("ca_file %s: no PEM certificate found", caFile)
-	}
-	var tr *http.Transport
-	if base != nil {
-		t, ok := base.Transport.(*http.Transport)
-		if !ok && base.Transport != nil {
-			return nil, errors.New("ca_file: the given HTTP client's transport is not an *http.Transport")
-		}
-		if t != nil {
-			tr = t.Clone()
-		}
-	}
-	if tr == nil {
-		tr = http.DefaultTransport.(*http.Transport).Clone()
-	}
-	if tr.TLSClientConfig == nil {
-		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	}
-	tr.TLSClientConfig.RootCAs = pool
-	c := &http.Client{Timeout: 100 * time.Second, Transport: tr}
-	if base != nil {
-		c.Timeout = base.Timeout
-	}
-	return c, nil
 }
 
 // tokenRequest is the one token request shape the worker makes.

@@ -28,6 +28,15 @@
 // read from, unknown app or tenant, consent with the admin-consent URL,
 // certificate and clock problems).
 //
+// Transport. A process has one HTTP transport per trust configuration
+// (the system roots, or those plus a job's ca_file: Transports), used by
+// every client's Graph requests and token requests, so the runs of a
+// daemon reuse the same TLS connections (HTTP/2 to Graph and the
+// authority) and a finished run leaves no connection, goroutine or TLS
+// state behind; idle connections are bounded and close after 90 s. Only
+// the transport is shared: each client has its own credential, so a token
+// is never served to another app or tenant.
+//
 // Pipeline. The kiota middleware is chosen, not inherited: no RetryHandler
 // (the executor and readers own every retry: kiota would retry a whole
 // $batch whose steps partly succeeded, parses Retry-After as whole seconds

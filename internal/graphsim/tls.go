@@ -18,6 +18,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -36,6 +37,10 @@ type Server struct {
 	tlsCfg  *tls.Config
 	addr    string // bound address, kept across outages
 	ownFile bool
+
+	// accepted and open count the TCP connections of every http.Server
+	// the Server has run (see Conns).
+	accepted, open atomic.Int64
 
 	mu      sync.Mutex
 	srv     *http.Server  // the current one: an outage ends it, the return makes a new one
@@ -94,7 +99,8 @@ func (s *Server) serve(ln net.Listener) {
 		TLSConfig:         s.tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		// Aborted handlers (dropped-connection faults) are expected noise.
-		ErrorLog: log.New(discard{}, "", 0),
+		ErrorLog:  log.New(discard{}, "", 0),
+		ConnState: s.countConn,
 	}
 	done := make(chan struct{})
 	s.srv, s.done = srv, done
@@ -102,6 +108,31 @@ func (s *Server) serve(ln net.Listener) {
 		defer close(done)
 		_ = srv.ServeTLS(ln, "", "")
 	}()
+}
+
+// ConnStats counts the TCP connections clients opened to a Server. Each one
+// costs the client a TLS handshake, so a client reusing its connections
+// keeps Accepted near the number of requests it had in flight at once.
+type ConnStats struct {
+	Accepted int64 // connections accepted since StartTLS
+	Open     int64 // connections not closed yet (idle ones included)
+}
+
+// Conns returns the connection counts, across outages.
+func (s *Server) Conns() ConnStats {
+	return ConnStats{Accepted: s.accepted.Load(), Open: s.open.Load()}
+}
+
+// countConn is the http.Server's ConnState hook. net/http reports
+// StateClosed for HTTP/2 connections too, once their handler returns.
+func (s *Server) countConn(_ net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		s.accepted.Add(1)
+		s.open.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		s.open.Add(-1)
+	}
 }
 
 // ErrAlreadyDown is Outage's answer while an outage is in progress.

@@ -17,7 +17,11 @@ import (
 // same (job, external_id) appears twice, the last one wins. A link whose
 // object id is already linked to another external id of the job fails with
 // the unique violation (directory_links_object_key): that is a bug to see,
-// not to paper over.
+// not to paper over. A link naming an object another job links fails with
+// the unique violation directory_links_owner_key (IsOwnerConflict): one
+// owner per account, whoever wrote first. A second link to an object that
+// migration 009 found (legacy_shared) stays out of that index until it
+// names another object or no other job's link names its object.
 func (s *Store) UpsertLinks(ctx context.Context, links []Link) error {
 	links = lastByKey(links, func(l Link) [2]string { return [2]string{l.Job, l.ExternalID} })
 	if len(links) == 0 {
@@ -66,6 +70,9 @@ ON CONFLICT (job, external_id) DO UPDATE
        groups = excluded.groups,
        disabled_at = excluded.disabled_at,
        deleted_at = excluded.deleted_at,
+       legacy_shared = CASE WHEN NOT d.legacy_shared OR excluded.object_id IS DISTINCT FROM d.object_id THEN false
+                            ELSE EXISTS (SELECT 1 FROM entraprov.directory_links o
+                                          WHERE o.object_id = d.object_id AND o.job <> d.job) END,
        updated_at = now()`,
 			jobs, xids, objects, upns, states, hashes, managers, groups, disabled, deleted)
 		return err

@@ -12,11 +12,11 @@ import (
 	"github.com/entraprov/entraprov/internal/testdb"
 )
 
-// TestSourceSchema: a job owns the attribute columns its source has,
+// TestInspectSourceSchema: a job owns the attribute columns its source has,
 // except one added in schema 7 (OwnedWhenFilled) that is NULL in every one
 // of the job's rows (a template job's rows only); an optional column of the
 // wrong type is named with the cast to fix.
-func TestSourceSchema(t *testing.T) {
+func TestInspectSourceSchema(t *testing.T) {
 	st := testdb.New(t)
 	ctx := ctxT(t)
 	exec(t, st, `CREATE SCHEMA hr`)
@@ -33,11 +33,11 @@ func TestSourceSchema(t *testing.T) {
 
 	schema := func(relation string) *profile.Schema {
 		t.Helper()
-		s, err := st.SourceSchema(ctx, relation, profile.Default)
+		facts, err := st.InspectSource(ctx, "hr", relation, profile.Default)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s
+		return facts.Schema
 	}
 	// mobile_phone, one of the 13, is owned though NULL (its NULL clears);
 	// city and employee_hire_date are present but empty: left to others.
@@ -71,9 +71,9 @@ func TestSourceSchema(t *testing.T) {
 		}
 	}
 
-	_, err := st.SourceSchema(ctx, "hr.bad_date", profile.Default)
+	_, err := st.InspectSource(ctx, "hr", "hr.bad_date", profile.Default)
 	if err == nil || !strings.Contains(err.Error(), "column employee_hire_date has type text; want timestamptz (cast it in the view") {
-		t.Errorf("SourceSchema(hr.bad_date) = %v; want the column, its type and the cast", err)
+		t.Errorf("InspectSource(hr.bad_date) = %v; want the column, its type and the cast", err)
 	}
 }
 

@@ -55,6 +55,30 @@ func IsUniqueViolation(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
 
+// IsOwnerConflict says whether err is PostgreSQL refusing a link to an
+// object another job links (directory_links_owner_key, migration 009): the
+// account has its one owner already.
+func IsOwnerConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "directory_links_owner_key"
+}
+
+// OtherOwner names the link of another job than job to objectID: the job
+// and the external_id it links the account under ("", "" when none).
+func (s *Store) OtherOwner(ctx context.Context, job, objectID string) (owner, externalID string, err error) {
+	err = s.pool.QueryRow(ctx, `
+SELECT job, external_id FROM entraprov.directory_links
+ WHERE object_id = $2 AND job <> $1
+ ORDER BY job, external_id LIMIT 1`, job, objectID).Scan(&owner, &externalID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("look for another job's link to %s: %w", objectID, err)
+	}
+	return owner, externalID, nil
+}
+
 // SharedLink is a directory object linked by more than one job: each of
 // them would enable, disable or delete it by its own source.
 type SharedLink struct {
@@ -65,8 +89,9 @@ type SharedLink struct {
 
 // SharedLinks lists the objects linked by more than one job (worker check).
 // The planner never creates such a link any more (a job does not adopt an
-// account another job links); those listed predate that or were made by
-// hand, and are resolved by the hand-over the README describes.
+// account another job links), and since migration 009 the database refuses
+// one; those listed predate that (marked legacy_shared), and are resolved
+// by the hand-over the README describes.
 func (s *Store) SharedLinks(ctx context.Context) ([]SharedLink, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT object_id, array_agg(job || '/' || external_id ORDER BY job, external_id)

@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // This file holds what the scheduler (internal/jobs) reads and writes in the
@@ -72,61 +69,4 @@ SELECT count(*) FROM own`, hostname, os.Getpid(), reason).Scan(&n)
 		return 0, fmt.Errorf("interrupt this worker's runs: %w", err)
 	}
 	return n, nil
-}
-
-// JobUsesGroups reports whether the job has group memberships to manage:
-// a source row wants groups, or a link records groups applied earlier (to be
-// removed). `worker check` then requires GroupMember.ReadWrite.All. Run
-// CheckSource first.
-func (s *Store) JobUsesGroups(ctx context.Context, job, relation string) (bool, error) {
-	src, err := parseSource(relation)
-	if err != nil {
-		return false, err
-	}
-	var uses bool
-	err = s.pool.QueryRow(ctx, `
-SELECT EXISTS (SELECT 1 FROM `+src.from(2)+` s WHERE cardinality(groups) > 0)
-    OR EXISTS (SELECT 1 FROM entraprov.directory_links WHERE job = $1 AND cardinality(groups) > 0)`,
-		src.args(job)...).Scan(&uses)
-	if err != nil {
-		return false, fmt.Errorf("does job %s manage groups: %w", job, err)
-	}
-	return uses, nil
-}
-
-// ColumnsInUse returns those of columns (names from the attribute table,
-// present in relation) that hold a value in at least one of the job's rows
-// (a template job's own rows only): SourceSchema owns an OwnedWhenFilled
-// attribute only then, so only then does a run select and write it, and
-// only then does `worker check` ask for the permission it needs. One
-// aggregate read of the source.
-func (s *Store) ColumnsInUse(ctx context.Context, relation string, columns []string) ([]string, error) {
-	if len(columns) == 0 {
-		return nil, nil
-	}
-	src, err := parseSource(relation)
-	if err != nil {
-		return nil, err
-	}
-	exprs := make([]string, len(columns))
-	for i, c := range columns {
-		// coalesce: bool_or over no rows is NULL.
-		exprs[i] = "coalesce(bool_or(" + pgx.Identifier{c}.Sanitize() + " IS NOT NULL), false)"
-	}
-	used := make([]bool, len(columns))
-	targets := make([]any, len(columns))
-	for i := range used {
-		targets[i] = &used[i]
-	}
-	q := "SELECT " + strings.Join(exprs, ", ") + " FROM " + src.from(1) + " s"
-	if err := s.pool.QueryRow(ctx, q, src.args()...).Scan(targets...); err != nil {
-		return nil, fmt.Errorf("which of %s does %s fill: %w", strings.Join(columns, ", "), relation, err)
-	}
-	var out []string
-	for i, c := range columns {
-		if used[i] {
-			out = append(out, c)
-		}
-	}
-	return out, nil
 }

@@ -76,29 +76,3 @@ func TestInterruptOwnRunsTouchesOnlyThisProcess(t *testing.T) {
 		t.Errorf("another worker's run became %s", got.Status)
 	}
 }
-
-func TestJobUsesGroups(t *testing.T) {
-	t.Parallel()
-	st := testdb.New(t)
-	ctx := ctxT(t)
-	src := "entraprov.desired_users"
-	exec(t, st, `INSERT INTO entraprov.desired_users (external_id, user_principal_name, display_name) VALUES ('E1', 'a@x.example', 'A')`)
-	if uses, err := st.JobUsesGroups(ctx, "hr", src); err != nil || uses {
-		t.Fatalf("no groups anywhere: %v, %v", uses, err)
-	}
-	// Groups applied earlier still need the permission (to remove them).
-	exec(t, st, `INSERT INTO entraprov.directory_links (job, external_id, object_id, state, groups) VALUES ('hr', 'E9', 'o9', 'active', ARRAY['g1'])`)
-	if uses, err := st.JobUsesGroups(ctx, "hr", src); err != nil || !uses {
-		t.Fatalf("groups in links: %v, %v", uses, err)
-	}
-	if uses, _ := st.JobUsesGroups(ctx, "other", src); uses {
-		t.Error("another job's links count for this job")
-	}
-	exec(t, st, `UPDATE entraprov.desired_users SET groups = ARRAY['g2']`)
-	if uses, err := st.JobUsesGroups(ctx, "other", src); err != nil || !uses {
-		t.Fatalf("groups in the source: %v, %v", uses, err)
-	}
-	if _, err := st.JobUsesGroups(ctx, "hr", "a.b.c"); err == nil {
-		t.Error("a bad relation name was accepted")
-	}
-}

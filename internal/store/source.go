@@ -123,22 +123,60 @@ func (s *Store) CheckSource(ctx context.Context, relation string) error {
 	return err
 }
 
-// SourceSchema checks relation like CheckSource and returns base restricted
-// to the attributes the job owns: those the relation has a column for,
-// except an OwnedWhenFilled one whose column is NULL in every one of the
-// job's rows (profile.Schema.Fill; one aggregate read of the source, only
-// when such a column is present). An attribute not owned is never read,
-// written or cleared.
-func (s *Store) SourceSchema(ctx context.Context, relation string, base *profile.Schema) (*profile.Schema, error) {
+// SourceFacts is what a run learns of its job's source before it plans,
+// from one aggregate read of the job's rows (InspectSource): the
+// attributes the job owns and whether it manages group memberships. Which
+// application permissions the job needs follows from both
+// (directory.RequiredPermissions).
+type SourceFacts struct {
+	// Schema is the base schema restricted to the attributes the job owns.
+	Schema *profile.Schema
+	// Groups says the job has group memberships to manage: a source row
+	// lists groups, or a link of the job records groups applied earlier
+	// (to be removed).
+	Groups bool
+}
+
+// InspectSource checks relation like CheckSource and returns what job owns
+// and manages there: base restricted to the attributes the relation has a
+// column for, except an OwnedWhenFilled one whose column is NULL in every
+// one of the job's rows (profile.Schema.Fill), and whether it manages
+// group memberships. An attribute not owned is never read, written or
+// cleared. Both facts come from one aggregate read of the source: a read
+// of a view can be costly, and one that changes between reads (a view over
+// a volatile function) is seen once before the plan rather than twice.
+func (s *Store) InspectSource(ctx context.Context, job, relation string, base *profile.Schema) (SourceFacts, error) {
 	schema, err := s.presentSchema(ctx, relation, base)
 	if err != nil {
-		return nil, err
+		return SourceFacts{}, err
 	}
-	filled, err := s.ColumnsInUse(ctx, relation, schema.WhenFilled())
+	whenFilled := schema.WhenFilled()
+	src, err := parseSource(relation)
 	if err != nil {
-		return nil, err
+		return SourceFacts{}, err
 	}
-	return schema.Fill(func(c string) bool { return slices.Contains(filled, c) }), nil
+	// coalesce: bool_or over no rows is NULL. The links' groups are the
+	// job's, not the source's: a scalar subquery, evaluated once.
+	exprs := []string{`coalesce(bool_or(cardinality(s.groups) > 0), false)
+       OR EXISTS (SELECT 1 FROM entraprov.directory_links l WHERE l.job = $1 AND cardinality(l.groups) > 0)`}
+	for _, c := range whenFilled {
+		exprs = append(exprs, "coalesce(bool_or(s."+pgx.Identifier{c}.Sanitize()+" IS NOT NULL), false)")
+	}
+	var facts SourceFacts
+	filled := make([]bool, len(whenFilled))
+	targets := []any{&facts.Groups}
+	for i := range filled {
+		targets = append(targets, &filled[i])
+	}
+	q := "SELECT " + strings.Join(exprs, ",\n       ") + "\n  FROM " + src.from(2) + " s"
+	if err := s.pool.QueryRow(ctx, q, src.args(job)...).Scan(targets...); err != nil {
+		return SourceFacts{}, fmt.Errorf("inspect source %s for job %s (which columns it fills, whether it manages groups): %w", relation, job, err)
+	}
+	facts.Schema = schema.Fill(func(c string) bool {
+		i := slices.Index(whenFilled, c)
+		return i >= 0 && filled[i]
+	})
+	return facts, nil
 }
 
 // presentSchema checks relation's contract and restricts base to the
@@ -496,9 +534,11 @@ func (s *Store) StreamSource(ctx context.Context, job, relation string, fn func(
 	// built-in attribute the relation has a column for.
 	schema, ok := profile.Carried(ctx)
 	if !ok {
-		if schema, err = s.SourceSchema(ctx, relation, profile.Default); err != nil {
+		facts, err := s.InspectSource(ctx, job, relation, profile.Default)
+		if err != nil {
 			return err
 		}
+		schema = facts.Schema
 	}
 	tx, err := s.beginStreamTx(ctx)
 	if err != nil {

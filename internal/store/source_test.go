@@ -86,6 +86,42 @@ func TestCheckSource(t *testing.T) {
 	}
 }
 
+// InspectSource says a job manages group memberships when a source row
+// wants groups, or a link of the job records groups applied earlier (to be
+// removed): `worker check` and a run then require GroupMember.ReadWrite.All.
+func TestInspectSourceGroups(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	ctx := ctxT(t)
+	src := "entraprov.desired_users"
+	groups := func(job, relation string) (bool, error) {
+		t.Helper()
+		facts, err := st.InspectSource(ctx, job, relation, profile.Default)
+		return facts.Groups, err
+	}
+	if uses, err := groups("hr", src); err != nil || uses {
+		t.Fatalf("empty source: %v, %v", uses, err)
+	}
+	exec(t, st, `INSERT INTO entraprov.desired_users (external_id, user_principal_name, display_name) VALUES ('E1', 'a@x.example', 'A')`)
+	if uses, err := groups("hr", src); err != nil || uses {
+		t.Fatalf("no groups anywhere: %v, %v", uses, err)
+	}
+	exec(t, st, `INSERT INTO entraprov.directory_links (job, external_id, object_id, state, groups) VALUES ('hr', 'E9', 'o9', 'active', ARRAY['g1'])`)
+	if uses, err := groups("hr", src); err != nil || !uses {
+		t.Fatalf("groups in links: %v, %v", uses, err)
+	}
+	if uses, _ := groups("other", src); uses {
+		t.Error("another job's links count for this job")
+	}
+	exec(t, st, `UPDATE entraprov.desired_users SET groups = ARRAY['g2']`)
+	if uses, err := groups("other", src); err != nil || !uses {
+		t.Fatalf("groups in the source: %v, %v", uses, err)
+	}
+	if _, err := groups("hr", "a.b.c"); err == nil {
+		t.Error("a bad relation name was accepted")
+	}
+}
+
 // The stream is the FULL OUTER JOIN the planner needs: ordered by external
 // id, each side nil when absent, candidates only for unlinked rows, managers
 // resolved through links, duplicate UPNs flagged on every row sharing one.
@@ -299,9 +335,10 @@ func BenchmarkStreamSource(b *testing.B) {
 		           'onPremisesExtensionAttributes.extensionAttribute4', extension_attribute_4)
 		  FROM entraprov.desired_users`)
 	exec(b, st, `INSERT INTO entraprov.directory_links (job, external_id, object_id, user_principal_name, state, applied_hash, groups)
-		SELECT 'rekey_all', lower(external_id), object_id, user_principal_name, state, applied_hash, groups
+		SELECT 'rekey_all', lower(external_id), 'rk-' || object_id, user_principal_name, state, applied_hash, groups
 		  FROM entraprov.directory_links WHERE job = 'steady'`)
-	exec(b, st, `INSERT INTO entraprov.directory_users SELECT 'rekey_all', object_id, user_principal_name, display_name, mail_nickname,
+	// Its own objects: one link per object across jobs (migration 009).
+	exec(b, st, `INSERT INTO entraprov.directory_users SELECT 'rekey_all', 'rk-' || object_id, user_principal_name, display_name, mail_nickname,
 		       given_name, surname, job_title, department, office_location, company_name, employee_id, employee_type,
 		       usage_location, mobile_phone, mail, account_enabled, manager_object_id, deleted, updated_at, manager_known, profile
 		  FROM entraprov.directory_users WHERE job = 'steady'`)

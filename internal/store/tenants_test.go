@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/entraprov/entraprov/internal/config"
+	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
@@ -57,9 +58,9 @@ func TestScopedSourceReadsOnlyItsTenant(t *testing.T) {
 		if err != nil || n != want {
 			t.Errorf("CountRowsOutsideGroups(%s) = %d, %v; want %d", source, n, err, want)
 		}
-		uses, err := st.JobUsesGroups(ctx, "isv@x", source)
-		if err != nil || uses != (want == 1) {
-			t.Errorf("JobUsesGroups(%s) = %v, %v; want %v", source, uses, err, want == 1)
+		facts, err := st.InspectSource(ctx, "isv@x", source, profile.Default)
+		if err != nil || facts.Groups != (want == 1) {
+			t.Errorf("InspectSource(%s).Groups = %v, %v; want %v", source, facts.Groups, err, want == 1)
 		}
 	}
 	err := st.CheckSource(ctx, config.ScopedSource("entraprov.desired_users", "a"))

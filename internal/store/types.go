@@ -94,7 +94,8 @@ type SourceRow struct {
 	UPNReleasedBy string
 	// SharedWith names another job (and its external_id, "job/id") that
 	// links Link's object too: left from before a job stopped adopting
-	// other jobs' accounts, or made by hand. Neither job acts on it.
+	// other jobs' accounts, or made by hand before migration 009 made the
+	// database refuse a second link (legacy_shared). Neither job acts on it.
 	SharedWith string
 }
 

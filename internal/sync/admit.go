@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -150,7 +151,11 @@ func (p *applyPass) admitSteps(row store.SourceRow, dec Decision, hash string, o
 		base = *dec.Link
 	}
 	base.Job = r.job.Name
-	if dec.Link != nil {
+	claim, claims := claimLink(base, row, dec)
+	if claims {
+		base = claim
+	}
+	if dec.Link != nil || claims {
 		out.links = append(out.links, base)
 	}
 	u := &pendingUser{link: base, desired: dec.Desired, backoff: p.bo != nil, hash: hash,
@@ -179,6 +184,36 @@ func (p *applyPass) admitSteps(row store.SourceRow, dec Decision, hash string, o
 		out.links = append(out.links, u.link)
 	}
 	return nil
+}
+
+// claimLink returns the user's link naming the object its first request
+// acts on, when the link does not name it yet: an adoption, a lost create
+// found again, a leaver's recovered create to disable. Written with the
+// user's other links before anything of the user is sent, it claims the
+// account in PostgreSQL before the first Graph write to it: one link per
+// object across jobs (migration 009), so of two jobs that planned the same
+// adoption at the same time, the second one's link is refused and that user
+// fails before anything is sent (failRefused). The claim is active: should
+// the request then fail, or the run die before sending it, the next run
+// plans the user as linked and sends the same changes again (an adoption's
+// PATCH, a disable), and no other job can take the account meanwhile.
+// A create claims its object when its result's link is written (settle).
+func claimLink(base store.Link, row store.SourceRow, dec Decision) (store.Link, bool) {
+	for _, st := range dec.Steps {
+		if st.Failure != "" || st.ObjectID == "" || st.Kind == directory.OpCreate {
+			continue
+		}
+		if strings.EqualFold(st.ObjectID, base.ObjectID) {
+			return base, false
+		}
+		l := base
+		l.ObjectID, l.State, l.DisabledAt, l.DeletedAt = st.ObjectID, store.LinkActive, nil, nil
+		if k := row.Candidate; l.UserPrincipalName == "" && k != nil && strings.EqualFold(k.ObjectID, st.ObjectID) {
+			l.UserPrincipalName = k.UPN()
+		}
+		return l, true
+	}
+	return base, false
 }
 
 // admitStep sets the status of step st's row op: withheld by the budget,
@@ -274,6 +309,10 @@ func (p *applyPass) failRefused(refused map[string]error, rows []store.Operation
 		o.Status = store.OpFailed
 		o.Message = fmt.Sprintf("the link could not be written (%v): another link of this job names the same object; "+
 			"nothing was sent for this user (worker check lists such links)", err)
+		var oc *ownerConflict
+		if errors.As(err, &oc) {
+			o.Message = oc.beforeSend()
+		}
 		r.countStatus(store.OpFailed, 1)
 		if !noted[o.ExternalID] {
 			noted[o.ExternalID] = true

@@ -244,8 +244,16 @@ func (p *applyPass) consume() error {
 	rec.onRefused = func(refused map[string]error, _ []store.Operation) {
 		for xid, lerr := range refused {
 			// Graph did it; only our record of it failed. The user fails
-			// alone, and the next run plans it again from the directory.
-			r.noteFailure(xid, fmt.Sprintf("the link could not be written: %v", lerr), false)
+			// alone, and the next run plans it again from the directory
+			// (a create whose account another job linked first: its
+			// "creating" link stays, and the next run's row fails naming
+			// that job).
+			msg := fmt.Sprintf("the link could not be written: %v", lerr)
+			var oc *ownerConflict
+			if errors.As(lerr, &oc) {
+				msg = oc.afterCreate()
+			}
+			r.noteFailure(xid, msg, false)
 		}
 	}
 	// A failed write stops the pass; the recorder keeps the error and

@@ -14,8 +14,10 @@
 // (held elsewhere: skipped, nothing recorded; see lease.go for the fence
 // and the watchdog that stop a run which lost its lock), StartRun, the
 // attributes the job owns (JobSchema: the source contract, then one
-// aggregate read of which schema-7 profile columns any row fills; fixed for
-// the whole run), a delta refresh of
+// aggregate read of which schema-7 profile columns any row fills and
+// whether the job manages groups; fixed for the whole run), the tenant's
+// consent recorded against what that needs (ConsentRecorder), a delta
+// refresh of
 // the mirror, then one planning pass that only counts the
 // destructive changes per kind against the job's change budget (over a
 // bound, or with --approve a plan holding changes the approved one did not:

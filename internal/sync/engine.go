@@ -52,6 +52,9 @@ type State interface {
 	// CountLinks counts the job's links by state: the managed users the
 	// change budget's percent bounds refer to.
 	CountLinks(ctx context.Context, job string) (map[store.LinkState]int, error)
+	// OtherOwner names another job's link to an object (the owner a
+	// refused claim lost to).
+	OtherOwner(ctx context.Context, job, objectID string) (owner, externalID string, err error)
 }
 
 // Backoff holds the per-user back-off rows (backoff.go). It is a required
@@ -85,6 +88,18 @@ type Directory interface {
 	// Stats is the client's cumulative traffic, so that a run counts its
 	// delta reads and lookups too, not only its batches.
 	Stats() directory.Stats
+}
+
+// ConsentRecorder is a Directory that signed in and records what its
+// sign-in found (the roles granted) once told which permissions the job
+// needs (the worker's client: internal/tenants records tenant_consent for
+// `worker tenants`). A run tells it once it has read its source, since what
+// a job needs depends on the attributes it owns and whether it manages
+// group memberships (directory.RequiredPermissions). Recording never fails
+// the run: a missing role is recorded, and Graph's 403 then says which
+// request needed it.
+type ConsentRecorder interface {
+	RecordConsent(ctx context.Context, required []string)
 }
 
 // Trigger says why a run started (sync_runs.trigger). This package owns
@@ -474,12 +489,19 @@ func (r *runner) execute(ctx context.Context) error {
 	// and the planner compares only those, decided here once for the whole
 	// run (every pass).
 	done = r.phases.time("check_source")
-	ctx, schema, err := JobSchema(ctx, r.e.Store, r.job)
+	ctx, facts, err := JobSchema(ctx, r.e.Store, r.job)
 	done()
 	if err != nil {
 		return err
 	}
+	schema := facts.Schema
 	r.policy.Schema = schema
+	if c, ok := dir.(ConsentRecorder); ok {
+		// Only now is it known what the job needs of its tenant: the
+		// sign-in's roles are judged against the same requirement as
+		// `worker check`'s.
+		c.RecordConsent(ctx, directory.RequiredPermissions(schema, facts.Groups))
+	}
 	if cols := schema.Unfilled(); len(cols) > 0 {
 		// After an upgrade (migration 007 added the columns to
 		// desired_users), or a join that broke and emptied a column that
@@ -757,25 +779,26 @@ func (r *runner) findDeleted(ctx context.Context) error {
 // audit and a run judge a user alike.
 func MirrorUser(u directory.User) store.DirectoryUser { return u }
 
-// SchemaSource restricts a job's attribute set to the columns its source
-// has (store.Store.SourceSchema).
+// SchemaSource learns from a job's source what the job owns and manages
+// (store.Store.InspectSource).
 type SchemaSource interface {
-	SourceSchema(ctx context.Context, relation string, base *profile.Schema) (*profile.Schema, error)
+	InspectSource(ctx context.Context, job, relation string, base *profile.Schema) (store.SourceFacts, error)
 }
 
-// JobSchema discovers the attributes job manages (its config's attribute
-// set restricted to its source's columns, an OwnedWhenFilled one only when
-// a source row fills it; checking the source contract) and returns ctx
-// carrying them for the store and the directory client. It reads the
+// JobSchema discovers what job owns and manages: the attributes (its
+// config's attribute set restricted to its source's columns, an
+// OwnedWhenFilled one only when a source row fills it; checking the source
+// contract) and whether it manages group memberships. It returns ctx
+// carrying the schema for the store and the directory client. It reads the
 // source once (an aggregate), so a caller computes it once per run.
-func JobSchema(ctx context.Context, src SchemaSource, job config.Job) (context.Context, *profile.Schema, error) {
+func JobSchema(ctx context.Context, src SchemaSource, job config.Job) (context.Context, store.SourceFacts, error) {
 	base, err := job.Profile()
 	if err != nil {
-		return ctx, nil, err
+		return ctx, store.SourceFacts{}, err
 	}
-	schema, err := src.SourceSchema(ctx, job.Source, base)
+	facts, err := src.InspectSource(ctx, job.Name, job.Source, base)
 	if err != nil {
-		return ctx, nil, fmt.Errorf("source %s: %w", job.Source, err)
+		return ctx, store.SourceFacts{}, fmt.Errorf("source %s: %w", job.Source, err)
 	}
-	return profile.WithSchema(ctx, schema), schema, nil
+	return profile.WithSchema(ctx, facts.Schema), facts, nil
 }

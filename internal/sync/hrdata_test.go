@@ -481,8 +481,12 @@ func TestOneOwnerPerAccountAcrossJobs(t *testing.T) {
 	}
 
 	// A double link made by hand (or before this change) is what worker
-	// check lists.
-	e.exec(`INSERT INTO entraprov.directory_links (job, external_id, object_id, state) VALUES ('hr', 'LEGACY', $1, 'active')`, id)
+	// check lists. The database refuses one since migration 009; the
+	// second links it found are marked legacy_shared, as here.
+	if _, err := e.st.Pool().Exec(e.ctx, `INSERT INTO entraprov.directory_links (job, external_id, object_id, state) VALUES ('hr', 'LEGACY', $1, 'active')`, id); !store.IsOwnerConflict(err) {
+		t.Fatalf("a second link to %s by hand: %v; want refused by directory_links_owner_key", id, err)
+	}
+	e.exec(`INSERT INTO entraprov.directory_links (job, external_id, object_id, state, legacy_shared) VALUES ('hr', 'LEGACY', $1, 'active', true)`, id)
 	shared, err = e.st.SharedLinks(e.ctx)
 	if err != nil || len(shared) != 1 || shared[0].ObjectID != id ||
 		strings.Join(shared[0].Links, ",") != "contractors/"+ann.ExternalID+",hr/LEGACY" {

@@ -95,10 +95,57 @@ func (r *runner) upsertLinks(ctx context.Context, links []store.Link) (map[strin
 			if !store.IsUniqueViolation(err) {
 				return nil, err
 			}
+			if store.IsOwnerConflict(err) {
+				// Name the owner, so that the user's row says whom to
+				// ask and how to resolve it.
+				owner, oxid, oerr := r.e.Store.OtherOwner(ctx, r.job.Name, l.ObjectID)
+				if oerr != nil {
+					return nil, oerr
+				}
+				if owner != "" { // else a link of this job, or one released since
+					err = &ownerConflict{objectID: l.ObjectID, job: owner, externalID: oxid, err: err}
+				}
+			}
 			refused[l.ExternalID] = err
 			r.log.ErrorContext(ctx, "link refused by the database; the user fails alone", "external_id", l.ExternalID,
 				"object_id", l.ObjectID, "err", err)
 		}
 	}
 	return refused, nil
+}
+
+// ownerConflict is a link refused because another job links its object
+// (store.IsOwnerConflict): that job claimed the account first.
+type ownerConflict struct {
+	objectID, job, externalID string
+	err                       error
+}
+
+func (c *ownerConflict) Error() string {
+	return fmt.Sprintf("the account %s is linked by %s: %v", c.objectID, c.owner(), c.err)
+}
+
+func (c *ownerConflict) Unwrap() error { return c.err }
+
+func (c *ownerConflict) owner() string {
+	return fmt.Sprintf("job %s (external_id %s)", c.job, c.externalID)
+}
+
+// beforeSend is the message of a user whose claim was refused before
+// anything of it was sent: the other job planned the same account at the
+// same time and linked it first.
+func (c *ownerConflict) beforeSend() string {
+	return fmt.Sprintf("conflict: the account %s was claimed by %s while this run was about to write to it "+
+		"(both jobs planned it at the same time); a job never adopts, enables, disables or deletes another job's account, "+
+		"so nothing was sent for this user: remove the user from one of the two jobs' sources, "+
+		"or hand the account over (README, \"Moving a user between jobs\")", c.objectID, c.owner())
+}
+
+// afterCreate is the message of a user whose create succeeded but whose
+// link to the new account was refused: another job adopted the account
+// in between (the create's answer was lost, or came late).
+func (c *ownerConflict) afterCreate() string {
+	return fmt.Sprintf("conflict: the account %s this job created was linked first by %s; "+
+		"this job does not write to it again: remove the user from one of the two jobs' sources, "+
+		"or hand the account over (README, \"Moving a user between jobs\")", c.objectID, c.owner())
 }

@@ -42,7 +42,7 @@ type fleet struct {
 // nobody is provisioned yet) against graphsim options so, pacing to
 // budgets. The store has a pool big enough for concurrency runs at once
 // (a run holds its lease, its source stream and history writes).
-func newFleet(b *testing.B, so graphsim.Options, budgets directory.Budgets, tenants, users, concurrency int) *fleet {
+func newFleet(b testing.TB, so graphsim.Options, budgets directory.Budgets, tenants, users, concurrency int) *fleet {
 	b.Helper()
 	w := synctest.New(b, so)
 	st, err := store.Open(w.Ctx, w.DBURL, store.WithMaxConns(int32(4*concurrency+4)))
@@ -56,7 +56,9 @@ func newFleet(b *testing.B, so graphsim.Options, budgets directory.Budgets, tena
 		Store:  st,
 		Logger: slog.New(slog.DiscardHandler),
 		Connect: func(ctx context.Context, job config.Job) (esync.Directory, error) {
-			c, err := directory.New(ctx, job, directory.Options{HTTPClient: w.Srv.Client(),
+			// As `worker run` connects: the job's ca_file trusts the
+			// emulator, the transport is directory's own.
+			c, err := directory.New(ctx, job, directory.Options{
 				Logger: slog.New(slog.DiscardHandler), Pacing: pacing,
 				MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second, CancelGrace: 2 * time.Second})
 			if err != nil {
@@ -111,7 +113,7 @@ func (w *writeCounter) Execute(ctx context.Context, ops <-chan directory.Operati
 
 // runAll runs every job once, concurrency at a time (the process's cap on
 // running jobs), and fails on any run that does not succeed.
-func (f *fleet) runAll(b *testing.B, concurrency int) {
+func (f *fleet) runAll(b testing.TB, concurrency int) {
 	b.Helper()
 	sem := make(chan struct{}, concurrency)
 	var wg gosync.WaitGroup

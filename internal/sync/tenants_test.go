@@ -80,11 +80,12 @@ VALUES ($1, $2, $3, 'Contractor', $4, $5)`, r.id, r.p.UPN, r.p.DisplayName, "X"+
 	}
 	annUntouched("after isv@contoso's first run")
 
-	// Two links to one object (by hand, or from before the rule): isv's
-	// update of ann (its job title) is refused naming hr, hr does nothing
-	// to her either, and neither job writes.
-	e.exec(`INSERT INTO entraprov.directory_links (job, external_id, object_id, user_principal_name, state)
-VALUES ('isv@contoso', 'ISV-ANN', $1, $2, 'active')`, annBefore.ID, ann.UPN)
+	// Two links to one object (by hand, or from before the rule; migration
+	// 009 marks such second links legacy_shared and refuses new ones):
+	// isv's update of ann (its job title) is refused naming hr, hr does
+	// nothing to her either, and neither job writes.
+	e.exec(`INSERT INTO entraprov.directory_links (job, external_id, object_id, user_principal_name, state, legacy_shared)
+VALUES ('isv@contoso', 'ISV-ANN', $1, $2, 'active', true)`, annBefore.ID, ann.UPN)
 	e.sim.ResetCounters()
 	r = runJob(isv, store.RunPartial)
 	if op := e.opOf(r.ID, "ISV-ANN", esync.ActUpdate); op.Status != store.OpFailed ||

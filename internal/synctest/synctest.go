@@ -117,9 +117,10 @@ func New(t TB, opts graphsim.Options) *Env {
 	return e
 }
 
-// Client signs job in to the emulator the way the engine does.
+// Client signs job in to the emulator the way the engine does: the job's
+// ca_file trusts the emulator, over the process's shared transport.
 func (e *Env) Client(ctx context.Context, job config.Job, log *slog.Logger) (*directory.Client, error) {
-	return directory.New(ctx, job, directory.Options{HTTPClient: e.Srv.Client(), Logger: log,
+	return directory.New(ctx, job, directory.Options{Logger: log,
 		MinBackoff: e.MinBackoff, MaxBackoff: e.MaxBackoff, CancelGrace: 2 * time.Second})
 }
 

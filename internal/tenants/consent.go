@@ -21,12 +21,9 @@ type Signer interface {
 
 var _ Signer = (*directory.Client)(nil)
 
-// Recorder keeps each job's last sign-in, and says whether the job
-// manages group memberships (which needs one more permission)
-// (*store.Store).
+// Recorder keeps each job's last sign-in (*store.Store).
 type Recorder interface {
 	SaveConsent(ctx context.Context, c store.Consent) error
-	JobUsesGroups(ctx context.Context, job, relation string) (bool, error)
 }
 
 var _ Recorder = (*store.Store)(nil)
@@ -61,34 +58,51 @@ func Judge(job config.Job, required, roles []string, signInErr error, by string,
 }
 
 // SignIn signs job in through s (the credential keeps the token for the
-// requests that follow, so this costs no extra token request), records the
-// outcome for `worker tenants` and returns the sign-in's error: a job that
+// requests that follow, so this costs no extra token request). A job that
 // cannot sign in fails at once, naming the fix, instead of at its first
-// Graph request. A missing role is recorded, not an error: Graph's 403 then
-// says which request needed it. A failure to record is logged only: the
-// run matters more than its onboarding view.
-func SignIn(ctx context.Context, s Signer, rec Recorder, job config.Job, by string, log *slog.Logger) error {
+// Graph request: the failure is recorded for `worker tenants` and
+// returned. A sign-in that succeeds is recorded by the returned Grant once
+// the caller knows which permissions the job needs: that depends on its
+// source (directory.RequiredPermissions), which a run reads after signing
+// in. A failure to record is logged only: the run matters more than its
+// onboarding view.
+func SignIn(ctx context.Context, s Signer, rec Recorder, job config.Job, by string, log *slog.Logger) (*Grant, error) {
 	roles, _, _, err := s.TokenRoles(ctx)
-	if ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil {
 		// Stopped while signing in: that says nothing about the tenant.
-		return err
+		return nil, err
 	}
-	// The permissions judged are those worker check requires: a run must
-	// not call a tenant fine that check calls short of GroupMember.
-	required := []string{directory.PermUsers}
-	if err == nil {
-		if uses, gerr := rec.JobUsesGroups(ctx, job.Name, job.Source); gerr == nil && uses {
-			required = append(required, directory.PermGroups)
-		}
-	}
-	c := Judge(job, required, roles, err, by, time.Now())
-	if rerr := rec.SaveConsent(context.WithoutCancel(ctx), c); rerr != nil && log != nil {
-		log.WarnContext(ctx, "could not record the sign-in for worker tenants", "job", job.Name, "err", rerr)
-	}
+	g := &Grant{rec: rec, log: log, job: job, by: by, at: time.Now(), roles: roles}
 	if err != nil {
-		return fmt.Errorf("sign in: %w", err)
+		g.save(ctx, Judge(job, nil, nil, err, by, g.at))
+		return nil, fmt.Errorf("sign in: %w", err)
 	}
-	return nil
+	return g, nil
+}
+
+// Grant is a successful sign-in waiting to be judged: the roles its token
+// carries.
+type Grant struct {
+	rec   Recorder
+	log   *slog.Logger
+	job   config.Job
+	by    string
+	at    time.Time
+	roles []string
+}
+
+// Record judges the sign-in's roles against required (what the job needs,
+// directory.RequiredPermissions) and records the outcome for `worker
+// tenants`. A missing role is recorded, not an error: Graph's 403 then
+// says which request needed it.
+func (g *Grant) Record(ctx context.Context, required []string) {
+	g.save(ctx, Judge(g.job, required, g.roles, nil, g.by, g.at))
+}
+
+func (g *Grant) save(ctx context.Context, c store.Consent) {
+	if err := g.rec.SaveConsent(context.WithoutCancel(ctx), c); err != nil && g.log != nil {
+		g.log.WarnContext(ctx, "could not record the sign-in for worker tenants", "job", g.job.Name, "err", err)
+	}
 }
 
 func truncate(s string, n int) string {

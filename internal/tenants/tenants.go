@@ -8,7 +8,9 @@
 // row's scope (config.ScopedSource); a bad row fails that tenant alone.
 // SignIn signs a job in and records what it found (roles granted, roles
 // missing, the admin-consent URL, the advice for a refused sign-in) in
-// tenant_consent, which `worker tenants` lists: the ISV's onboarding view.
+// tenant_consent, which `worker tenants` lists: the ISV's onboarding view;
+// a successful sign-in is recorded by its Grant once the caller knows what
+// the job needs (directory.RequiredPermissions).
 //
 // It must not schedule, run or reload jobs (internal/daemon and
 // internal/jobs do, with the jobs Expand returns), nor decide what a run
