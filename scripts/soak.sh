@@ -60,7 +60,7 @@ group1=5a0f3c1e-1111-4b7a-9a55-3f3f8a0b5e01
 group2=5a0f3c1e-2222-4b7a-9a55-3f3f8a0b5e01
 
 say "Start graphsim (one tenant, two groups) and migrate the database"
-secret="Soak~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+secret=$(new_secret Soak)
 printf '%s\n' "$secret" >"$tmp/secret"
 chmod 600 "$tmp/secret"
 cat >"$tmp/sim-seed.json" <<EOF
@@ -406,20 +406,20 @@ failed_by=$(psql_q -c "SELECT coalesce(string_agg(k || ' ' || n, ', ' ORDER BY n
                           FROM entraprov.sync_operations WHERE status = 'failed' GROUP BY 1) f")
 sim "${sim_admin}users?tenant=$tenant" >"$tmp/sim-users.json"
 sim "${sim_admin}counters" >"$tmp/sim-counters.json"
-live=$(jq '[.[] | select(.Deleted | not)] | length' "$tmp/sim-users.json")
-dup_emp=$(jq '[.[] | select(.Deleted | not) | .EmployeeID] | group_by(.) | map(select(length > 1)) | length' "$tmp/sim-users.json")
+live=$(live_users "$tmp/sim-users.json")
+dup_emp=$(dup_employee_ids "$tmp/sim-users.json")
 dup_upn=$(jq '[.[] | .UserPrincipalName | ascii_downcase] | group_by(.) | map(select(length > 1)) | length' "$tmp/sim-users.json")
-dup_created=$(jq '[.created // {} | to_entries[] | select(.value > 1)] | length' "$tmp/sim-counters.json")
+dup_created=$(dup_created "$tmp/sim-counters.json")
 desired=$(psql_q -c "SELECT count(*) FROM entraprov.desired_users")
 # The tenant holds only the job's users; a row still invalid (the last
 # cycle's bad hire) was never created.
 enabled_want=$(psql_q -c "SELECT count(*) FROM entraprov.desired_users WHERE account_enabled AND usage_location IS DISTINCT FROM 'XX'")
-enabled=$(jq '[.[] | select((.Deleted | not) and .AccountEnabled)] | length' "$tmp/sim-users.json")
+enabled=$(enabled_users "$tmp/sim-users.json")
 throttled=$(jq '.throttled' "$tmp/sim-counters.json")
 steps=$(jq '.batch_steps' "$tmp/sim-counters.json")
 injected=$(jq '.faults' "$tmp/sim-counters.json")
 dropped=$(jq '.dropped' "$tmp/sim-counters.json")
-share=$(awk -v t="$throttled" -v s="$steps" 'BEGIN { if (s > 0) printf "%.1f%%", 100 * t / s; else print "0%" }')
+share=$(share_429 "$throttled" "$steps")
 duration=$((SECONDS - started))
 
 note "runs $runs ($by_status); occurrences run twice $twice; skipped occurrences $skipped"

@@ -120,6 +120,55 @@ await_writes() {
 	kill -0 "$pid" 2>/dev/null
 }
 
+# bg_sync JOB LOG: `worker sync --job JOB` in the background, output to
+# $tmp/LOG; the binary itself (not the worker function), so that bg_pid is
+# the worker's pid and kill -9 reaches it.
+bg_sync() {
+	"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job "$1" >"$tmp/$2" 2>&1 &
+	bg_pid=$!
+	pids+=("$bg_pid")
+}
+
+# await_end PID SECONDS MESSAGE: wait up to SECONDS for the worker PID to end
+# by itself, else kill -9 it and die with MESSAGE; its exit code goes to rc.
+await_end() {
+	local i
+	for ((i = 0; i < $2 * 10; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$1" 2>/dev/null; then kill -9 "$1"; die "$3"; fi
+	rc=0
+	wait "$1" || rc=$?
+}
+
+# users_table TABLE ID NAME N [DEPARTMENT]: TABLE, shaped like
+# entraprov.desired_users, with N enabled clerks in DE: external_id and
+# employee_id ID000001…, UPN NAME000001@$domain, display name "Name i"
+# (NAME capitalised), and DEPARTMENT when given.
+users_table() {
+	local dept_col='' dept_val=''
+	[[ -n "${5:-}" ]] && dept_col=' department,' dept_val=" '$5',"
+	psql_q <<SQL
+CREATE TABLE $1 (LIKE entraprov.desired_users INCLUDING DEFAULTS);
+INSERT INTO $1 (external_id, user_principal_name, display_name, job_title,$dept_col employee_id, usage_location, account_enabled)
+SELECT '$2' || lpad(i::text, 6, '0'), '$3' || lpad(i::text, 6, '0') || '@$domain', '${3^} ' || i, 'Clerk',$dept_val
+       '$2' || lpad(i::text, 6, '0'), 'DE', true
+  FROM generate_series(1, $4) AS i;
+SQL
+}
+
+# sim_users ADMIN CA: graphsim's /_sim/users answer for the tenant.
+sim_users() { sim_get "$1" "$2" "users?tenant=$tenant"; }
+
+# audit_clean JOB WHAT: once the replication lag has passed (a user created
+# just now is not yet visible to the audit), `worker audit --job JOB` must
+# be clean; else die with WHAT and the audit's first lines.
+audit_clean() {
+	settle
+	worker audit --job "$1" >"$tmp/audit-$1.txt" 2>&1 || die "$2: $(head -n 5 "$tmp/audit-$1.txt")"
+}
+
+# last_run JOB: JOB's latest run as "id status".
+last_run() { psql_q -c "SELECT id || ' ' || status FROM entraprov.sync_runs WHERE job = '$1' ORDER BY id DESC LIMIT 1"; }
+
 # job_yaml NAME SOURCE SECRET_FILE AUTHORITY GRAPH CA
 job_yaml() {
 	cat <<EOF
@@ -151,18 +200,11 @@ scenario_lock_lost() {
 	say "Scenario 11: the job lock's session terminated mid-run while a second worker starts"
 	start_sim lk "$secret1"
 	lk_admin=$sim_admin lk_ca=$tmp/lk-ca.pem
-	psql_q <<SQL
-CREATE TABLE public.lk_users (LIKE entraprov.desired_users INCLUDING DEFAULTS);
-INSERT INTO public.lk_users (external_id, user_principal_name, display_name, job_title, employee_id, usage_location, account_enabled)
-SELECT 'L' || lpad(i::text, 6, '0'), 'lk' || lpad(i::text, 6, '0') || '@$domain', 'Lk ' || i, 'Clerk',
-       'L' || lpad(i::text, 6, '0'), 'DE', true
-  FROM generate_series(1, $n) AS i;
-SQL
+	users_table public.lk_users L lk "$n"
 	job_yaml lk public.lk_users "$tmp/hr-secret" "$sim_authority" "$sim_graph" "$lk_ca" |
 		sed 's/max_concurrency: 4/max_concurrency: 2/' >>"$tmp/config.yaml"
-	"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job lk >"$tmp/worker-lk-a.log" 2>&1 &
-	wa=$!
-	pids+=("$wa")
+	bg_sync lk worker-lk-a.log
+	wa=$bg_pid
 	await_writes "$wa" "$lk_admin" "$lk_ca" $((n / 5)) || die "lock lost: the run ended before its lock could be taken away"
 	lockpid=$(psql_q -c "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
 	                     AND objid = hashtext('lk')::oid AND objsubid = 2")
@@ -170,9 +212,8 @@ SQL
 	# With a timeout it waits until the session is gone, its lock with it.
 	[[ $(psql_q -c "SELECT pg_terminate_backend($lockpid, 10000)") == t ]] || die "lock lost: session $lockpid did not end"
 	at_strike=$(writes_of "$lk_admin" "$lk_ca")
-	"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job lk >"$tmp/worker-lk-b.log" 2>&1 &
-	wb=$!
-	pids+=("$wb")
+	bg_sync lk worker-lk-b.log
+	wb=$bg_pid
 	wait "$wa" || rca=$?
 	wait "$wb" || rcb=$?
 	ra=$(psql_q -c "SELECT min(id) FROM entraprov.sync_runs WHERE job = 'lk'")
@@ -181,7 +222,7 @@ SQL
 	b_row=$(psql_q -c "SELECT status FROM entraprov.sync_runs WHERE id = $rb")
 	# Who wrote what, from graphsim's own clock: every user is created once
 	# (checked below), by run B if B's history says so, else by run A.
-	sim_get "$lk_admin" "$lk_ca" "users?tenant=$tenant" | jq -r '.[] | [.ID, .CreatedAt] | @tsv' >"$tmp/lk-created.tsv"
+	sim_users "$lk_admin" "$lk_ca" | jq -r '.[] | [.ID, .CreatedAt] | @tsv' >"$tmp/lk-created.tsv"
 	IFS='|' read -r gap overlap < <(psql_q <<SQL
 CREATE TEMP TABLE created (object_id text, at timestamptz);
 \copy created FROM '$tmp/lk-created.tsv'
@@ -193,9 +234,9 @@ SQL
 	)
 	local by_a by_b live dups audit_rc=0
 	by_b=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = $rb AND action = 'create' AND status = 'succeeded'")
-	live=$(sim_get "$lk_admin" "$lk_ca" "users?tenant=$tenant" | jq '[.[] | select(.Deleted | not)] | length')
+	live=$(sim_users "$lk_admin" "$lk_ca" | live_users)
 	by_a=$((live - by_b))
-	dups=$(sim_get "$lk_admin" "$lk_ca" counters | jq '[.created // {} | to_entries[] | select(.value > 1)] | length')
+	dups=$(sim_get "$lk_admin" "$lk_ca" counters | dup_created)
 	settle # replication lag: a user created just now is not yet visible to the audit
 	worker audit --job lk --json >"$tmp/audit-lk.json" 2>&1 || audit_rc=$?
 	note "lock session $lockpid terminated after $at_strike writes; run A (exit $rca) $a_row"
@@ -212,7 +253,7 @@ SQL
 
 # --------------------------------------------------------------------------
 say "Setup: graphsim and $users desired users for job hr"
-secret1="Sys~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+secret1=$(new_secret Sys)
 printf '%s\n' "$secret1" >"$tmp/hr-secret"
 chmod 600 "$tmp/hr-secret"
 start_sim hr "$secret1"
@@ -247,21 +288,14 @@ fi
 say "Scenario 9 (starts now, checked after scenario 8): graphsim unreachable for $outage_long s in the middle of a $churn_users-change run"
 start_sim out "$secret1"
 out_admin=$sim_admin out_ca=$tmp/out-ca.pem
-psql_q <<SQL
-CREATE TABLE public.out_users (LIKE entraprov.desired_users INCLUDING DEFAULTS);
-INSERT INTO public.out_users (external_id, user_principal_name, display_name, job_title, employee_id, usage_location, account_enabled)
-SELECT 'O' || lpad(i::text, 6, '0'), 'out' || lpad(i::text, 6, '0') || '@$domain', 'Out ' || i, 'Clerk',
-       'O' || lpad(i::text, 6, '0'), 'DE', true
-  FROM generate_series(1, $churn_users) AS i;
-SQL
+users_table public.out_users O out "$churn_users"
 job_yaml out public.out_users "$tmp/hr-secret" "$sim_authority" "$sim_graph" "$out_ca" >>"$tmp/config.yaml"
 worker sync --job out >"$tmp/worker-out-0.log" 2>&1 || die "out: the initial sync failed: $(tail -n 5 "$tmp/worker-out-0.log")"
 psql_q -c "UPDATE public.out_users SET job_title = 'Clerk after outage'"
 out_writes=$(writes_of "$out_admin" "$out_ca")
 out_cut=$((churn_users / 10))
-"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job out >"$tmp/worker-out-1.log" 2>&1 &
-out_wp=$!
-pids+=("$out_wp")
+bg_sync out worker-out-1.log
+out_wp=$bg_pid
 await_writes "$out_wp" "$out_admin" "$out_ca" $((out_writes + out_cut)) ||
 	die "out: the run ended before graphsim could be taken down"
 curl -fsS --cacert "$out_ca" -X POST -d "{\"for\":\"${outage_long}s\"}" "${out_admin}outage" >/dev/null
@@ -276,11 +310,8 @@ attempt=0
 while ((killed < kills)); do
 	attempt=$((attempt + 1))
 	((attempt <= kills * 3)) || die "could not catch a run in progress $kills times"
-	# The binary itself in the background (not the shell function), so $!
-	# is the worker's pid and kill -9 reaches it.
-	"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-$attempt.log" 2>&1 &
-	wp=$!
-	pids+=("$wp")
+	bg_sync hr "worker-$attempt.log"
+	wp=$bg_pid
 	# Wait for this process's run to be recorded, then let it work a while.
 	for _ in $(seq 1 200); do
 		[[ $(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE status = 'running' AND pid = $wp") == 1 ]] && break
@@ -299,7 +330,7 @@ while ((killed < kills)); do
 		kill -9 "$wp"
 		wait "$wp" 2>/dev/null || true
 		killed=$((killed + 1))
-		live=$(sim_get "$hr_admin" "$hr_ca" "users?tenant=$tenant" | jq '[.[] | select(.Deleted | not)] | length')
+		live=$(sim_users "$hr_admin" "$hr_ca" | live_users)
 		note "kill $killed: after $step more writes ($ms ms into the run's work); directory holds $live users"
 	else
 		wait "$wp" || true
@@ -316,11 +347,11 @@ settle
 worker audit --job hr --json >"$tmp/audit-hr.json" 2>"$tmp/audit-hr.err" || audit_rc=$?
 findings=$(jq '.findings | length' "$tmp/audit-hr.json" 2>/dev/null || echo "?")
 [[ $audit_rc -eq 0 ]] || die "worker audit exit $audit_rc, $findings finding(s): $(jq -c '.counts' "$tmp/audit-hr.json" 2>/dev/null) $(cat "$tmp/audit-hr.err")"
-sim_get "$hr_admin" "$hr_ca" "users?tenant=$tenant" >"$tmp/sim-users.json"
+sim_users "$hr_admin" "$hr_ca" >"$tmp/sim-users.json"
 sim_get "$hr_admin" "$hr_ca" "counters" >"$tmp/sim-counters.json"
-live=$(jq '[.[] | select(.Deleted | not)] | length' "$tmp/sim-users.json")
-dup_emp=$(jq '[.[] | select(.Deleted | not) | .EmployeeID] | group_by(.) | map(select(length > 1)) | length' "$tmp/sim-users.json")
-dup_created=$(jq '[.created // {} | to_entries[] | select(.value > 1)] | length' "$tmp/sim-counters.json")
+live=$(live_users "$tmp/sim-users.json")
+dup_emp=$(dup_employee_ids "$tmp/sim-users.json")
+dup_created=$(dup_created "$tmp/sim-counters.json")
 throttled=$(jq '.throttled' "$tmp/sim-counters.json")
 steps=$(jq '.batch_steps' "$tmp/sim-counters.json")
 nonfinal=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations o JOIN entraprov.sync_runs r ON r.id = o.run_id
@@ -338,7 +369,7 @@ note "graphsim: $steps batch steps, $throttled throttled (429)"
 [[ "$dup_emp" == 0 && "$dup_created" == 0 ]] || die "duplicates: $dup_emp employeeIds, $dup_created UPNs created twice"
 [[ "$nonfinal" == 0 ]] || die "$nonfinal operations are not final"
 [[ "$interrupted" == "$killed" && "$running" == 0 ]] || die "$interrupted interrupted and $running running runs; want $killed and 0"
-share=$(awk -v t="$throttled" -v s="$steps" 'BEGIN { if (s > 0) printf "%.1f%%", 100 * t / s; else print "0%" }')
+share=$(share_429 "$throttled" "$steps")
 row "kill -9 during initial sync" "$users users (all but 100 with a manager); worker killed $killed times at random points (each after 100–2,000 more writes accepted by graphsim, seed $seed), restarted each time, then one full run; ${t1} s in all" \
 	"\`worker audit\` (live directory vs source); graphsim users, employeeIds and creates per UPN; operations not final; runs interrupted" \
 	"audit clean (0 findings); $live users, 0 duplicates; 0 non-final operations; $interrupted/$killed killed runs interrupted ($int_ops operations interrupted); 429 share $share ($throttled of $steps steps)"
@@ -388,17 +419,17 @@ done
 t4=$((SECONDS - t4))
 statuses=${statuses% }
 sim_get "$hr_admin" "$hr_ca" "counters" >"$tmp/sim-counters.json"
-sim_get "$hr_admin" "$hr_ca" "users?tenant=$tenant" >"$tmp/sim-users.json"
+sim_users "$hr_admin" "$hr_ca" >"$tmp/sim-users.json"
 curl -fsS --cacert "$hr_ca" -X POST -d '{}' "${hr_admin}faults" >/dev/null
 faults=$(jq '.faults' "$tmp/sim-counters.json")
 dropped=$(jq '.dropped' "$tmp/sim-counters.json")
 throttled=$(jq '.throttled' "$tmp/sim-counters.json")
 steps=$(jq '.batch_steps' "$tmp/sim-counters.json")
-dup_emp=$(jq '[.[] | select(.Deleted | not) | .EmployeeID] | group_by(.) | map(select(length > 1)) | length' "$tmp/sim-users.json")
-enabled=$(jq '[.[] | select((.Deleted | not) and .AccountEnabled)] | length' "$tmp/sim-users.json")
+dup_emp=$(dup_employee_ids "$tmp/sim-users.json")
+enabled=$(enabled_users "$tmp/sim-users.json")
 nonfinal=$(psql_q -c "$nonfinal_sql")
 [[ "$dup_emp" == 0 && "$nonfinal" == 0 && "$enabled" == "$users" ]] || die "after faults: $dup_emp duplicate employeeIds, $nonfinal non-final operations, $enabled enabled users (want $users)"
-share=$(awk -v t="$throttled" -v s="$steps" 'BEGIN { if (s > 0) printf "%.1f%%", 100 * t / s; else print "0%" }')
+share=$(share_429 "$throttled" "$steps")
 note "converged in $runs4 run(s) ($statuses) in $t4 s; $faults injected 5xx, $dropped dropped answers; audit clean; 0 duplicates; 429 share $share"
 row "churn under 5xx and dropped answers" "$chg department changes, $lv leavers, $lv hires (\`worker audit\` before: exit 1, $before); graphsim answering 10% of requests 5xx and dropping 1% (half of the faults after committing the write); \`worker sync\` until the audit is clean" \
 	"\`worker audit\`; graphsim users, employeeIds; operations not final" \
@@ -417,7 +448,7 @@ SELECT 'B' || lpad(i::text, 6, '0'),
 SQL
 rc=0
 worker sync --job hr >"$tmp/worker-bad.log" 2>&1 || rc=$?
-bad_run=$(psql_q -c "SELECT id || ' ' || status FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 1")
+bad_run=$(last_run hr)
 bad_failed=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${bad_run%% *} AND status = 'failed' AND external_id LIKE 'B%'")
 bad_other=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${bad_run%% *} AND status = 'failed' AND external_id NOT LIKE 'B%'")
 bad_msgs=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${bad_run%% *} AND status = 'failed'
@@ -449,8 +480,7 @@ psql_q -c "UPDATE entraprov.schema_version SET version = $version"
 [[ $rc -ne 0 ]] && grep -qi 'schema version' "$tmp/worker-newer.log" || die "newer schema: exit $rc: $(tail -n 3 "$tmp/worker-newer.log")"
 newer_msg=$(grep -m1 -io 'the database is at schema version[^"]*' "$tmp/worker-newer.log" | head -c 160)
 note "newer schema: exit $rc: $newer_msg"
-settle # replication lag: a user created just now is not yet visible to the audit
-worker audit --job hr >/dev/null 2>&1 || die "audit after the bad-input scenario is not clean"
+audit_clean hr "audit after the bad-input scenario is not clean"
 row "bad input" "200 malformed rows (domain not allowed, no @, usage location XX, a tab in the name) among $users good ones; a source view whose department is an integer; the schema version raised by one" \
 	"the run's status and exit code, the failed operations and their messages, \`worker audit\`; the exit code and message of a sync on the wrong source and on the newer schema" \
 	"run $bad_run, exit 0: exactly the 200 bad rows failed, each message naming the column (e.g. \`$example\`), 0 good rows failed; audit: invalid 200 and nothing else. Wrong types: exit $rc, \`$typed_msg\`. Newer schema: exit $rc, \`$newer_msg\`. Audit clean afterwards"
@@ -475,7 +505,7 @@ dup_writes0=$(writes_of "$hr_admin" "$hr_ca")
 rc=0
 "$tmp/bin/worker" --config "$tmp/config-dup.yaml" sync --job hr >"$tmp/worker-dup.log" 2>&1 || rc=$?
 dup_writes=$(($(writes_of "$hr_admin" "$hr_ca") - dup_writes0))
-dup_run=$(psql_q -c "SELECT id || ' ' || status FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 1")
+dup_run=$(last_run hr)
 dup_failed=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${dup_run%% *} AND status = 'failed'
                         AND external_id BETWEEN 'E000101' AND 'E000150' AND message ~ '^external_id E0001[0-9]{2} appears 2 times in public.people_dup'")
 dup_other=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${dup_run%% *}
@@ -497,8 +527,7 @@ note "worker check: exit $check_rc, $dup_check"
 [[ $check_rc -ne 0 && "$dup_check" == "fail: 50 external_id(s) appear more than once in public.people_dup (100 rows): "* ]] ||
 	die "duplicate ids: worker check exit $check_rc: $dup_check"
 psql_q -c "DROP VIEW public.people_dup; DROP TABLE public.dup_extra"
-settle # replication lag: a user created just now is not yet visible to the audit
-worker audit --job hr >/dev/null 2>&1 || die "audit after the duplicate-ids scenario is not clean"
+audit_clean hr "audit after the duplicate-ids scenario is not clean"
 row "duplicate ids" "a source view whose \`UNION ALL\` repeats 50 of $users external_ids (a renamed twin row; for 25 of them the twin has \`account_enabled = false\`); 10 other users changed" \
 	"the run's status and exit code, the failed operations and their messages, graphsim's writes, the duplicated users' links, \`worker check\`" \
 	"run $dup_run, exit $rc: both rows of each of the 50 ids failed (\`$dup_example…\`), 0 other failures; $dup_writes Graph writes (the 10 changes), none for the duplicated ids, their 50 links still active (none treated as a leaver); \`worker check\` exit $check_rc: \`${dup_check:0:110}…\`. Audit clean afterwards"
@@ -507,11 +536,10 @@ row "duplicate ids" "a source view whose \`UNION ALL\` repeats 50 of $users exte
 say "Scenario 4: two workers start the same job at once"
 psql_q -c "UPDATE entraprov.desired_users SET office_location = 'Lyon' WHERE external_id <= 'E' || lpad('$((users / 10))', 6, '0')"
 runs_before=$(psql_q -c "SELECT count(*) FROM entraprov.sync_runs WHERE job = 'hr'")
-"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-twin-a.log" 2>&1 &
-wa=$!
-"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-twin-b.log" 2>&1 &
-wb=$!
-pids+=("$wa" "$wb")
+bg_sync hr worker-twin-a.log
+wa=$bg_pid
+bg_sync hr worker-twin-b.log
+wb=$bg_pid
 rca=0 rcb=0
 wait "$wa" || rca=$?
 wait "$wb" || rcb=$?
@@ -531,8 +559,8 @@ scenario_lock_lost
 
 # --------------------------------------------------------------------------
 say "Scenario 5: the client secret rotated between runs"
-rot_old="Old~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-rot_new="New~$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+rot_old=$(new_secret Old)
+rot_new=$(new_secret New)
 printf '%s\n' "$rot_old" >"$tmp/rot-secret-old"
 printf '%s\n' "$rot_new" >"$tmp/rot-secret-new"
 chmod 600 "$tmp"/rot-secret-*
@@ -568,9 +596,8 @@ sed -i "s#$tmp/rot-secret-old#$tmp/rot-secret-new#" "$tmp/config.yaml"
 worker sync --job rot >"$tmp/worker-rot-3.log" 2>&1 || die "rot: sync with the new secret failed: $(tail -n 5 "$tmp/worker-rot-3.log")"
 rot_creates=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE action = 'create' AND run_id =
                          (SELECT max(id) FROM entraprov.sync_runs WHERE job = 'rot')")
-rot_live=$(sim_get "$rot_admin" "$rot_ca" "users?tenant=$tenant" | jq '[.[] | select(.Deleted | not)] | length')
-settle # replication lag: a user created just now is not yet visible to the audit
-worker audit --job rot >"$tmp/audit-rot.txt" 2>&1 || die "rot: audit after rotation: $(head -n 5 "$tmp/audit-rot.txt")"
+rot_live=$(sim_users "$rot_admin" "$rot_ca" | live_users)
+audit_clean rot "rot: audit after rotation"
 [[ "$rot_creates" == 0 && "$rot_live" == 200 ]] || die "rot: the directory was not kept: $rot_creates creates, $rot_live users"
 note "new secret: run succeeded with $rot_creates creates (directory kept: $rot_live users), audit clean; no secret value in any output"
 row "client secret rotated" "job of 200 users synced with secret A; then \`POST /_sim/secrets\` added B and revoked A (no restart: the directory is kept); sync; config pointed at B; sync" \
@@ -600,12 +627,8 @@ vanish_admin=$sim_admin vanish_ca=$tmp/vanish-ca.pem
 # read-only source transaction, where nextval() and UPDATE are refused:
 # session advisory locks, one key per call, taken on the worker's pooled
 # connections and released when the worker exits, do.
+users_table public.vanish_users V vanish "$vanish_users"
 psql_q <<SQL
-CREATE TABLE public.vanish_users (LIKE entraprov.desired_users INCLUDING DEFAULTS);
-INSERT INTO public.vanish_users (external_id, user_principal_name, display_name, job_title, employee_id, usage_location, account_enabled)
-SELECT 'V' || lpad(i::text, 6, '0'), 'vanish' || lpad(i::text, 6, '0') || '@$domain', 'Vanish ' || i, 'Clerk',
-       'V' || lpad(i::text, 6, '0'), 'DE', true
-  FROM generate_series(1, $vanish_users) AS i;
 CREATE FUNCTION public.vanishing_users() RETURNS SETOF public.vanish_users LANGUAGE plpgsql VOLATILE AS \$fn\$
 DECLARE calls int;
 BEGIN
@@ -627,11 +650,11 @@ worker sync --job vanish >"$tmp/worker-vanish-1.log" 2>&1 || die "vanish: first 
 # create fails after one short retry).
 settle
 sed 's#source: public.vanish_users#source: public.vanishing#' "$tmp/config.yaml" >"$tmp/config-vanish.yaml"
-disabled_in_sim() { sim_get "$vanish_admin" "$vanish_ca" "users?tenant=$tenant" | jq '[.[] | select(.AccountEnabled | not)] | length'; }
+disabled_in_sim() { sim_users "$vanish_admin" "$vanish_ca" | jq '[.[] | select(.AccountEnabled | not)] | length'; }
 rc=0
 "$tmp/bin/worker" --config "$tmp/config-vanish.yaml" sync --job vanish >"$tmp/worker-vanish-2.log" 2>&1 || rc=$?
 vanish_disabled=$(disabled_in_sim)
-vanish_run=$(psql_q -c "SELECT id || ' ' || status FROM entraprov.sync_runs WHERE job = 'vanish' ORDER BY id DESC LIMIT 1")
+vanish_run=$(last_run vanish)
 vanish_withheld=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = ${vanish_run%% *} AND status = 'planned' AND message LIKE 'withheld:%'")
 vanish_msg=$(psql_q -c "SELECT left(error_summary, 150) FROM entraprov.sync_runs WHERE id = ${vanish_run%% *}")
 note "vanishing source: exit $rc, run $vanish_run, $vanish_disabled of $vanish_users disabled, $vanish_withheld withheld: $vanish_msg"
@@ -641,8 +664,7 @@ note "vanishing source: exit $rc, run $vanish_run, $vanish_disabled of $vanish_u
 # users the vanishing read disabled.
 worker sync --job vanish >"$tmp/worker-vanish-3.log" 2>&1 || die "vanish: the run after the source came back failed: $(tail -n 5 "$tmp/worker-vanish-3.log")"
 vanish_after=$(disabled_in_sim)
-settle # replication lag: a user created just now is not yet visible to the audit
-worker audit --job vanish >"$tmp/audit-vanish.txt" 2>&1 || die "vanish: audit after recovery: $(head -n 5 "$tmp/audit-vanish.txt")"
+audit_clean vanish "vanish: audit after recovery"
 [[ "$vanish_after" == 0 ]] || die "vanish: $vanish_after users still disabled after the source came back"
 note "source back: next run re-enabled them, audit clean"
 row "vanishing source" "job of $vanish_users users synced; its source then switched to a view over a VOLATILE plpgsql function returning every row to the reads before the plan and none after (no snapshot covers it); \`worker sync\`; the ordinary source again; sync" \
@@ -673,13 +695,7 @@ say "Scenario 7: throttle storm — quota cut to 10% for $quota_for and 10% 5xx 
 start_sim storm "$secret1"
 storm_admin=$sim_admin storm_ca=$tmp/storm-ca.pem
 s_chg=$((churn_users / 2)) s_lv=$((churn_users / 10))
-psql_q <<SQL
-CREATE TABLE public.storm_users (LIKE entraprov.desired_users INCLUDING DEFAULTS);
-INSERT INTO public.storm_users (external_id, user_principal_name, display_name, job_title, department, employee_id, usage_location, account_enabled)
-SELECT 'S' || lpad(i::text, 6, '0'), 'storm' || lpad(i::text, 6, '0') || '@$domain', 'Storm ' || i, 'Clerk', 'Ops',
-       'S' || lpad(i::text, 6, '0'), 'DE', true
-  FROM generate_series(1, $churn_users) AS i;
-SQL
+users_table public.storm_users S storm "$churn_users" Ops
 job_yaml storm public.storm_users "$tmp/hr-secret" "$sim_authority" "$sim_graph" "$storm_ca" >>"$tmp/config.yaml"
 worker sync --job storm >"$tmp/worker-storm-0.log" 2>&1 || die "storm: the initial sync failed: $(tail -n 5 "$tmp/worker-storm-0.log")"
 # Churn: department changes, leavers, hires (each with a manager): about
@@ -713,16 +729,16 @@ done
 t7=$((SECONDS - t7))
 statuses=${statuses%, }
 sim_get "$storm_admin" "$storm_ca" counters >"$tmp/storm-counters.json"
-sim_get "$storm_admin" "$storm_ca" "users?tenant=$tenant" >"$tmp/storm-users.json"
+sim_users "$storm_admin" "$storm_ca" >"$tmp/storm-users.json"
 curl -fsS --cacert "$storm_ca" -X POST -d '{}' "${storm_admin}faults" >/dev/null
 curl -fsS --cacert "$storm_ca" -X POST -d '{"factor":1}' "${storm_admin}quota" >/dev/null
 throttled=$(jq '.throttled' "$tmp/storm-counters.json")
 steps=$(jq '.batch_steps' "$tmp/storm-counters.json")
 faults=$(jq '.faults' "$tmp/storm-counters.json")
 writes=$(jq '.writes' "$tmp/storm-counters.json")
-share=$(awk -v t="$throttled" -v s="$steps" 'BEGIN { if (s > 0) printf "%.1f%%", 100 * t / s; else print "0%" }')
-dup_emp=$(jq '[.[] | select(.Deleted | not) | .EmployeeID] | group_by(.) | map(select(length > 1)) | length' "$tmp/storm-users.json")
-enabled=$(jq '[.[] | select((.Deleted | not) and .AccountEnabled)] | length' "$tmp/storm-users.json")
+share=$(share_429 "$throttled" "$steps")
+dup_emp=$(dup_employee_ids "$tmp/storm-users.json")
+enabled=$(enabled_users "$tmp/storm-users.json")
 nonfinal=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations o JOIN entraprov.sync_runs r ON r.id = o.run_id
                       WHERE r.job = 'storm' AND o.status IN ('pending', 'planned')")
 note "converged in $runs7 run(s) ($statuses), $t7 s in all; cut still in force after the first run: $cut_left"
@@ -739,19 +755,15 @@ say "Scenario 8: graphsim unreachable for 10 s mid-run (shorter than the worker'
 psql_q -c "UPDATE public.storm_users SET job_title = 'Clerk after blip'"
 w0=$(writes_of "$storm_admin" "$storm_ca")
 blip_cut=$((churn_users / 10))
-"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job storm >"$tmp/worker-blip.log" 2>&1 &
-wp=$!
-pids+=("$wp")
+bg_sync storm worker-blip.log
+wp=$bg_pid
 await_writes "$wp" "$storm_admin" "$storm_ca" $((w0 + blip_cut)) 0.02 ||
 	die "blip: the run ended before graphsim could be taken down"
 curl -fsS --cacert "$storm_ca" -X POST -d '{"for":"10s"}' "${storm_admin}outage" >/dev/null
-for _ in $(seq 1 1800); do kill -0 "$wp" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$wp" 2>/dev/null; then kill -9 "$wp"; die "blip: the worker did not end within 180 s"; fi
-rc=0
-wait "$wp" || rc=$?
+await_end "$wp" 180 "blip: the worker did not end within 180 s"
 IFS='|' read -r b_run b_status b_secs b_err <<<"$(run_figures storm)"
 b_retried=$(psql_q -c "SELECT retried FROM entraprov.sync_runs WHERE id = $b_run")
-sim_get "$storm_admin" "$storm_ca" "users?tenant=$tenant" >"$tmp/storm-users.json"
+sim_users "$storm_admin" "$storm_ca" >"$tmp/storm-users.json"
 b_applied=$(applied "$b_run" succeeded "$tmp/storm-users.json" 'Clerk after blip')
 b_ops=$(op_counts "$b_run")
 audit_rc=0
@@ -779,7 +791,7 @@ IFS='|' read -r o_run o_status o_secs o_err <<<"$(run_figures out)"
 o_end=$(psql_q -c "SELECT round(extract(epoch FROM finished_at) - $out_t0) FROM entraprov.sync_runs WHERE id = $o_run")
 o_said=$(grep -m1 -E '^ *error ' "$tmp/worker-out-1.log" | sed 's/^ *error *//' | head -c 240 || true)
 for _ in $(seq 1 600); do sim_get "$out_admin" "$out_ca" counters >/dev/null 2>&1 && break; sleep 0.5; done
-sim_get "$out_admin" "$out_ca" "users?tenant=$tenant" >"$tmp/out-users.json" || die "out: graphsim did not come back"
+sim_users "$out_admin" "$out_ca" >"$tmp/out-users.json" || die "out: graphsim did not come back"
 o_ops=$(op_counts "$o_run")
 o_nonfinal=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = $o_run AND status IN ('pending', 'planned')")
 o_ok=$(applied "$o_run" succeeded "$tmp/out-users.json" 'Clerk after outage')
@@ -800,8 +812,7 @@ esac
 worker sync --job out >"$tmp/worker-out-2.log" 2>&1 || die "out: the next run failed: $(tail -n 5 "$tmp/worker-out-2.log")"
 IFS='|' read -r o2_run o2_status o2_secs _ <<<"$(run_figures out)"
 o2_updates=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE run_id = $o2_run AND action = 'update' AND status = 'succeeded'")
-settle # replication lag: a user created just now is not yet visible to the audit
-worker audit --job out >"$tmp/audit-out.txt" 2>&1 || die "out: audit after the next run: $(head -n 5 "$tmp/audit-out.txt")"
+audit_clean out "out: audit after the next run"
 note "next run $o2_status in $o2_secs s with $o2_updates updates; audit clean"
 o_quote=$(sed -E 's#127\.0\.0\.1:[0-9]+#127.0.0.1:PORT#g' <<<"${o_err:-$o_said}")
 row "graphsim unreachable beyond the retries" "$churn_users job-title changes; after $out_cut writes of the run, \`POST /_sim/outage {\"for\":\"${outage_long}s\"}\` (longer than a step's 8 attempts, 61–123 s of backoff); the other scenarios ran meanwhile; then one more \`worker sync\`" \
@@ -814,17 +825,13 @@ pg_ctl_bin=$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/nul
 pg_as() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 retitled=$users cut=$((users / 10))
 psql_q -c "UPDATE entraprov.desired_users SET job_title = 'Senior ' || coalesce(job_title, 'Staff') WHERE external_id <= 'E' || lpad('$retitled', 6, '0')"
-"$tmp/bin/worker" --config "$tmp/config.yaml" sync --job hr >"$tmp/worker-pg-1.log" 2>&1 &
-wp=$!
-pids+=("$wp")
+bg_sync hr worker-pg-1.log
+wp=$bg_pid
 target=$(($(writes_of "$hr_admin" "$hr_ca") + cut))
 await_writes "$wp" "$hr_admin" "$hr_ca" "$target" || die "the run ended before PostgreSQL could be restarted"
 pg_as "$pg_ctl_bin" -D "$WITH_POSTGRES_DIR/data" -m fast -w -t 60 restart >/dev/null
 note "PostgreSQL restarted after $cut writes of the run"
-rc=0
-for _ in $(seq 1 1200); do kill -0 "$wp" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$wp" 2>/dev/null; then kill -9 "$wp"; die "the worker did not end within 120 s of the restart"; fi
-wait "$wp" || rc=$?
+await_end "$wp" 120 "the worker did not end within 120 s of the restart"
 first=$(psql_q -c "SELECT status || ': ' || left(replace(coalesce(error_summary, ''), E'\n', ' '), 140) FROM entraprov.sync_runs WHERE job = 'hr' ORDER BY id DESC LIMIT 1")
 said=$(grep -m1 '^worker:' "$tmp/worker-pg-1.log" | head -c 200 || true)
 note "the run during the restart: exit $rc, recorded as $first; the worker said: $said"

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/audit"
 	"github.com/entraprov/entraprov/internal/directory"
+	"github.com/entraprov/entraprov/internal/store"
 )
 
 func init() { addCommand(newAuditCommand) }
@@ -44,15 +44,7 @@ could not be made), 2 on bad flags, 78 on a configuration error.`,
 }
 
 func runAudit(cmd *cobra.Command, jobName string, asJSON bool, opts audit.Options) error {
-	cfg, err := loadConfig(cmd)
-	if err != nil {
-		return err
-	}
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	st, err := openConfigStore(ctx, cfg)
+	ctx, cfg, st, err := configStore(cmd, nil)
 	if err != nil {
 		return err
 	}
@@ -100,7 +92,7 @@ func printAudit(w io.Writer, rep audit.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tEXTERNAL ID\tUPN\tOBJECT ID\tDETAIL")
 	for _, f := range rep.Findings {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Kind, f.ExternalID, orDash(f.UPN), orDash(f.ObjectID), oneLine(f.Detail, 120))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Kind, f.ExternalID, orDash(f.UPN), orDash(f.ObjectID), store.FirstLine(f.Detail, 120))
 	}
 	return tw.Flush()
 }

@@ -55,7 +55,7 @@ SELECT 'E' || lpad(i::text, 6, '0'), 'user' || i || '@`+graphsim.DefaultDomain+`
 		}
 		ideal := max(0, float64(c.Writes)-3000) / (3000.0 / 150 * scale)
 		b.Logf("worker sync, initial %d users (time ×%.0f): %.1fs wall, ideal %.1fs, efficiency %.2f, %d Graph requests, %d 429s, peak RSS %.0f MB",
-			n, scale, initial.wall, ideal, ideal/initial.wall, graphRequestsOf(c), c.Throttled, initial.rssMB)
+			n, scale, initial.wall, ideal, ideal/initial.wall, c.GraphRequests(), c.Throttled, initial.rssMB)
 		b.ReportMetric(initial.rssMB, "initial_peak_rss_MB")
 		b.ReportMetric(initial.wall, "initial_wall_s")
 		b.ReportMetric(ideal/initial.wall, "initial_efficiency")
@@ -64,10 +64,10 @@ SELECT 'E' || lpad(i::text, 6, '0'), 'user' || i || '@`+graphsim.DefaultDomain+`
 		quiet := runWorkerMeasured(b, bin, cfgPath, scale)
 		c = sim.Counters()
 		b.Logf("worker sync, no change over %d managed users: %.1fs wall, %d Graph requests, %d writes, peak RSS %.0f MB",
-			n, quiet.wall, graphRequestsOf(c), c.Writes, quiet.rssMB)
+			n, quiet.wall, c.GraphRequests(), c.Writes, quiet.rssMB)
 		b.ReportMetric(quiet.rssMB, "nochange_peak_rss_MB")
 		b.ReportMetric(quiet.wall, "nochange_wall_s")
-		b.ReportMetric(float64(graphRequestsOf(c)), "nochange_requests")
+		b.ReportMetric(float64(c.GraphRequests()), "nochange_requests")
 		if c.Writes != 0 {
 			b.Errorf("no-change run wrote %d times", c.Writes)
 		}
@@ -130,16 +130,6 @@ func vmHWM(path string) (float64, bool) {
 		}
 	}
 	return 0, false
-}
-
-func graphRequestsOf(c graphsim.Counters) int64 {
-	var n int64
-	for k, v := range c.Requests {
-		if strings.Contains(k, " /v1.0/") {
-			n += v
-		}
-	}
-	return n
 }
 
 func tail(s string, n int) string {

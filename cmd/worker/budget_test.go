@@ -91,19 +91,10 @@ func TestVanishingSourceIsBlockedByTheBudget(t *testing.T) {
 // that grew since is refused, listing what changed; --allow-deletes still
 // works and is logged and shown on the run.
 func TestApproveThroughTheWorker(t *testing.T) {
-	dbURL := testdb.NewURL(t)
-	st := openStore(t, dbURL)
-	seedDesired(t, st, 30)
-	jobYAML, _ := simJob(t, graphsim.Options{}, "hr", "0 2 * * *")
-	cfg := writeConfig(t, dbURL, jobYAML)
-	worker := func(args ...string) (string, string, error) {
-		return runWorker(t, append(args, "--config", cfg, "--database-url", dbURL)...)
-	}
+	st, _, worker := hrWorker(t, 30, "")
 	leave := func(where string) {
 		t.Helper()
-		if _, err := st.Pool().Exec(context.Background(), `DELETE FROM entraprov.desired_users WHERE `+where); err != nil {
-			t.Fatal(err)
-		}
+		testdb.Exec(t, st, `DELETE FROM entraprov.desired_users WHERE `+where)
 	}
 	runID := func(out string) int64 {
 		t.Helper()
@@ -208,19 +199,10 @@ func TestConfigValidate_changeBudget(t *testing.T) {
 // attributes, would strip 100 users of their groups (licences with them)
 // or clear their attributes; each is blocked by its bound, nothing written.
 func TestBrokenJoinIsBlocked(t *testing.T) {
-	dbURL := testdb.NewURL(t)
-	st := openStore(t, dbURL)
-	seedDesired(t, st, 100)
-	jobYAML, sim := simJob(t, graphsim.Options{}, "hr", "0 2 * * *")
-	cfg := writeConfig(t, dbURL, jobYAML)
-	worker := func(args ...string) (string, string, error) {
-		return runWorker(t, append(args, "--config", cfg, "--database-url", dbURL)...)
-	}
+	st, sim, worker := hrWorker(t, 100, "")
 	exec := func(sql string, args ...any) {
 		t.Helper()
-		if _, err := st.Pool().Exec(context.Background(), sql, args...); err != nil {
-			t.Fatal(err)
-		}
+		testdb.Exec(t, st, sql, args...)
 	}
 	group := sim.Tenants()[0].Groups[0]
 	exec(`UPDATE entraprov.desired_users SET groups = ARRAY[$1], job_title = 'Engineer'`, group)

@@ -110,7 +110,7 @@ The exit status is non-zero when any check fails.`,
 }
 
 func runCheck(cmd *cobra.Command, jobName string, asJSON bool) error {
-	ctx := cmd.Context()
+	ctx := commandContext(cmd)
 	out := cmd.OutOrStdout()
 	rep := &checkReport{}
 

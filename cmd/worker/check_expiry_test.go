@@ -117,11 +117,7 @@ func TestCheckSecretExpiry(t *testing.T) {
 				t.Fatal(err)
 			}
 			secret := seeded.Tenants[0].Apps[0].ClientSecret
-			srv, err := graphsim.StartTLS(sim, "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(srv.Close)
+			srv := graphsim.StartTestTLS(t, sim)
 			secretFile := writeFile(t, filepath.Join(dir, "secret"), secret+"\n")
 			if err := os.Chmod(secretFile, 0o600); err != nil {
 				t.Fatal(err)

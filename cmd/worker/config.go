@@ -58,7 +58,7 @@ func databaseURL(cmd *cobra.Command) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		s, err := cfg.Database.ConnString(cmd.Context())
+		s, err := cfg.Database.ConnString(commandContext(cmd))
 		if err != nil {
 			return "", withExit(exitConfig, err)
 		}
@@ -82,10 +82,7 @@ func withStore(cmd *cobra.Command, fn func(context.Context, *store.Store) error)
 	if err != nil {
 		return err
 	}
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
+	ctx := commandContext(cmd)
 	st, err := store.Open(ctx, url)
 	if err != nil {
 		return withExit(exitFail, err)
@@ -104,6 +101,40 @@ func withCurrentStore(cmd *cobra.Command, fn func(context.Context, *store.Store)
 		}
 		return fn(ctx, st)
 	})
+}
+
+// commandContext is the context a command's I/O runs under: the one
+// execute passes (cancelled on SIGINT/SIGTERM), or Background when RunE is
+// called without one.
+func commandContext(cmd *cobra.Command) context.Context {
+	if ctx := cmd.Context(); ctx != nil {
+		return ctx
+	}
+	return context.Background()
+}
+
+// configStore is the preamble of the commands that run a loaded
+// configuration's jobs (sync, plan, audit, tenants, run): the command's
+// context, the configuration (loadConfig: any problem is 78) and its
+// database (openConfigStore: 78 for a bad database section, 1 for a server
+// that cannot be reached or a schema this worker does not know). loaded,
+// when not nil, sees the configuration before the database is opened, so
+// that a logger it sets up reports the configuration's warnings even when
+// the database is down. The caller closes the store.
+func configStore(cmd *cobra.Command, loaded func(*config.Config)) (context.Context, *config.Config, *store.Store, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx := commandContext(cmd)
+	if loaded != nil {
+		loaded(cfg)
+	}
+	st, err := openConfigStore(ctx, cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return ctx, cfg, st, nil
 }
 
 // openConfigStore is the preamble of the commands that run a loaded
@@ -152,7 +183,7 @@ func init() {
 				if err != nil {
 					return err
 				}
-				if err := printConfigSummary(cmd.Context(), cmd.OutOrStdout(), cfg, time.Now()); err != nil {
+				if err := printConfigSummary(commandContext(cmd), cmd.OutOrStdout(), cfg, time.Now()); err != nil {
 					return err
 				}
 				for _, p := range cfg.Warnings() {

@@ -50,9 +50,7 @@ func readFile(t *testing.T, path string) string {
 func execSQL(t *testing.T, st *store.Store, stmts ...string) {
 	t.Helper()
 	for _, q := range stmts {
-		if _, err := st.Pool().Exec(context.Background(), q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
+		testdb.Exec(t, st, q)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/entraprov/entraprov/internal/graphsim"
 	"github.com/entraprov/entraprov/internal/store"
+	"github.com/entraprov/entraprov/internal/synctest"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
 
@@ -40,11 +41,7 @@ func simJob(t testing.TB, opts graphsim.Options, name, schedule string) (string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := graphsim.StartTLS(sim, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
+	srv := graphsim.StartTestTLS(t, sim)
 	ten := seeded.Tenants[0]
 	app := ten.Apps[0]
 	return simJobYAML{Name: name, Tenant: ten.ID, Authority: srv.AuthorityHost, GraphURL: srv.GraphURL, CAFile: srv.CAFile,
@@ -65,7 +62,7 @@ SELECT 'E' || lpad(i::text, 5, '0'), 'user' || i || '@`+graphsim.DefaultDomain+`
 
 type workerProc struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *synctest.Buffer
 	done chan error
 }
 
@@ -73,7 +70,7 @@ func startWorkerProc(t *testing.T, bin, cfgPath string, args ...string) *workerP
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"run", "--config", cfgPath}, args...)...)
 	cmd.Env = append(os.Environ(), "DATABASE_URL=", "ENTRAPROV_DATABASE_URL=", "NOTIFY_SOCKET=", "WATCHDOG_USEC=")
-	p := &workerProc{cmd: cmd, logs: &syncBuffer{}, done: make(chan error, 1)}
+	p := &workerProc{cmd: cmd, logs: &synctest.Buffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/entraprov/entraprov/internal/graphsim"
+	"github.com/entraprov/entraprov/internal/store"
+	"github.com/entraprov/entraprov/internal/testdb"
 )
 
 // The YAML the tests drive the binary with, built in one place.
@@ -58,12 +60,25 @@ func startSeededSim(t testing.TB, seed *graphsim.SeedFile) (*graphsim.Sim, *grap
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := graphsim.StartTLS(sim, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return sim, graphsim.StartTestTLS(t, sim), seeded
+}
+
+// hrWorker starts what most tests of the commands drive: a fresh database
+// holding n desired users (seedDesired), graphsim with job hr's tenant, and
+// a configuration file naming both (job hr at 02:00, then extra job
+// lines). worker runs the command with that configuration and database
+// (--database-url: DATABASE_URL, the test server's base database, would
+// override the file).
+func hrWorker(t *testing.T, n int, extra string) (st *store.Store, sim *graphsim.Sim, worker func(args ...string) (string, string, error)) {
+	t.Helper()
+	dbURL := testdb.NewURL(t)
+	st = openStore(t, dbURL)
+	seedDesired(t, st, n)
+	jobYAML, sim := simJob(t, graphsim.Options{}, "hr", "0 2 * * *")
+	cfg := writeConfig(t, dbURL, jobYAML+extra)
+	return st, sim, func(args ...string) (string, string, error) {
+		return runWorker(t, append(args, "--config", cfg, "--database-url", dbURL)...)
 	}
-	t.Cleanup(srv.Close)
-	return sim, srv, seeded
 }
 
 // metricsOff is the section that keeps `worker run` from binding the

@@ -231,14 +231,8 @@ func printStuck(w io.Writer, users []store.StuckUser, job string, n int, asJSON 
 	// ERROR last and uncut, as in printRunOperations.
 	fmt.Fprintln(tw, "JOB\tEXTERNAL_ID\tACTION\tHTTP\tRUNS\tFIRST_FAILED\tLAST_FAILED\tLAST_RUN\tREQUEST_ID\tNEXT_ATTEMPT\tERROR")
 	for _, u := range users {
-		http := "-"
-		if u.HTTPStatus != 0 {
-			http = strconv.Itoa(u.HTTPStatus)
-		}
-		msg := u.ErrorCode
-		if u.Message != "" {
-			msg = strings.TrimPrefix(msg+": "+u.Message, ": ")
-		}
+		http := orDash(httpStatus(u.HTTPStatus))
+		msg := errorText(u.ErrorCode, u.Message)
 		runs := strconv.Itoa(u.Runs)
 		if u.Runs >= store.StuckWindow {
 			runs += "+"
@@ -420,21 +414,15 @@ func printRunOperations(w io.Writer, ops []store.Operation) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tEXTERNAL_ID\tACTION\tSTATUS\tHTTP\tOBJECT_ID\tCHANGES\tREQUEST_ID\tNOTE\tERROR")
 	for _, o := range ops {
-		http := "-"
-		if o.HTTPStatus != 0 {
-			http = strconv.Itoa(o.HTTPStatus)
-		}
-		msg := o.ErrorCode
-		if o.Message != "" {
-			msg = strings.TrimPrefix(msg+": "+o.Message, ": ")
-		}
+		http := orDash(httpStatus(o.HTTPStatus))
+		msg := errorText(o.ErrorCode, o.Message)
 		note, failure := msg, ""
 		if o.Status == store.OpFailed || o.Status == store.OpInterrupted {
 			note, failure = "", msg
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.Seq, o.ExternalID, o.Action, o.Status, http,
 			orDash(o.ObjectID), orDash(fmtChanges(o.Changes)), orDash(o.RequestID),
-			orDash(oneLine(note, 60)), orDash(flatLine(failure)))
+			orDash(store.FirstLine(note, 60)), orDash(flatLine(failure)))
 	}
 	return tw.Flush()
 }
@@ -491,17 +479,6 @@ func fmtDuration(r store.Run, now time.Time) string {
 	return d.Round(time.Second).String()
 }
 
-// oneLine keeps a table row on one line: first line of s, at most n runes.
-func oneLine(s string, n int) string {
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i] + " …"
-	}
-	if r := []rune(s); len(r) > n {
-		s = string(r[:n-1]) + "…"
-	}
-	return s
-}
-
 // flatLine keeps a table row on one line without losing any of s: its
 // lines joined with " / ", nothing cut (for the last column, where a
 // failure is read).
@@ -513,6 +490,15 @@ func flatLine(s string) string {
 		}
 	}
 	return strings.Join(parts, " / ")
+}
+
+// errorText is an operation's error as the tables show it: "code:
+// message", or whichever of the two there is.
+func errorText(code, message string) string {
+	if message == "" {
+		return code
+	}
+	return strings.TrimPrefix(code+": "+message, ": ")
 }
 
 func orDash(s string) string {

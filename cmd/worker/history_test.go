@@ -47,15 +47,8 @@ func runCases(t *testing.T, cases []cliCase) {
 	}
 }
 
-func openStore(t *testing.T, url string) *store.Store {
-	t.Helper()
-	st, err := store.Open(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	return st
-}
+// openStore is internal/testdb's Open under the name these tests use.
+var openStore = testdb.Open
 
 // `worker migrate up` twice: the second run has nothing to do; status tells
 // what is pending and how to fix it; a newer database is refused.

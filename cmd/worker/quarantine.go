@@ -76,7 +76,7 @@ func printQuarantined(w io.Writer, q []store.JobState) error {
 	fmt.Fprintln(tw, "JOB\tFAILED RUNS\tNEXT RUN NOT BEFORE\tREASON")
 	for _, st := range q {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", st.Job, st.ConsecutiveFailures, fmtTime(*st.QuarantinedUntil),
-			oneLine(st.QuarantineReason, 100))
+			store.FirstLine(st.QuarantineReason, 100))
 	}
 	return tw.Flush()
 }
@@ -85,7 +85,7 @@ func printQuarantined(w io.Writer, q []store.JobState) error {
 // print first for a quarantined job.
 func quarantineLine(st store.JobState) string {
 	return fmt.Sprintf("QUARANTINED: job %s — %s; scheduled runs wait until %s; `worker sync --job %s` or `worker quarantine release %s` ends it",
-		st.Job, oneLine(st.QuarantineReason, 200), fmtTime(*st.QuarantinedUntil), st.Job, st.Job)
+		st.Job, store.FirstLine(st.QuarantineReason, 200), fmtTime(*st.QuarantinedUntil), st.Job, st.Job)
 }
 
 // quarantineLines returns the warning lines for job ("" : every job).
@@ -122,7 +122,7 @@ func releaseForManualRun(ctx context.Context, st *store.Store, job string) (stri
 	if was.QuarantinedUntil == nil {
 		return "", nil
 	}
-	return fmt.Sprintf("job %s released from quarantine for this manual run (%s)", job, oneLine(was.QuarantineReason, 200)), nil
+	return fmt.Sprintf("job %s released from quarantine for this manual run (%s)", job, store.FirstLine(was.QuarantineReason, 200)), nil
 }
 
 // checkQuarantine adds a warning for a quarantined job to the check report

@@ -112,24 +112,21 @@ are kept).`,
 }
 
 func runDaemon(cmd *cobra.Command, stopTimeout time.Duration) error {
-	ctx := cmd.Context()
 	// From the start: SIGHUP's default action would kill a worker still
 	// starting up; a reload asked for then is served once ready.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	cfg, err := loadConfig(cmd)
-	if err != nil {
-		return err
-	}
-	log := daemonLogger(cfg.Log, cmd.ErrOrStderr())
-	slog.SetDefault(log)
-	logConfigWarnings(log, cfg)
-
 	// Everything that can be wrong is checked before READY=1: systemd then
 	// reports a failed start instead of a service that fails at 02:00.
-	st, err := openConfigStore(ctx, cfg)
+	// daemon.Run owns the store from here.
+	var log *slog.Logger
+	ctx, cfg, st, err := configStore(cmd, func(cfg *config.Config) {
+		log = daemonLogger(cfg.Log, cmd.ErrOrStderr())
+		slog.SetDefault(log)
+		logConfigWarnings(log, cfg)
+	})
 	if err != nil {
 		return err
 	}

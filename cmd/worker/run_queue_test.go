@@ -52,13 +52,8 @@ func TestRunQueuesJobsBeyondMaxConcurrentJobs(t *testing.T) {
 	}
 	before := eng.count("short")
 	stop()
-	select {
-	case err := <-done:
-		if code := exitCodeOf(err); code != exitOK {
-			t.Fatalf("worker run exited %d (%v), want 0", code, err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("worker run did not stop")
+	if err := daemonExit(t, done, 15*time.Second, "worker run did not stop"); exitCodeOf(err) != exitOK {
+		t.Fatalf("worker run exited %d (%v), want 0", exitCodeOf(err), err)
 	}
 	if n := eng.count("short"); n != before {
 		t.Errorf("short ran %d times after the stop began, want none", n-before)

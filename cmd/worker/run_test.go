@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/jobs"
 	"github.com/entraprov/entraprov/internal/store"
+	"github.com/entraprov/entraprov/internal/synctest"
 	"github.com/entraprov/entraprov/internal/testdb"
 )
 
@@ -167,27 +167,9 @@ func daemonConfig(dbURL string, port int, jobSpecs ...string) string {
 	return b.String()
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startDaemon runs `worker run` in-process; cancelling the returned context
 // is what SIGTERM does (main wires SIGTERM/SIGINT into the root context).
-func startDaemon(t *testing.T, eng *fakeEngine, args ...string) (stop context.CancelFunc, done <-chan error, logs *syncBuffer) {
+func startDaemon(t *testing.T, eng *fakeEngine, args ...string) (stop context.CancelFunc, done <-chan error, logs *synctest.Buffer) {
 	// The environment overrides database.url; the test's database is in the file.
 	t.Setenv("DATABASE_URL", "")
 	t.Setenv("ENTRAPROV_DATABASE_URL", "")
@@ -199,7 +181,7 @@ func startDaemon(t *testing.T, eng *fakeEngine, args ...string) (stop context.Ca
 	}
 	globals = globalFlags{}
 	root := newRootCommand()
-	logs = &syncBuffer{}
+	logs = &synctest.Buffer{}
 	root.SetOut(io.Discard)
 	root.SetErr(logs)
 	root.SetArgs(args)
@@ -220,6 +202,19 @@ func startDaemon(t *testing.T, eng *fakeEngine, args ...string) (stop context.Ca
 		newJobRunner = prev
 	})
 	return cancel, ch, logs
+}
+
+// daemonExit waits up to within for the daemon startDaemon started to
+// return, and returns its error; past within it fails t with timeout.
+func daemonExit(t *testing.T, done <-chan error, within time.Duration, timeout string) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(within):
+		t.Fatal(timeout)
+		return nil
+	}
 }
 
 func httpGet(t *testing.T, url string) (int, string) {
@@ -304,13 +299,8 @@ func TestRunDaemonLifecycle(t *testing.T) {
 	i = notify.len()
 	t0 := time.Now()
 	stop()
-	select {
-	case err := <-done:
-		if code := exitCodeOf(err); code != exitOK {
-			t.Fatalf("worker run exited %d (%v), want 0", code, err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("worker run did not stop within 15s of SIGTERM")
+	if err := daemonExit(t, done, 15*time.Second, "worker run did not stop within 15s of SIGTERM"); exitCodeOf(err) != exitOK {
+		t.Fatalf("worker run exited %d (%v), want 0", exitCodeOf(err), err)
 	}
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Errorf("stop took %v", d)
@@ -333,14 +323,9 @@ func TestRunDaemonLifecycle(t *testing.T) {
 // naming the command that fixes it, before it tells systemd it is ready.
 func TestRunRefusesPendingMigrations(t *testing.T) {
 	dbURL := testdb.NewURL(t)
-	st, err := store.Open(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, dbURL)
 	// Roll the schema back to "never migrated".
-	if _, err := st.Pool().Exec(context.Background(), `DROP SCHEMA entraprov CASCADE`); err != nil {
-		t.Fatal(err)
-	}
+	testdb.Exec(t, st, `DROP SCHEMA entraprov CASCADE`)
 	st.Close()
 	t.Setenv("ENTRAPROV_TEST_SECRET", "x")
 	notify := listenNotify(t)
@@ -348,13 +333,9 @@ func TestRunRefusesPendingMigrations(t *testing.T) {
 	writeFile(t, cfgPath, daemonConfig(dbURL, freePort(t), "tick=@every 1s"))
 
 	_, done, _ := startDaemon(t, &fakeEngine{runs: map[string]int{}}, "run", "--config", cfgPath)
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "worker migrate up") || exitCodeOf(err) != exitFail {
-			t.Fatalf("err = %v (exit %d); want exit 1 telling to run `worker migrate up`", err, exitCodeOf(err))
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("worker run started on an unmigrated database")
+	err := daemonExit(t, done, 15*time.Second, "worker run started on an unmigrated database")
+	if err == nil || !strings.Contains(err.Error(), "worker migrate up") || exitCodeOf(err) != exitFail {
+		t.Fatalf("err = %v (exit %d); want exit 1 telling to run `worker migrate up`", err, exitCodeOf(err))
 	}
 	if notify.len() != 0 {
 		t.Errorf("sd_notify before the checks passed: %v", notify.msgs)
@@ -394,13 +375,8 @@ func TestRunStopTimeoutRecordsStuckRunInterrupted(t *testing.T) {
 
 	t0 := time.Now()
 	stop()
-	select {
-	case err := <-done:
-		if exitCodeOf(err) != exitOK {
-			t.Fatalf("exit %d (%v), want 0", exitCodeOf(err), err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("worker did not give up on the stuck run")
+	if err := daemonExit(t, done, 10*time.Second, "worker did not give up on the stuck run"); exitCodeOf(err) != exitOK {
+		t.Fatalf("exit %d (%v), want 0", exitCodeOf(err), err)
 	}
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Errorf("stop took %v with --stop-timeout 1s", d)

@@ -107,18 +107,12 @@ status is 1 when the user's change failed.`,
 // holding the job), not for a run that failed.
 func runOnce(cmd *cobra.Command, jobName string, opts esync.RunOptions,
 	after func(context.Context, *store.Store, store.Run) error) (store.Run, error) {
-	cfg, err := loadConfig(cmd)
-	if err != nil {
-		return store.Run{}, err
-	}
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	stderr := cmd.ErrOrStderr()
-	log := commandLogger(cfg.Log, stderr)
-	logConfigWarnings(log, cfg)
-	st, err := openConfigStore(ctx, cfg)
+	var log *slog.Logger
+	ctx, cfg, st, err := configStore(cmd, func(cfg *config.Config) {
+		log = commandLogger(cfg.Log, stderr)
+		logConfigWarnings(log, cfg)
+	})
 	if err != nil {
 		return store.Run{}, err
 	}

@@ -5,25 +5,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/entraprov/entraprov/internal/graphsim"
-	"github.com/entraprov/entraprov/internal/testdb"
 )
 
 // TestPlanThenSync: plan records a dry run and writes nothing; sync applies
 // it; a mass leave is blocked (exit 1) until --allow-deletes (budget_test.go
 // has --approve).
 func TestPlanThenSync(t *testing.T) {
-	dbURL := testdb.NewURL(t)
-	st := openStore(t, dbURL)
-	seedDesired(t, st, 30)
-	jobYAML, sim := simJob(t, graphsim.Options{}, "hr", "0 2 * * *")
-	cfg := writeConfig(t, dbURL, jobYAML+"    deletion_threshold:\n      max_count: 5\n")
-
-	// DATABASE_URL (the test server's base database) would override the file.
-	worker := func(args ...string) (string, string, error) {
-		return runWorker(t, append(args, "--config", cfg, "--database-url", dbURL)...)
-	}
+	st, sim, worker := hrWorker(t, 30, "    deletion_threshold:\n      max_count: 5\n")
 	out, errOut, err := worker("plan", "--job", "hr", "--limit", "3")
 	if err != nil {
 		t.Fatalf("plan: %v\n%s", err, errOut)

@@ -130,12 +130,7 @@ false: no runs); invalid (the row gives no job: see the problem).
 }
 
 func runTenants(cmd *cobra.Command, asJSON bool) error {
-	cfg, err := loadConfig(cmd)
-	if err != nil {
-		return err
-	}
-	ctx := cmd.Context()
-	st, err := openConfigStore(ctx, cfg)
+	ctx, cfg, st, err := configStore(cmd, nil)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/entraprov/entraprov/internal/graphsim"
 	"github.com/entraprov/entraprov/internal/store"
-	"github.com/entraprov/entraprov/internal/testdb"
 )
 
 // TestSyncUserTrace: `sync --user` creates that user alone and prints its
@@ -18,14 +17,7 @@ import (
 // gives it to machines; an unknown external_id exits 1 recording nothing,
 // and --user with --approve is a usage error.
 func TestSyncUserTrace(t *testing.T) {
-	dbURL := testdb.NewURL(t)
-	st := openStore(t, dbURL)
-	seedDesired(t, st, 10)
-	jobYAML, sim := simJob(t, graphsim.Options{}, "hr", "0 2 * * *")
-	cfg := writeConfig(t, dbURL, jobYAML)
-	worker := func(args ...string) (string, string, error) {
-		return runWorker(t, append(args, "--config", cfg, "--database-url", dbURL)...)
-	}
+	st, sim, worker := hrWorker(t, 10, "")
 
 	out, errOut, err := worker("sync", "--job", "hr", "--user", "E00003")
 	if err != nil {

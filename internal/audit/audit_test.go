@@ -14,6 +14,7 @@ import (
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
 	"github.com/entraprov/entraprov/internal/synctest"
+	"github.com/entraprov/entraprov/internal/testdb"
 )
 
 // The real packages implement the audit's ports.
@@ -77,9 +78,7 @@ func (w *world) insert(n, from int) {
 
 func (w *world) exec(sql string, args ...any) {
 	w.t.Helper()
-	if _, err := w.st.Pool().Exec(w.ctx, sql, args...); err != nil {
-		w.t.Fatalf("%s: %v", sql, err)
-	}
+	testdb.Exec(w.t, w.st, sql, args...)
 }
 
 func (w *world) sync() {

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"strings"
 	"testing"
 	"time"
 )
@@ -26,13 +25,7 @@ func TestUserBackoffValidation(t *testing.T) {
 		{"unknown_key_hint", "user_backoff: {after_failure: 3}", "jobs[0].user_backoff.after_failure", "did you mean after_failures"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ps := problemsOf(t, jobYAML(tt.override))
-			for _, p := range ps {
-				if p.Key == tt.key && strings.Contains(p.Msg, tt.msg) {
-					return
-				}
-			}
-			t.Errorf("no problem %s: ...%s...\ngot:\n%s", tt.key, tt.msg, (&ValidationError{Problems: ps}).Error())
+			wantProblem(t, problemsOf(t, jobYAML(tt.override)), tt.key, tt.msg)
 		})
 	}
 }

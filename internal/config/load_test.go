@@ -70,6 +70,18 @@ func problemsOf(t *testing.T, y string) []Problem {
 	return ve.Problems
 }
 
+// wantProblem fails t unless ps holds a problem on key whose message
+// contains msg; the failure lists every problem there is.
+func wantProblem(t *testing.T, ps []Problem, key, msg string) {
+	t.Helper()
+	for _, p := range ps {
+		if p.Key == key && strings.Contains(p.Msg, msg) {
+			return
+		}
+	}
+	t.Errorf("no problem %s: ...%s...\ngot:\n%s", key, msg, (&ValidationError{Problems: ps}).Error())
+}
+
 func TestLoad_minimalJobGetsEveryDefault(t *testing.T) {
 	c := mustParse(t, jobYAML())
 	want := DefaultJob()
@@ -201,13 +213,7 @@ func TestLoad_rejectsBadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ps := problemsOf(t, tt.yaml)
-			for _, p := range ps {
-				if p.Key == tt.key && strings.Contains(p.Msg, tt.msg) {
-					return
-				}
-			}
-			t.Errorf("no problem %s: ...%s...\ngot:\n%s", tt.key, tt.msg, (&ValidationError{Problems: ps}).Error())
+			wantProblem(t, problemsOf(t, tt.yaml), tt.key, tt.msg)
 		})
 	}
 }

@@ -26,13 +26,7 @@ func TestQuarantineValidation(t *testing.T) {
 		{"unknown_key_hint", "quarantine: {after_failure: 3}\n", "quarantine.after_failure", "did you mean after_failures"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ps := problemsOf(t, tt.yaml+jobYAML())
-			for _, p := range ps {
-				if p.Key == tt.key && strings.Contains(p.Msg, tt.msg) {
-					return
-				}
-			}
-			t.Errorf("no problem %s: ...%s...\ngot:\n%s", tt.key, tt.msg, (&ValidationError{Problems: ps}).Error())
+			wantProblem(t, problemsOf(t, tt.yaml+jobYAML()), tt.key, tt.msg)
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"strings"
 	"testing"
 	"time"
 )
@@ -28,13 +27,7 @@ func TestTemplateJobValidation(t *testing.T) {
 		{"domains_still_required_for_plain_jobs", jobYAML("-allowed_domains"), "jobs[0].allowed_domains", "required"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ps := problemsOf(t, tt.yaml)
-			for _, p := range ps {
-				if p.Key == tt.key && strings.Contains(p.Msg, tt.msg) {
-					return
-				}
-			}
-			t.Errorf("no problem %s: ...%s...\ngot:\n%s", tt.key, tt.msg, (&ValidationError{Problems: ps}).Error())
+			wantProblem(t, problemsOf(t, tt.yaml), tt.key, tt.msg)
 		})
 	}
 }

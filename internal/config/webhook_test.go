@@ -28,12 +28,7 @@ func TestWebhookDefaultsAndValidation(t *testing.T) {
 			if strings.Contains(all, "Hunter2") {
 				t.Fatalf("problem echoes the password: %s", all)
 			}
-			for _, p := range ps {
-				if p.Key == tt.key && strings.Contains(p.Msg, tt.msg) {
-					return
-				}
-			}
-			t.Errorf("no problem %s: ...%s...\ngot:\n%s", tt.key, tt.msg, all)
+			wantProblem(t, ps, tt.key, tt.msg)
 		})
 	}
 }

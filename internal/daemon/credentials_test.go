@@ -85,11 +85,7 @@ func TestCredentialExpiryAtStart(t *testing.T) {
 
 	sim := graphsim.New(graphsim.Options{})
 	seeded := sim.SeedDefault()
-	srv, err := graphsim.StartTLS(sim, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
+	srv := graphsim.StartTestTLS(t, sim)
 	secretFile := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secretFile, []byte(seeded.ClientSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)

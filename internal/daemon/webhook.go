@@ -5,7 +5,6 @@ import (
 	"fmt"
 	esync "github.com/entraprov/entraprov/internal/sync"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -84,7 +83,7 @@ func (d *workerd) sendWebhook(res jobs.Result) {
 func payloadFor(ev webhook.Event, run store.Run, q *jobs.QuarantineDecision) webhook.Payload {
 	started := run.StartedAt
 	p := webhook.Payload{Event: ev, Job: run.Job, RunID: run.ID, Status: string(run.Status), Trigger: run.Trigger,
-		FinishedAt: run.FinishedAt, Counts: run.Counts.Map(), Error: firstLine(run.ErrorSummary, 500),
+		FinishedAt: run.FinishedAt, Counts: run.Counts.Map(), Error: store.FirstLine(run.ErrorSummary, 500),
 		Inspect: fmt.Sprintf("worker show %d", run.ID)}
 	if !started.IsZero() {
 		p.StartedAt = &started
@@ -93,16 +92,4 @@ func payloadFor(ev webhook.Event, run store.Run, q *jobs.QuarantineDecision) web
 		p.Quarantine = &webhook.Quarantine{Failures: q.Failures, Until: *q.Until, Reason: q.Reason}
 	}
 	return p
-}
-
-// firstLine is s up to its first line break, at most n runes: the run's
-// error as `worker history` shows it.
-func firstLine(s string, n int) string {
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i] + " …"
-	}
-	if r := []rune(s); len(r) > n {
-		s = string(r[:n-1]) + "…"
-	}
-	return s
 }

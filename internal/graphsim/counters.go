@@ -44,6 +44,18 @@ func (c Counters) Calls(method, pattern, status string) int64 {
 	return n
 }
 
+// GraphRequests counts the HTTP requests to Graph (/v1.0/…), not those to
+// the token endpoint; a $batch is one request.
+func (c Counters) GraphRequests() int64 {
+	var n int64
+	for k, v := range c.Requests {
+		if strings.Contains(k, " /v1.0/") {
+			n += v
+		}
+	}
+	return n
+}
+
 // Duplicates lists UPNs created more than once.
 func (c Counters) Duplicates() []string {
 	var out []string

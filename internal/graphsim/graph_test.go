@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -644,5 +645,61 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	if a := r.do("GET", "/_sim/state", nil); a.status != 400 {
 		t.Fatalf("/v1.0/_sim/state answered %d", a.status)
+	}
+}
+
+// TestGroupListsPage: /groups and /groups/{id}/members hand out $top items
+// and a nextLink whose $skiptoken resumes after them; a token the emulator
+// did not issue is a 400, checked after the group exists (404 first).
+func TestGroupListsPage(t *testing.T) {
+	_, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{})
+	r := newRaw(t, srv, seeded)
+	skiptoken := func(a answer) string {
+		t.Helper()
+		next, _ := a.body["@odata.nextLink"].(string)
+		u, err := url.Parse(next)
+		if err != nil || next == "" {
+			t.Fatalf("nextLink %q: %v", next, err)
+		}
+		return u.Query().Get("$skiptoken")
+	}
+	count := func(a answer) int {
+		v, _ := a.body["value"].([]any)
+		return len(v)
+	}
+
+	first := r.do("GET", "/groups?$top=2", nil)
+	if first.status != 200 || count(first) != 2 {
+		t.Fatalf("first page of groups: %d %v", first.status, first.body)
+	}
+	rest := r.do("GET", "/groups?$top=2&$skiptoken="+url.QueryEscape(skiptoken(first)), nil)
+	if rest.status != 200 || count(rest) != len(graphsim.DefaultGroups)-2 || rest.body["@odata.nextLink"] != nil {
+		t.Fatalf("second page of groups: %d %v", rest.status, rest.body)
+	}
+	if a := r.do("GET", "/groups?$skiptoken=bogus", nil); a.status != 400 || a.message() != "Invalid skip token." {
+		t.Fatalf("groups with a bogus token: %d %v", a.status, a.body)
+	}
+
+	g := seeded.GroupIDs["Engineering"]
+	for _, upn := range []string{"m1@", "m2@", "m3@"} {
+		id := r.mustCreate(upn + seeded.Domain)
+		ref := map[string]any{"@odata.id": "https://graph.microsoft.com/v1.0/directoryObjects/" + id}
+		if a := r.do("POST", "/groups/"+g+"/members/$ref", ref); a.status != 204 {
+			t.Fatalf("add member: %d %v", a.status, a.body)
+		}
+	}
+	first = r.do("GET", "/groups/"+g+"/members?$top=2", nil)
+	if first.status != 200 || count(first) != 2 {
+		t.Fatalf("first page of members: %d %v", first.status, first.body)
+	}
+	rest = r.do("GET", "/groups/"+g+"/members?$top=2&$skiptoken="+url.QueryEscape(skiptoken(first)), nil)
+	if rest.status != 200 || count(rest) != 1 || rest.body["@odata.nextLink"] != nil {
+		t.Fatalf("second page of members: %d %v", rest.status, rest.body)
+	}
+	if a := r.do("GET", "/groups/"+g+"/members?$skiptoken=bogus", nil); a.status != 400 || a.message() != "Invalid skip token." {
+		t.Fatalf("members with a bogus token: %d %v", a.status, a.body)
+	}
+	if a := r.do("GET", "/groups/00000000-0000-0000-0000-000000000404/members?$skiptoken=bogus", nil); a.status != 404 {
+		t.Fatalf("members of an unknown group with a bogus token: %d %v", a.status, a.body)
 	}
 }

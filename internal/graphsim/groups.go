@@ -21,13 +21,9 @@ func (s *Sim) listGroups(t *tenant, c *call) *response {
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	start := 0
-	if tok := c.query.Get("$skiptoken"); tok != "" {
-		n, ok := parsePageToken(tok)
-		if !ok {
-			return badRequest("Invalid skip token.")
-		}
-		start = int(n)
+	start, r := pageStart(c)
+	if r != nil {
+		return r
 	}
 	vals := []any{}
 	i := start
@@ -60,11 +56,8 @@ func (s *Sim) listMembers(t *tenant, c *call) *response {
 	if r != nil {
 		return r
 	}
-	sel, r := parseSelect(c.query.Get("$select"), s.extensions(t))
+	sel, r := s.readSelect(t, c)
 	if r != nil {
-		return r
-	}
-	if r := lifecycleRead(c, sel); r != nil {
 		return r
 	}
 	t.mu.RLock()
@@ -73,13 +66,9 @@ func (s *Sim) listMembers(t *tenant, c *call) *response {
 	if g == nil {
 		return notFound(c.params[0])
 	}
-	start := 0
-	if tok := c.query.Get("$skiptoken"); tok != "" {
-		n, ok := parsePageToken(tok)
-		if !ok {
-			return badRequest("Invalid skip token.")
-		}
-		start = int(n)
+	start, r := pageStart(c)
+	if r != nil {
+		return r
 	}
 	vals := []any{}
 	i := start

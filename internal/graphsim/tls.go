@@ -271,12 +271,27 @@ func NewTestServer(tb testing.TB, opts Options) (*Sim, *Server, Seeded) {
 	tb.Helper()
 	sim := New(opts)
 	seeded := sim.SeedDefault()
-	srv, err := StartTLS(sim, "127.0.0.1:0")
+	return sim, StartTestTLS(tb, sim), seeded
+}
+
+// TB is the part of testing.TB StartTestTLS uses (a runnable Example's
+// stand-in, internal/synctest.ForExample, has it too).
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
+// StartTestTLS serves h (a Sim, or a proxy in front of one) over TLS on
+// 127.0.0.1:0 and stops it when the test ends.
+func StartTestTLS(tb TB, h http.Handler) *Server {
+	tb.Helper()
+	srv, err := StartTLS(h, "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("graphsim: %v", err)
 	}
 	tb.Cleanup(srv.Close)
-	return sim, srv, seeded
+	return srv
 }
 
 func newServerCert(listenIP net.IP) (caPEM []byte, cert tls.Certificate, err error) {

@@ -224,15 +224,8 @@ func invalidValue(prop string) *response {
 }
 
 func (s *Sim) createUser(t *tenant, c *call) *response {
-	m, r := decodeObject(c.body)
+	_, props, r := s.userWrite(t, c)
 	if r != nil {
-		return r
-	}
-	props, r := normalizeUserBody(m, s.extensions(t))
-	if r != nil {
-		return r
-	}
-	if r := lifecycleWrite(c, props); r != nil {
 		return r
 	}
 	if _, ok := props["accountEnabled"].(bool); !ok {
@@ -321,15 +314,8 @@ func (s *Sim) getUser(t *tenant, c *call) *response {
 }
 
 func (s *Sim) patchUser(t *tenant, c *call) *response {
-	m, r := decodeObject(c.body)
+	m, props, r := s.userWrite(t, c)
 	if r != nil {
-		return r
-	}
-	props, r := normalizeUserBody(m, s.extensions(t))
-	if r != nil {
-		return r
-	}
-	if r := lifecycleWrite(c, props); r != nil {
 		return r
 	}
 	for _, k := range []string{"accountEnabled", "displayName", "mailNickname", "userPrincipalName"} {
@@ -427,6 +413,20 @@ func (s *Sim) deleteUser(t *tenant, c *call) *response {
 // creation sequence number of the last item returned.
 func pageToken(seq int64) string {
 	return base64.RawURLEncoding.EncodeToString([]byte("X" + strconv.FormatInt(seq, 10)))
+}
+
+// pageStart is where a list resumes: 0, or the position its $skiptoken
+// carries (400 for a token the emulator did not issue).
+func pageStart(c *call) (int, *response) {
+	tok := c.query.Get("$skiptoken")
+	if tok == "" {
+		return 0, nil
+	}
+	n, ok := parsePageToken(tok)
+	if !ok {
+		return 0, badRequest("Invalid skip token.")
+	}
+	return int(n), nil
 }
 
 func parsePageToken(tok string) (int64, bool) {
@@ -767,11 +767,8 @@ func (s *Sim) memberOf(t *tenant, c *call) *response {
 }
 
 func (s *Sim) getDeleted(t *tenant, c *call) *response {
-	sel, r := parseSelect(c.query.Get("$select"), s.extensions(t))
+	sel, r := s.readSelect(t, c)
 	if r != nil {
-		return r
-	}
-	if r := lifecycleRead(c, sel); r != nil {
 		return r
 	}
 	t.mu.RLock()
@@ -848,6 +845,37 @@ const (
 	roleLifeCycleRead  = "User-LifeCycleInfo.Read.All"
 	roleLifeCycleWrite = "User-LifeCycleInfo.ReadWrite.All"
 )
+
+// userWrite reads the body of a user create or update: the object as sent
+// (m) and its known properties with valid values (props,
+// normalizeUserBody), which the caller may write (lifecycleWrite).
+func (s *Sim) userWrite(t *tenant, c *call) (m, props map[string]any, r *response) {
+	m, r = decodeObject(c.body)
+	if r != nil {
+		return nil, nil, r
+	}
+	props, r = normalizeUserBody(m, s.extensions(t))
+	if r != nil {
+		return nil, nil, r
+	}
+	if r := lifecycleWrite(c, props); r != nil {
+		return nil, nil, r
+	}
+	return m, props, nil
+}
+
+// readSelect is a read's $select, checked against the tenant's schema and
+// the caller's lifecycle permissions (lifecycleRead).
+func (s *Sim) readSelect(t *tenant, c *call) ([]string, *response) {
+	sel, r := parseSelect(c.query.Get("$select"), s.extensions(t))
+	if r != nil {
+		return nil, r
+	}
+	if r := lifecycleRead(c, sel); r != nil {
+		return nil, r
+	}
+	return sel, nil
+}
 
 // lifecycleRead refuses a read that selects or filters on
 // employeeLeaveDateTime without a lifecycle permission (ReadWrite implies

@@ -255,11 +255,7 @@ func TestTwoSchedulersRunEachOccurrenceOnce(t *testing.T) {
 	var runners []*storeRunner
 	var scheds []*Scheduler
 	for range 2 {
-		st, err := store.Open(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(st.Close)
+		st := testdb.Open(t, url)
 		// Work long enough that the loser sometimes finds the lock held
 		// and sometimes finds the occurrence already recorded.
 		r := &storeRunner{st: st, work: func(ctx context.Context, _ config.Job, _ Occurrence) error {
@@ -269,11 +265,7 @@ func TestTwoSchedulersRunEachOccurrenceOnce(t *testing.T) {
 		runners = append(runners, r)
 		scheds = append(scheds, startScheduler(t, Options{Runner: r, History: st}, testJob("shared", "@every 1s")))
 	}
-	check, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer check.Close()
+	check := testdb.Open(t, url)
 	count := func() (occurrences, rows, dupes int) {
 		t.Helper()
 		if err := check.Pool().QueryRow(ctx, `

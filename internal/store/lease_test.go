@@ -35,16 +35,7 @@ func TestStaleLeaseHolderIsFenced(t *testing.T) {
 	t.Parallel()
 	url := testdb.NewURL(t)
 	ctx := ctxT(t)
-	a, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := openT(t, url), openT(t, url)
 
 	la, ok, err := a.LeaseJob(ctx, "hr")
 	if ok {

@@ -229,19 +229,7 @@ func (s *Store) ListRuns(ctx context.Context, job string, limit int) ([]Run, err
 	if limit <= 0 {
 		limit = 20
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+runColumns+`
-  FROM entraprov.sync_runs
- WHERE $1 = '' OR job = $1
- ORDER BY started_at DESC, id DESC
- LIMIT $2`, job, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
-	}
-	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
-	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
-	}
-	return runs, nil
+	return s.listRuns(ctx, "list runs", job, time.Time{}, limit)
 }
 
 // ListRunsSince lists the runs started at or after since, newest first;
@@ -251,17 +239,30 @@ func (s *Store) ListRunsSince(ctx context.Context, job string, since time.Time, 
 	if limit <= 0 {
 		limit = math.MaxInt32
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+runColumns+`
+	return s.listRuns(ctx, "list runs since "+since.Format(time.RFC3339), job, since, limit)
+}
+
+// listRuns is the query behind ListRuns and ListRunsSince: job's runs (""
+// every job), only those started at or after since unless it is zero,
+// newest first, at most limit. what names the call in errors.
+func (s *Store) listRuns(ctx context.Context, what, job string, since time.Time, limit int) ([]Run, error) {
+	q := `SELECT ` + runColumns + `
   FROM entraprov.sync_runs
- WHERE ($1 = '' OR job = $1) AND started_at >= $2
+ WHERE ($1 = '' OR job = $1)`
+	args := []any{job, limit}
+	if !since.IsZero() {
+		q += ` AND started_at >= $3`
+		args = append(args, since)
+	}
+	rows, err := s.pool.Query(ctx, q+`
  ORDER BY started_at DESC, id DESC
- LIMIT $3`, job, since, limit)
+ LIMIT $2`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list runs since %s: %w", since.Format(time.RFC3339), err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	runs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
 	if err != nil {
-		return nil, fmt.Errorf("list runs since %s: %w", since.Format(time.RFC3339), err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return runs, nil
 }

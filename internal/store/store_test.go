@@ -23,12 +23,12 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-func exec(t testing.TB, st *store.Store, sql string, args ...any) {
-	t.Helper()
-	if _, err := st.Pool().Exec(ctxT(t), sql, args...); err != nil {
-		t.Fatalf("exec %q: %v", sql, err)
-	}
-}
+// exec and openT are internal/testdb's Exec and Open under the short names
+// this package's tests use.
+var (
+	exec  = testdb.Exec
+	openT = testdb.Open
+)
 
 // A second Migrate applies nothing and the version matches the binary.
 func TestMigrateIsIdempotent(t *testing.T) {
@@ -54,11 +54,7 @@ func TestMigrateConcurrentFromEmpty(t *testing.T) {
 	t.Parallel()
 	url := testdb.NewURL(t)
 	ctx := ctxT(t)
-	a, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openT(t, url)
 	exec(t, a, `DROP SCHEMA entraprov CASCADE`)
 	cur, latest, err := a.SchemaVersion(ctx)
 	if err != nil || cur != 0 {
@@ -306,16 +302,8 @@ func TestMarkInterruptedOnlyTouchesRunsWithoutLock(t *testing.T) {
 	t.Parallel()
 	url := testdb.NewURL(t)
 	ctx := ctxT(t)
-	live, err := store.Open(ctx, url) // the "other process" still running job A
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer live.Close()
-	me, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer me.Close()
+	live := openT(t, url) // the "other process" still running job A
+	me := openT(t, url)
 
 	unlockA, ok, err := live.TryLockJob(ctx, "A")
 	if err != nil || !ok {
@@ -537,20 +525,63 @@ func TestMigrateIntoSchemaCreatedByDBA(t *testing.T) {
 	}
 }
 
-func openT(t *testing.T, url string) *store.Store {
-	t.Helper()
-	st, err := store.Open(ctxT(t), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	return st
-}
-
 func currentDB(t *testing.T, st *store.Store) string {
 	var name string
 	if err := st.Pool().QueryRow(ctxT(t), `SELECT current_database()`).Scan(&name); err != nil {
 		t.Fatal(err)
 	}
 	return name
+}
+
+// ListRuns and ListRunsSince share one query: both filter by job ("" is
+// every job), order newest first and honour the limit; only ListRunsSince
+// drops the runs started before its bound.
+func TestListRunsAndListRunsSince(t *testing.T) {
+	t.Parallel()
+	st := testdb.New(t)
+	ctx := ctxT(t)
+	base := time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
+	ids := map[string]int64{}
+	for i, name := range []string{"a1", "b1", "a2", "a3"} {
+		r := &store.Run{Job: name[:1], Trigger: "manual", Mode: "apply"}
+		if err := st.StartRun(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		exec(t, st, `UPDATE entraprov.sync_runs SET started_at = $2 WHERE id = $1`, r.ID, base.Add(time.Duration(i)*time.Hour))
+		ids[name] = r.ID
+	}
+	names := func(runs []store.Run) string {
+		var out []string
+		for _, r := range runs {
+			for n, id := range ids {
+				if id == r.ID {
+					out = append(out, n)
+				}
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	for _, tc := range []struct {
+		name string
+		list func() ([]store.Run, error)
+		want string
+	}{
+		{"every_job_newest_first", func() ([]store.Run, error) { return st.ListRuns(ctx, "", 0) }, "a3 a2 b1 a1"},
+		{"one_job", func() ([]store.Run, error) { return st.ListRuns(ctx, "a", 0) }, "a3 a2 a1"},
+		{"limit", func() ([]store.Run, error) { return st.ListRuns(ctx, "", 2) }, "a3 a2"},
+		{"since_is_inclusive", func() ([]store.Run, error) { return st.ListRunsSince(ctx, "", base.Add(time.Hour), 0) }, "a3 a2 b1"},
+		{"since_one_job", func() ([]store.Run, error) { return st.ListRunsSince(ctx, "a", base.Add(time.Hour), 0) }, "a3 a2"},
+		{"since_with_limit", func() ([]store.Run, error) { return st.ListRunsSince(ctx, "", base, 1) }, "a3"},
+		{"since_after_every_run", func() ([]store.Run, error) { return st.ListRunsSince(ctx, "", base.Add(4*time.Hour), 0) }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			runs, err := tc.list()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := names(runs); got != tc.want {
+				t.Fatalf("runs = %q, want %q", got, tc.want)
+			}
+		})
+	}
 }

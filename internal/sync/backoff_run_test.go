@@ -109,7 +109,7 @@ func TestUserBackoff(t *testing.T) {
 	if sent || e.sim.Counters().BatchSteps != 0 {
 		t.Fatalf("run 4 sent %d batch steps; want none for a backed-off user", e.sim.Counters().BatchSteps)
 	}
-	if n := graphRequests(e.sim.Counters()); n != 1 {
+	if n := e.sim.Counters().GraphRequests(); n != 1 {
 		t.Fatalf("run 4 made %d Graph requests; want the delta read only", n)
 	}
 	if r.Counts.BackingOff != 1 || r.Counts.ByStatus["skipped"] != 1 || r.Counts.ByStatus["failed"] != 0 {

@@ -137,7 +137,7 @@ func measure(b *testing.B, e *env, users int, want store.RunStatus) benchFigures
 	wall := time.Since(start).Seconds()
 	growth := hs.peakGrowth()
 	c := e.sim.Counters()
-	return benchFigures{users: users, wall: wall, requests: graphRequests(c), writes: c.Writes, throttled: c.Throttled,
+	return benchFigures{users: users, wall: wall, requests: c.GraphRequests(), writes: c.Writes, throttled: c.Throttled,
 		rss: peakRSS(b), heapGrowth: growth}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/entraprov/entraprov/internal/graphsim"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
+	"github.com/entraprov/entraprov/internal/testdb"
 )
 
 // backendKiller does to the worker's connections what a PostgreSQL
@@ -125,11 +126,7 @@ func TestDatabaseConnectionsKilledMidRun(t *testing.T) {
 	}
 	// The checks read through a new pool: the old one may still hold
 	// connections killed mid-run that nobody has tried since.
-	fresh, err := store.Open(e.ctx, e.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fresh.Close)
+	fresh := testdb.Open(t, e.dbURL)
 	e.st, e.eng.Store = fresh, fresh
 	got, err := e.st.GetRun(e.ctx, first.ID)
 	if err != nil {

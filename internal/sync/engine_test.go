@@ -51,7 +51,7 @@ func TestLifecycle(t *testing.T) {
 	if c.Batches != 0 || c.Writes != 0 {
 		t.Fatalf("a no-change run sent %d batches, %d writes; want none", c.Batches, c.Writes)
 	}
-	if n := graphRequests(c); n != 1 {
+	if n := c.GraphRequests(); n != 1 {
 		t.Fatalf("a no-change run made %d Graph requests (%v); want the delta read only", n, c.Requests)
 	}
 	if ops := e.ops(r.ID, ""); len(ops) != 0 || r.Counts.Unchanged != 1000 {
@@ -173,15 +173,4 @@ func TestLifecycle(t *testing.T) {
 	if e.user(people[0].UPN).Properties["jobTitle"] == "Dry Run" || !e.user(people[499].UPN).AccountEnabled {
 		t.Fatal("plan changed the directory")
 	}
-}
-
-// graphRequests counts HTTP requests to Graph (not the token endpoint).
-func graphRequests(c graphsim.Counters) int64 {
-	var n int64
-	for k, v := range c.Requests {
-		if strings.Contains(k, " /v1.0/") {
-			n += v
-		}
-	}
-	return n
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
 	"github.com/entraprov/entraprov/internal/synctest"
+	"github.com/entraprov/entraprov/internal/testdb"
 )
 
 // The engine's ports are implemented by the real packages.
@@ -74,11 +75,7 @@ func (e *env) people(n int, from int) []person {
 
 func (e *env) exec(sql string, args ...any) int64 {
 	e.t.Helper()
-	tag, err := e.st.Pool().Exec(e.ctx, sql, args...)
-	if err != nil {
-		e.t.Fatalf("%s: %v", sql, err)
-	}
-	return tag.RowsAffected()
+	return testdb.Exec(e.t, e.st, sql, args...)
 }
 
 func nilIfEmpty(s string) any {

@@ -17,11 +17,7 @@ import (
 // on a new TLS listener and points the job at it.
 func (e *env) behind(front func(http.Handler) http.Handler) {
 	e.t.Helper()
-	srv, err := graphsim.StartTLS(front(e.sim), "127.0.0.1:0")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(srv.Close)
+	srv := graphsim.StartTestTLS(e.t, front(e.sim))
 	e.Srv = srv
 	e.job.AuthorityHost, e.job.GraphURL, e.job.CAFile = srv.AuthorityHost, srv.GraphURL, srv.CAFile
 }

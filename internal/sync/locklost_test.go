@@ -12,6 +12,7 @@ import (
 	"github.com/entraprov/entraprov/internal/graphsim"
 	"github.com/entraprov/entraprov/internal/store"
 	esync "github.com/entraprov/entraprov/internal/sync"
+	"github.com/entraprov/entraprov/internal/testdb"
 )
 
 // writeClock wraps one run's Graph client and notes when the run handed
@@ -95,11 +96,7 @@ func TestLockLostMidRunNeverTwoWriters(t *testing.T) {
 	const users = 300
 	e.insert(e.people(users, 1)...)
 
-	stB, err := store.Open(e.ctx, e.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stB.Close)
+	stB := testdb.Open(t, e.dbURL)
 	engB := *e.eng
 	engB.Store = stB
 

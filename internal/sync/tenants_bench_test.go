@@ -267,10 +267,10 @@ func BenchmarkTenants200(b *testing.B) {
 		b.ReportMetric(ideal, "ideal_s")
 		b.ReportMetric(ideal/wall, "efficiency")
 		b.ReportMetric(rss, "peak_rss_MB")
-		b.ReportMetric(float64(graphRequests(c)), "requests")
+		b.ReportMetric(float64(c.GraphRequests()), "requests")
 		b.Logf("%d tenants × %d users, %d at once, app budget %.0f + %.0f/s: %d writes in %.1fs (ideal %.1fs, efficiency %.3f); steady %.1f writes/s over %.1fs = %.3f of the app budget; %d of %d steps throttled (%.2f%%); %d Graph requests; peak RSS %.0f MB",
 			tenants, users, concurrency, budgets.App.Writes, appRate, c.Writes, wall, ideal, ideal/wall,
-			steady, window.Seconds(), share, c.Throttled, c.BatchSteps, 100*throttled, graphRequests(c), rss)
+			steady, window.Seconds(), share, c.Throttled, c.BatchSteps, 100*throttled, c.GraphRequests(), rss)
 		if share < 0.90 || throttled > 0.01 {
 			b.Errorf("app_budget_share %.3f, throttled_share %.4f; want ≥ 0.90 and ≤ 0.01", share, throttled)
 		}
@@ -319,7 +319,7 @@ func BenchmarkNoChangeTenants1000(b *testing.B) {
 		retained := liveHeap() - before // what the night left behind (a leak per run would show here)
 		c := f.Sim.Counters()
 		rss := peakRSS(b)
-		req := graphRequests(c)
+		req := c.GraphRequests()
 		b.ReportMetric(float64(req), "requests")
 		b.ReportMetric(float64(req)/tenants, "requests/tenant")
 		b.ReportMetric(wall, "wall_s")

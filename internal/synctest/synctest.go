@@ -77,11 +77,7 @@ func New(t TB, opts graphsim.Options) *Env {
 	e.Store = st
 	e.Sim = graphsim.New(opts)
 	e.Seeded = e.Sim.SeedDefault()
-	srv, err := graphsim.StartTLS(e.Sim, "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("synctest: graphsim: %v", err)
-	}
-	t.Cleanup(srv.Close)
+	srv := graphsim.StartTestTLS(t, e.Sim)
 	e.Srv = srv
 	secretFile := filepath.Join(tempDir(t), "client-secret")
 	if err := os.WriteFile(secretFile, []byte(e.Seeded.ClientSecret+"\n"), 0o600); err != nil {

@@ -35,12 +35,8 @@ func templateConfig() *config.Config {
 	return &cfg
 }
 
-func exec(t *testing.T, st *store.Store, sql string, args ...any) {
-	t.Helper()
-	if _, err := st.Pool().Exec(context.Background(), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
+// exec is internal/testdb's Exec under the short name these tests use.
+var exec = testdb.Exec
 
 // Every row of the tenants relation is accounted for: an enabled, valid
 // row gives a job named <template>@<name> with the row's tenant and the

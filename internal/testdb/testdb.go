@@ -64,15 +64,35 @@ func URL(t TB) string {
 // registers cleanup that closes the store and drops the database.
 func New(t TB) *store.Store {
 	t.Helper()
-	url := NewURL(t)
+	return Open(t, NewURL(t)) // its close runs before the drop registered by NewURL
+}
+
+// Open opens a Store on url (another connection pool on a test's database:
+// a second worker, a process that restarts) and closes it when the test
+// ends.
+func Open(t TB, url string) *store.Store {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := store.Open(ctx, url)
 	if err != nil {
 		t.Fatalf("testdb: open test database: %v", err)
 	}
-	t.Cleanup(st.Close) // runs before the drop registered by NewURL
+	t.Cleanup(st.Close)
 	return st
+}
+
+// Exec runs one statement of a test's setup on st, failing the test with
+// the statement when it fails, and returns the rows it affected.
+func Exec(t TB, st *store.Store, sql string, args ...any) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tag, err := st.Pool().Exec(ctx, sql, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return tag.RowsAffected()
 }
 
 // NewURL creates a fresh migrated database for t and returns its URL (for

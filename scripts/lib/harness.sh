@@ -9,7 +9,8 @@
 #   seed           printed on failure, to repeat the run
 # and gets: $tmp, pids (append the pids of children to stop), say, note,
 # die, psql_q, row/report_rows, $tmp/bin/{worker,graphsim}, start_graphsim,
-# settle.
+# settle, new_secret, and the figures of graphsim's answers (live_users,
+# enabled_users, dup_employee_ids, dup_created, share_429).
 #
 # Replication lag is on by default: every graphsim started here hides a new
 # user from reads, lists and reference writes (manager, group member) for
@@ -87,3 +88,18 @@ start_graphsim() {
 # write so far (an audit): a user created a moment ago is not listed yet,
 # on graphsim as on Entra ID.
 settle() { sleep "$consistency_delay"; }
+
+# new_secret PREFIX: a fresh client secret (PREFIX~ and 36 hex digits).
+new_secret() { printf '%s~%s' "$1" "$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')"; }
+
+# Figures of graphsim's answers, read from the file named or from stdin:
+# of /_sim/users, live_users the users not deleted, enabled_users those
+# enabled, dup_employee_ids the employeeIds two live users or more hold; of
+# /_sim/counters, dup_created the UPNs created more than once.
+live_users() { jq '[.[] | select(.Deleted | not)] | length' "$@"; }
+enabled_users() { jq '[.[] | select((.Deleted | not) and .AccountEnabled)] | length' "$@"; }
+dup_employee_ids() { jq '[.[] | select(.Deleted | not) | .EmployeeID] | group_by(.) | map(select(length > 1)) | length' "$@"; }
+dup_created() { jq '[.created // {} | to_entries[] | select(.value > 1)] | length' "$@"; }
+
+# share_429 THROTTLED STEPS: the share of batch steps answered 429.
+share_429() { awk -v t="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.1f%%", 100 * t / s; else print "0%" }'; }

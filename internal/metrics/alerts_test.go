@@ -1,4 +1,4 @@
-package main
+package metrics
 
 import (
 	"bytes"
@@ -11,10 +11,6 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
-
-	"github.com/entraprov/entraprov/internal/directory"
-	"github.com/entraprov/entraprov/internal/metrics"
-	"github.com/entraprov/entraprov/internal/store"
 )
 
 type alertRule struct {
@@ -30,33 +26,6 @@ type alertFile struct {
 		Name  string      `yaml:"name"`
 		Rules []alertRule `yaml:"rules"`
 	} `yaml:"groups"`
-}
-
-// exportedMetricNames are the metric families the daemon serves, each fed
-// once so that every vector has a series to gather.
-func exportedMetricNames(t *testing.T) []string {
-	t.Helper()
-	m := metrics.New()
-	m.SetQuarantined("j", true)
-	now := time.Now()
-	m.ObserveRun(store.Run{Job: "j", Status: store.RunSucceeded, StartedAt: now.Add(-time.Second), FinishedAt: &now,
-		Stats: store.RunStats{Retried: 1}})
-	m.SetNextRun("j", now.Add(time.Hour))
-	m.SetRunning("j", false)
-	m.SetCredentialExpiry("j", metrics.CredentialCertificate, now.Add(24*time.Hour))
-	g := m.Graph("j")
-	g.GraphRequest("batch", 200, time.Millisecond)
-	g.StepDone(directory.OpKind("create"), directory.Outcome("succeeded"), 201)
-	g.Throttled(1)
-	fams, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, f := range fams {
-		names = append(names, f.GetName())
-	}
-	return names
 }
 
 // configs/alerts.yml is a well-formed Prometheus rule file covering the
@@ -77,7 +46,7 @@ func TestAlertRules(t *testing.T) {
 	if len(f.Groups) == 0 {
 		t.Fatal("alerts.yml: no rule groups")
 	}
-	exported := exportedMetricNames(t)
+	exported := servedNames(t)
 	metricRef := regexp.MustCompile(`\bentraprov_[a-z_]+`)
 	var alerts []string
 	for _, g := range f.Groups {
