@@ -42,7 +42,7 @@
 # Every wait is bounded; the figures go to stdout and, with SOAK_REPORT=FILE,
 # to FILE as a markdown row (docs/reliability.md).
 #
-# Environment: SOAK_CYCLES (40), SOAK_USERS (2000), SOAK_SEED (random; the
+# Environment: SOAK_CYCLES (32), SOAK_USERS (2000), SOAK_SEED (random; the
 # seed is printed first and on failure, SOAK_SEED=N repeats the churn, the
 # faults and the kills), SOAK_EVERY (3s: the jobs' schedule is
 # "@every $SOAK_EVERY"), SOAK_JITTER (1s: the jobs' start jitter),
@@ -60,7 +60,7 @@ if [[ "${ENTRAPROV_SOAK_INNER:-}" != 1 ]]; then
 	exec env -u DATABASE_URL ENTRAPROV_SOAK_INNER=1 scripts/with-postgres -- "$0" "$@"
 fi
 
-cycles=${SOAK_CYCLES:-40}
+cycles=${SOAK_CYCLES:-32}
 users=${SOAK_USERS:-2000}
 seed=${SOAK_SEED:-$RANDOM}
 every=${SOAK_EVERY:-3s}
