@@ -418,6 +418,17 @@ tot_released=0 tot_badrows=0 tot_fixed=0
 not_busy="external_id NOT IN (SELECT external_id FROM public.soak_unsettled)
   AND external_id NOT IN (SELECT external_id FROM public.soak_bad WHERE NOT fixed)
   AND external_id NOT IN (SELECT external_id FROM public.soak_handover WHERE NOT released)"
+# fix_sql QUERY: SQL that puts back the good value of each soak_bad row
+# QUERY returns (HR's fix).
+fix_sql() {
+	cat <<SQL
+DO \$fix\$ DECLARE b record; BEGIN
+  FOR b IN $1 LOOP
+    EXECUTE format('UPDATE %s SET %I = \$1::%s WHERE external_id = \$2', b.tbl, b.col, b.typ) USING b.good, b.external_id;
+  END LOOP;
+END \$fix\$;
+SQL
+}
 linked() { printf "external_id IN (SELECT external_id FROM entraprov.directory_links WHERE job = '%s' AND state = 'active')" "$1"; }
 churn() {
 	local c=$1 s="$seed:$1"
@@ -460,11 +471,7 @@ DELETE FROM entraprov.directory_links l USING released h WHERE l.job = h.from_jo
 UPDATE public.soak_handover SET released = true WHERE NOT released;
 -- Bad values whose fix is due: HR corrects them.
 CREATE TEMP TABLE fixed ON COMMIT DROP AS SELECT * FROM public.soak_bad WHERE NOT fixed AND fix_at <= $c;
-DO \$fix\$ DECLARE b record; BEGIN
-  FOR b IN SELECT * FROM fixed LOOP
-    EXECUTE format('UPDATE %s SET %I = \$1::%s WHERE external_id = \$2', b.tbl, b.col, b.typ) USING b.good, b.external_id;
-  END LOOP;
-END \$fix\$;
+$(fix_sql "SELECT * FROM fixed")
 UPDATE public.soak_bad SET fixed = true WHERE NOT fixed AND fix_at <= $c;
 -- Rehires first (so this cycle's leavers stay gone): half of the removed
 -- rows come back as they were, disabled rows are enabled again.
@@ -692,11 +699,7 @@ psql_q >"$tmp/churn-final.log" <<SQL
 BEGIN;
 DELETE FROM entraprov.directory_links l USING public.soak_handover h
  WHERE NOT h.released AND l.job = h.from_job AND l.external_id = h.external_id;
-DO \$fix\$ DECLARE b record; BEGIN
-  FOR b IN SELECT * FROM public.soak_bad WHERE NOT fixed LOOP
-    EXECUTE format('UPDATE %s SET %I = \$1::%s WHERE external_id = \$2', b.tbl, b.col, b.typ) USING b.good, b.external_id;
-  END LOOP;
-END \$fix\$;
+$(fix_sql "SELECT * FROM public.soak_bad WHERE NOT fixed")
 SELECT (SELECT count(*) FROM public.soak_handover WHERE NOT released), (SELECT count(*) FROM public.soak_bad WHERE NOT fixed);
 UPDATE public.soak_bad SET fixed = true;
 UPDATE public.soak_handover SET released = true;
