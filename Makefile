@@ -54,7 +54,7 @@ fuzz: ## Fuzz config loader, row validator, Graph error and batch response parse
 systest: ## Real worker + graphsim + Postgres under faults: kill -9, Graph outage, quota cut, secret rotation, PG restart, 5xx, bad input (~5 min)
 	scripts/systest.sh
 
-soak: ## Two worker daemons, 48 scheduled cycles of churn and faults, audit after each (~4 min; SOAK_CYCLES, SOAK_SEED)
+soak: ## Two worker daemons, two jobs, 32 scheduled cycles of HR churn (re-keys, UPN swaps, moves between jobs, bad rows), faults and kill -9, audits after each (~8 min; SOAK_CYCLES, SOAK_SEED)
 	scripts/soak.sh
 
 # The suite's skip is an "ok" to go test, so the target says it out loud.

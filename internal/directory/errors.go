@@ -238,6 +238,16 @@ func isMemberConflict(e *GraphError) bool {
 		(e.DetailCode == "ObjectConflict" || strings.Contains(e.Message, "already exist"))
 }
 
+// NotMember says whether err is Graph refusing to remove a group member
+// that is not there: 404 Request_ResourceNotFound, "Resource '<id>' does
+// not exist or one of its queried reference-property objects are not
+// present" (the same when the user or the group is gone). For a caller that
+// wants the membership gone, that is the desired state, not a failure.
+func NotMember(err error) bool {
+	var ge *GraphError
+	return errors.As(err, &ge) && ge.Status == http.StatusNotFound
+}
+
 // AlreadyMember says whether err is Graph refusing to add a group member
 // that is already there: for a caller that wants the membership, that is
 // the desired state, not a failure.

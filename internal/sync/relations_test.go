@@ -85,6 +85,44 @@ func TestManagerChainAndGroups(t *testing.T) {
 	}
 }
 
+// TestGroupRemovalThatAlreadyLanded (found by make soak, seed 4242): a run
+// killed (or whose answer was lost) after Graph removed a membership but
+// before the link forgot it leaves the link recording a group the user is
+// no longer in. The next run's group_remove then meets 404 ("does not
+// exist or one of its queried reference-property objects are not
+// present"). Before, that failed the user in every run, after the
+// replication-lag retries (14 s a run in the soak), and the job never
+// converged; now the membership is gone, which is what the source wants:
+// the removal succeeds ("not a member"), the link forgets the group, and
+// the next run is quiet.
+func TestGroupRemovalThatAlreadyLanded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, graphsim.Options{})
+	eng := e.seeded.GroupIDs["Engineering"]
+	ps := e.people(2, 1)
+	ps[0].Groups = []string{eng}
+	e.insert(ps...)
+	e.run(esync.RunOptions{}, store.RunSucceeded)
+	id := e.user(ps[0].UPN).ID
+
+	// The removal an interrupted run sent and never recorded.
+	manual(t, e, directory.Operation{Key: 1, Kind: directory.OpRemoveMember, ObjectID: id, RelatedID: eng})
+	e.exec(`UPDATE entraprov.desired_users SET groups = '{}' WHERE external_id = $1`, ps[0].ExternalID)
+	e.exec(`UPDATE entraprov.desired_users SET job_title = 'Changed' WHERE external_id = $1`, ps[1].ExternalID)
+	r := e.run(esync.RunOptions{}, store.RunSucceeded)
+	op := e.opOf(r.ID, ps[0].ExternalID, esync.ActGroupRemove)
+	if op.Status != store.OpSucceeded || !strings.Contains(op.Message, "not a member") {
+		t.Fatalf("group_remove of a membership already gone: %s %q; want succeeded, not a member", op.Status, op.Message)
+	}
+	if g := e.links()[ps[0].ExternalID].Groups; len(g) != 0 {
+		t.Fatalf("the link still records groups %v; want none", g)
+	}
+	if m := e.sim.GroupMembers(e.seeded.TenantID, eng); slices.Contains(m, id) {
+		t.Fatal("the user is in Engineering again")
+	}
+	e.quiet(store.RunSucceeded)
+}
+
 // manual performs one write as "someone else" with its own client.
 func manual(t *testing.T, e *env, op directory.Operation) {
 	t.Helper()

@@ -85,6 +85,14 @@ func (p *applyPass) settle(res directory.Result) (store.Operation, *store.Link) 
 		outcome = directory.Succeeded
 		c.Message = "already a member"
 	}
+	if outcome == directory.Failed && ps.step.Kind == directory.OpRemoveMember && directory.NotMember(res.Err) {
+		// The membership is gone: removed by an earlier run that was killed
+		// or lost the answer before its link write, or by hand. That is what
+		// the source wants; failing would repeat the removal, and fail it, in
+		// every run. The link forgets the group.
+		outcome = directory.Succeeded
+		c.Message = "not a member (already removed)"
+	}
 	switch outcome {
 	case directory.Succeeded:
 		c.Status = store.OpSucceeded
