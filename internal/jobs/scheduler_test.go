@@ -418,9 +418,18 @@ func TestCatchUpRunsTheMissedOccurrenceOnce(t *testing.T) {
 	st := testdb.New(t)
 	ctx := context.Background()
 	now := time.Now()
-	hourly := "0 * * * *"
-	sched, _ := Parse(hourly)
-	latest, _ := lastActivation(sched, now.Add(-2*time.Hour), now)
+	// A daily time half a day away: no occurrence falls due while the test
+	// runs (an hourly schedule did when the test ran across the hour).
+	away := now.Add(12 * time.Hour)
+	daily := fmt.Sprintf("%d %d * * *", away.Minute(), away.Hour())
+	sched, err := Parse(daily)
+	if err != nil {
+		t.Fatal(err)
+	}
+	latest, ok := lastActivation(sched, now.Add(-48*time.Hour), now)
+	if !ok {
+		t.Fatalf("no activation of %q in two days", daily)
+	}
 
 	record := func(job string, at time.Time) {
 		run := store.Run{Job: job, Trigger: string(esync.TriggerSchedule), Mode: string(esync.ModeApply), ScheduledFor: &at}
@@ -432,23 +441,23 @@ func TestCatchUpRunsTheMissedOccurrenceOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	record("missed", latest.Add(-3*time.Hour)) // down for three occurrences
+	record("missed", latest.AddDate(0, 0, -3)) // down for three occurrences
 	record("uptodate", latest)                 // ran the latest one
-	record("nocatchup", latest.Add(-3*time.Hour))
+	record("nocatchup", latest.AddDate(0, 0, -3))
 	// "fresh" has no history: a new job has missed nothing.
 
-	catchUp := func(name string) config.Job { j := testJob(name, hourly); j.CatchUp = true; return j }
+	catchUp := func(name string) config.Job { j := testJob(name, daily); j.CatchUp = true; return j }
 	r := &storeRunner{st: st}
 	results := make(chan Result, 8)
 	startScheduler(t, Options{Runner: r, History: st, OnResult: func(res Result) { results <- res }},
-		catchUp("missed"), catchUp("uptodate"), catchUp("fresh"), testJob("nocatchup", hourly))
+		catchUp("missed"), catchUp("uptodate"), catchUp("fresh"), testJob("nocatchup", daily))
 
 	select {
 	case res := <-results:
 		if res.Job != "missed" || res.Occurrence.Trigger != esync.TriggerCatchUp || !res.Occurrence.ScheduledFor.Equal(latest) || res.Err != nil {
 			t.Fatalf("catch-up result %+v; want job missed, trigger catchup, scheduled_for %v", res, latest)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("no catch-up run")
 	}
 	select {
