@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -381,7 +382,12 @@ func TestManagerAndGroups(t *testing.T) {
 // TestEventualConsistency: a new user is invisible to reads and reference
 // writes for ConsistencyDelay, then appears.
 func TestEventualConsistency(t *testing.T) {
-	_, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{ConsistencyDelay: time.Second})
+	// The emulator's clock stands still until the test moves it: "right
+	// after create" holds however slow the machine is.
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	_, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{ConsistencyDelay: time.Second,
+		Now: func() time.Time { return time.Unix(0, clock.Load()) }})
 	r := newRaw(t, srv, seeded)
 	id := r.mustCreate("fresh@" + seeded.Domain)
 	if a := r.do("GET", "/users/"+id, nil); a.status != 404 {
@@ -394,7 +400,11 @@ func TestEventualConsistency(t *testing.T) {
 	if a := r.do("POST", "/users", userBody("fresh@"+seeded.Domain)); a.status != 400 {
 		t.Fatalf("duplicate must be seen at once: %d", a.status)
 	}
-	time.Sleep(1050 * time.Millisecond)
+	clock.Add(int64(999 * time.Millisecond))
+	if a := r.do("GET", "/users/"+id, nil); a.status != 404 {
+		t.Fatalf("read just before the delay ends: %d", a.status)
+	}
+	clock.Add(int64(time.Millisecond))
 	if a := r.do("GET", "/users/"+id, nil); a.status != 200 {
 		t.Fatalf("read after delay: %d", a.status)
 	}
