@@ -158,7 +158,11 @@ func TestEverySecondJobRuns(t *testing.T) {
 	for len(got) < 2 {
 		select {
 		case res := <-results:
-			got = append(got, res)
+			// A tick while a run lasted over a second (a loaded machine)
+			// is skipped: not a run.
+			if !res.Skipped {
+				got = append(got, res)
+			}
 		case <-timeout:
 			t.Fatalf("%d runs in 15s of an @every 1s job, want >= 2", len(got))
 		}
