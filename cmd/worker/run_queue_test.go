@@ -68,7 +68,11 @@ func TestRunQueuesJobsBeyondMaxConcurrentJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range runs {
-		if r.Status == store.RunSkipped {
+		// A tick while short itself ran (it may take the slot at the
+		// first tick, before long, and a loaded machine may keep it a
+		// second) is skipped as in progress; a tick while it was queued
+		// must leave no row.
+		if r.Status == store.RunSkipped && !strings.Contains(r.ErrorSummary, "still in progress in this process") {
 			t.Errorf("short: skip recorded for %v (%s); want the ticks while queued recorded only if it starts", r.ScheduledFor, r.ErrorSummary)
 		}
 	}

@@ -48,7 +48,7 @@ func TestDaemonSendsWebhookEvents(t *testing.T) {
 	if err := os.WriteFile(urlFile, []byte(srv.URL+"/hook\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	job.Webhook = config.Webhook{URL: config.URLRef{Ref: config.SecretRef{File: urlFile}}, Timeout: config.Duration{Duration: time.Second}, Retries: 2}
+	job.Webhook = config.Webhook{URL: config.URLRef{Ref: config.SecretRef{File: urlFile}}, Timeout: config.Duration{Duration: 10 * time.Second}, Retries: 2}
 	cfg := &config.Config{Jobs: []config.Job{job}, Quarantine: config.Default().Quarantine}
 	d := &workerd{log: slog.New(slog.NewTextHandler(io.Discard, nil)), cfg: cfg,
 		hooks: &hookState{unwell: map[string]bool{}, sender: &webhook.Sender{FirstWait: time.Millisecond}}}

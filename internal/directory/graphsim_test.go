@@ -564,7 +564,19 @@ func TestExecuteCancellation(t *testing.T) {
 	for i := 0; i < 3000; i++ {
 		ops = append(ops, createOp(int64(i), e.seeded.Domain, i))
 	}
-	time.AfterFunc(300*time.Millisecond, cancel)
+	// Cancel once the stream is under way (the emulator applied a write),
+	// not at a fixed time a loaded machine may not have got anywhere by;
+	// then count the batches that reach the emulator afterwards.
+	var atCancel int64
+	cancelled := make(chan struct{})
+	go func() {
+		defer close(cancelled)
+		for deadline := time.Now().Add(30 * time.Second); e.sim.Counters().Writes == 0 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+		atCancel = e.sim.Counters().Batches
+	}()
 	start := time.Now()
 	res, _ := run(t, ctx, e.c, ops)
 	el := time.Since(start)
@@ -582,8 +594,16 @@ func TestExecuteCancellation(t *testing.T) {
 	if count[directory.NotStarted] == 0 || count[directory.Succeeded] == 0 {
 		t.Errorf("outcomes %v: cancellation did not cut the stream", count)
 	}
-	if el > 2*time.Second {
-		t.Errorf("Execute returned %v after start, cancelled at 300ms", el)
+	// No batch leaves after the cancellation: only the two in flight
+	// (max_concurrency) may still reach the emulator.
+	<-cancelled
+	if after := e.sim.Counters().Batches - atCancel; after > 2 {
+		t.Errorf("%d batches reached the emulator after the cancellation; want at most the 2 in flight", after)
+	}
+	// Those are answered within their round-trip, not after the 15s grace
+	// Execute gives them (10s leaves a loaded machine room).
+	if el > 10*time.Second {
+		t.Errorf("Execute returned %v after start", el)
 	}
 	t.Logf("outcomes %v in %v", count, el.Round(time.Millisecond))
 }
@@ -592,13 +612,44 @@ func TestExecuteCancellation(t *testing.T) {
 // ago succeeds once the user becomes visible (eventual consistency), and a
 // 404 on a delete is final.
 func TestEventualConsistency404IsRetried(t *testing.T) {
-	e := newEnv(t, graphsim.Options{ConsistencyDelay: 300 * time.Millisecond}, nil)
+	// The emulator's clock stands still until each write has met the lag
+	// (a loaded machine may take longer than the delay between the creates
+	// and the writes); then the test moves it past the delay. The retries
+	// of a fresh object's 404 wait 0.1-0.2 s, then twice as long each time:
+	// over 3 s in all for that.
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	e := newEnv(t, graphsim.Options{ConsistencyDelay: 300 * time.Millisecond, Now: func() time.Time { return time.Unix(0, clock.Load()) }},
+		func(_ *config.Job, o *directory.Options) {
+			o.MinBackoff, o.MaxBackoff = 200*time.Millisecond, 4*time.Second
+		})
 	ctx := context.Background()
 	res, _ := run(t, ctx, e.c, []directory.Operation{createOp(1, e.seeded.Domain, 1), createOp(2, e.seeded.Domain, 2)})
 	a, b := res[1].ObjectID, res[2].ObjectID
 	if a == "" || b == "" {
 		t.Fatalf("creates: %+v", res)
 	}
+	lagged := func() bool {
+		var patch, manager, member bool
+		for k, n := range e.sim.Counters().Steps {
+			if n == 0 || !strings.HasSuffix(k, " 404") {
+				continue
+			}
+			patch = patch || strings.HasPrefix(k, "PATCH ")
+			manager = manager || strings.Contains(k, "/manager/")
+			member = member || strings.Contains(k, "/members/")
+		}
+		return patch && manager && member
+	}
+	moved := make(chan struct{})
+	go func() {
+		defer close(moved)
+		for deadline := time.Now().Add(10 * time.Second); !lagged() && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		clock.Add(int64(300 * time.Millisecond))
+	}()
+	defer func() { <-moved }()
 	res, _ = run(t, ctx, e.c, []directory.Operation{
 		{Key: 1, Kind: directory.OpUpdate, ObjectID: a, Fields: map[string]any{"jobTitle": "Eng"}},
 		{Key: 2, Kind: directory.OpSetManager, ObjectID: a, RelatedID: b},

@@ -191,7 +191,13 @@ func TestAccessTokenClaims(t *testing.T) {
 
 // TestGraphAuthorization: Graph checks the token (401) and its roles (403).
 func TestGraphAuthorization(t *testing.T) {
-	sim, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{TokenLifetime: time.Second})
+	// Tokens live a second on the emulator's clock, which stands still
+	// until the test moves it: a loaded machine may take a second between
+	// fetching a token and using it.
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	sim, srv, seeded := graphsim.NewTestServer(t, graphsim.Options{TokenLifetime: time.Second,
+		Now: func() time.Time { return time.Unix(0, clock.Load()) }})
 	t.Run("no_token_is_401_InvalidAuthenticationToken", func(t *testing.T) {
 		r := &raw{t: t, srv: srv, hc: srv.Client()}
 		a := r.do("GET", "/users", nil)
@@ -210,7 +216,7 @@ func TestGraphAuthorization(t *testing.T) {
 		if a := r.do("GET", "/users", nil); a.status != 200 {
 			t.Fatalf("fresh token: %d", a.status)
 		}
-		time.Sleep(1100 * time.Millisecond)
+		clock.Add(int64(1100 * time.Millisecond))
 		a := r.do("GET", "/users", nil)
 		if a.status != 401 || !strings.Contains(a.message(), "expired") {
 			t.Fatalf("%d %v", a.status, a.body)

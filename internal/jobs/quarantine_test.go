@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -94,9 +95,14 @@ func TestDecideQuarantinesAfterTheStreakOnly(t *testing.T) {
 	}
 }
 
-// Five failing runs of an @every 1s job quarantine it: the next
-// occurrences are skipped with the reason (back-off 2 s, then 4 s) instead
-// of run, and a release lets the schedule run it again at once.
+// Five failing runs of an hourly job quarantine it: the next occurrences
+// are skipped with the reason (back-off 2 h, then 4 h) instead of run, and
+// a release lets the next occurrence run again.
+//
+// The test hands the scheduler each occurrence itself, as cron's tick does,
+// once the previous one is done: with a real @every 1s schedule a run that
+// took over a second on a loaded machine met the next tick busy, or a
+// stalled cron loop dropped a tick, and the sequence came out otherwise.
 func TestFailingJobIsQuarantinedBacksOffAndIsReleased(t *testing.T) {
 	t.Parallel()
 	st := testdb.New(t)
@@ -109,40 +115,53 @@ func TestFailingJobIsQuarantinedBacksOffAndIsReleased(t *testing.T) {
 		return nil
 	}}
 	results := make(chan Result, 64)
+	// Hourly, at a minute half an hour away: cron itself never fires
+	// during the test.
+	hourly := fmt.Sprintf("%d * * * *", (time.Now().Minute()+30)%60)
 	s := startScheduler(t, Options{Runner: r, History: st, Quarantine: st, Policy: testPolicy,
-		OnResult: func(res Result) { results <- res }}, testJob("flaky", "@every 1s"))
-
-	// R: a run, S: a skipped occurrence. After the fifth failure the wait
-	// is 2 s (one occurrence skipped); the probe run fails too, and the wait
-	// doubles to 4 s (three skipped).
-	var seq strings.Builder
-	const want = "RRRRRSRSSS"
-	timeout := time.After(30 * time.Second)
-	for seq.Len() < len(want) {
+		OnResult: func(res Result) { results <- res }}, testJob("flaky", hourly))
+	base := time.Date(2026, 11, 30, 2, 0, 0, 0, time.UTC)
+	// tick hands the occurrence k hours after base and returns its result,
+	// once the job is free again.
+	tick := func(k int) Result {
+		t.Helper()
+		due(s, "flaky", base.Add(time.Duration(k)*time.Hour))
 		select {
 		case res := <-results:
-			if res.Skipped {
-				if !strings.Contains(res.Reason, "job quarantined until") || !strings.Contains(res.Reason, "AADSTS7000222") ||
-					!strings.Contains(res.Reason, "worker quarantine release flaky") {
-					t.Fatalf("skip reason %q does not say quarantined, why and how to release", res.Reason)
-				}
-				seq.WriteByte('S')
-				continue
+			waitSlots(t, s, 0)
+			return res
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no result for the occurrence at +%dh", k)
+			return Result{}
+		}
+	}
+
+	// R: a run, S: a skipped occurrence. After the fifth failure the wait
+	// is 2 h (one occurrence skipped); the probe run fails too, and the wait
+	// doubles to 4 h (three skipped).
+	var seq strings.Builder
+	const want = "RRRRRSRSSS"
+	for k := range len(want) {
+		res := tick(k)
+		if res.Skipped {
+			if !strings.Contains(res.Reason, "job quarantined until") || !strings.Contains(res.Reason, "AADSTS7000222") ||
+				!strings.Contains(res.Reason, "worker quarantine release flaky") {
+				t.Fatalf("skip reason %q does not say quarantined, why and how to release", res.Reason)
 			}
-			seq.WriteByte('R')
-			ran := strings.Count(seq.String(), "R")
-			if res.Quarantine == nil || res.Quarantine.Failures != ran {
-				t.Fatalf("run %d: quarantine decision %+v; want %d failures counted", ran, res.Quarantine, ran)
-			}
-			if (ran >= 5) != (res.Quarantine.Until != nil) {
-				t.Fatalf("run %d: quarantined until %v; want quarantine from the fifth failed run on", ran, res.Quarantine.Until)
-			}
-		case <-timeout:
-			t.Fatalf("after 30s: %q; want %q", seq.String(), want)
+			seq.WriteByte('S')
+			continue
+		}
+		seq.WriteByte('R')
+		ran := strings.Count(seq.String(), "R")
+		if res.Quarantine == nil || res.Quarantine.Failures != ran {
+			t.Fatalf("run %d: quarantine decision %+v; want %d failures counted", ran, res.Quarantine, ran)
+		}
+		if (ran >= 5) != (res.Quarantine.Until != nil) {
+			t.Fatalf("run %d: quarantined until %v; want quarantine from the fifth failed run on", ran, res.Quarantine.Until)
 		}
 	}
 	if seq.String() != want {
-		t.Fatalf("runs and skips = %q; want %q (back-off doubling from the 1 s interval)", seq.String(), want)
+		t.Fatalf("runs and skips = %q; want %q (back-off doubling from the 1 h interval)", seq.String(), want)
 	}
 	skips := 0
 	for _, row := range runRows(t, st, "flaky") {
@@ -150,8 +169,8 @@ func TestFailingJobIsQuarantinedBacksOffAndIsReleased(t *testing.T) {
 			skips++
 		}
 	}
-	if skips < 4 {
-		t.Fatalf("%d skipped runs with the quarantine reason in the history; want >= 4", skips)
+	if skips != 4 {
+		t.Fatalf("%d skipped runs with the quarantine reason in the history; want 4", skips)
 	}
 	stateOf := func() store.JobState {
 		js, err := st.GetJobState(context.Background(), "flaky")
@@ -171,24 +190,16 @@ func TestFailingJobIsQuarantinedBacksOffAndIsReleased(t *testing.T) {
 	if err != nil || was.QuarantinedUntil == nil {
 		t.Fatalf("ReleaseQuarantine = %+v, %v; want it to report the quarantine it ended", was, err)
 	}
-	timeout = time.After(10 * time.Second)
-	for {
-		select {
-		case res := <-results:
-			if res.Skipped || res.Run.Status != store.RunSucceeded {
-				continue // occurrences decided before the release
-			}
-			if res.Quarantine == nil || res.Quarantine.Until != nil || res.Quarantine.Failures != 0 {
-				t.Fatalf("after release: %+v; want not quarantined", res.Quarantine)
-			}
-			stop(t, s)
-			if js := stateOf(); js.QuarantinedUntil != nil || js.ConsecutiveFailures != 0 {
-				t.Fatalf("job_state after release = %+v", js)
-			}
-			return
-		case <-timeout:
-			t.Fatal("no succeeded run within 10s of the release")
-		}
+	res := tick(len(want))
+	if res.Skipped || res.Run.Status != store.RunSucceeded {
+		t.Fatalf("after release: %+v; want the next occurrence run and succeeded", res)
+	}
+	if res.Quarantine == nil || res.Quarantine.Until != nil || res.Quarantine.Failures != 0 {
+		t.Fatalf("after release: %+v; want not quarantined", res.Quarantine)
+	}
+	stop(t, s)
+	if js := stateOf(); js.QuarantinedUntil != nil || js.ConsecutiveFailures != 0 {
+		t.Fatalf("job_state after release = %+v", js)
 	}
 }
 

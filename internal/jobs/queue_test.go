@@ -83,23 +83,32 @@ func (g *gates) next(t *testing.T) string {
 // count settles, a start not reported yet would show as an extra slot.
 func (g *gates) none(t *testing.T, s *Scheduler, running int) {
 	t.Helper()
+	waitSlots(t, s, running)
+	select {
+	case name := <-g.started:
+		t.Fatalf("run of %s started; want none", name)
+	default:
+	}
+}
+
+// waitSlots waits until exactly n runs hold a slot. A run frees its slot
+// (and its job) only after OnResult returned, so a test that saw a result
+// waits here before it hands the job its next occurrence, or stops the
+// scheduler.
+func waitSlots(t testing.TB, s *Scheduler, n int) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s.mu.Lock()
 		slots := s.slots
 		s.mu.Unlock()
-		if slots == running {
-			break
+		if slots == n {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d run slots held, want %d", slots, running)
+			t.Fatalf("%d run slots held, want %d", slots, n)
 		}
 		time.Sleep(5 * time.Millisecond)
-	}
-	select {
-	case name := <-g.started:
-		t.Fatalf("run of %s started; want none", name)
-	default:
 	}
 }
 

@@ -90,7 +90,9 @@ func runWorkers(tb testing.TB, nW, nJobs, nOcc, cap int, work time.Duration) wor
 			}
 		}
 		// The next night's tick comes once this night's runs are done
-		// (a queued job's tick would be skipped, as it must be).
+		// (a queued job's tick would be skipped, as it must be). A run
+		// frees its job only after its OnResult: wait for that too, or
+		// the next tick of the job answered last could find it busy.
 		for w := range nW {
 			for int(answered[w].Load()) < (o+1)*nJobs {
 				select {
@@ -98,6 +100,7 @@ func runWorkers(tb testing.TB, nW, nJobs, nOcc, cap int, work time.Duration) wor
 				case <-time.After(time.Millisecond):
 				}
 			}
+			waitSlots(tb, scheds[w], 0)
 		}
 	}
 	out.wall = time.Since(t0)

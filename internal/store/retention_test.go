@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/entraprov/entraprov/internal/profile"
 	"github.com/entraprov/entraprov/internal/store"
 	"github.com/entraprov/entraprov/internal/testdb"
@@ -173,11 +175,27 @@ func TestHistoryQueriesUseIndexes(t *testing.T) {
 
 // A prune of a large history does not hold up a run writing at the same
 // time: each of the run's writes (start, a COPY of operations, finish)
-// completes while the prune is deleting, well within a second.
+// completes while the prune is deleting, never waiting a second for a lock.
+//
+// The run writes through its own pool whose sessions give up on a lock
+// wait over a second (lock_timeout): a prune that held the run up (a table
+// lock, a lock on the rows the run writes) fails its writes, however fast
+// the machine. A wall-clock bound on each write instead failed when a
+// loaded machine descheduled the test for a second.
 func TestPruneDoesNotBlockAConcurrentRun(t *testing.T) {
 	t.Parallel()
-	st := testdb.New(t)
+	url := testdb.NewURL(t)
 	ctx := ctxT(t)
+	st, err := store.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	runSt, err := store.Open(ctx, url, func(c *pgxpool.Config) { c.ConnConfig.RuntimeParams["lock_timeout"] = "1s" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(runSt.Close)
 	seedRuns(t, st, "old", time.Now().AddDate(-2, 0, 0), 200, 1000) // 200,000 operation rows
 
 	done := make(chan store.PruneResult, 1)
@@ -201,18 +219,18 @@ func TestPruneDoesNotBlockAConcurrentRun(t *testing.T) {
 		}
 		start := time.Now()
 		r := &store.Run{Job: "live", Trigger: "manual", Mode: "apply"}
-		if err := st.StartRun(ctx, r); err != nil {
+		if err := runSt.StartRun(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 		ops := make([]store.Operation, 100)
 		for i := range ops {
 			ops[i] = store.Operation{RunID: r.ID, Seq: int64(i + 1), ExternalID: "E" + strconv.Itoa(i), Action: "update", Status: store.OpSucceeded}
 		}
-		if err := st.RecordOperations(ctx, ops); err != nil {
+		if err := runSt.RecordOperations(ctx, ops); err != nil {
 			t.Fatal(err)
 		}
 		r.Status = store.RunSucceeded
-		if err := st.FinishRun(ctx, r); err != nil {
+		if err := runSt.FinishRun(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 		worst = max(worst, time.Since(start))
@@ -223,9 +241,6 @@ func TestPruneDoesNotBlockAConcurrentRun(t *testing.T) {
 		res.Runs, res.Operations, res.Chunks, writes, worst)
 	if res.Operations != 200_000 || writes == 0 {
 		t.Fatalf("pruned %+v with %d concurrent runs; want all 200,000 old operations and some runs written meanwhile", res, writes)
-	}
-	if worst > time.Second {
-		t.Fatalf("a run's writes took %v during the prune; want < 1s", worst)
 	}
 	if n := countRows(t, st, `SELECT count(*) FROM entraprov.sync_operations`); n != int64(writes)*100 {
 		t.Fatalf("operations left = %d; want the %d of the live runs", n, writes*100)

@@ -67,8 +67,10 @@ func (k *backendKiller) reopen() {
 	}
 }
 
-// reopenOnFinish lets connections in again shortly after the run's first
-// attempt to finish: that attempt meets a database still down.
+// reopenOnFinish lets connections in again once the run's first attempt to
+// finish has returned: that attempt meets the database down, however long
+// a loaded machine takes to make it (a timer started before it did not
+// ensure that).
 type reopenOnFinish struct {
 	esync.Store
 	k     *backendKiller
@@ -76,10 +78,11 @@ type reopenOnFinish struct {
 }
 
 func (r *reopenOnFinish) FinishRun(ctx context.Context, run *store.Run) error {
+	err := r.Store.FinishRun(ctx, run)
 	if r.calls.Add(1) == 1 {
-		time.AfterFunc(300*time.Millisecond, r.k.reopen)
+		r.k.reopen()
 	}
-	return r.Store.FinishRun(ctx, run)
+	return err
 }
 
 // TestDatabaseConnectionsKilledMidRun: when the run's database connections

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -76,10 +77,10 @@ func TestSendRetriesOn500AndDeliversBlockedAndRecovery(t *testing.T) {
 	blocked := Payload{Event: EventBlocked, Job: "nightly", RunID: 42, Status: "blocked", StartedAt: &now,
 		Counts: map[string]int{"disable": 900}, Error: "900 disables exceed deletion_threshold.max_count 500",
 		Inspect: "worker show 42"}
-	if err := s.Send(context.Background(), url, time.Second, 3, blocked); err != nil {
+	if err := s.Send(context.Background(), url, 10*time.Second, 3, blocked); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Send(context.Background(), url, time.Second, 3, Payload{Event: EventRecovered, Job: "nightly", RunID: 43,
+	if err := s.Send(context.Background(), url, 10*time.Second, 3, Payload{Event: EventRecovered, Job: "nightly", RunID: 43,
 		Status: "succeeded", Inspect: "worker show 43"}); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +105,7 @@ func TestSendGivesUpOn4xxAndAfterRetries(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	s := &Sender{FirstWait: time.Millisecond}
-	err := s.Send(context.Background(), srv.URL+"/secret-path", time.Second, 3, Payload{Event: EventFailed, Job: "j"})
+	err := s.Send(context.Background(), srv.URL+"/secret-path", 10*time.Second, 3, Payload{Event: EventFailed, Job: "j"})
 	if err == nil || len(h.bodies) != 1 || !strings.Contains(err.Error(), "404") || strings.Contains(err.Error(), "secret-path") {
 		t.Fatalf("404: err %v after %d POSTs; want one attempt and an error without the path", err, len(h.bodies))
 	}
@@ -112,7 +113,7 @@ func TestSendGivesUpOn4xxAndAfterRetries(t *testing.T) {
 	h = &hookServer{statuses: []int{500, 500, 500}}
 	srv2 := httptest.NewServer(h)
 	defer srv2.Close()
-	err = s.Send(context.Background(), srv2.URL, time.Second, 2, Payload{Event: EventFailed, Job: "j"})
+	err = s.Send(context.Background(), srv2.URL, 10*time.Second, 2, Payload{Event: EventFailed, Job: "j"})
 	if err == nil || len(h.bodies) != 3 {
 		t.Fatalf("always 500: err %v after %d POSTs; want an error after 1 + 2 retries", err, len(h.bodies))
 	}
@@ -129,10 +130,19 @@ func TestSendTimesOutEachAttempt(t *testing.T) {
 	defer srv.Close()
 	defer close(release)
 	s := &Sender{FirstWait: time.Millisecond}
-	start := time.Now()
-	err := s.Send(context.Background(), srv.URL, 100*time.Millisecond, 1, Payload{Event: EventFailed, Job: "j"})
-	if err == nil || time.Since(start) > 2*time.Second {
-		t.Fatalf("hanging endpoint: err %v after %v; want a timeout error within ~200ms", err, time.Since(start))
+	// The endpoint hangs until the test ends: Send returning at all proves
+	// each attempt timed out (two of 100ms; 10s is only a safety net).
+	errc := make(chan error, 1)
+	go func() {
+		errc <- s.Send(context.Background(), srv.URL, 100*time.Millisecond, 1, Payload{Event: EventFailed, Job: "j"})
+	}()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("hanging endpoint: err %v; want a timeout error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Send did not give up on a hanging endpoint (100ms per attempt)")
 	}
 }
 
@@ -158,7 +168,7 @@ func TestSendFollowsNoRedirect(t *testing.T) {
 		}))
 		for _, client := range []*http.Client{nil, {}} {
 			s := &Sender{Client: client, FirstWait: time.Millisecond}
-			err := s.Send(context.Background(), redirector.URL+"/hook", time.Second, 2, Payload{Event: EventFailed, Job: "nightly"})
+			err := s.Send(context.Background(), redirector.URL+"/hook", 10*time.Second, 2, Payload{Event: EventFailed, Job: "nightly"})
 			if err == nil || !strings.Contains(err.Error(), "redirects are not followed") {
 				t.Errorf("%d: Send = %v; want a failure saying redirects are not followed", code, err)
 			}
