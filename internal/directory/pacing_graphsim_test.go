@@ -42,6 +42,14 @@ func twoJobs(t testing.TB, n int, scale float64, shared bool) twoJobsOutcome {
 		t.Fatal(err)
 	}
 	clients[1] = c2
+	// Both sign in before the start: a job whose first batch waits on its
+	// token (or a loaded machine scheduling its goroutine late) would leave
+	// the other the whole burst, which is first come, first served.
+	for _, c := range clients {
+		if _, _, _, err := c.TokenRoles(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.sim.ResetCounters()
 
 	// The order results come back in, across both jobs: a shared sequence,
@@ -49,16 +57,20 @@ func twoJobs(t testing.TB, n int, scale float64, shared bool) twoJobsOutcome {
 	var mu sync.Mutex
 	var done [2]int
 	var out twoJobsOutcome
-	start := time.Now()
-	var wg sync.WaitGroup
+	var start time.Time
+	var wg, ready sync.WaitGroup
+	go1 := make(chan struct{})
 	for j, c := range clients {
 		wg.Add(1)
+		ready.Add(1)
 		go func() {
 			defer wg.Done()
 			ops := make([]directory.Operation, n)
 			for k := range ops {
 				ops[k] = createOp(int64(k), e.seeded.Domain, j*n+k)
 			}
+			ready.Done()
+			<-go1
 			in := make(chan directory.Operation)
 			res := make(chan directory.Result, 64)
 			go func() {
@@ -87,6 +99,9 @@ func twoJobs(t testing.TB, n int, scale float64, shared bool) twoJobsOutcome {
 			}
 		}()
 	}
+	ready.Wait()
+	start = time.Now()
+	close(go1)
 	wg.Wait()
 	if out.otherDone == 0 {
 		out.otherDone = 1 // both finished with the same result
