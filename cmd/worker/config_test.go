@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // runWorker runs the worker CLI in-process and returns stdout, stderr and
@@ -218,5 +219,28 @@ func TestConfigShow_printsEffectiveConfigWithoutSecrets(t *testing.T) {
 	}
 	if strings.Contains(stdout+stderr, "show-Secret") {
 		t.Errorf("a secret appears in config show:\n%s", stdout)
+	}
+}
+
+// The NEXT RUN column says how long until the run in words an operator
+// reads at a glance, also when it is less than a minute away (an @every
+// schedule, a run due now), where rounding to minutes left nothing.
+func TestUntilNextRun(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "now"},
+		{400 * time.Millisecond, "now"},
+		{7*time.Second + 300*time.Millisecond, "7s"},
+		{29 * time.Second, "29s"},
+		{59*time.Second + 600*time.Millisecond, "59s"},
+		{90 * time.Second, "2m"},
+		{3*time.Hour + 20*time.Minute + 10*time.Second, "3h20m"},
+		{24 * time.Hour, "24h0m"},
+	} {
+		if got := untilNextRun(tc.d); got != tc.want {
+			t.Errorf("untilNextRun(%v) = %q; want %q", tc.d, got, tc.want)
+		}
 	}
 }
