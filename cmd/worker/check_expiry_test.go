@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/directory"
 	"github.com/entraprov/entraprov/internal/graphsim"
 	"github.com/entraprov/entraprov/internal/testdb"
@@ -149,6 +150,31 @@ func TestCheckSecretExpiry(t *testing.T) {
 			}
 			if strings.Contains(out, secret) {
 				t.Fatal("check printed the client secret")
+			}
+		})
+	}
+}
+
+// The advice for an unknown secret expiry points a tenant of a template at
+// the tenant where the app is registered, never at a customer's consent
+// page (the registration is not in a customer's tenant); a job of the file
+// keeps its own tenant's page.
+func TestSecretExpiryUnknownAdvice(t *testing.T) {
+	ae := &directory.AuthError{Permission: directory.PermReadApplication,
+		ConsentURL: "https://login.microsoftonline.com/cust/adminconsent?client_id=c1"}
+	for _, tc := range []struct {
+		name    string
+		job     config.Job
+		consent string
+		advice  string
+	}{
+		{"job of the file", config.Job{Name: "hr"}, ae.ConsentURL, "(and admin consent) to have check"},
+		{"tenant of a template", config.Job{Name: "isv@fabrikam", Template: "isv"}, "", "in the tenant where the app is registered"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			it := secretExpiryUnknown(tc.job, ae)
+			if it.ConsentURL != tc.consent || !strings.Contains(it.Advice, tc.advice) || it.Status != checkWarn {
+				t.Errorf("got %+v; want consent_url %q, advice with %q", it, tc.consent, tc.advice)
 			}
 		})
 	}
