@@ -183,6 +183,7 @@ want_rc 1
 has "an administrator of that tenant must first consent to it by opening ${authority}${northwind}/adminconsent?client_id=${app}"
 w sync --job isv
 want_rc 2
+has "is a template, not a job"
 
 say "The daemon: a tenant added by INSERT, one disabled"
 bin/worker run >"$tmp/run.log" 2>&1 &

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/entraprov/entraprov/internal/config"
 )
 
 // runWorker runs the worker CLI in-process and returns stdout, stderr and
@@ -241,6 +243,24 @@ func TestUntilNextRun(t *testing.T) {
 	} {
 		if got := untilNextRun(tc.d); got != tc.want {
 			t.Errorf("untilNextRun(%v) = %q; want %q", tc.d, got, tc.want)
+		}
+	}
+}
+
+// An ISV's operator knows the template's name from the file; asking for it
+// as a job is a usage error that says what the jobs are called, and any
+// other unknown name keeps the plain message.
+func TestFindJobTemplateName(t *testing.T) {
+	cfg := &config.Config{Jobs: []config.Job{
+		{Name: "isv@contoso", Template: "isv"}, {Name: "isv@fabrikam", Template: "isv"}, {Name: "hr"},
+	}}
+	for _, tc := range []struct{ name, want string }{
+		{"isv", `"isv" is a template, not a job: name one of its tenants' jobs, isv@<name> (jobs: isv@contoso, isv@fabrikam, hr)`},
+		{"nosuch", `no job "nosuch" in the configuration (jobs: isv@contoso, isv@fabrikam, hr)`},
+	} {
+		_, err := findJob(cfg, tc.name)
+		if err == nil || err.Error() != tc.want || exitCodeOf(err) != exitUsage {
+			t.Errorf("findJob(%q) = %v (exit %d); want %q (exit %d)", tc.name, err, exitCodeOf(err), tc.want, exitUsage)
 		}
 	}
 }
