@@ -154,6 +154,9 @@ has "${authority}${northwind}/adminconsent?client_id=${app}"
 has "${authority}${fabrikam}/adminconsent?client_id=${app}"
 # Application.Read.All is asked where the app is registered, not of a customer.
 has "in the tenant where the app is registered"
+# Advice names keys of the file: a tenant has none of its own, the template has.
+has "set jobs[isv].allowed_groups"
+lacks "jobs[isv@"
 
 say "The onboarding view"
 w tenants

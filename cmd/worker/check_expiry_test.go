@@ -179,3 +179,19 @@ func TestSecretExpiryUnknownAdvice(t *testing.T) {
 		})
 	}
 }
+
+// check's advice names a key the operator can find in the file: a
+// template's tenant has none of its own, so it names the template's.
+func TestJobKey(t *testing.T) {
+	for _, tc := range []struct {
+		job  config.Job
+		want string
+	}{
+		{config.Job{Name: "hr"}, "jobs[hr].allowed_groups"},
+		{config.Job{Name: "isv@contoso", Template: "isv"}, "jobs[isv].allowed_groups (the template's, for every tenant of it)"},
+	} {
+		if got := jobKey(tc.job, "allowed_groups"); got != tc.want {
+			t.Errorf("jobKey(%s) = %q; want %q", tc.job.Name, got, tc.want)
+		}
+	}
+}
