@@ -521,9 +521,7 @@ func checkSecretExpiry(ctx context.Context, job config.Job, client *directory.Cl
 	var ae *directory.AuthError
 	switch {
 	case errors.As(err, &ae) && ae.Permission == directory.PermReadApplication:
-		rep.add(checkItem{Name: "credential", Job: job.Name, Status: checkWarn, ConsentURL: ae.ConsentURL,
-			Detail: "cannot know when the client secret expires: the app may not read its own registration",
-			Advice: fmt.Sprintf("grant the application permission %s (and admin consent) to have check and the metrics report it, or track the secret's end date yourself", directory.PermReadApplication)})
+		rep.add(secretExpiryUnknown(job, ae))
 	case err != nil:
 		rep.add(checkItem{Name: "credential", Job: job.Name, Status: checkWarn, Detail: "cannot know when the client secret expires: " + err.Error()})
 	default:
@@ -535,6 +533,23 @@ func checkSecretExpiry(ctx context.Context, job config.Job, client *directory.Cl
 		rep.add(expiryItem(job.Name, "client secret", end, time.Now(),
 			"create a new client secret in the app registration (Certificates & secrets) and update auth.client_secret's source"))
 	}
+}
+
+// secretExpiryUnknown is the warning of a client-secret job whose app may
+// not read its own registration (ae: the 403). A tenant of a template is
+// often a customer's, where the registration is not (only the app's
+// service principal is): granting the permission there would not help, so
+// the advice names the tenant where the app is registered and no
+// customer's consent page.
+func secretExpiryUnknown(job config.Job, ae *directory.AuthError) checkItem {
+	it := checkItem{Name: "credential", Job: job.Name, Status: checkWarn, ConsentURL: ae.ConsentURL,
+		Detail: "cannot know when the client secret expires: the app may not read its own registration",
+		Advice: fmt.Sprintf("grant the application permission %s (and admin consent) to have check and the metrics report it, or track the secret's end date yourself", directory.PermReadApplication)}
+	if job.Template != "" {
+		it.ConsentURL = ""
+		it.Advice = fmt.Sprintf("the app registration is read in the tenant where the app is registered: grant %s (and admin consent) there, not in a customer's tenant, or track the secret's end date yourself", directory.PermReadApplication)
+	}
+	return it
 }
 
 // expiryItem judges one credential's end date at now.

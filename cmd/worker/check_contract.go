@@ -50,7 +50,7 @@ func checkSourceContract(ctx context.Context, job config.Job, st *store.Store, r
 	case job.AllowedGroups == nil && usesGroups:
 		rep.add(checkItem{Name: "groups", Job: job.Name, Status: checkWarn,
 			Detail: "allowed_groups is not set: any group id in the source is honoured (users added to and removed from it)",
-			Advice: fmt.Sprintf("set jobs[%s].allowed_groups to the object ids of the groups this job manages", job.Name)})
+			Advice: fmt.Sprintf("set %s to the object ids of the groups this job manages", jobKey(job, "allowed_groups"))})
 	case job.AllowedGroups != nil:
 		n, err := st.CountRowsOutsideGroups(ctx, job.Source, job.AllowedGroups)
 		switch {
@@ -59,10 +59,21 @@ func checkSourceContract(ctx context.Context, job config.Job, st *store.Store, r
 		case n > 0:
 			rep.add(checkItem{Name: "groups", Job: job.Name, Status: checkWarn,
 				Detail: fmt.Sprintf("%d source row(s) name a group outside allowed_groups (%d groups); those users fail at every run", n, len(job.AllowedGroups)),
-				Advice: fmt.Sprintf("fix the rows' groups, or add the groups to jobs[%s].allowed_groups", job.Name)})
+				Advice: fmt.Sprintf("fix the rows' groups, or add the groups to %s", jobKey(job, "allowed_groups"))})
 		default:
 			rep.add(checkItem{Name: "groups", Job: job.Name, Status: checkOK,
 				Detail: fmt.Sprintf("the job may manage only the %d group(s) of allowed_groups; every source row keeps to them", len(job.AllowedGroups))})
 		}
 	}
+}
+
+// jobKey is the key path of a job's key in the configuration file. A job
+// expanded from a template has no entry of its own there: the key is the
+// template's, and applies to each of its tenants (group object ids are
+// GUIDs, so a template lists its tenants' groups together).
+func jobKey(job config.Job, key string) string {
+	if job.Template != "" {
+		return fmt.Sprintf("jobs[%s].%s (the template's, for every tenant of it)", job.Template, key)
+	}
+	return fmt.Sprintf("jobs[%s].%s", job.Name, key)
 }

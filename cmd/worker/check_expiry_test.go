@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/entraprov/entraprov/internal/config"
 	"github.com/entraprov/entraprov/internal/directory"
 	"github.com/entraprov/entraprov/internal/graphsim"
 	"github.com/entraprov/entraprov/internal/testdb"
@@ -147,5 +148,46 @@ func TestCheckSecretExpiry(t *testing.T) {
 				t.Fatal("check printed the client secret")
 			}
 		})
+	}
+}
+
+// The advice for an unknown secret expiry points a tenant of a template at
+// the tenant where the app is registered, never at a customer's consent
+// page (the registration is not in a customer's tenant); a job of the file
+// keeps its own tenant's page.
+func TestSecretExpiryUnknownAdvice(t *testing.T) {
+	ae := &directory.AuthError{Permission: directory.PermReadApplication,
+		ConsentURL: "https://login.microsoftonline.com/cust/adminconsent?client_id=c1"}
+	for _, tc := range []struct {
+		name    string
+		job     config.Job
+		consent string
+		advice  string
+	}{
+		{"job of the file", config.Job{Name: "hr"}, ae.ConsentURL, "(and admin consent) to have check"},
+		{"tenant of a template", config.Job{Name: "isv@fabrikam", Template: "isv"}, "", "in the tenant where the app is registered"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			it := secretExpiryUnknown(tc.job, ae)
+			if it.ConsentURL != tc.consent || !strings.Contains(it.Advice, tc.advice) || it.Status != checkWarn {
+				t.Errorf("got %+v; want consent_url %q, advice with %q", it, tc.consent, tc.advice)
+			}
+		})
+	}
+}
+
+// check's advice names a key the operator can find in the file: a
+// template's tenant has none of its own, so it names the template's.
+func TestJobKey(t *testing.T) {
+	for _, tc := range []struct {
+		job  config.Job
+		want string
+	}{
+		{config.Job{Name: "hr"}, "jobs[hr].allowed_groups"},
+		{config.Job{Name: "isv@contoso", Template: "isv"}, "jobs[isv].allowed_groups (the template's, for every tenant of it)"},
+	} {
+		if got := jobKey(tc.job, "allowed_groups"); got != tc.want {
+			t.Errorf("jobKey(%s) = %q; want %q", tc.job.Name, got, tc.want)
+		}
 	}
 }

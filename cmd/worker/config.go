@@ -247,7 +247,7 @@ func printConfigSummary(ctx context.Context, w io.Writer, cfg *config.Config, no
 		// the scheduler, and the time shown must be the one that runs.
 		if s, err := jobs.Parse(j.Schedule); err == nil {
 			t := s.Next(now)
-			next = t.Format("2006-01-02 15:04 MST") + " (in " + strings.TrimSuffix(t.Sub(now).Round(time.Minute).String(), "0s") + ")"
+			next = t.Format("2006-01-02 15:04 MST") + " (in " + untilNextRun(t.Sub(now)) + ")"
 		}
 		leaver := j.Leaver.Action
 		if leaver == "delete" {
@@ -368,4 +368,17 @@ func checkJobName(cmd *cobra.Command, ctx context.Context, st *store.Store, name
 		known = strings.Join(names, ", ")
 	}
 	return withExit(exitUsage, fmt.Errorf("no job %q in the database (jobs with runs or state: %s); pass --config to check against the configuration", name, known))
+}
+
+// untilNextRun says how far off a next run is: to the minute ("3h20m"),
+// and in seconds under a minute, where minutes would round to nothing
+// (an @every schedule, a run due at once).
+func untilNextRun(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return "now"
+	case d < time.Minute:
+		return d.Truncate(time.Second).String()
+	}
+	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 }

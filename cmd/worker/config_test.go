@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/entraprov/entraprov/internal/config"
 )
 
 // runWorker runs the worker CLI in-process and returns stdout, stderr and
@@ -218,5 +221,46 @@ func TestConfigShow_printsEffectiveConfigWithoutSecrets(t *testing.T) {
 	}
 	if strings.Contains(stdout+stderr, "show-Secret") {
 		t.Errorf("a secret appears in config show:\n%s", stdout)
+	}
+}
+
+// The NEXT RUN column says how long until the run in words an operator
+// reads at a glance, also when it is less than a minute away (an @every
+// schedule, a run due now), where rounding to minutes left nothing.
+func TestUntilNextRun(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "now"},
+		{400 * time.Millisecond, "now"},
+		{7*time.Second + 300*time.Millisecond, "7s"},
+		{29 * time.Second, "29s"},
+		{59*time.Second + 600*time.Millisecond, "59s"},
+		{90 * time.Second, "2m"},
+		{3*time.Hour + 20*time.Minute + 10*time.Second, "3h20m"},
+		{24 * time.Hour, "24h0m"},
+	} {
+		if got := untilNextRun(tc.d); got != tc.want {
+			t.Errorf("untilNextRun(%v) = %q; want %q", tc.d, got, tc.want)
+		}
+	}
+}
+
+// An ISV's operator knows the template's name from the file; asking for it
+// as a job is a usage error that says what the jobs are called, and any
+// other unknown name keeps the plain message.
+func TestFindJobTemplateName(t *testing.T) {
+	cfg := &config.Config{Jobs: []config.Job{
+		{Name: "isv@contoso", Template: "isv"}, {Name: "isv@fabrikam", Template: "isv"}, {Name: "hr"},
+	}}
+	for _, tc := range []struct{ name, want string }{
+		{"isv", `"isv" is a template, not a job: name one of its tenants' jobs, isv@<name> (jobs: isv@contoso, isv@fabrikam, hr)`},
+		{"nosuch", `no job "nosuch" in the configuration (jobs: isv@contoso, isv@fabrikam, hr)`},
+	} {
+		_, err := findJob(cfg, tc.name)
+		if err == nil || err.Error() != tc.want || exitCodeOf(err) != exitUsage {
+			t.Errorf("findJob(%q) = %v (exit %d); want %q (exit %d)", tc.name, err, exitCodeOf(err), tc.want, exitUsage)
+		}
 	}
 }

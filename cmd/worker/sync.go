@@ -189,6 +189,13 @@ func findJob(cfg *config.Config, name string) (config.Job, error) {
 		}
 		return config.Job{}, withExit(exitUsage, fmt.Errorf("--job is required: the configuration has %d jobs (%s)", len(names), strings.Join(names, ", ")))
 	}
+	for _, j := range cfg.Jobs {
+		if j.Template == name {
+			// The name an ISV's operator knows from the file is the
+			// template's; its jobs are its tenants'.
+			return config.Job{}, withExit(exitUsage, fmt.Errorf("%q is a template, not a job: name one of its tenants' jobs, %s@<name> (jobs: %s)", name, name, strings.Join(names, ", ")))
+		}
+	}
 	return config.Job{}, withExit(exitUsage, fmt.Errorf("no job %q in the configuration (jobs: %s)", name, strings.Join(names, ", ")))
 }
 

@@ -169,8 +169,14 @@ func (w *credentialWatch) secrets(ctx context.Context, r secretExpiryReader, job
 			w.logExpiry(key, name, "client secret", end)
 		case errors.As(err, &ae) && ae.Permission == directory.PermReadApplication:
 			if w.once(key, "no permission", false) {
-				w.log.Info("the client secret's expiry is unknown: the app may not read its own registration", append([]any{"job", name,
-					"permission", directory.PermReadApplication, "consent_url", ae.ConsentURL}, attrs...)...)
+				where := []any{"consent_url", ae.ConsentURL}
+				if group[0].Template != "" {
+					// The tenant that refused may be a customer's: the
+					// registration is read where the app is registered.
+					where = []any{"grant_in", "the tenant where the app is registered"}
+				}
+				w.log.Info("the client secret's expiry is unknown: the app may not read its own registration", append(append([]any{"job", name,
+					"permission", directory.PermReadApplication}, where...), attrs...)...)
 			}
 		default:
 			if w.once(key, "unreadable", false) {
@@ -202,20 +208,42 @@ func secretGroups(jobs []config.Job) [][]config.Job {
 }
 
 // readSecretExpiry asks for the group's secret end date through each job
-// in turn until one answers (known); err is the last refusal otherwise.
+// in turn until one answers (known). Otherwise err is the refusal an
+// operator can act on, whichever tenant gave it: the missing permission
+// first, then another answer of a tenant the app signed in to (a 404),
+// and a sign-in failure last — a customer tenant that has not consented
+// yet says nothing about the secret (worker tenants shows it).
 func readSecretExpiry(ctx context.Context, r secretExpiryReader, group []config.Job) (end time.Time, known bool, err error) {
+	best := -1
 	for _, j := range group {
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
-		end, err = r.SecretExpiry(rctx, j)
+		e, rerr := r.SecretExpiry(rctx, j)
 		cancel()
-		if err == nil {
-			return end, true, nil
+		if rerr == nil {
+			return e, true, nil
 		}
 		if ctx.Err() != nil {
 			return time.Time{}, false, ctx.Err()
 		}
+		if rank := refusalRank(rerr); rank > best {
+			best, err = rank, rerr
+		}
 	}
 	return time.Time{}, false, err
+}
+
+// refusalRank orders the refusals of readSecretExpiry by how much they say
+// about the secret: a sign-in failure 0, another error 1, the missing
+// Application.Read.All 2.
+func refusalRank(err error) int {
+	var ae *directory.AuthError
+	switch {
+	case errors.As(err, &ae) && ae.Permission == directory.PermReadApplication:
+		return 2
+	case errors.As(err, &ae) && ae.Code != 0:
+		return 0
+	}
+	return 1
 }
 
 // logExpiry warns about credential key when it ends within

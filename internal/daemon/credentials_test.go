@@ -362,3 +362,57 @@ func TestCredentialExpiryFollowedWhileRunning(t *testing.T) {
 		t.Fatalf("the daemon did not stop within 10s:\n%s", logs.String())
 	}
 }
+
+// refusingReader answers each tenant with its own refusal, as Graph does
+// for a template whose tenants differ: one where the app lacks
+// Application.Read.All (403), one that never consented (AADSTS700016 at
+// sign-in), one where it may read but is not registered (404).
+type refusingReader map[string]error
+
+func (r refusingReader) SecretExpiry(_ context.Context, job config.Job) (time.Time, error) {
+	return time.Time{}, r[job.TenantID]
+}
+
+// When no tenant of a template answers, the log says what the operator can
+// act on — the permission the app lacks — whichever tenant was asked last,
+// and names no customer's consent page: the app registration is read in
+// the tenant where the app is registered, not in a customer's tenant.
+func TestSecretExpiryRefusedByEveryTenant(t *testing.T) {
+	secret := config.Auth{Method: "secret", ClientID: "c1"}
+	denied := &directory.AuthError{Tenant: "t1", ClientID: "c1", Permission: directory.PermReadApplication,
+		ConsentURL: "https://login.microsoftonline.com/t1/adminconsent?client_id=c1", Consent: true}
+	notConsented := &directory.AuthError{Code: 700016, Tenant: "t2", ClientID: "c1",
+		ConsentURL: "https://login.microsoftonline.com/t2/adminconsent?client_id=c1", Consent: true}
+	notFound := &directory.GraphError{Status: 404, Code: "Request_ResourceNotFound"}
+	for _, tc := range []struct {
+		name    string
+		answers refusingReader
+		want    string
+		not     []string
+	}{
+		{"permission first, unconsented tenant last", refusingReader{"t1": denied, "t3": notFound, "t2": notConsented},
+			"the client secret's expiry is unknown", []string{"could not read", "AADSTS700016", "adminconsent"}},
+		{"only sign-in failures and 404", refusingReader{"t1": notFound, "t3": notFound, "t2": notConsented},
+			"could not read the client secret's expiry", []string{"AADSTS700016"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			jobs := []config.Job{
+				{Name: "isv@a", Template: "isv", TenantID: "t1", Auth: secret},
+				{Name: "isv@c", Template: "isv", TenantID: "t3", Auth: secret},
+				{Name: "isv@b", Template: "isv", TenantID: "t2", Auth: secret},
+			}
+			newCredentialWatch(metrics.New(), log, jobs).secrets(context.Background(), tc.answers, jobs)
+			out := logs.String()
+			if strings.Count(out, tc.want) != 1 || strings.Count(out, "\n") != 1 {
+				t.Errorf("want one line %q; log:\n%s", tc.want, out)
+			}
+			for _, s := range tc.not {
+				if strings.Contains(out, s) {
+					t.Errorf("log says %q:\n%s", s, out)
+				}
+			}
+		})
+	}
+}
