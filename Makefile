@@ -51,8 +51,9 @@ fuzz: ## Fuzz config loader, row validator, Graph error and batch response parse
 		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(or $(FUZZTIME),30s) $${t#*:}; \
 	done
 
-systest: ## Real worker + graphsim + Postgres under faults: kill -9, Graph outage, quota cut, secret rotation, PG restart, 5xx, bad input (~5 min)
+systest: ## Real worker + graphsim + Postgres under faults: kill -9, Graph outage, quota cut, secret rotation, PG restart, 5xx, bad input; then the ISV walkthrough (~6 min)
 	scripts/systest.sh
+	scripts/isv-walkthrough.sh
 
 soak: ## Two worker daemons, two jobs, 32 scheduled cycles of HR churn (re-keys, UPN swaps, moves between jobs, bad rows), faults and kill -9, audits after each (~8 min; SOAK_CYCLES, SOAK_SEED)
 	scripts/soak.sh
