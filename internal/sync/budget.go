@@ -45,7 +45,9 @@ func DestructiveKinds(action Action, changes map[string]any) []string {
 	var kinds []string
 	switch action {
 	case ActDisable:
-		return []string{KindDisable}
+		// A user on leave's disable may carry attribute changes in the
+		// same PATCH (planOnLeave): its clears count as clears too.
+		kinds = append(kinds, KindDisable)
 	case ActDelete:
 		return []string{KindDelete}
 	case ActGroupRemove:

@@ -52,6 +52,8 @@ func TestDestructiveKinds(t *testing.T) {
 		want    []string
 	}{
 		{"disable", ActDisable, map[string]any{"accountEnabled": change(true, false)}, []string{KindDisable}},
+		{"disable_of_a_user_on_leave_with_a_title", ActDisable, map[string]any{"accountEnabled": change(true, false), "jobTitle": change("A", "B")}, []string{KindDisable}},
+		{"disable_carrying_a_clear", ActDisable, map[string]any{"accountEnabled": change(true, false), "jobTitle": change("A", nil)}, []string{KindDisable, KindAttributeClear}},
 		{"delete", ActDelete, nil, []string{KindDelete}},
 		{"group_remove", ActGroupRemove, map[string]any{"group": "g"}, []string{KindGroupRemoval}},
 		{"group_add", ActGroupAdd, map[string]any{"group": "g"}, nil},

@@ -131,7 +131,7 @@ func planRow(row store.SourceRow, p Policy, now time.Time) (dec Decision) {
 	// On the named result, whichever branch below returns.
 	defer dropUnmanagedRemovals(&dec, p)
 	leaver := row.Desired == nil || !row.Desired.AccountEnabled
-	if leaver {
+	if leaver && !onLeaveLinked(row) {
 		planLeaver(&dec, row, p, now)
 		return dec
 	}
@@ -147,6 +147,10 @@ func planRow(row store.SourceRow, p Policy, now time.Time) (dec Decision) {
 			dec.Steps[0].Message = strings.TrimPrefix(dec.Steps[0].Message+"; "+strings.Join(dec.Notes, "; "), "; ")
 		}
 	}()
+	if leaver {
+		planOnLeave(&dec, p, row, &d, problems, now)
+		return dec
+	}
 	if len(problems) > 0 {
 		action := ActCreate
 		if row.Link != nil && row.Link.State != store.LinkCreating {
@@ -236,20 +240,14 @@ func planLeaver(dec *Decision, row store.SourceRow, p Policy, now time.Time) {
 	if c.AccountEnabled {
 		reason := "the user left the source"
 		if onLeave {
-			reason = "account_enabled is false in the source (on leave): disabled, the account is kept"
+			reason = onLeaveReason
 		}
 		dec.Steps = []Step{disableStep(l.ObjectID, reason)}
 		return
 	}
 	// Disabled already. The grace period runs from when we saw it disabled.
-	if l.State != store.LinkDisabled || l.DisabledAt == nil {
-		nl := *l
-		nl.State = store.LinkDisabled
-		if nl.DisabledAt == nil {
-			t := now
-			nl.DisabledAt = &t
-		}
-		dec.Link = &nl
+	if nl := disabledLink(l, now); nl != nil {
+		dec.Link = nl
 		return
 	}
 	if p.LeaverAction == LeaverDelete && !onLeave && !now.Before(l.DisabledAt.Add(p.DeleteAfter)) {
@@ -259,6 +257,101 @@ func planLeaver(dec *Decision, row store.SourceRow, p Policy, now time.Time) {
 				l.DisabledAt.UTC().Format(time.RFC3339), p.DeleteAfter),
 		}}
 	}
+}
+
+// onLeaveReason is the history message of the disable of a user on leave.
+const onLeaveReason = "account_enabled is false in the source (on leave): disabled, the account is kept"
+
+// onLeaveLinked says whether row is a user on leave (in the source with
+// account_enabled = false) whose linked account exists: HR still keeps
+// that person's record, so planOnLeave keeps the account's attributes
+// current. Any other leaver, and an on-leave row whose link or account is
+// not there, is planLeaver's.
+func onLeaveLinked(row store.SourceRow) bool {
+	l, c := row.Link, row.Current
+	return row.Desired != nil && !row.Desired.AccountEnabled && l != nil &&
+		l.State != store.LinkCreating && l.ObjectID != "" && l.State != store.LinkDeleted &&
+		c != nil && !c.Deleted
+}
+
+// planOnLeave plans a user on leave whose account exists (onLeaveLinked):
+// disabled as planLeaver would, never deleted, and otherwise kept like a
+// linked user: the attributes HR changes meanwhile (the leave date that
+// drives Lifecycle Workflows leaver tasks, title, department) and the
+// manager reach the directory during the leave, not on return.
+//
+// One PATCH carries the disable and the changed attributes when both are
+// due; an account disabled already gets an update alone. Two things never
+// hold back the disable: an invalid row (the disable goes alone and the
+// attribute update fails with the reason, as a second step of the user),
+// and an attribute change the change budget bounds (a clear, a rename): it
+// goes as a separate update, so withholding it leaves the disable alone.
+//
+// Groups are left as they are, as planLeaver leaves them: the row's groups
+// describe the access of an enabled account; adding a disabled one may
+// spend a group-based licence on someone who cannot sign in, removing is a
+// budgeted destructive change, and planLinked reconciles both on return.
+func planOnLeave(dec *Decision, p Policy, row store.SourceRow, d *store.DesiredUser, problems []string, now time.Time) {
+	l, c := row.Link, row.Current
+	var steps []Step
+	if c.AccountEnabled {
+		steps = append(steps, disableStep(l.ObjectID, onLeaveReason))
+	}
+	if len(problems) > 0 {
+		// Nothing of the invalid row is applied: keep the record of what
+		// was (no applied hash), and let the disable go.
+		dec.Desired = nil
+		dec.UPN = l.UserPrincipalName
+		dec.Steps = append(steps, Step{Action: ActUpdate, ObjectID: l.ObjectID, Failure: strings.Join(problems, "; ")})
+		if len(steps) == 0 {
+			dec.Link = disabledLink(l, now)
+		}
+		return
+	}
+	fields, changes := diff(p.schema(), d, c)
+	if len(fields) > 0 {
+		update := Step{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: l.ObjectID, Fields: fields, Changes: changes,
+			LinkState: store.LinkDisabled, Message: "on leave: attributes kept current, the account stays disabled"}
+		switch {
+		case len(steps) == 1 && len(DestructiveKinds(ActUpdate, changes)) == 0:
+			// Into the disable's PATCH: one request, and Lifecycle
+			// Workflows sees the leave date with the disable.
+			for k, v := range fields {
+				steps[0].Fields[k] = v
+			}
+			for k, v := range changes {
+				steps[0].Changes[k] = v
+			}
+		case fields["userPrincipalName"] != nil && row.UPNReleasedBy != "":
+			update.Message = fmt.Sprintf("renamed from %s", c.UPN())
+			steps = append(steps, planSwap(update, row, d)...)
+		default:
+			if _, ok := fields["userPrincipalName"]; ok {
+				update.Message = fmt.Sprintf("on leave: renamed from %s, the account stays disabled", c.UPN())
+			}
+			steps = append(steps, update)
+		}
+	}
+	if len(steps) == 0 {
+		dec.Link = disabledLink(l, now)
+	}
+	dec.Steps = append(steps, managerSteps(row, d, c, l.ObjectID, *l)...)
+}
+
+// disabledLink is l's correction when the account is disabled already (by
+// hand, or by a run whose answer was lost): the grace period runs from
+// when we saw it disabled. nil when the record is right.
+func disabledLink(l *store.Link, now time.Time) *store.Link {
+	if l.State == store.LinkDisabled && l.DisabledAt != nil {
+		return nil
+	}
+	nl := *l
+	nl.State = store.LinkDisabled
+	if nl.DisabledAt == nil {
+		t := now
+		nl.DisabledAt = &t
+	}
+	return &nl
 }
 
 func disableStep(objectID, reason string) Step {
@@ -404,21 +497,7 @@ func planLinked(dec *Decision, p Policy, row store.SourceRow, d *store.DesiredUs
 // followUps are the manager and group steps for an existing object; cur is
 // the directory's view of it (the mirror row, or the adopted user).
 func followUps(row store.SourceRow, d *store.DesiredUser, cur *store.DirectoryUser, objectID string, l store.Link) []Step {
-	var steps []Step
-	applied := currentManager(cur, l)
-	switch {
-	case d.ManagerExternalID == "" && applied != "":
-		steps = append(steps, Step{Action: ActManager, Kind: directory.OpRemoveManager, ObjectID: objectID,
-			Changes: map[string]any{"manager": change(applied, nil)}})
-	case d.ManagerExternalID != "" && row.ManagerObjectID == "":
-		steps = append(steps, Step{Action: ActManager, ObjectID: objectID, Deferred: true, ManagerExternalID: d.ManagerExternalID,
-			Changes: map[string]any{"manager_external_id": d.ManagerExternalID},
-			Message: "the manager is not provisioned yet; set after it is"})
-	case d.ManagerExternalID != "" && !strings.EqualFold(row.ManagerObjectID, applied):
-		steps = append(steps, Step{Action: ActManager, Kind: directory.OpSetManager, ObjectID: objectID, RelatedID: row.ManagerObjectID,
-			ManagerExternalID: d.ManagerExternalID,
-			Changes:           map[string]any{"manager": change(nilIfEmpty(applied), row.ManagerObjectID), "manager_external_id": d.ManagerExternalID}})
-	}
+	steps := managerSteps(row, d, cur, objectID, l)
 	have := make(map[string]bool, len(l.Groups))
 	for _, g := range l.Groups {
 		have[strings.ToLower(g)] = true
@@ -438,6 +517,25 @@ func followUps(row store.SourceRow, d *store.DesiredUser, cur *store.DirectoryUs
 		}
 	}
 	return steps
+}
+
+// managerSteps is the manager step, if any, of an existing object.
+func managerSteps(row store.SourceRow, d *store.DesiredUser, cur *store.DirectoryUser, objectID string, l store.Link) []Step {
+	applied := currentManager(cur, l)
+	switch {
+	case d.ManagerExternalID == "" && applied != "":
+		return []Step{{Action: ActManager, Kind: directory.OpRemoveManager, ObjectID: objectID,
+			Changes: map[string]any{"manager": change(applied, nil)}}}
+	case d.ManagerExternalID != "" && row.ManagerObjectID == "":
+		return []Step{{Action: ActManager, ObjectID: objectID, Deferred: true, ManagerExternalID: d.ManagerExternalID,
+			Changes: map[string]any{"manager_external_id": d.ManagerExternalID},
+			Message: "the manager is not provisioned yet; set after it is"}}
+	case d.ManagerExternalID != "" && !strings.EqualFold(row.ManagerObjectID, applied):
+		return []Step{{Action: ActManager, Kind: directory.OpSetManager, ObjectID: objectID, RelatedID: row.ManagerObjectID,
+			ManagerExternalID: d.ManagerExternalID,
+			Changes:           map[string]any{"manager": change(nilIfEmpty(applied), row.ManagerObjectID), "manager_external_id": d.ManagerExternalID}}}
+	}
+	return nil
 }
 
 // currentManager is the manager the directory holds, as far as we know.

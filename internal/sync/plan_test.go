@@ -529,6 +529,125 @@ func TestPlan(t *testing.T) {
 			want:   []stepSummary{{Action: ActUpdate, Failed: true}},
 			checks: []check{failureHas("display_name: missing")},
 		},
+		// A user on leave (in the source, account_enabled = false) is kept
+		// current like a linked user while the account stays disabled.
+		{
+			name: "user_on_leave_already_disabled_gets_a_title_change_as_an_update_only",
+			row: store.SourceRow{ExternalID: "E1", Current: func() *store.DirectoryUser { c := current(); c.AccountEnabled = false; return c }(),
+				Link: func() *store.Link { l := link(store.LinkDisabled); l.DisabledAt = ago(time.Hour); return l }(),
+				Desired: func() *store.DesiredUser {
+					d := desired()
+					d.AccountEnabled = false
+					d.Set(profile.JobTitle, "Team lead")
+					return d
+				}()},
+			want: []stepSummary{{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: oidAlice}},
+			checks: []check{fieldsAre(map[string]any{"jobTitle": "Team lead"}), noLink, func(t *testing.T, d Decision) {
+				if st := d.Steps[0]; st.LinkState != store.LinkDisabled || d.Desired == nil {
+					t.Errorf("link state after the update = %q, desired %v; want disabled and the applied user recorded", st.LinkState, d.Desired)
+				}
+			}},
+		},
+		{
+			name: "user_going_on_leave_with_a_leave_date_is_disabled_and_updated_in_one_patch",
+			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(),
+				Desired: func() *store.DesiredUser {
+					d := desired()
+					d.AccountEnabled = false
+					d.Set(profile.Index("employee_leave_date_time"), "2026-12-31T00:00:00Z")
+					d.Set(profile.JobTitle, "Team lead")
+					return d
+				}()},
+			policy: leaveDatePolicy,
+			want:   []stepSummary{{Action: ActDisable, Kind: directory.OpUpdate, ObjectID: oidAlice}},
+			checks: []check{func(t *testing.T, d Decision) {
+				f := d.Steps[0].Fields
+				if len(f) != 3 || f["accountEnabled"] != false || f["jobTitle"] != "Team lead" || f["employeeLeaveDateTime"] == nil {
+					t.Errorf("fields = %v; want accountEnabled false, the leave date and the title in one PATCH", f)
+				}
+				if k := stepKinds(d.Steps[0]); !reflect.DeepEqual(k, []string{KindDisable}) {
+					t.Errorf("budget kinds = %v; want [disables]", k)
+				}
+			}},
+		},
+		{
+			name: "invalid_value_of_a_user_going_on_leave_does_not_stop_the_disable",
+			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(),
+				Desired: func() *store.DesiredUser {
+					d := desired()
+					d.AccountEnabled = false
+					d.Set(profile.JobTitle, strings.Repeat("x", 200))
+					return d
+				}()},
+			want: []stepSummary{{Action: ActDisable, Kind: directory.OpUpdate, ObjectID: oidAlice}, {Action: ActUpdate, ObjectID: oidAlice, Failed: true}},
+			checks: []check{fieldsAre(map[string]any{"accountEnabled": false}), func(t *testing.T, d Decision) {
+				if !strings.Contains(d.Steps[1].Failure, "job_title") || d.Desired != nil {
+					t.Errorf("failure = %q, desired %v; want the job_title reason and nothing recorded as applied", d.Steps[1].Failure, d.Desired)
+				}
+			}},
+		},
+		{
+			name: "invalid_value_of_a_user_on_leave_already_disabled_fails_the_user_alone",
+			row: store.SourceRow{ExternalID: "E1", Current: func() *store.DirectoryUser { c := current(); c.AccountEnabled = false; return c }(),
+				Link: func() *store.Link { l := link(store.LinkDisabled); l.DisabledAt = ago(time.Hour); return l }(),
+				Desired: func() *store.DesiredUser {
+					d := desired()
+					d.AccountEnabled = false
+					d.Set(profile.DisplayName, "")
+					return d
+				}()},
+			want:   []stepSummary{{Action: ActUpdate, ObjectID: oidAlice, Failed: true}},
+			checks: []check{failureHas("display_name: missing"), noLink},
+		},
+		{
+			name: "clear_of_a_user_going_on_leave_goes_apart_from_the_disable",
+			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkActive), Current: current(),
+				Desired: func() *store.DesiredUser {
+					d := desired()
+					d.AccountEnabled = false
+					d.Set(profile.Department, "")
+					return d
+				}()},
+			want: []stepSummary{{Action: ActDisable, Kind: directory.OpUpdate, ObjectID: oidAlice}, {Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: oidAlice}},
+			checks: []check{fieldsAre(map[string]any{"accountEnabled": false}), func(t *testing.T, d Decision) {
+				// The budget may withhold the clear; the disable is counted
+				// and admitted on its own.
+				if k := stepKinds(d.Steps[1]); !reflect.DeepEqual(k, []string{KindAttributeClear}) || !reflect.DeepEqual(d.Steps[1].Fields, map[string]any{"department": nil}) {
+					t.Errorf("second step: fields %v, budget kinds %v; want the department cleared, counted as a clear", d.Steps[1].Fields, k)
+				}
+			}},
+		},
+		{
+			name: "manager_change_of_a_user_on_leave_is_applied_groups_are_left_alone",
+			row: store.SourceRow{ExternalID: "E1", ManagerObjectID: oidBoss, Current: func() *store.DirectoryUser { c := current(); c.AccountEnabled = false; return c }(),
+				Link: func() *store.Link {
+					l := link(store.LinkDisabled)
+					l.DisabledAt, l.Groups = ago(time.Hour), []string{grpA}
+					return l
+				}(),
+				Desired: func() *store.DesiredUser {
+					d := desired()
+					d.AccountEnabled, d.ManagerExternalID, d.Groups = false, "B1", []string{grpB}
+					return d
+				}()},
+			want: []stepSummary{{Action: ActManager, Kind: directory.OpSetManager, ObjectID: oidAlice, RelatedID: oidBoss}},
+		},
+		{
+			name: "unlinked_user_on_leave_is_left_alone",
+			row:  store.SourceRow{ExternalID: "E1", Desired: func() *store.DesiredUser { d := desired(); d.AccountEnabled = false; return d }()},
+			want: nil, checks: []check{noLink},
+		},
+		{
+			name: "user_on_leave_whose_account_is_soft_deleted_is_only_recorded_as_deleted",
+			row: store.SourceRow{ExternalID: "E1", Link: link(store.LinkDisabled), Current: func() *store.DirectoryUser { c := current(); c.Deleted = true; return c }(),
+				Desired: func() *store.DesiredUser {
+					d := desired()
+					d.AccountEnabled = false
+					d.Set(profile.JobTitle, "Team lead")
+					return d
+				}()},
+			want: nil, checks: []check{linkIs(store.LinkDeleted, oidAlice)},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -545,6 +664,12 @@ func TestPlan(t *testing.T) {
 			}
 		})
 	}
+}
+
+// leaveDatePolicy manages employee_leave_date_time, as a job whose source
+// fills it does.
+func leaveDatePolicy(p *Policy) {
+	p.Schema = profile.Default.Fill(func(c string) bool { return c == "employee_leave_date_time" })
 }
 
 func TestPlanIsPure(t *testing.T) {
