@@ -16,8 +16,9 @@ import (
 // as a leaver (disable only) and the audit, which uses the planner, called
 // it clean: the change reached the directory only on return. The second
 // person goes on leave with a leave date in the same change, as HR
-// typically writes it: one PATCH carries both, so Lifecycle Workflows
-// leaver tasks see the date with the disable.
+// typically writes it: the disable goes first, alone (nothing Graph may
+// refuse rides on it), and the leave date follows in the same run, so
+// Lifecycle Workflows leaver tasks see the date with the disable.
 func TestOnLeaveChangesReachTheDirectory(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, graphsim.Options{})
@@ -51,8 +52,9 @@ func TestOnLeaveChangesReachTheDirectory(t *testing.T) {
 			mine = append(mine, op)
 		}
 	}
-	if len(mine) != 1 || mine[0].Action != string(esync.ActDisable) || mine[0].Changes["employeeLeaveDateTime"] == nil {
-		t.Fatalf("operations of the leave = %+v; want one disable carrying employeeLeaveDateTime", mine)
+	if len(mine) != 2 || mine[0].Action != string(esync.ActDisable) || len(mine[0].Changes) != 1 ||
+		mine[1].Action != string(esync.ActUpdate) || mine[1].Changes["employeeLeaveDateTime"] == nil {
+		t.Fatalf("operations of the leave = %+v; want the disable alone, then an update carrying employeeLeaveDateTime", mine)
 	}
 	e.quiet(store.RunSucceeded)
 }

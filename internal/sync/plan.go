@@ -312,16 +312,11 @@ func planOnLeave(dec *Decision, p Policy, row store.SourceRow, d *store.DesiredU
 	if len(fields) > 0 {
 		update := Step{Action: ActUpdate, Kind: directory.OpUpdate, ObjectID: l.ObjectID, Fields: fields, Changes: changes,
 			LinkState: store.LinkDisabled, Message: "on leave: attributes kept current, the account stays disabled"}
+		// A request of its own after the disable, never inside it: a value
+		// Graph refuses (one Validate let through) must not keep a
+		// leaver's account enabled, run after run. The leave date still
+		// lands in the same run as the disable.
 		switch {
-		case len(steps) == 1 && len(DestructiveKinds(ActUpdate, changes)) == 0:
-			// Into the disable's PATCH: one request, and Lifecycle
-			// Workflows sees the leave date with the disable.
-			for k, v := range fields {
-				steps[0].Fields[k] = v
-			}
-			for k, v := range changes {
-				steps[0].Changes[k] = v
-			}
 		case fields["userPrincipalName"] != nil && row.UPNReleasedBy != "":
 			update.Message = fmt.Sprintf("renamed from %s", c.UPN())
 			steps = append(steps, planSwap(update, row, d)...)
