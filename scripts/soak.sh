@@ -866,14 +866,19 @@ bad_unreported=$(psql_q -F ' ' -c "SELECT b.job, b.external_id, b.col, b.since F
 bad_reason_sample=$(psql_q -c "SELECT left(o.message, 140) FROM entraprov.sync_operations o JOIN public.soak_bad b ON b.external_id = o.external_id
                                 WHERE o.status = 'failed' AND o.http_status IS NULL AND NOT b.hire ORDER BY o.run_id DESC, o.seq DESC LIMIT 1")
 # Every re-key and every hand-over is in the history: a rekey operation for
-# the new id, an adopt operation of the new job.
+# the new id, an adopt operation of the new job. An adoption claims the
+# account (its link) before its PATCH (migration 009): when a kill -9 ends
+# that run, its adopt is recorded interrupted and the next run sends the
+# rest as an update of the claimed account, so an adopt in any status, or
+# the new job's link itself, is the hand-over's evidence.
 rekeys_made=$(psql_q -c "SELECT count(*) FROM public.soak_rekeys")
 rekeys_missing=$(psql_q -F ' ' -c "SELECT k.old, k.new FROM public.soak_rekeys k WHERE NOT EXISTS (
    SELECT 1 FROM entraprov.sync_operations o WHERE o.external_id = k.new AND o.action = 'rekey' AND o.status = 'succeeded')")
 handovers=$(psql_q -c "SELECT count(*) FROM public.soak_handover")
 adopts_missing=$(psql_q -F ' ' -c "SELECT h.external_id, h.to_job, h.cycle FROM public.soak_handover h WHERE NOT EXISTS (
    SELECT 1 FROM entraprov.sync_operations o JOIN entraprov.sync_runs r ON r.id = o.run_id
-    WHERE r.job = h.to_job AND o.external_id = h.external_id AND o.action = 'adopt' AND o.status = 'succeeded')")
+    WHERE r.job = h.to_job AND o.external_id = h.external_id AND o.action = 'adopt')
+   AND NOT EXISTS (SELECT 1 FROM entraprov.directory_links l WHERE l.job = h.to_job AND l.external_id = h.external_id)")
 handover_failures=$(psql_q -c "SELECT count(*) FROM entraprov.sync_operations WHERE status = 'failed' AND message LIKE '%is managed by job soak%'")
 throttled=$(jq '.throttled' "$tmp/sim-counters.json")
 steps=$(jq '.batch_steps' "$tmp/sim-counters.json")
